@@ -1,0 +1,184 @@
+"""Claim bundles: a DSSE envelope over an in-toto Statement v1 about a suspect model.
+
+The subject is the suspect model's digest; the predicate carries everything an arbiter
+needs to re-check the claim offline (DESIGN.md "Claim bundle"):
+
+* the verification key and the registry **receipt** of its registration,
+* the receipt of the claim **intent**, whose checkpoint fixes the cut-and-choose
+  challenge, and a consistency proof from the registration's checkpoint to it,
+* the **openings** of the challenged items, the **queries** derived from them and the
+  suspect's **answers** as the owner observed them,
+* the owner's **evidence** — informational only: the verifier recomputes it.
+
+The envelope is signed by the owner's key, the one named in the registration::
+
+    bundle = ClaimBundle.from_json(Path("bundle.json").read_bytes())
+    report = verify_claim(bundle, log_key=load_vkey("registry/log.vkey"))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..commitments import ItemOpening
+from ..dsse import Envelope
+from ..errors import MalformedInputError
+from ..protocol.keys import VerificationKey
+from ..registry.receipt import Receipt
+from ..wire import Digest, Fields, b64encode, load_json, read_json_file
+
+__all__ = [
+    "STATEMENT_TYPE",
+    "PAYLOAD_TYPE",
+    "CLAIM_PREDICATE",
+    "VERDICT_PREDICATE",
+    "Answers",
+    "Statement",
+    "ClaimPredicate",
+    "ClaimBundle",
+]
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+CLAIM_PREDICATE = "https://claimkit.dev/claim/v1"
+VERDICT_PREDICATE = "https://claimkit.dev/verdict/v1"
+OBSERVERS = ("owner", "arbiter")
+MAX_QUERIES = 100_000
+MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+
+
+def _hash(value: Any, where: str) -> bytes:
+    return Fields({"h": value}, where).bytes("h", size=32)
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The suspect's answers to the queries, and who observed them."""
+
+    observer: str
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if self.observer not in OBSERVERS:
+            raise MalformedInputError(f"answers.observer: expected one of {', '.join(OBSERVERS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"observer": self.observer, "values": list(self.values)}
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str = "answers") -> Answers:
+        f = Fields(obj, where)
+        observer = f.str("observer", choices=OBSERVERS)
+        values = tuple(f.list("values", max_items=MAX_QUERIES))
+        f.done()
+        return cls(observer, values)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """An in-toto Statement v1 with one subject."""
+
+    subject_name: str
+    subject: Digest
+    predicate_type: str
+    predicate: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": [{"name": self.subject_name, "digest": self.subject.to_dict()}],
+            "predicateType": self.predicate_type,
+            "predicate": self.predicate,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str = "statement") -> Statement:
+        f = Fields(obj, where)
+        f.str("_type", choices=(STATEMENT_TYPE,))
+        subjects = f.list("subject", max_items=1)
+        if len(subjects) != 1:
+            raise MalformedInputError(f"{where}.subject: expected exactly one subject")
+        s = Fields(subjects[0], f"{where}.subject[0]")
+        name = s.str("name", max_len=1024)
+        digest = s.digest("digest")
+        s.done()
+        predicate_type = f.str("predicateType", max_len=256)
+        predicate = f.obj("predicate")
+        f.done()
+        return cls(name, digest, predicate_type, predicate)
+
+
+@dataclass(frozen=True)
+class ClaimPredicate:
+    verification_key: VerificationKey
+    registration: Receipt
+    intent: Receipt
+    consistency: tuple[bytes, ...]
+    openings: tuple[ItemOpening, ...]
+    queries: tuple[Any, ...]
+    answers: Answers
+    evidence: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verification_key": self.verification_key.to_dict(),
+            "registration": self.registration.to_dict(),
+            "intent": self.intent.to_dict(),
+            "consistency": [b64encode(h) for h in self.consistency],
+            "openings": [o.to_dict() for o in self.openings],
+            "queries": list(self.queries),
+            "answers": self.answers.to_dict(),
+            "evidence": self.evidence,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str = "predicate") -> ClaimPredicate:
+        f = Fields(obj, where)
+        vk = VerificationKey.from_dict(f.obj("verification_key"), f.path("verification_key"))
+        registration = Receipt.from_dict(f.obj("registration"), f.path("registration"))
+        intent = Receipt.from_dict(f.obj("intent"), f.path("intent"))
+        consistency = f.each("consistency", _hash, max_items=128)
+        openings = f.each("openings", ItemOpening.from_dict, max_items=MAX_QUERIES)
+        queries = tuple(f.list("queries", max_items=MAX_QUERIES))
+        answers = Answers.from_dict(f.obj("answers"), f.path("answers"))
+        evidence = f.obj("evidence")
+        f.done()
+        assert consistency is not None and openings is not None
+        return cls(vk, registration, intent, consistency, openings, queries, answers, evidence)
+
+
+@dataclass(frozen=True)
+class ClaimBundle:
+    """A parsed claim: the signed envelope and what its payload says."""
+
+    envelope: Envelope
+    statement: Statement
+    predicate: ClaimPredicate
+
+    @property
+    def suspect(self) -> Digest:
+        return self.statement.subject
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> ClaimBundle:
+        if envelope.payload_type != PAYLOAD_TYPE:
+            raise MalformedInputError(f"bundle: payloadType must be {PAYLOAD_TYPE}")
+        statement = Statement.from_dict(load_json(envelope.payload, what="bundle payload"))
+        if statement.predicate_type != CLAIM_PREDICATE:
+            raise MalformedInputError(f"bundle: predicateType must be {CLAIM_PREDICATE}")
+        return cls(envelope, statement, ClaimPredicate.from_dict(statement.predicate))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ClaimBundle:
+        return cls.from_envelope(Envelope.from_dict(
+            load_json(data, what="bundle", max_bytes=MAX_BUNDLE_BYTES)))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ClaimBundle:
+        return cls.from_envelope(Envelope.from_dict(
+            read_json_file(path, max_bytes=MAX_BUNDLE_BYTES)))
+
+    def to_json(self) -> bytes:
+        return self.envelope.to_json()

@@ -1,0 +1,319 @@
+"""The ``claimkit`` command line: a thin layer over the library API.
+
+Every command parses its arguments, calls one library function and prints the result;
+a :class:`~claimkit.errors.ClaimkitError` becomes one line on stderr and the exit code
+of its class (0 done or accepted, 1 rejected or a failed check, 2 malformed input or
+usage). Library modules are imported inside the commands so that ``claimkit verify``
+never pays for the registry's storage stack or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .errors import EXIT_MALFORMED, EXIT_OK, EXIT_REJECTED, ClaimkitError
+
+PASSPHRASE_ENV = "CLAIMKIT_PASSPHRASE"
+LOG_PASSPHRASE_ENV = "CLAIMKIT_LOG_PASSPHRASE"
+
+
+class _Group(click.Group):
+    """Turns library errors into one line and the right exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClaimkitError as e:
+            _fail(str(e), e.exit_code)
+        except OSError as e:
+            _fail(f"{e.filename or ''}: {e.strerror}" if e.strerror else str(e), EXIT_MALFORMED)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"claimkit: {message}", err=True)
+    sys.exit(code)
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(text)
+
+
+def _passphrase(env: str, prompt: str, *, confirm: bool = False) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        _fail(f"{prompt}: no terminal to ask on; set {env}", EXIT_MALFORMED)
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+def _load_identity(path: str) -> Any:
+    from .identity import Identity
+    return Identity.load(path, _passphrase(PASSPHRASE_ENV, f"passphrase for {path}"))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="claimkit")
+def cli() -> None:
+    """Prove, later and to anyone, that a suspect model came from your work.
+
+    Owners register commitments to their watermark keys in a transparency log before
+    release, and later make signed claim bundles that anyone can check offline.
+
+    Exit codes: 0 done or claim accepted, 1 claim rejected or a check failed,
+    2 malformed input or usage error.
+    """
+
+
+# -- keys ---------------------------------------------------------------------------------
+@cli.group(cls=_Group)
+def keys() -> None:
+    """Ed25519 identities for owners, arbiters and witnesses."""
+
+
+@keys.command("new")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Private key file to write (encrypted, mode 0600); the public half goes beside it as .pub.")
+@click.option("--name", default=None, help="A name for the identity (default: the file's stem).")
+@click.option("--strength", type=click.Choice(["interactive", "moderate", "sensitive"]),
+              default="interactive", show_default=True, help="Argon2id cost for the key file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def keys_new(out: str, name: str | None, strength: str, as_json: bool) -> None:
+    """Make a new identity: OUT (secret, encrypted) and OUT with .pub (public).
+
+    The passphrase comes from CLAIMKIT_PASSPHRASE or a prompt.
+
+    Example: claimkit keys new --out owner.key --name alice
+    """
+    from .identity import Identity
+    identity = Identity.generate(name or Path(out).stem)
+    identity.save(out, _passphrase(PASSPHRASE_ENV, f"new passphrase for {out}", confirm=True),
+                  strength=strength)
+    pub = Path(out).with_suffix(".pub")
+    _emit(as_json, {"key": out, "public": str(pub), "name": identity.public.name,
+                    "key_id": identity.public.key_id},
+          f"wrote {out} (secret) and {pub} (public); key id {identity.public.key_id}")
+
+
+# -- registry -----------------------------------------------------------------------------
+@cli.group(cls=_Group)
+def registry() -> None:
+    """Operate a local registry: an append-only, signed transparency log."""
+
+
+def _open_registry(directory: str, *, write: bool = False) -> Any:
+    from .registry.log import Registry
+    passphrase = None
+    if write:
+        passphrase = _passphrase(LOG_PASSPHRASE_ENV, f"passphrase for {directory}/log.key")
+    return Registry.open(directory, passphrase=passphrase)
+
+
+@registry.command("init")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--origin", default=None,
+              help="The log's name in checkpoints (default: claimkit.local/<dir name>).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def registry_init(directory: str, origin: str | None, as_json: bool) -> None:
+    """Create a registry in DIRECTORY: registry.db, log.key (encrypted), log.vkey, time.vkey.
+
+    The log key's passphrase comes from CLAIMKIT_LOG_PASSPHRASE or a prompt.
+
+    Example: claimkit registry init ./registry --origin example.org/claimkit
+    """
+    from .registry.log import Registry
+    origin = origin or f"claimkit.local/{Path(directory).resolve().name}"
+    passphrase = _passphrase(LOG_PASSPHRASE_ENV, f"new passphrase for {directory}/log.key",
+                             confirm=True)
+    with Registry.init(directory, origin=origin, passphrase=passphrase) as reg:
+        vkey = reg.log_key.to_vkey()
+    _emit(as_json, {"directory": directory, "origin": origin, "vkey": vkey},
+          f"registry {origin} created in {directory}\nverifier key: {vkey}")
+
+
+@registry.command("checkpoint")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print size, root and the note as JSON.")
+def registry_checkpoint(directory: str, as_json: bool) -> None:
+    """Print the latest signed checkpoint (a C2SP signed note).
+
+    Example: claimkit registry checkpoint ./registry > checkpoint.txt
+    """
+    with _open_registry(directory) as reg:
+        signed = reg.latest_checkpoint()
+    text = signed.to_bytes().decode()
+    cp = signed.checkpoint
+    if as_json:
+        _emit(True, {"origin": cp.origin, "size": cp.size, "root_hash": cp.root_hash.hex(),
+                     "note": text}, "")
+    else:
+        click.echo(text, nl=False)
+
+
+@registry.command("audit")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the audit report as JSON.")
+def registry_audit(directory: str, as_json: bool) -> None:
+    """Recompute the whole log and check every entry, node, checkpoint and claim.
+
+    Exit 0 when everything holds, 1 with the list of problems otherwise.
+
+    Example: claimkit registry audit ./registry
+    """
+    from tqdm import tqdm
+    with _open_registry(directory) as reg:
+        with tqdm(total=reg.size, unit="entry", disable=None, file=sys.stderr,
+                  desc="audit") as bar:
+            report = reg.audit(progress=lambda n: bar.update(n - bar.n))
+    lines = [f"{'ok' if report.ok else 'FAILED'}: {report.size} entries "
+             f"({report.registrations} registrations, {report.claims} claims), "
+             f"{report.checkpoints} checkpoints, root {report.root_hash.hex()}"]
+    lines += [f"  problem: {p}" for p in report.problems]
+    _emit(as_json, report.to_dict(), "\n".join(lines))
+    sys.exit(EXIT_OK if report.ok else EXIT_REJECTED)
+
+
+@registry.command("cosign")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The witness's key file (from `claimkit keys new`).")
+@click.option("--state", "state_path", required=True, type=click.Path(dir_okay=False),
+              help="The witness's memory of the checkpoints it has seen (created if absent).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def registry_cosign(directory: str, identity_path: str, state_path: str, as_json: bool) -> None:
+    """Witness the latest checkpoint: check it is consistent with the last one this
+    witness saw, then add a timestamped cosignature (C2SP tlog-cosignature).
+
+    A fork or rollback is refused with exit 1 and both checkpoints printed.
+
+    Example: claimkit registry cosign ./registry --identity arbiter.key --state arbiter.seen
+    """
+    from .registry.witness import Witness
+    identity = _load_identity(identity_path)
+    with _open_registry(directory) as reg:
+        witness = Witness(identity, state_path)
+        cosigned = witness.cosign(reg.latest_checkpoint(), reg.log_key, reg.consistency_proof)
+        reg.add_cosignature(cosigned)
+    cp = cosigned.checkpoint
+    _emit(as_json, {"origin": cp.origin, "size": cp.size, "witness": witness.verifier_key.to_vkey()},
+          f"cosigned {cp.origin} at size {cp.size} as {witness.verifier_key.to_vkey()}")
+
+
+# -- owner: register ----------------------------------------------------------------------
+@cli.command("register")
+@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The registry directory (a local log).")
+@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The owner's key file.")
+@click.option("--subject-digest", default=None, metavar="HEX",
+              help="SHA-256 of the model or dataset about to be released, to bind it too.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Receipt file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def register(keydir: str, registry_dir: str, identity_path: str, subject_digest: str | None,
+             out: str, as_json: bool) -> None:
+    """Register KEYDIR's verification key in the registry, before release.
+
+    Writes a receipt (the entry, its inclusion proof and the signed, timestamped
+    checkpoint) that anyone can check offline against the registry's log.vkey.
+
+    Example: claimkit register keys/ --registry ./registry --identity owner.key --out receipt.json
+    """
+    from .protocol.keys import VK_FILE, VerificationKey
+    from .registry.entries import Registration, sign_request
+    from .wire import Digest, atomic_write
+    from .errors import MalformedInputError
+    vk = VerificationKey.from_file(Path(keydir) / VK_FILE)
+    subject = None
+    if subject_digest is not None:
+        try:
+            subject = Digest(bytes.fromhex(subject_digest))
+        except ValueError:
+            raise MalformedInputError("--subject-digest: expected 64 hex digits") from None
+    identity = _load_identity(identity_path)
+    request = Registration(identity.public, vk.scheme, vk.digest, vk.items, subject)
+    with _open_registry(registry_dir, write=True) as reg:
+        receipt = reg.register(request, sign_request(request, identity))
+    atomic_write(out, receipt.to_json())
+    _emit(as_json, {"receipt": out, "index": receipt.index, "time_ms": receipt.entry.time_ms,
+                    "origin": receipt.checkpoint.origin},
+          f"registered as entry {receipt.index} of {receipt.checkpoint.origin} "
+          f"at {receipt.entry.time_ms} ms; receipt written to {out}")
+
+
+# -- arbiter: verify ----------------------------------------------------------------------
+@cli.command("verify")
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(dir_okay=False))
+@click.option("--registry-key", "registry_key", type=click.Path(dir_okay=False),
+              envvar="CLAIMKIT_REGISTRY_KEY",
+              help="The registry's log.vkey (or CLAIMKIT_REGISTRY_KEY). Required.")
+@click.option("--witness-key", "witness_keys", multiple=True, type=click.Path(dir_okay=False),
+              help="A witness's vkey that must have cosigned the registration (repeatable).")
+@click.option("--sign-verdict", "verdict_key", type=click.Path(exists=True, dir_okay=False),
+              help="Sign the verdict with this arbiter key file.")
+@click.option("--verdict-out", type=click.Path(dir_okay=False),
+              help="Where to write the signed verdict (default: BUNDLE with .verdict.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(bundle_path: str, registry_key: str | None, witness_keys: tuple[str, ...],
+           verdict_key: str | None, verdict_out: str | None, as_json: bool) -> None:
+    """Check a claim bundle offline and recompute its statistics.
+
+    Exit 0: the claim is accepted. Exit 1: rejected (a failed check, or statistics that
+    do not support ownership). Exit 2: malformed bundle or arguments.
+
+    Example: claimkit verify bundle.json --registry-key registry/log.vkey
+    """
+    from .claim.bundle import ClaimBundle
+    from .claim.verify import verify_claim
+    from .errors import MalformedInputError, VerificationError
+    from .registry.receipt import load_vkey
+    if registry_key is None:
+        raise MalformedInputError("--registry-key is required: the registry's log.vkey you trust")
+    log_key = load_vkey(registry_key)
+    witnesses = [load_vkey(p) for p in witness_keys]
+    bundle = ClaimBundle.from_file(bundle_path)
+    reasons: tuple[str, ...] = ()
+    report = None
+    try:
+        report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses)
+    except VerificationError as e:
+        reasons = (str(e),)
+    accepted = report is not None and report.accepted
+    if verdict_key is not None:
+        from .claim.verdict import make_verdict
+        from .wire import atomic_write
+        envelope = make_verdict(bundle, report, _load_identity(verdict_key), reasons=reasons)
+        target = verdict_out or str(Path(bundle_path).with_suffix(".verdict.json"))
+        atomic_write(target, envelope.to_json())
+    if report is None:
+        _emit(as_json, {"decision": "reject", "reasons": list(reasons)},
+              f"REJECTED: {reasons[0]}")
+        sys.exit(EXIT_REJECTED)
+    result = report.evidence.result
+    text = (f"{'ACCEPTED' if accepted else 'REJECTED'}: {report.scheme} claim by "
+            f"{report.owner.name} ({report.owner.key_id[:16]}) on {report.suspect.hex[:16]}\n"
+            f"  registered: entry {report.registration_index} of {report.origin} at "
+            f"{report.registration_time_ms} ms; claim intent entry {report.intent_index}\n"
+            f"  opened {len(report.opened)} items; {result.test} test: statistic "
+            f"{result.statistic:g}, p = {result.p_value:.3g} (alpha {result.alpha:g}), "
+            f"answers observed by the {report.observer}")
+    _emit(as_json, report.to_dict(), text)
+    sys.exit(EXIT_OK if accepted else EXIT_REJECTED)
+
+
+def main() -> None:
+    cli(prog_name="claimkit")
+
+
+if __name__ == "__main__":
+    main()

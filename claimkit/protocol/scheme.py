@@ -1,0 +1,153 @@
+"""The Scheme interface (Adi et al. 2018, §3) split so that Verify can run without torch.
+
+A watermarking scheme is KeyGen / Mark / Verify. claimkit splits Verify in two:
+
+* ``queries(vk, openings)`` — what to ask the suspect model, derived from the opened
+  items alone (pure);
+* ``decide(vk, openings, answers)`` — the statistical decision from the recorded
+  answers (pure), so an arbiter recomputes it offline from a bundle and a bundle
+  never asks to be believed.
+
+Those two live in a :class:`Decider`, registered by scheme name in this pure layer. The
+torch side of a scheme (keygen, mark, answering queries with a model) lives in
+``claimkit/schemes/`` and adds :class:`Scheme`'s other methods on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+from ..commitments import ItemOpening
+from ..errors import MalformedInputError
+from ..wire import Fields
+from .keys import MarkingKey, VerificationKey
+from .stats import TestResult, all_but_epsilon, binomial_test
+
+__all__ = [
+    "Evidence",
+    "Decider",
+    "Scheme",
+    "register_decider",
+    "decider_for",
+    "LabelMatchDecider",
+]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What Verify concluded and from what: raw observations, the test and its result."""
+
+    scheme: str
+    observations: tuple[Any, ...]
+    result: TestResult
+    details: dict[str, Any]
+
+    @property
+    def accepted(self) -> bool:
+        return self.result.reject_null
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scheme": self.scheme, "observations": list(self.observations),
+                "result": self.result.to_dict(), "details": self.details,
+                "decision": "accept" if self.accepted else "reject"}
+
+
+@runtime_checkable
+class Decider(Protocol):
+    """The pure half of Verify for one scheme."""
+
+    name: str
+
+    def check_params(self, vk: VerificationKey) -> None: ...
+
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]: ...
+
+    def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
+               answers: Sequence[Any]) -> Evidence: ...
+
+
+class Scheme(Decider, Protocol):
+    """A whole backend: the decider plus KeyGen and Mark (implemented in ``schemes/``)."""
+
+    def keygen(self, params: dict[str, Any], *, rng: Callable[[int], bytes]) -> MarkingKey: ...
+
+    def mark(self, target: Any, mk: MarkingKey, config: Any) -> Any: ...
+
+
+_DECIDERS: dict[str, Decider] = {}
+
+
+def register_decider(decider: Decider) -> Decider:
+    _DECIDERS[decider.name] = decider
+    return decider
+
+
+def decider_for(scheme: str) -> Decider:
+    try:
+        return _DECIDERS[scheme]
+    except KeyError:
+        raise MalformedInputError(f"unknown scheme {scheme!r} (known: "
+                                  f"{', '.join(sorted(_DECIDERS)) or 'none'})") from None
+
+
+class LabelMatchDecider:
+    """Items carry a committed ``label``; the suspect's answer to an item is a class index.
+
+    Decision (Adi et al. 2018, §3 Verify, made statistical): the number of answers that
+    equal the committed labels is tested against the rate ``p0`` at which an independent
+    model matches random labels, ``1 / num_classes`` unless the key fixes ``p0``, with
+    the exact one-sided binomial test at level ``alpha``. The paper's all-but-ε rule is
+    reported beside it. Public parameters (in the verification key):
+    ``num_classes`` (int ≥ 2), ``alpha`` (default 0.01), ``epsilon`` (default 0.1),
+    optional ``p0``.
+    """
+
+    def __init__(self, name: str, query_field: str) -> None:
+        self.name = name
+        self.query_field = query_field
+
+    def _params(self, vk: VerificationKey) -> tuple[int, float, float, float]:
+        f = Fields(vk.params, "verification_key.params")
+        classes = f.int("num_classes", lo=2, hi=1 << 20)
+        alpha = f.float("alpha", lo=1e-300, hi=0.5, optional=True)
+        epsilon = f.float("epsilon", lo=0.0, hi=1.0, optional=True)
+        p0 = f.float("p0", lo=1e-12, hi=1 - 1e-12, optional=True)
+        return (classes, 0.01 if alpha is None else alpha,
+                0.1 if epsilon is None else epsilon, 1 / classes if p0 is None else p0)
+
+    def check_params(self, vk: VerificationKey) -> None:
+        self._params(vk)
+
+    def _label(self, opening: ItemOpening, classes: int) -> int:
+        f = Fields(opening.value, f"opening[{opening.index}].value")
+        return f.int("label", hi=classes - 1)
+
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]:
+        out = []
+        for opening in openings:
+            if not isinstance(opening.value, dict) or self.query_field not in opening.value:
+                raise MalformedInputError(
+                    f"opening[{opening.index}].value: missing {self.query_field!r}")
+            out.append(opening.value[self.query_field])
+        return out
+
+    def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
+               answers: Sequence[Any]) -> Evidence:
+        classes, alpha, epsilon, p0 = self._params(vk)
+        if len(answers) != len(openings):
+            raise MalformedInputError(
+                f"answers: {len(answers)} answers for {len(openings)} opened items")
+        matches = 0
+        for i, (opening, answer) in enumerate(zip(openings, answers)):
+            if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < classes:
+                raise MalformedInputError(f"answers[{i}]: expected a class index below {classes}")
+            matches += answer == self._label(opening, classes)
+        n = len(answers)
+        result = binomial_test(matches, n, p0, alpha=alpha)
+        details = {"matches": matches, "n": n, "p0": p0, "epsilon": epsilon,
+                   "all_but_epsilon": all_but_epsilon(matches, n, epsilon)}
+        return Evidence(self.name, tuple(answers), result, details)
+
+
+register_decider(LabelMatchDecider("trigger-set", "image"))

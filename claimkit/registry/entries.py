@@ -1,0 +1,264 @@
+"""The leaves of the registry log: signed requests stamped with the registry's time.
+
+Two kinds of request are logged (Adi et al. 2018, §4 "publish vk on a time-stamped
+bulletin board before release"; App. A cut-and-choose):
+
+* a **registration** binds an owner's key to a verification-key digest (and, if given,
+  the digest of the model or dataset about to be released);
+* a **claim intent** announces, before any item is opened, that the owner will claim
+  against a suspect model. The cut-and-choose challenge is derived from the tree head
+  that ends with this very entry, so every attempt is public and cannot be ground.
+
+Each request is signed by the owner over ``b"claimkit/request/v1\\n" || JCS(request)``;
+the registry adds the time (UNIX milliseconds, never decreasing along the log) and, for
+an intent, the items that earlier claims on the same registration already opened.
+The leaf data is the RFC 8785 canonical JSON of the whole entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from ..challenge import challenge_seed, select_items
+from ..errors import MalformedInputError, VerificationError
+from ..identity import Identity, PublicIdentity
+from ..wire import Digest, Fields, b64encode, canonical_json, load_json
+from . import merkle
+
+__all__ = [
+    "REQUEST_DOMAIN",
+    "ENTRY_TYPE",
+    "Registration",
+    "ClaimIntent",
+    "Request",
+    "LogEntry",
+    "sign_request",
+    "opened_items",
+]
+
+REQUEST_DOMAIN = b"claimkit/request/v1\n"
+ENTRY_TYPE = "claimkit/log-entry/v1"
+MAX_ITEMS = 1 << 20
+MAX_ENTRY_BYTES = 1 << 20
+SCHEME_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _owner_to_dict(owner: PublicIdentity) -> dict[str, str]:
+    return {"name": owner.name, "public_key": b64encode(owner.public_key)}
+
+
+def _owner_from_dict(obj: Any, where: str) -> PublicIdentity:
+    f = Fields(obj, where)
+    name = f.str("name", max_len=64)
+    key = f.bytes("public_key", size=32)
+    f.done()
+    return PublicIdentity(name, key)
+
+
+def _scheme(name: str, where: str) -> str:
+    if not name or len(name) > 32 or not set(name) <= SCHEME_NAME_CHARS:
+        raise MalformedInputError(f"{where}: scheme names are 1-32 of [a-z0-9-]")
+    return name
+
+
+@dataclass(frozen=True)
+class Registration:
+    """An owner's commitment to a verification key, logged before release."""
+
+    owner: PublicIdentity
+    scheme: str
+    verification_key: Digest
+    items: int
+    subject: Digest | None = None
+
+    kind = "registration"
+
+    def __post_init__(self) -> None:
+        _scheme(self.scheme, "registration.scheme")
+        if not 1 <= self.items <= MAX_ITEMS:
+            raise MalformedInputError(f"registration.items: must be within [1, {MAX_ITEMS}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "owner": _owner_to_dict(self.owner),
+            "scheme": self.scheme,
+            "verification_key": self.verification_key.to_dict(),
+            "items": self.items,
+        }
+        if self.subject is not None:
+            out["subject"] = self.subject.to_dict()
+        return out
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> Registration:
+        owner = _owner_from_dict(f.obj("owner"), f.path("owner"))
+        scheme = _scheme(f.str("scheme", max_len=32), f.path("scheme"))
+        vk = f.digest("verification_key")
+        items = f.int("items", lo=1, hi=MAX_ITEMS)
+        subject = f.digest("subject", optional=True)
+        return cls(owner, scheme, vk, items, subject)
+
+
+@dataclass(frozen=True)
+class ClaimIntent:
+    """The announcement of claim number ``counter`` against ``suspect``, opening ``open`` items."""
+
+    owner: PublicIdentity
+    registration_index: int
+    registration_entry: Digest
+    suspect: Digest
+    counter: int
+    open: int
+
+    kind = "claim-intent"
+
+    def __post_init__(self) -> None:
+        if self.registration_index < 0 or self.counter < 0:
+            raise MalformedInputError("claim intent: index and counter must be non-negative")
+        if not 1 <= self.open <= MAX_ITEMS:
+            raise MalformedInputError(f"claim intent: open must be within [1, {MAX_ITEMS}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "owner": _owner_to_dict(self.owner),
+            "registration": {"index": self.registration_index,
+                             "entry": self.registration_entry.to_dict()},
+            "suspect": self.suspect.to_dict(),
+            "counter": self.counter,
+            "open": self.open,
+        }
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> ClaimIntent:
+        owner = _owner_from_dict(f.obj("owner"), f.path("owner"))
+        reg = Fields(f.obj("registration"), f.path("registration"))
+        index = reg.int("index")
+        entry = reg.digest("entry")
+        reg.done()
+        suspect = f.digest("suspect")
+        counter = f.int("counter", hi=1 << 32)
+        k = f.int("open", lo=1, hi=MAX_ITEMS)
+        return cls(owner, index, entry, suspect, counter, k)
+
+
+Request = Union[Registration, ClaimIntent]
+_KINDS: dict[str, type[Registration] | type[ClaimIntent]] = {
+    "registration": Registration,
+    "claim-intent": ClaimIntent,
+}
+
+
+def request_from_dict(obj: Any, where: str = "request") -> Request:
+    f = Fields(obj, where)
+    kind = f.str("kind", choices=tuple(_KINDS))
+    request = _KINDS[kind].from_fields(f)
+    f.done()
+    return request
+
+
+def signed_bytes(request: Request) -> bytes:
+    """The bytes the owner signs: a domain tag, then the request's canonical JSON."""
+    return REQUEST_DOMAIN + canonical_json(request.to_dict())
+
+
+def sign_request(request: Request, identity: Identity) -> bytes:
+    if identity.public.public_key != request.owner.public_key:
+        raise MalformedInputError("the request names another owner than the signing identity")
+    return identity.sign(signed_bytes(request))
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One leaf of the log: a signed request, its registry time and registry notes."""
+
+    request: Request
+    signature: bytes
+    time_ms: int
+    spent: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.signature) != 64:
+            raise MalformedInputError("entry.signature: expected 64 bytes")
+        if not 0 <= self.time_ms < 1 << 53:
+            raise MalformedInputError("entry.time_ms: out of range")
+        is_intent = isinstance(self.request, ClaimIntent)
+        if is_intent != (self.spent is not None):
+            raise MalformedInputError("entry.spent: present exactly on claim intents")
+        if self.spent is not None and list(self.spent) != sorted(set(self.spent)):
+            raise MalformedInputError("entry.spent: must be strictly increasing")
+
+    @property
+    def kind(self) -> str:
+        return self.request.kind
+
+    def verify_signature(self) -> None:
+        """Raise unless the owner named in the request signed it."""
+        try:
+            self.request.owner.verify(self.signature, signed_bytes(self.request))
+        except VerificationError:
+            raise VerificationError("log entry: the owner's signature on the request is invalid") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": ENTRY_TYPE,
+            "request": self.request.to_dict(),
+            "signature": b64encode(self.signature),
+            "time_ms": self.time_ms,
+        }
+        if self.spent is not None:
+            out["spent"] = list(self.spent)
+        return out
+
+    def to_bytes(self) -> bytes:
+        """The leaf data: canonical JSON of the entry."""
+        return canonical_json(self.to_dict())
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.of(self.to_bytes())
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return merkle.leaf_hash(self.to_bytes())
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str = "entry") -> LogEntry:
+        f = Fields(obj, where)
+        f.str("type", choices=(ENTRY_TYPE,))
+        request = request_from_dict(f.obj("request"), f.path("request"))
+        signature = f.bytes("signature", size=64)
+        time_ms = f.int("time_ms", hi=(1 << 53) - 1)
+        spent_list = f.list("spent", max_items=MAX_ITEMS, optional=True)
+        f.done()
+        spent = None
+        if spent_list is not None:
+            if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < MAX_ITEMS
+                       for i in spent_list):
+                raise MalformedInputError(f"{where}.spent: expected item indices")
+            spent = tuple(spent_list)
+        return cls(request, signature, time_ms, spent)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LogEntry:
+        """Parse leaf data; it must be exactly the canonical form (one entry, one leaf hash)."""
+        entry = cls.from_dict(load_json(data, what="log entry", max_bytes=MAX_ENTRY_BYTES))
+        if entry.to_bytes() != data:
+            raise MalformedInputError("log entry: not in canonical JSON form")
+        return entry
+
+
+def opened_items(registration: Registration, intent_entry: LogEntry, origin: str, size: int,
+                 root: bytes) -> tuple[int, ...]:
+    """The items a claim intent opens: its challenge over the unspent items.
+
+    ``size`` and ``root`` are the tree head that ends with the intent entry itself.
+    """
+    intent = intent_entry.request
+    assert isinstance(intent, ClaimIntent)
+    seed = challenge_seed(vk=registration.verification_key.value, origin=origin, size=size,
+                          root=root, suspect=intent.suspect.value, counter=intent.counter)
+    return select_items(seed, items=registration.items, spent=intent_entry.spent or (),
+                        k=intent.open)

@@ -1,0 +1,117 @@
+"""Crash safety and concurrency of the registry, with real processes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from claimkit.registry import merkle
+from claimkit.registry.log import Registry
+
+from conftest import PASSPHRASE
+
+WRITER = textwrap.dedent("""
+    import sys
+    from claimkit.identity import Identity
+    from claimkit.registry.entries import Registration, sign_request
+    from claimkit.registry.log import Registry
+    from claimkit.wire import Digest
+    directory, tag, batches, batch, log_path = sys.argv[1:6]
+    owner = Identity.generate("w" + tag)
+    reg = Registry.open(directory, passphrase=sys.argv[6])
+    seen = open(log_path + ".cp", "a")
+    with open(log_path, "a") as log:
+        for b in range(int(batches)):
+            pairs = []
+            for i in range(int(batch)):
+                r = Registration(owner.public, "test-lookup",
+                                 Digest.of(f"{tag}-{b}-{i}".encode()), 8)
+                pairs.append((r, sign_request(r, owner)))
+            receipts = reg.append(pairs)
+            # Written only after append returned: these entries must survive a crash.
+            for rc in receipts:
+                log.write(f"{rc.index} {rc.entry.digest.hex}\\n")
+            log.flush()
+            cp = receipts[-1].checkpoint
+            seen.write(f"{cp.size} {cp.root_hash.hex()}\\n")
+            seen.flush()
+""")
+
+
+def start_writer(directory: Path, tag: str, batches: int, batch: int, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(directory), tag, str(batches),
+                             str(batch), str(log), PASSPHRASE])
+
+
+def returned_entries(log: Path) -> dict[int, str]:
+    out = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            index, digest = line.split()
+            out[int(index)] = digest
+    return out
+
+
+def test_sigkill_mid_batch_loses_nothing_that_returned(registry, tmp_path):
+    directory = registry.directory
+    registry.close()
+    log = tmp_path / "returned.txt"
+    proc = start_writer(directory, "k", 10_000, 200, log)
+    deadline = time.monotonic() + 60
+    while len(returned_entries(log)) < 2_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.13)  # land somewhere inside a later batch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    returned = returned_entries(log)
+    assert len(returned) >= 2_000
+    with Registry.open(directory) as reg:
+        report = reg.audit()
+        assert report.ok, report.problems
+        assert reg.size >= len(returned)
+        for index, digest in returned.items():
+            assert reg.entry(index).digest.hex == digest
+
+
+def test_four_writers_make_one_linear_log(registry, tmp_path):
+    directory = registry.directory
+    registry.close()
+    logs = [tmp_path / f"w{i}.txt" for i in range(4)]
+    procs = [start_writer(directory, str(i), 15, 20, logs[i]) for i in range(4)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0
+    with Registry.open(directory) as reg:
+        assert reg.size == 4 * 15 * 20
+        report = reg.audit()
+        assert report.ok, report.problems
+        all_returned: dict[int, str] = {}
+        for log in logs:
+            entries = returned_entries(log)
+            assert not set(entries) & set(all_returned), "two writers got the same index"
+            all_returned.update(entries)
+        assert sorted(all_returned) == list(range(reg.size))
+        # Every checkpoint any writer observed is consistent with every later one.
+        observed = set()
+        for log in logs:
+            for line in Path(str(log) + ".cp").read_text().splitlines():
+                size, root = line.split()
+                observed.add((int(size), bytes.fromhex(root)))
+        observed.add((reg.size, reg.root_at(reg.size)))
+        for (s1, r1), (s2, r2) in itertools.combinations(sorted(observed), 2):
+            merkle.verify_consistency(s1, s2, reg.consistency_proof(s1, s2), r1, r2)
+
+
+def test_no_partial_state_after_kill_during_init(tmp_path):
+    """Killing a writer never leaves a database that fails to open."""
+    reg = Registry.init(tmp_path / "r", origin="test.example/x", passphrase=PASSPHRASE,
+                        key_strength="min")
+    reg.close()
+    assert os.stat(tmp_path / "r" / "log.key").st_mode & 0o777 == 0o600
+    with Registry.open(tmp_path / "r") as again:
+        assert again.size == 0 and again.audit().ok

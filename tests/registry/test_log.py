@@ -1,0 +1,117 @@
+"""The registry log: receipts, proofs, timestamps, audits and the keys of a registry."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from claimkit.errors import KeyFileError, MalformedInputError, RegistryError, VerificationError
+from claimkit.identity import Identity
+from claimkit.registry import merkle
+from claimkit.registry.entries import LogEntry, Registration, sign_request
+from claimkit.registry.log import Registry
+from claimkit.registry.receipt import Receipt, load_vkey
+from claimkit.wire import Digest
+
+from conftest import PASSPHRASE, register_many
+
+
+def test_receipt_round_trip_and_offline_verification(registry, registration):
+    receipt = Receipt.from_json(registration.to_json())
+    assert receipt == registration
+    vkey = load_vkey(registry.directory / "log.vkey")
+    checkpoint = receipt.verify(vkey)
+    assert checkpoint.size == 1 and checkpoint.origin == "test.example/claimkit"
+
+
+def test_receipt_from_another_log_is_rejected(registry, registration, tmp_path):
+    other = Registry.init(tmp_path / "other", origin="test.example/claimkit",
+                          passphrase=PASSPHRASE, key_strength="min")
+    with pytest.raises(VerificationError):
+        registration.verify(other.log_key)
+    other.close()
+
+
+def test_proofs_match_an_in_memory_tree(registry, owner):
+    register_many(registry, owner, 137)
+    tree = merkle.MemoryTree()
+    for i in range(registry.size):
+        tree.append(registry.store.entry(i))
+    assert registry.root_at(137) == tree.root()
+    for size in (1, 2, 5, 64, 100, 137):
+        assert registry.root_at(size) == tree.root(size)
+        for index in (0, size // 2, size - 1):
+            assert registry.inclusion_proof(index, size) == tree.inclusion_proof(index, size)
+    for a, b in [(1, 137), (5, 64), (64, 100), (100, 137), (137, 137)]:
+        assert registry.consistency_proof(a, b) == tree.consistency_proof(a, b)
+
+
+def test_time_is_assigned_by_the_registry_and_never_decreases(registry, owner, clock):
+    register_many(registry, owner, 3)
+    clock.now -= 3600  # the wall clock jumps back an hour
+    register_many(registry, owner, 3)
+    times = [registry.entry(i).time_ms for i in range(registry.size)]
+    assert times == sorted(times)
+
+
+def test_bad_signature_is_refused(registry, owner):
+    request = Registration(owner.public, "test-lookup", Digest.of(b"x"), 4)
+    with pytest.raises(VerificationError):
+        registry.register(request, bytes(64))
+    assert registry.size == 0
+
+
+def test_read_only_registry_cannot_append(registry, owner):
+    with Registry.open(registry.directory) as ro:
+        request = Registration(owner.public, "test-lookup", Digest.of(b"x"), 4)
+        with pytest.raises(RegistryError, match="read-only"):
+            ro.register(request, sign_request(request, owner))
+        assert ro.size == 0
+
+
+def test_wrong_passphrase(registry):
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        Registry.open(registry.directory, passphrase="nope")
+
+
+def test_init_refuses_an_existing_registry(registry):
+    with pytest.raises(RegistryError, match="already"):
+        Registry.init(registry.directory, origin="x.example/y", passphrase=PASSPHRASE,
+                      key_strength="min")
+
+
+def test_audit_is_clean_then_catches_tampering(registry, owner):
+    register_many(registry, owner, 50)
+    assert registry.audit().ok
+    db = sqlite3.connect(registry.directory / "registry.db")
+    data = db.execute("SELECT data FROM entries WHERE idx = 7").fetchone()[0]
+    db.execute("UPDATE entries SET data = ? WHERE idx = 7", (data.replace(b'"items":16', b'"items":17'),))
+    db.commit()
+    db.close()
+    report = registry.audit()
+    assert not report.ok
+    assert any("entry 7" in p for p in report.problems)
+    assert any("node" in p for p in report.problems)
+
+
+def test_audit_catches_a_rewritten_checkpoint(registry, owner):
+    register_many(registry, owner, 4)
+    cp = registry.store.checkpoint()
+    registry.store.conn.execute("UPDATE checkpoints SET note = ? WHERE size = 4",
+                                (cp.replace(b"\n4\n", b"\n3\n"),))
+    assert not registry.audit().ok
+
+
+def test_entries_must_be_canonical(registration):
+    data = registration.entry.to_bytes()
+    assert LogEntry.from_bytes(data) == registration.entry
+    with pytest.raises(MalformedInputError, match="canonical"):
+        LogEntry.from_bytes(data.replace(b'{"kind"', b'{ "kind"'))
+
+
+def test_request_signed_by_another_identity_is_refused(owner):
+    mallory = Identity.generate("mallory", seed=b"\x66" * 32)
+    request = Registration(owner.public, "test-lookup", Digest.of(b"x"), 4)
+    with pytest.raises(MalformedInputError):
+        sign_request(request, mallory)

@@ -1,0 +1,122 @@
+"""The CLI contract: commands, exit codes, one-line errors, help everywhere."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from claimkit.claim.make import make_claim
+from claimkit.cli import cli
+from claimkit.identity import Identity
+from claimkit.registry.log import Registry
+from claimkit.registry.receipt import Receipt
+
+from conftest import PASSPHRASE, lookup_keys, marked_model, LookupModel
+
+ENV = {"CLAIMKIT_PASSPHRASE": PASSPHRASE, "CLAIMKIT_LOG_PASSPHRASE": PASSPHRASE}
+
+
+def run(*args: str, env: dict | None = None):
+    result = CliRunner().invoke(cli, list(args), env=env or ENV)
+    return result
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from all_commands(command, prefix + (name,))
+
+
+def test_every_command_has_help_with_an_example():
+    for path, command in all_commands(cli):
+        result = run(*path, "--help")
+        assert result.exit_code == 0, path
+        assert command.help, path
+        if not isinstance(command, click.Group):
+            assert "Example:" in command.help, path
+
+
+def test_owner_registry_arbiter_story(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "owner.key", "--strength", "interactive").exit_code == 0
+    assert (tmp_path / "owner.pub").exists()
+    result = run("registry", "init", "reg", "--origin", "test.example/cli", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["origin"] == "test.example/cli"
+
+    mk = lookup_keys(items=40)
+    mk.save(tmp_path / "keys", PASSPHRASE, strength="min")
+    result = run("register", "keys", "--registry", "reg", "--identity", "owner.key",
+                 "--out", "receipt.json", "--json")
+    assert result.exit_code == 0, result.output
+    receipt = Receipt.from_file(tmp_path / "receipt.json")
+
+    owner = Identity.load(tmp_path / "owner.key", PASSPHRASE)
+    with Registry.open(tmp_path / "reg", passphrase=PASSPHRASE) as reg:
+        stolen, independent = marked_model(mk), LookupModel({}, default=1)
+        good = make_claim(reg, mk, receipt, stolen.digest, ask=stolen.answer, identity=owner, k=15)
+        bad = make_claim(reg, mk, receipt, independent.digest, ask=independent.answer,
+                         identity=owner, k=15)
+    (tmp_path / "good.json").write_bytes(good.to_json())
+    (tmp_path / "bad.json").write_bytes(bad.to_json())
+
+    result = run("verify", "good.json", "--registry-key", "reg/log.vkey", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["decision"] == "accept"
+    result = run("verify", "bad.json", "--registry-key", "reg/log.vkey")
+    assert result.exit_code == 1 and "REJECTED" in result.output
+
+    assert run("keys", "new", "--out", "arbiter.key", "--strength", "interactive").exit_code == 0
+    result = run("verify", "good.json", "--registry-key", "reg/log.vkey",
+                 "--sign-verdict", "arbiter.key", "--verdict-out", "verdict.json")
+    assert result.exit_code == 0 and (tmp_path / "verdict.json").exists()
+
+    assert run("registry", "audit", "reg").exit_code == 0
+    result = run("registry", "checkpoint", "reg")
+    assert result.exit_code == 0 and result.output.startswith("test.example/cli\n")
+    result = run("registry", "cosign", "reg", "--identity", "arbiter.key", "--state", "seen.json")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"\xff\xfe", b"[" * 10_000 + b"]" * 10_000,
+                                     b'{"payload": "", "payloadType": "x", "signatures": []}'])
+def test_malformed_bundles_exit_2_with_one_line(tmp_path, content):
+    (tmp_path / "b.json").write_bytes(content)
+    (tmp_path / "log.vkey").write_text("x+00000000+AQ==\n")
+    result = run("verify", str(tmp_path / "b.json"), "--registry-key", str(tmp_path / "log.vkey"))
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_registry_key_is_a_usage_error(tmp_path):
+    (tmp_path / "b.json").write_text("{}")
+    result = run("verify", str(tmp_path / "b.json"), env={})
+    assert result.exit_code == 2 and "--registry-key" in result.output
+
+
+def test_wrong_passphrase_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "o.key").exit_code == 0
+    assert run("registry", "init", "reg").exit_code == 0
+    lookup_keys(items=8).save(tmp_path / "k", PASSPHRASE, strength="min")
+    result = run("register", "k", "--registry", "reg", "--identity", "o.key", "--out", "r.json",
+                 env={**ENV, "CLAIMKIT_PASSPHRASE": "wrong"})
+    assert result.exit_code == 2
+    assert "wrong passphrase" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_verify_never_imports_torch_or_the_storage_stack():
+    code = ("import sys; from claimkit.cli import cli; "
+            "from claimkit.claim.verify import verify_claim; "
+            "from claimkit.claim.bundle import ClaimBundle; "
+            "bad = [m for m in ('torch', 'sqlite_utils', 'scipy', 'numpy') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,91 @@
+"""Strict parsing and canonical bytes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from claimkit.errors import MalformedInputError
+from claimkit.wire import (Digest, Fields, atomic_write, b64decode, b64encode, canonical_json,
+                           load_json)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20)
+
+
+def test_rfc8785_known_answer():
+    # RFC 8785 §3.2.2 sorts keys by UTF-16 code units and writes numbers the ECMAScript way.
+    assert canonical_json({"b": [1, 2.0, "é"], "a": None, "\u20ac": True, "\U0001f600": 1}) == \
+        '{"a":null,"b":[1,2,"é"],"€":true,"😀":1}'.encode()  # U+20AC < U+D83D
+
+
+@given(json_values)
+def test_canonical_json_round_trips(value):
+    assert canonical_json(load_json(canonical_json(value))) == canonical_json(value)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b'{"a": 1, "a": 2}', "duplicate key"),
+    (b'[NaN]', "NaN"),
+    (b'{"a": Infinity}', "Infinity"),
+    (b'\xff', "UTF-8"),
+    (b'{"a": ', "not valid JSON"),
+    (b'[' * 40 + b']' * 40, "deeper"),
+    (b'[' * 100_000, "not valid JSON|deeper"),
+])
+def test_untrusted_json_is_refused(data, message):
+    with pytest.raises(MalformedInputError, match=message):
+        load_json(data)
+
+
+def test_size_limit():
+    with pytest.raises(MalformedInputError, match="larger"):
+        load_json(b"[" + b"1," * 100 + b"1]", max_bytes=50)
+
+
+def test_base64_is_strict():
+    assert b64decode(b64encode(b"abc")) == b"abc"
+    for bad in ["YWJj\n", "YWJ", "YW=j", "YWJk=", "????"]:
+        with pytest.raises(MalformedInputError):
+            b64decode(bad)
+    with pytest.raises(MalformedInputError, match="expected 4 bytes"):
+        b64decode(b64encode(b"abc"), size=4)
+
+
+def test_digest_form():
+    d = Digest.of(b"")
+    assert d.to_dict() == {"sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}
+    assert Digest.from_dict(d.to_dict()) == d
+    for bad in [{"sha256": "E3" * 32}, {"sha256": "e3"}, {"sha512": "00"}, {"sha256": "e3" * 32, "x": 1}]:
+        with pytest.raises(MalformedInputError):
+            Digest.from_dict(bad)
+
+
+def test_fields_name_the_offending_field():
+    f = Fields({"n": "3", "extra": 1}, "thing")
+    with pytest.raises(MalformedInputError, match=r"thing\.n: expected an integer"):
+        f.int("n")
+    with pytest.raises(MalformedInputError, match=r"thing\.m: missing"):
+        f.int("m")
+    f2 = Fields({"n": 3, "extra": 1}, "thing")
+    f2.int("n")
+    with pytest.raises(MalformedInputError, match="unknown field 'extra'"):
+        f2.done()
+    with pytest.raises(MalformedInputError, match="outside"):
+        Fields({"n": 2**70}, "t").int("n")
+    with pytest.raises(MalformedInputError, match="expected an integer"):
+        Fields({"n": True}, "t").int("n")
+
+
+def test_atomic_write_sets_mode_and_replaces(tmp_path):
+    target = tmp_path / "secret"
+    atomic_write(target, b"one", mode=0o600)
+    atomic_write(target, b"two", mode=0o600)
+    assert target.read_bytes() == b"two"
+    assert os.stat(target).st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
