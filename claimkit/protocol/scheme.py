@@ -16,6 +16,7 @@ torch side of a scheme (keygen, mark, answering queries with a model) lives in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from ..commitments import ItemOpening
@@ -107,14 +108,14 @@ class LabelMatchDecider:
         self.name = name
         self.query_field = query_field
 
-    def _params(self, vk: VerificationKey) -> tuple[int, float, float, float]:
+    def _params(self, vk: VerificationKey) -> tuple[int, float, float, Fraction | float]:
         f = Fields(vk.params, "verification_key.params")
         classes = f.int("num_classes", lo=2, hi=1 << 20)
         alpha = f.float("alpha", lo=1e-300, hi=0.5, optional=True)
         epsilon = f.float("epsilon", lo=0.0, hi=1.0, optional=True)
         p0 = f.float("p0", lo=1e-12, hi=1 - 1e-12, optional=True)
         return (classes, 0.01 if alpha is None else alpha,
-                0.1 if epsilon is None else epsilon, 1 / classes if p0 is None else p0)
+                0.1 if epsilon is None else epsilon, Fraction(1, classes) if p0 is None else p0)
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
@@ -145,7 +146,7 @@ class LabelMatchDecider:
             matches += answer == self._label(opening, classes)
         n = len(answers)
         result = binomial_test(matches, n, p0, alpha=alpha)
-        details = {"matches": matches, "n": n, "p0": p0, "epsilon": epsilon,
+        details = {"matches": matches, "n": n, "p0": float(p0), "epsilon": epsilon,
                    "all_but_epsilon": all_but_epsilon(matches, n, epsilon)}
         return Evidence(self.name, tuple(answers), result, details)
 

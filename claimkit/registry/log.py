@@ -324,50 +324,44 @@ class Registry:
         problems: list[str] = []
         frontier = merkle.Frontier(0)
         checkpoint_sizes = {size for size, _ in self.store.iter_checkpoints()}
-        roots: dict[int, bytes] = {}
-        if 0 in checkpoint_sizes:
-            roots[0] = merkle.EMPTY_ROOT
+        roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
         computed_nodes: dict[tuple[int, int], bytes] = {}
-        registrations: dict[int, tuple[Registration, bytes]] = {}
         counters: dict[int, int] = {}
         spent: dict[int, set[int]] = {}
         recorded = self.store.spent_by_intent()
-        last_time = 0
-        claims = 0
+        last_time = registrations = claims = 0
         for index, data in self.store.iter_entries():
             if index != frontier.size:
                 problems.append(f"entry indices jump from {frontier.size - 1} to {index}")
                 break
-            try:
-                entry = LogEntry.from_bytes(data)
-                entry.verify_signature()
-            except (MalformedInputError, VerificationError) as e:
-                problems.append(f"entry {index}: {e}")
-                entry = None
             for node, value in frontier.append(merkle.leaf_hash(data)):
                 computed_nodes[node] = value
             if len(computed_nodes) >= 50_000:
                 self._compare_nodes(computed_nodes, problems)
             if frontier.size in checkpoint_sizes:
                 roots[frontier.size] = frontier.root()
-            if entry is None:
+            if progress and frontier.size % 1000 == 0:
+                progress(frontier.size)
+            try:
+                entry = LogEntry.from_bytes(data)
+                entry.verify_signature()
+            except (MalformedInputError, VerificationError) as e:
+                problems.append(f"entry {index}: {e}")
                 continue
             if entry.time_ms < last_time:
                 problems.append(f"entry {index}: time goes backwards")
             last_time = entry.time_ms
-            request = entry.request
-            if isinstance(request, Registration):
-                registrations[index] = (request, data)
+            if isinstance(entry.request, Registration):
+                registrations += 1
                 continue
             claims += 1
-            problems.extend(self._audit_intent(index, entry, registrations, counters, spent,
-                                               recorded, frontier))
-            if progress:
-                progress(index + 1)
+            problems.extend(self._audit_intent(index, entry, counters, spent, recorded, frontier))
+        if progress:
+            progress(frontier.size)
         self._compare_nodes(computed_nodes, problems)
         for size, note in self.store.iter_checkpoints():
             problems.extend(self._audit_checkpoint(size, note, roots))
-        return AuditReport(frontier.size, len(checkpoint_sizes), len(registrations), claims,
+        return AuditReport(frontier.size, len(checkpoint_sizes), registrations, claims,
                            frontier.root(), tuple(problems))
 
     def _compare_nodes(self, computed: dict[tuple[int, int], bytes], problems: list[str]) -> None:
@@ -384,17 +378,21 @@ class Registry:
                 problems.append(f"stored tree node {node} differs from the recomputed one")
         computed.clear()
 
-    def _audit_intent(self, index: int, entry: LogEntry,
-                      registrations: dict[int, tuple[Registration, bytes]],
-                      counters: dict[int, int], spent: dict[int, set[int]],
-                      recorded: dict[int, tuple[int, ...]],
+    def _audit_intent(self, index: int, entry: LogEntry, counters: dict[int, int],
+                      spent: dict[int, set[int]], recorded: dict[int, tuple[int, ...]],
                       frontier: merkle.Frontier) -> list[str]:
         intent = entry.request
         assert isinstance(intent, ClaimIntent)
         ref = intent.registration_index
-        if ref not in registrations:
+        try:
+            if ref >= index:
+                raise RegistryError("not earlier")
+            reg_bytes = self.store.entry(ref)
+            reg = LogEntry.from_bytes(reg_bytes).request
+            if not isinstance(reg, Registration):
+                raise RegistryError("not a registration")
+        except (RegistryError, MalformedInputError):
             return [f"entry {index}: claim intent names no earlier registration"]
-        reg, reg_bytes = registrations[ref]
         out = []
         if not Digest.of(reg_bytes).matches(intent.registration_entry):
             out.append(f"entry {index}: registration digest mismatch")

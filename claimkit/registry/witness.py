@@ -68,8 +68,13 @@ class CheckpointTracker:
                     f"rollback: {new.origin} presents size {new.size} after size {old.size} was seen",
                     seen=seen_text, presented=new_text)
             try:
-                proof = [] if new.size == old.size else prove(old.size, new.size)
-                merkle.verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+                if old.size == 0:  # the empty tree is a prefix of every tree
+                    if old.root_hash != merkle.EMPTY_ROOT:
+                        raise VerificationError("empty tree with a non-empty root")
+                else:
+                    proof = [] if new.size == old.size else prove(old.size, new.size)
+                    merkle.verify_consistency(old.size, new.size, proof, old.root_hash,
+                                              new.root_hash)
             except (VerificationError, MalformedInputError):
                 raise InconsistentLogError(
                     f"fork: {new.origin} at size {new.size} is not consistent with the "

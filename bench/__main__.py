@@ -1,0 +1,20 @@
+"""Run a benchmark by name: python -m bench registry [--size N] [--quick]."""
+
+from __future__ import annotations
+
+import sys
+
+BENCHES = {"registry": "bench.registry"}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in BENCHES:
+        print(f"usage: python -m bench {{{','.join(BENCHES)}}} [options]", file=sys.stderr)
+        sys.exit(2)
+    import importlib
+    module = importlib.import_module(BENCHES[sys.argv[1]])
+    module.main(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

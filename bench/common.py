@@ -1,0 +1,57 @@
+"""Helpers shared by the benchmarks: device description, timing, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+
+def device() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def per_call(fn: Callable[[], Any], *, repeat: int, rounds: int = 5) -> dict[str, float]:
+    """Median and min over ``rounds`` of the mean time of ``repeat`` calls, in ms."""
+    fn()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        samples.append((time.perf_counter() - start) / repeat * 1000)
+    return {"median_ms": statistics.median(samples), "min_ms": min(samples)}
+
+
+def wall_of_process(argv: list[str], *, runs: int = 7, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Median wall seconds of a whole process, after one warm-up run."""
+    subprocess.run(argv, capture_output=True, env=env)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, env=env)
+        samples.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples)}
+
+
+def emit(name: str, results: dict[str, Any]) -> None:
+    out = {"bench": name, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+           "device": device(), "command": " ".join(["python -m bench"] + sys.argv[1:]),
+           "results": results}
+    print(json.dumps(out, indent=2))

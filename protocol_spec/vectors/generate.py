@@ -1,0 +1,77 @@
+"""Regenerate this implementation's own vectors: python protocol_spec/vectors/generate.py
+
+The vectors pin deterministic inputs (fixed seeds, nonces, clock) to the exact bytes and
+hashes claimkit produces, so a second implementation can check itself against them and
+claimkit's tests catch any change of wire format. Ed25519 signatures are deterministic
+(RFC 8032), so signed objects are reproducible too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from claimkit.commitments import ITEM_DOMAIN, CommittedItems, commit  # noqa: E402
+from claimkit.identity import Identity  # noqa: E402
+from claimkit.protocol.keys import VerificationKey  # noqa: E402
+from claimkit.registry import merkle  # noqa: E402
+from claimkit.registry.entries import LogEntry, Registration, sign_request  # noqa: E402
+from claimkit.wire import b64encode, canonical_json  # noqa: E402
+
+
+def nonce(i: int) -> bytes:
+    return hashlib.sha256(b"vector nonce %d" % i).digest()
+
+
+def commitments() -> dict:
+    values = [{"input": f"x{i}", "label": i % 10} for i in range(5)]
+    items = CommittedItems(tuple(values), tuple(nonce(i) for i in range(5)))
+    vk = VerificationKey("trigger-set", {"num_classes": 10}, items.size, items.root)
+    return {
+        "domain": ITEM_DOMAIN,
+        "items": [{"value": v, "nonce": nonce(i).hex(),
+                   "commitment": commit(ITEM_DOMAIN, nonce(i), v).hex()} for i, v in enumerate(values)],
+        "commitment_root": items.root.hex(),
+        "verification_key": vk.to_dict(),
+        "verification_key_jcs": canonical_json(vk.to_dict()).decode(),
+        "verification_key_digest": vk.digest.hex,
+        "opening_3": items.open(3).to_dict(),
+    }
+
+
+def registry() -> dict:
+    owner = Identity.generate("alice", seed=bytes(range(32)))
+    request = Registration(owner.public, "trigger-set", commitments_vk_digest(), 5)
+    signature = sign_request(request, owner)
+    entry = LogEntry(request, signature, 1_763_884_800_123)
+    data = entry.to_bytes()
+    return {
+        "owner_seed": bytes(range(32)).hex(),
+        "owner_public_key": b64encode(owner.public.public_key),
+        "signed_message": (b"claimkit/request/v1\n" + canonical_json(request.to_dict())).decode(),
+        "signature": b64encode(signature),
+        "entry_bytes": data.decode(),
+        "leaf_hash": merkle.leaf_hash(data).hex(),
+    }
+
+
+def commitments_vk_digest():
+    from claimkit.wire import Digest
+    return Digest(bytes.fromhex(commitments()["verification_key_digest"]))
+
+
+def main() -> None:
+    (HERE / "commitments.json").write_text(json.dumps(commitments(), indent=2) + "\n")
+    (HERE / "registry.json").write_text(json.dumps(registry(), indent=2) + "\n")
+    print("wrote commitments.json, registry.json")
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory():
+        main()

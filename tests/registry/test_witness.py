@@ -1,0 +1,81 @@
+"""Forks and rollbacks are caught; honest growth is witnessed."""
+
+from __future__ import annotations
+
+import pytest
+
+from claimkit.errors import InconsistentLogError, MalformedInputError, VerificationError
+from claimkit.identity import Identity
+from claimkit.registry.checkpoint import verify_cosignature
+from claimkit.registry.log import Registry
+from claimkit.registry.witness import CheckpointTracker, Witness
+
+from conftest import PASSPHRASE, FakeClock, register_many
+
+
+@pytest.fixture
+def witness(tmp_path):
+    return Witness(Identity.generate("witness", seed=b"\x44" * 32), tmp_path / "seen.json")
+
+
+def test_honest_growth_is_cosigned(registry, owner, witness):
+    register_many(registry, owner, 3)
+    first = witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    assert verify_cosignature(first, witness.verifier_key) > 0
+    register_many(registry, owner, 5)
+    second = witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    assert second.checkpoint.size == 8
+    registry.add_cosignature(second)
+    assert verify_cosignature(registry.latest_checkpoint(), witness.verifier_key) > 0
+    assert registry.audit().ok
+
+
+def test_rollback_is_refused(registry, owner, witness):
+    register_many(registry, owner, 3)
+    old = registry.latest_checkpoint()
+    register_many(registry, owner, 3)
+    witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    with pytest.raises(InconsistentLogError, match="rollback") as info:
+        witness.cosign(old, registry.log_key, registry.consistency_proof)
+    assert info.value.seen and info.value.presented
+
+
+def test_fork_is_refused(tmp_path, owner, witness):
+    """Two copies of one log (same key) that diverge: the second history is a fork."""
+    reg = Registry.init(tmp_path / "a", origin="test.example/fork", passphrase=PASSPHRASE,
+                        key_strength="min", clock=FakeClock())
+    register_many(reg, owner, 4)
+    reg.close()
+    import shutil
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    a = Registry.open(tmp_path / "a", passphrase=PASSPHRASE, clock=FakeClock(1))
+    b = Registry.open(tmp_path / "b", passphrase=PASSPHRASE, clock=FakeClock(2))
+    register_many(a, owner, 2)
+    register_many(b, Identity.generate("bob", seed=b"\x55" * 32), 2)
+    witness.cosign(a.latest_checkpoint(), a.log_key, a.consistency_proof)
+    with pytest.raises(InconsistentLogError, match="fork"):
+        witness.cosign(b.latest_checkpoint(), b.log_key, b.consistency_proof)
+    register_many(b, owner, 3)  # larger, but still not an extension of what was seen
+    with pytest.raises(InconsistentLogError, match="fork"):
+        witness.cosign(b.latest_checkpoint(), b.log_key, b.consistency_proof)
+    a.close()
+    b.close()
+
+
+def test_tracker_survives_restart_and_rejects_wrong_key(registry, owner, tmp_path):
+    register_many(registry, owner, 2)
+    tracker = CheckpointTracker(tmp_path / "t.json")
+    tracker.observe(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    again = CheckpointTracker(tmp_path / "t.json")
+    assert again.seen(registry.origin).checkpoint.size == 2
+    other = Registry.init(tmp_path / "o", origin=registry.origin, passphrase=PASSPHRASE,
+                          key_strength="min")
+    with pytest.raises(VerificationError):
+        again.observe(registry.latest_checkpoint(), other.log_key, registry.consistency_proof)
+    other.close()
+
+
+def test_corrupt_state_file_is_one_error(tmp_path):
+    (tmp_path / "t.json").write_text('{"type": "nope"}')
+    with pytest.raises(MalformedInputError):
+        CheckpointTracker(tmp_path / "t.json")
