@@ -11,6 +11,7 @@ the same code; limits a hostile file could use to exhaust memory are refused::
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import nacl.exceptions
@@ -31,13 +32,16 @@ STRENGTHS: dict[str, tuple[int, int]] = {
     # Insecure: the library minimum, for tests only.
     "min": (_ARGON.OPSLIMIT_MIN, _ARGON.MEMLIMIT_MIN),
 }
-MAX_MEMLIMIT = 4 << 30
-MAX_OPSLIMIT = 64
+# A hostile file must not make us burn minutes or gigabytes: nothing above "sensitive".
+MAX_MEMLIMIT = _ARGON.MEMLIMIT_SENSITIVE
+MAX_OPSLIMIT = _ARGON.OPSLIMIT_SENSITIVE
 KDF_ALG = "argon2id13"
 
 
 def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
-    return _ARGON.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode("utf-8"), salt,
+    # NFC, so the same passphrase typed on systems that compose accents differently works.
+    secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    return _ARGON.kdf(nacl.secret.SecretBox.KEY_SIZE, secret, salt,
                       opslimit=opslimit, memlimit=memlimit)
 
 

@@ -22,8 +22,6 @@ as the specification requires.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ import nacl.exceptions
 import nacl.signing
 
 from ..errors import MalformedInputError, VerificationError
+from ..wire import b64decode, b64encode
 
 __all__ = [
     "ALG_ED25519",
@@ -102,21 +101,6 @@ def key_hash(name: str, alg: int, public_key: bytes) -> bytes:
     return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([alg]) + public_key).digest()[:4]
 
 
-def _b64decode(text: str, what: str) -> bytes:
-    """Canonical standard base64 (RFC 4648 §4, padded); anything else is malformed."""
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise MalformedInputError(f"{what}: not valid base64") from None
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise MalformedInputError(f"{what}: non-canonical base64")
-    return raw
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 @dataclass(frozen=True)
 class VerifierKey:
     """A note verifier key: name, signature type (0x01 or 0x04) and Ed25519 public key.
@@ -143,7 +127,7 @@ class VerifierKey:
 
     def to_vkey(self) -> str:
         """``<name>+<8 lowercase hex key ID>+<base64(type || public key)>``."""
-        return f"{self.name}+{self.key_hash.hex()}+{_b64encode(bytes([self.alg]) + self.public_key)}"
+        return f"{self.name}+{self.key_hash.hex()}+{b64encode(bytes([self.alg]) + self.public_key)}"
 
     @classmethod
     def from_vkey(cls, text: str) -> VerifierKey:
@@ -160,7 +144,7 @@ class VerifierKey:
         check_key_name(name, what="verifier key name")
         if len(id_hex) != 8 or any(c not in "0123456789abcdef" for c in id_hex):
             raise MalformedInputError(f"verifier key {name}: key ID must be 8 lowercase hex digits")
-        raw = _b64decode(key_b64, f"verifier key {name}")
+        raw = b64decode(key_b64, field=f"verifier key {name}")
         if not raw:
             raise MalformedInputError(f"verifier key {name}: empty key")
         if raw[0] not in SUPPORTED_ALGS:
@@ -176,8 +160,7 @@ class VerifierKey:
         """Raise VerificationError unless ``signature`` is this key's Ed25519 signature."""
         try:
             nacl.signing.VerifyKey(self.public_key).verify(message, signature)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError,
-                nacl.exceptions.TypeError, ValueError, TypeError):
+        except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
             raise VerificationError(f"bad signature by note key {self.name}") from None
 
     def matches(self, signature: NoteSignature) -> bool:
@@ -225,7 +208,7 @@ class NoteSigner:
         check_key_name(name, what="signer key name")
         if len(id_hex) != 8 or any(c not in "0123456789abcdef" for c in id_hex):
             raise MalformedInputError("signer key: key ID must be 8 lowercase hex digits")
-        raw = _b64decode(key_b64, "signer key")
+        raw = b64decode(key_b64, field="signer key")
         if len(raw) != 33 or raw[0] not in SUPPORTED_ALGS:
             raise MalformedInputError("signer key: expected a type byte and a 32-byte seed")
         signer = cls(name, raw[1:], alg=raw[0])
@@ -275,7 +258,7 @@ class NoteSignature:
 
     def to_line(self) -> str:
         """The signature line, newline included."""
-        return f"{SIG_PREFIX}{self.name} {_b64encode(self.key_hash + self.signature)}\n"
+        return f"{SIG_PREFIX}{self.name} {b64encode(self.key_hash + self.signature)}\n"
 
     @classmethod
     def from_line(cls, line: str) -> NoteSignature:
@@ -295,7 +278,7 @@ class NoteSignature:
         if not sep or not b64:
             raise MalformedInputError("note signature line: expected '— <name> <base64>'")
         check_key_name(name, what="note signature name")
-        raw = _b64decode(b64, f"note signature by {name}")
+        raw = b64decode(b64, field=f"note signature by {name}")
         if len(raw) < 5:
             raise MalformedInputError(f"note signature by {name}: shorter than a key ID and a byte")
         return cls(name, raw[:4], raw[4:])

@@ -86,8 +86,12 @@ class Store:
     def meta(self, key: str) -> str | None:
         try:
             row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        except sqlite3.DatabaseError:
-            return None
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return None
+            raise RegistryError(f"registry database: {e}") from None
+        except sqlite3.DatabaseError as e:
+            raise RegistryError(f"not a registry database ({e})") from None
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
