@@ -37,7 +37,7 @@ from .store import Store
 from .receipt import Receipt, load_vkey
 from .tlog_proof import TlogProof
 
-__all__ = ["Registry", "AuditReport"]
+__all__ = ["Registry", "Appended", "AuditReport"]
 
 DB_NAME = "registry.db"
 KEY_NAME = "log.key"
@@ -50,6 +50,15 @@ def _time_signer(origin: str, seed: bytes) -> NoteSigner:
     """The time cosigner: its own key, derived from the log seed so one file is backed up."""
     derived = hashlib.sha256(_TIME_KEY_DOMAIN + seed).digest()
     return NoteSigner.cosigner(f"{origin}/time", derived)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Entries ``first_index .. first_index + count - 1`` under ``checkpoint``."""
+
+    first_index: int
+    count: int
+    checkpoint: SignedCheckpoint
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ class Registry:
         self._signer = signer
         self._time_signer = time_signer
         self._clock = clock
+        self._frontier: merkle.Frontier | None = None
 
     # -- opening ----------------------------------------------------------------------
     @classmethod
@@ -163,40 +173,69 @@ class Registry:
         self.store.put_checkpoint(size, signed.to_bytes())
         return signed
 
+    def _frontier_at(self, size: int) -> merkle.Frontier:
+        """The tree's right edge at ``size``: from this process's cache when no other
+        writer appended since (an append-only log of equal size is the same log),
+        otherwise read from the store (popcount(size) nodes)."""
+        cached = self._frontier
+        if cached is not None and cached.size == size:
+            return merkle.Frontier(size, cached.nodes)
+        return merkle.Frontier.load(size, self.store.read_nodes)
+
+    def _last_receipt(self, entry: LogEntry, frontier: merkle.Frontier,
+                      signed: SignedCheckpoint) -> Receipt:
+        """Receipt for the newest entry: its inclusion path is the frontier itself."""
+        known = dict(frontier.nodes)
+
+        def read(ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+            missing = [n for n in ids if n not in known]
+            return {**known, **self.store.read_nodes(missing)} if missing else known
+
+        index = frontier.size - 1
+        proof = merkle.inclusion_proof(index, frontier.size, read)
+        return Receipt(entry, TlogProof(index, tuple(proof), signed, None))
+
     def append(self, requests: Sequence[tuple[Request, bytes]], *,
-               signatures_checked: bool = False) -> list[Receipt]:
+               signatures_checked: bool = False) -> Appended:
         """Append owner-signed registrations in one transaction under one checkpoint.
 
-        ``signatures_checked=True`` skips the Ed25519 check of each request, for callers
-        that already checked them (an HTTP front end verifying in parallel, an import).
-        Claim intents go through :meth:`announce_claim`, one per checkpoint.
+        Returns the indices written and the checkpoint; receipts are made on demand
+        (:meth:`receipt`). ``signatures_checked=True`` skips the Ed25519 check of each
+        request, for callers that already checked them (an HTTP front end verifying in
+        parallel, an import). Claim intents go through :meth:`announce_claim`.
         """
+        appended, _, _ = self._append(requests, signatures_checked)
+        return appended
+
+    def _append(self, requests: Sequence[tuple[Request, bytes]], signatures_checked: bool
+                ) -> tuple[Appended, LogEntry, merkle.Frontier]:
         if not requests:
             raise MalformedInputError("nothing to append")
-        for request, signature in requests:
+        for request, _ in requests:
             if not isinstance(request, Registration):
                 raise MalformedInputError("append takes registrations; use announce_claim")
         with self.store.transaction():
             size = self.store.size()
-            frontier = merkle.Frontier.load(size, self.store.read_nodes)
+            frontier = self._frontier_at(size)
             time_ms = max(self._now_ms(), self.store.last_time_ms())
-            rows, nodes, entries = [], [], []
+            rows, nodes = [], []
+            leaf_hash = merkle.leaf_hash
             for request, signature in requests:
                 entry = LogEntry(request, signature, time_ms)
                 if not signatures_checked:
                     entry.verify_signature()
                 data = entry.to_bytes()
-                nodes.extend(frontier.append(merkle.leaf_hash(data)))
-                rows.append((size + len(rows), data, request.kind, None, time_ms))
-                entries.append(entry)
+                nodes.extend(frontier.append(leaf_hash(data)))
+                rows.append((size + len(rows), data, "registration", None, time_ms))
             self.store.append(rows, nodes)
             signed = self._sign_checkpoint(frontier.size, frontier.root())
-            return [self._receipt_in_tx(entry, size + i, signed)
-                    for i, entry in enumerate(entries)]
+        self._frontier = frontier
+        return Appended(size, len(rows), signed), entry, frontier
 
     def register(self, request: Registration, signature: bytes) -> Receipt:
         """Log one owner-signed registration durably and return its receipt."""
-        return self.append([(request, signature)])[0]
+        appended, entry, frontier = self._append([(request, signature)], False)
+        return self._last_receipt(entry, frontier, appended.checkpoint)
 
     def announce_claim(self, intent: ClaimIntent, signature: bytes) -> Receipt:
         """Log a claim intent; its receipt's checkpoint ends with it and fixes the challenge.
@@ -229,7 +268,7 @@ class Registry:
                              spent=spent)
             entry.verify_signature()
             data = entry.to_bytes()
-            frontier = merkle.Frontier.load(size, self.store.read_nodes)
+            frontier = self._frontier_at(size)
             nodes = frontier.append(merkle.leaf_hash(data))
             self.store.append([(size, data, intent.kind, intent.registration_index,
                                 entry.time_ms)], nodes)
@@ -237,7 +276,8 @@ class Registry:
             opened = opened_items(reg, entry, self.origin, size + 1, root)
             self.store.add_spent(intent.registration_index, opened, size)
             signed = self._sign_checkpoint(size + 1, root)
-            return self._receipt_in_tx(entry, size, signed)
+        self._frontier = frontier
+        return self._last_receipt(entry, frontier, signed)
 
     def _registration(self, index: int) -> tuple[LogEntry, bytes]:
         if not 0 <= index < self.store.size():
@@ -305,9 +345,9 @@ class Registry:
         if not 0 <= index < signed.checkpoint.size:
             raise RegistryError(f"entry {index} is not under the checkpoint of size "
                                 f"{signed.checkpoint.size}")
-        return self._receipt_in_tx(self.entry(index), index, signed)
+        return self._receipt_under(self.entry(index), index, signed)
 
-    def _receipt_in_tx(self, entry: LogEntry, index: int, signed: SignedCheckpoint) -> Receipt:
+    def _receipt_under(self, entry: LogEntry, index: int, signed: SignedCheckpoint) -> Receipt:
         proof = merkle.inclusion_proof(index, signed.checkpoint.size, self.store.read_nodes)
         return Receipt(entry, TlogProof(index, tuple(proof), signed, None))
 

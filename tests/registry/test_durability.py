@@ -33,12 +33,12 @@ WRITER = textwrap.dedent("""
                 r = Registration(owner.public, "test-lookup",
                                  Digest.of(f"{tag}-{b}-{i}".encode()), 8)
                 pairs.append((r, sign_request(r, owner)))
-            receipts = reg.append(pairs)
+            done = reg.append(pairs)
             # Written only after append returned: these entries must survive a crash.
-            for rc in receipts:
-                log.write(f"{rc.index} {rc.entry.digest.hex}\\n")
+            for i in range(done.count):
+                log.write(f"{done.first_index + i} {reg.entry(done.first_index + i).digest.hex}\\n")
             log.flush()
-            cp = receipts[-1].checkpoint
+            cp = done.checkpoint.checkpoint
             seen.write(f"{cp.size} {cp.root_hash.hex()}\\n")
             seen.flush()
 """)

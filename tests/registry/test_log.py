@@ -5,14 +5,16 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from claimkit.errors import KeyFileError, MalformedInputError, RegistryError, VerificationError
 from claimkit.identity import Identity
 from claimkit.registry import merkle
-from claimkit.registry.entries import LogEntry, Registration, sign_request
+from claimkit.registry.entries import ClaimIntent, LogEntry, Registration, sign_request
 from claimkit.registry.log import Registry
 from claimkit.registry.receipt import Receipt, load_vkey
-from claimkit.wire import Digest
+from claimkit.wire import Digest, canonical_json
 
 from conftest import PASSPHRASE, register_many
 
@@ -115,3 +117,23 @@ def test_request_signed_by_another_identity_is_refused(owner):
     request = Registration(owner.public, "test-lookup", Digest.of(b"x"), 4)
     with pytest.raises(MalformedInputError):
         sign_request(request, mallory)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True),
+       items=st.integers(1, 1 << 20), time_ms=st.integers(0, (1 << 53) - 1),
+       subject=st.none() | st.binary(min_size=32, max_size=32),
+       spent=st.lists(st.integers(0, (1 << 20) - 1), unique=True, max_size=20),
+       counter=st.integers(0, 1 << 32), intent=st.booleans())
+def test_entry_bytes_are_exactly_rfc8785(name, items, time_ms, subject, spent, counter, intent):
+    """LogEntry.to_bytes assembles JCS by hand for speed; it must equal rfc8785's output."""
+    owner = Identity.generate(name, seed=b"\x07" * 32)
+    if intent:
+        request = ClaimIntent(owner.public, 3, Digest.of(b"r"), Digest.of(b"s"), counter, 5)
+        entry = LogEntry(request, bytes(range(64)), time_ms, spent=tuple(sorted(spent)))
+    else:
+        request = Registration(owner.public, "trigger-set", Digest.of(b"vk"), items,
+                               None if subject is None else Digest(subject))
+        entry = LogEntry(request, bytes(range(64)), time_ms)
+    assert entry.to_bytes() == canonical_json(entry.to_dict())
+    assert LogEntry.from_bytes(entry.to_bytes()) == entry
