@@ -199,6 +199,31 @@ def bench_verify(directory: Path, owner: Identity) -> dict:
             "ratio_to_python_startup": round(cold["median_s"] / baseline["median_s"], 2)}
 
 
+def bench_audit(directory: Path, owner: Identity, n: int) -> dict:
+    """`claimkit registry audit` on a log of n signed registrations, through the CLI."""
+    import json
+    import subprocess
+    reg = Registry.init(directory, origin="bench.example/audit", passphrase=PASSPHRASE,
+                        key_strength="min")
+    for start in range(0, n, 10_000):
+        reg.append(signed_requests(owner, start, min(10_000, n - start)))
+    reg.close()
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "claimkit.cli", "registry", "audit",
+                           str(directory), "--json"], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    report = json.loads(done.stdout)
+    # Floor: the Ed25519 checks alone that an audit must make, one per entry.
+    sample = signed_requests(owner, 0, 2_000)
+    t0 = time.perf_counter()
+    for request, signature in sample:
+        request.owner.verify(signature, b"claimkit/request/v1\n" + request.canonical)
+    floor = (time.perf_counter() - t0) / len(sample) * n
+    return {"entries": n, "exit_code": done.returncode, "ok": report["ok"],
+            "audit_s": round(seconds, 2), "baseline_signature_checks_s": round(floor, 2),
+            "ratio_to_signature_checks": round(seconds / floor, 2)}
+
+
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
     size = 100_000 if quick else 1_000_000
@@ -209,6 +234,7 @@ def main(argv: list[str]) -> None:
         tmp_path = Path(tmp)
         results = {"verify": bench_verify(tmp_path, owner)}
         results["durable_appends"] = bench_durable_appends(tmp_path / "durable", owner, 2_000)
+        results["audit"] = bench_audit(tmp_path / "audit", owner, 100_000)
         reg = Registry.init(tmp_path / "big", origin="bench.example/big", passphrase=PASSPHRASE,
                             key_strength="min")
         results["batch_appends"] = bench_batch_appends(reg, owner, size, 10_000)

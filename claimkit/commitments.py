@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import MalformedInputError, VerificationError
 from .registry import merkle
-from .wire import Fields, b64encode, canonical_json, sha256
+from .wire import Fields, b64decode, b64encode, canonical_json, sha256
 
 __all__ = [
     "NONCE_SIZE",
@@ -101,7 +101,7 @@ class ItemOpening:
 
 
 def _hash(value: Any, where: str) -> bytes:
-    return Fields({"h": value}, where).bytes("h", size=merkle.HASH_SIZE)
+    return b64decode(value, field=where, size=merkle.HASH_SIZE)
 
 
 @dataclass(frozen=True)

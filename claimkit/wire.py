@@ -144,15 +144,14 @@ def _no_constants(name: str) -> Any:
 
 
 def _check_depth(value: Any) -> None:
-    stack = [(value, 1)]
+    """Refuse nesting deeper than MAX_DEPTH; only containers are visited."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise MalformedInputError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:

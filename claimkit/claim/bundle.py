@@ -27,7 +27,7 @@ from ..dsse import Envelope
 from ..errors import MalformedInputError
 from ..protocol.keys import VerificationKey
 from ..registry.receipt import Receipt
-from ..wire import Digest, Fields, b64encode, load_json, read_json_file
+from ..wire import Digest, Fields, b64decode, b64encode, load_json, read_json_file
 
 __all__ = [
     "STATEMENT_TYPE",
@@ -50,7 +50,7 @@ MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 
 
 def _hash(value: Any, where: str) -> bytes:
-    return Fields({"h": value}, where).bytes("h", size=32)
+    return b64decode(value, field=where, size=32)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ Checks, in order (protocol_spec/procedures.md §Verify):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -76,6 +77,28 @@ class ClaimReport:
             "evidence": self.evidence.to_dict(),
             "witnessed_times": dict(self.witnessed_times),
         }
+
+
+FLOAT_TOLERANCE = 1e-9
+
+
+def same_evidence(recomputed: Any, claimed: Any) -> bool:
+    """Equal JSON values, floats within 1e-9 relative: p-values go through libm
+    (lgamma, exp), whose last bits may differ between platforms. Everything else,
+    the decision and the raw observations included, must match exactly."""
+    if isinstance(recomputed, float) or isinstance(claimed, float):
+        if isinstance(recomputed, bool) or isinstance(claimed, bool):
+            return False
+        if not isinstance(recomputed, (int, float)) or not isinstance(claimed, (int, float)):
+            return False
+        return math.isclose(recomputed, claimed, rel_tol=FLOAT_TOLERANCE, abs_tol=1e-300)
+    if isinstance(recomputed, dict) and isinstance(claimed, dict):
+        return recomputed.keys() == claimed.keys() and all(
+            same_evidence(recomputed[k], claimed[k]) for k in recomputed)
+    if isinstance(recomputed, list) and isinstance(claimed, list):
+        return len(recomputed) == len(claimed) and all(
+            same_evidence(a, b) for a, b in zip(recomputed, claimed))
+    return type(recomputed) is type(claimed) and recomputed == claimed
 
 
 def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
@@ -145,7 +168,7 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         raise VerificationError("the bundle's queries are not the ones its openings define")
     answers = p.answers
     claimed = decider.decide(vk, p.openings, list(answers.values))
-    if canonical_json(claimed.to_dict()) != canonical_json(p.evidence):
+    if not same_evidence(claimed.to_dict(), p.evidence):
         raise VerificationError("the bundle's evidence differs from what its answers give")
     evidence = claimed
     if oracle is not None:

@@ -139,3 +139,15 @@ def resign(bundle: ClaimBundle, predicate: dict, owner: Identity) -> ClaimBundle
                           bundle.statement.predicate_type, predicate)
     envelope = sign_envelope(canonical_json(statement.to_dict()), PAYLOAD_TYPE, owner)
     return ClaimBundle.from_envelope(envelope)
+
+
+def test_evidence_comparison_tolerates_only_float_noise():
+    from claimkit.claim.verify import same_evidence
+    base = {"result": {"p_value": 1.2345e-7, "reject_null": True, "statistic": 8.0},
+            "observations": [1, 2, 3], "details": {"n": 3}}
+    assert same_evidence(base, {**base, "result": {**base["result"], "p_value": 1.2345e-7 * (1 + 1e-13)}})
+    for bad in ({**base, "result": {**base["result"], "p_value": 1.3e-7}},
+                {**base, "result": {**base["result"], "reject_null": False}},
+                {**base, "observations": [1, 2, 4]}, {**base, "details": {"n": 3.5}},
+                {**base, "details": {"n": True}}, {**base, "extra": 1}):
+        assert not same_evidence(base, bad)
