@@ -194,15 +194,24 @@ def registry_cosign(directory: str, identity_path: str, state_path: str, as_json
     """Witness the latest checkpoint: check it is consistent with the last one this
     witness saw, then add a timestamped cosignature (C2SP tlog-cosignature).
 
-    A fork or rollback is refused with exit 1 and both checkpoints printed.
+    A fork or rollback is refused with exit 1; both signed checkpoints, the evidence of
+    the log's misbehaviour, are written to STATE.evidence.
 
     Example: claimkit registry cosign ./registry --identity arbiter.key --state arbiter.seen
     """
+    from .errors import InconsistentLogError
     from .registry.witness import Witness
+    from .wire import atomic_write
     identity = _load_identity(identity_path)
     with _open_registry(directory) as reg:
         witness = Witness(identity, state_path)
-        cosigned = witness.cosign(reg.latest_checkpoint(), reg.log_key, reg.consistency_proof)
+        try:
+            cosigned = witness.cosign(reg.latest_checkpoint(), reg.log_key, reg.consistency_proof)
+        except InconsistentLogError as e:
+            evidence = f"{state_path}.evidence"
+            atomic_write(evidence, (f"# {e}\n# seen before:\n{e.seen}\n"
+                                    f"# presented now:\n{e.presented}").encode())
+            raise InconsistentLogError(f"{e} (both checkpoints written to {evidence})") from None
         reg.add_cosignature(cosigned)
     cp = cosigned.checkpoint
     _emit(as_json, {"origin": cp.origin, "size": cp.size, "witness": witness.verifier_key.to_vkey()},

@@ -120,3 +120,69 @@ def test_verify_never_imports_torch_or_the_storage_stack():
             "bad = [m for m in ('torch', 'sqlite_utils', 'scipy', 'numpy') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture
+def story(tmp_path, monkeypatch):
+    """An owner, a registry and a good bundle, made through the library."""
+    monkeypatch.chdir(tmp_path)
+    owner = Identity.generate("alice", seed=b"\x11" * 32)
+    owner.save(tmp_path / "owner.key", PASSPHRASE, strength="min")
+    reg = Registry.init(tmp_path / "reg", origin="test.example/cli", passphrase=PASSPHRASE,
+                        key_strength="min")
+    mk = lookup_keys(items=30)
+    from claimkit.registry.entries import Registration, sign_request
+    vk = mk.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    receipt = reg.register(request, sign_request(request, owner))
+    model = marked_model(mk)
+    bundle = make_claim(reg, mk, receipt, model.digest, ask=model.answer, identity=owner, k=10)
+    (tmp_path / "bundle.json").write_bytes(bundle.to_json())
+    yield tmp_path, reg, owner
+    reg.close()
+
+
+def test_bundle_checked_with_another_registry_key_is_rejected(story):
+    tmp_path, _, _ = story
+    other = Registry.init(tmp_path / "other", origin="test.example/cli", passphrase=PASSPHRASE,
+                          key_strength="min")
+    other.close()
+    result = run("verify", "bundle.json", "--registry-key", "other/log.vkey")
+    assert result.exit_code == 1
+    assert result.output.startswith("REJECTED") and "Traceback" not in result.output
+    result = run("verify", "bundle.json", "--registry-key", "reg/time.vkey")
+    assert result.exit_code == 1, result.output
+
+
+def test_cosign_refuses_rollback_and_fork(story):
+    tmp_path, reg, owner = story
+    Identity.generate("witness", seed=b"\x44" * 32).save(tmp_path / "w.key", PASSPHRASE,
+                                                         strength="min")
+    assert run("registry", "cosign", "reg", "--identity", "w.key", "--state", "seen.json").exit_code == 0
+    # The witness remembers a larger log than the registry now shows: a rollback.
+    import shutil
+    shutil.copytree(tmp_path / "reg", tmp_path / "old")
+    from conftest import register_many
+    register_many(reg, owner, 3)
+    assert run("registry", "cosign", "reg", "--identity", "w.key", "--state", "seen.json").exit_code == 0
+    result = run("registry", "cosign", "old", "--identity", "w.key", "--state", "seen.json")
+    assert result.exit_code == 1 and "rollback" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    # A copy of the old state that grew differently: a fork.
+    with Registry.open(tmp_path / "old", passphrase=PASSPHRASE) as forked:
+        register_many(forked, Identity.generate("mallory", seed=b"\x66" * 32), 5)
+    result = run("registry", "cosign", "old", "--identity", "w.key", "--state", "seen.json")
+    assert result.exit_code == 1 and "fork" in result.output
+    assert (tmp_path / "seen.json.evidence").exists()
+
+
+def test_bundle_envelope_verifies_with_securesystemslib(story):
+    """Standard DSSE tooling checks the owner's signature on a claim bundle."""
+    from securesystemslib.dsse import Envelope as SslibEnvelope
+    from securesystemslib.signer import SSlibKey
+    tmp_path, _, owner = story
+    data = json.loads((tmp_path / "bundle.json").read_text())
+    key = SSlibKey(owner.public.key_id, "ed25519", "ed25519",
+                   {"public": owner.public.public_key.hex()})
+    verified = SslibEnvelope.from_dict(data).verify([key], 1)
+    assert owner.public.key_id in verified

@@ -215,9 +215,9 @@ class Registry:
             if not isinstance(request, Registration):
                 raise MalformedInputError("append takes registrations; use announce_claim")
         with self.store.transaction():
-            size = self.store.size()
+            size, last_time = self.store.head()
             frontier = self._frontier_at(size)
-            time_ms = max(self._now_ms(), self.store.last_time_ms())
+            time_ms = max(self._now_ms(), last_time)
             rows, nodes = [], []
             leaf_hash = merkle.leaf_hash
             for request, signature in requests:

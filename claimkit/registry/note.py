@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 import nacl.exceptions
@@ -80,8 +81,12 @@ def _valid_utf8(text: str) -> bool:
     return True
 
 
+_CONTROL = re.compile("[\x00-\x1f]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f]")
+
+
 def _has_control(text: str, *, allow_newline: bool) -> bool:
-    return any(ord(ch) < 0x20 and not (allow_newline and ch == "\n") for ch in text)
+    return (_CONTROL_BUT_NEWLINE if allow_newline else _CONTROL).search(text) is not None
 
 
 def check_key_name(name: object, *, what: str = "note key name") -> str:

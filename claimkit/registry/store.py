@@ -102,6 +102,12 @@ class Store:
         row = self.conn.execute("SELECT max(idx) FROM entries").fetchone()
         return 0 if row[0] is None else row[0] + 1
 
+    def head(self) -> tuple[int, int]:
+        """(size, time_ms of the newest entry) in one lookup; (0, 0) for an empty log."""
+        row = self.conn.execute(
+            "SELECT idx, time_ms FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
+        return (0, 0) if row is None else (row[0] + 1, row[1])
+
     def last_time_ms(self) -> int:
         row = self.conn.execute(
             "SELECT time_ms FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
