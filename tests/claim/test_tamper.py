@@ -8,7 +8,6 @@ so only the inner checks (receipts, proofs, challenge, openings, evidence) stand
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
