@@ -225,12 +225,14 @@ def registry_cosign(directory: str, identity_path: str, state_path: str, as_json
               help="The registry directory (a local log).")
 @click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The owner's key file.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              help="The model about to be released (safetensors): its weights digest is bound too.")
 @click.option("--subject-digest", default=None, metavar="HEX",
-              help="SHA-256 of the model or dataset about to be released, to bind it too.")
+              help="Or the SHA-256 of the model or dataset about to be released.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Receipt file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def register(keydir: str, registry_dir: str, identity_path: str, subject_digest: str | None,
-             out: str, as_json: bool) -> None:
+def register(keydir: str, registry_dir: str, identity_path: str, model_path: str | None,
+             subject_digest: str | None, out: str, as_json: bool) -> None:
     """Register KEYDIR's verification key in the registry, before release.
 
     Writes a receipt (the entry, its inclusion proof and the signed, timestamped
@@ -244,6 +246,11 @@ def register(keydir: str, registry_dir: str, identity_path: str, subject_digest:
     from .errors import MalformedInputError
     vk = VerificationKey.from_file(Path(keydir) / VK_FILE)
     subject = None
+    if model_path is not None and subject_digest is not None:
+        raise MalformedInputError("give --model or --subject-digest, not both")
+    if model_path is not None:
+        from .weights import weights_digest
+        subject = weights_digest(model_path)
     if subject_digest is not None:
         try:
             subject = Digest(bytes.fromhex(subject_digest))
@@ -255,7 +262,8 @@ def register(keydir: str, registry_dir: str, identity_path: str, subject_digest:
         receipt = reg.register(request, sign_request(request, identity))
     atomic_write(out, receipt.to_json())
     _emit(as_json, {"receipt": out, "index": receipt.index, "time_ms": receipt.entry.time_ms,
-                    "origin": receipt.checkpoint.origin},
+                    "origin": receipt.checkpoint.origin,
+                    "subject": None if subject is None else subject.to_dict()},
           f"registered as entry {receipt.index} of {receipt.checkpoint.origin} "
           f"at {receipt.entry.time_ms} ms; receipt written to {out}")
 

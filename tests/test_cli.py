@@ -186,3 +186,24 @@ def test_bundle_envelope_verifies_with_securesystemslib(story):
                    {"public": owner.public.public_key.hex()})
     verified = SslibEnvelope.from_dict(data).verify([key], 1)
     assert owner.public.key_id in verified
+
+
+def test_register_binds_the_model_about_to_be_released(tmp_path, monkeypatch):
+    import numpy as np
+    from safetensors.numpy import save_file
+    from claimkit.weights import weights_digest
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "o.key").exit_code == 0
+    assert run("registry", "init", "reg").exit_code == 0
+    lookup_keys(items=8).save(tmp_path / "k", PASSPHRASE, strength="min")
+    save_file({"w": np.ones((2, 2), dtype=np.float32)}, "model.safetensors")
+    result = run("register", "k", "--registry", "reg", "--identity", "o.key", "--model",
+                 "model.safetensors", "--out", "r.json", "--json")
+    assert result.exit_code == 0, result.output
+    entry = Receipt.from_file(tmp_path / "r.json").entry
+    assert entry.request.subject == weights_digest("model.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x80\x04not a model")
+    result = run("register", "k", "--registry", "reg", "--identity", "o.key", "--model",
+                 "bad.safetensors", "--out", "r2.json")
+    assert result.exit_code == 2 and "safetensors" in result.output
+    assert not (tmp_path / "r2.json").exists()
