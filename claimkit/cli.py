@@ -183,6 +183,30 @@ def registry_audit(directory: str, as_json: bool) -> None:
     sys.exit(EXIT_OK if report.ok else EXIT_REJECTED)
 
 
+@registry.command("receipt")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("index", type=click.IntRange(min=0))
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help="Prove against the checkpoint of this size (default: the latest).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Receipt file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def registry_receipt(directory: str, index: int, size: int | None, out: str, as_json: bool) -> None:
+    """Write a fresh receipt for entry INDEX, e.g. to carry the witnesses' cosignatures
+    gathered since registration (what `verify --witness-key` checks).
+
+    Example: claimkit registry receipt ./registry 4 --out receipt.json
+    """
+    from .wire import atomic_write
+    with _open_registry(directory) as reg:
+        receipt = reg.receipt(index, size)
+    atomic_write(out, receipt.to_json())
+    signers = [s.name for s in receipt.proof.checkpoint.note.signatures]
+    _emit(as_json, {"receipt": out, "index": index, "size": receipt.checkpoint.size,
+                    "signatures": signers},
+          f"receipt for entry {index} under the checkpoint of size {receipt.checkpoint.size} "
+          f"(signed by {', '.join(signers)}) written to {out}")
+
+
 @registry.command("cosign")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),

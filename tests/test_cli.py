@@ -82,6 +82,16 @@ def test_owner_registry_arbiter_story(tmp_path, monkeypatch):
     assert result.exit_code == 0 and result.output.startswith("test.example/cli\n")
     result = run("registry", "cosign", "reg", "--identity", "arbiter.key", "--state", "seen.json")
     assert result.exit_code == 0, result.output
+    # The owner fetches a fresh receipt carrying the witness's cosignature.
+    (tmp_path / "arbiter.vkey").write_text(result.output.split(" as ")[-1].strip() + "\n")
+    result = run("registry", "receipt", "reg", str(receipt.index), "--out", "fresh.json", "--json")
+    assert result.exit_code == 0, result.output
+    assert "arbiter" in json.loads(result.output)["signatures"]
+    from claimkit.registry.checkpoint import verify_cosignature
+    from claimkit.registry.receipt import load_vkey
+    fresh = Receipt.from_file(tmp_path / "fresh.json")
+    assert verify_cosignature(fresh.proof.checkpoint, load_vkey(tmp_path / "arbiter.vkey")) > 0
+    assert run("registry", "receipt", "reg", "999", "--out", "x.json").exit_code == 2
 
 
 @pytest.mark.parametrize("content", [b"", b"{", b"\xff\xfe", b"[" * 10_000 + b"]" * 10_000,

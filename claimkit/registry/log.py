@@ -317,7 +317,7 @@ class Registry:
     def checkpoint_at(self, size: int) -> SignedCheckpoint:
         data = self.store.checkpoint(size)
         if data is None:
-            raise RegistryError(f"no checkpoint of size {size} was signed")
+            raise MalformedInputError(f"no checkpoint of size {size} was signed")
         return SignedCheckpoint.from_bytes(data)
 
     def entry(self, index: int) -> LogEntry:
@@ -343,7 +343,7 @@ class Registry:
         """A receipt for entry ``index`` under the checkpoint of ``size`` (default latest)."""
         signed = self.latest_checkpoint() if size is None else self.checkpoint_at(size)
         if not 0 <= index < signed.checkpoint.size:
-            raise RegistryError(f"entry {index} is not under the checkpoint of size "
+            raise MalformedInputError(f"entry {index} is not under the checkpoint of size "
                                 f"{signed.checkpoint.size}")
         return self._receipt_under(self.entry(index), index, signed)
 
