@@ -1,0 +1,97 @@
+"""Data loading: the embedded digits, IDX files, and one-line errors for what is missing."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from claimkit.errors import DataMissingError, MalformedInputError
+from claimkit.ml.data import FASHION_MNIST_ROOT, IDX_FILES, load_dataset, read_idx
+
+
+def write_idx(path, array: np.ndarray, *, compress: bool) -> None:
+    code = {np.dtype(np.uint8): 0x08}[array.dtype]
+    data = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data += array.tobytes()
+    path.write_bytes(gzip.compress(data) if compress else data)
+
+
+def make_idx_set(root, *, n_train=12, n_test=5, compress=True):
+    rng = np.random.default_rng(1)
+    arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+              "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
+              "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "y_test": rng.integers(0, 10, n_test).astype(np.uint8)}
+    for key, stem in IDX_FILES.items():
+        write_idx(root / (stem + (".gz" if compress else "")), arrays[key], compress=compress)
+    return arrays
+
+
+def test_digits_is_embedded_and_deterministic():
+    a, b = load_dataset("digits"), load_dataset("digits")
+    assert a.x_train.shape == (1438, 1, 8, 8) and a.x_test.shape == (359, 1, 8, 8)
+    assert a.x_train.dtype == np.uint8 and a.x_train.max() == 255
+    assert set(np.unique(a.y_train)) == set(range(10))
+    assert a.digest == b.digest
+    assert np.array_equal(a.x_test, b.x_test)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_sets_load_from_any_folder(tmp_path, compress):
+    arrays = make_idx_set(tmp_path, compress=compress)
+    data = load_dataset("mnist", root=tmp_path)
+    assert data.x_train.shape == (12, 1, 28, 28) and data.input_shape == (1, 28, 28)
+    assert np.array_equal(data.x_train[:, 0], arrays["x_train"])
+    assert np.array_equal(data.y_test, arrays["y_test"].astype(np.int64))
+    assert load_dataset("fashion-mnist", root=tmp_path).digest != data.digest  # the name counts
+
+
+def test_missing_files_name_the_file_and_the_fix(tmp_path):
+    make_idx_set(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataMissingError, match=r"t10k-labels-idx1-ubyte\.gz.*dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", root=tmp_path)
+    with pytest.raises(DataMissingError, match="--data-root"):
+        load_dataset("mnist")
+    with pytest.raises(MalformedInputError, match="unknown data set"):
+        load_dataset("imagenet")
+
+
+@pytest.mark.parametrize("damage", [
+    lambda b: b[:-1],                              # truncated data
+    lambda b: b[:10],                              # truncated header
+    lambda b: b"\x01" + b[1:],                     # bad magic
+    lambda b: b[:2] + b"\x42" + b[3:],             # unknown element type
+    lambda b: b + b"\x00",                         # trailing bytes
+    lambda b: b"",                                 # empty
+])
+def test_damaged_idx_files_are_refused(tmp_path, damage):
+    write_idx(tmp_path / "x", np.zeros((3, 4, 4), dtype=np.uint8), compress=False)
+    (tmp_path / "x").write_bytes(damage((tmp_path / "x").read_bytes()))
+    with pytest.raises(MalformedInputError):
+        read_idx(tmp_path / "x")
+
+
+def test_damaged_gzip_is_refused(tmp_path):
+    write_idx(tmp_path / "x.gz", np.zeros((3, 4, 4), dtype=np.uint8), compress=True)
+    (tmp_path / "x.gz").write_bytes((tmp_path / "x.gz").read_bytes()[:-8])
+    with pytest.raises(MalformedInputError):
+        read_idx(tmp_path / "x.gz")
+
+
+def test_labels_must_match_images(tmp_path):
+    make_idx_set(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(3, dtype=np.uint8), compress=True)
+    with pytest.raises(MalformedInputError, match="one label per image"):
+        load_dataset("mnist", root=tmp_path)
+
+
+@pytest.mark.skipif(not (FASHION_MNIST_ROOT / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist():
+    data = load_dataset("fashion-mnist")
+    assert data.x_train.shape == (60_000, 1, 28, 28) and data.x_test.shape == (10_000, 1, 28, 28)
+    assert np.bincount(data.y_train).tolist() == [6_000] * 10
