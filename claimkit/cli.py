@@ -293,26 +293,47 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
 
 
 # -- arbiter: verify ----------------------------------------------------------------------
+def _model_oracle(model_path: str, arch: str | None, bundle: Any) -> tuple[Any, Any]:
+    """(suspect digest, answer function) from a local model, for re-querying (torch)."""
+    from .errors import MalformedInputError
+    from .ml.oracle import LocalModel
+    vk = bundle.predicate.verification_key
+    if vk.scheme != "trigger-set":
+        raise MalformedInputError(f"re-querying a model is not available for {vk.scheme} yet")
+    from .schemes.trigger_set import decode_queries
+    oracle = LocalModel.from_file(model_path, arch=arch)
+    return oracle.info.digest, lambda queries: oracle.labels(decode_queries(queries, vk))
+
+
 @cli.command("verify")
-@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(dir_okay=False))
+@click.argument("bundle_paths", metavar="BUNDLE...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False))
 @click.option("--registry-key", "registry_key", type=click.Path(dir_okay=False),
               envvar="CLAIMKIT_REGISTRY_KEY",
               help="The registry's log.vkey (or CLAIMKIT_REGISTRY_KEY). Required.")
 @click.option("--witness-key", "witness_keys", multiple=True, type=click.Path(dir_okay=False),
               help="A witness's vkey that must have cosigned the registration (repeatable).")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              help="The suspect model (safetensors): check it is the bundle's subject and "
+                   "re-query it; the arbiter's own answers then decide.")
+@click.option("--arch", default=None, help="With --model: the architecture the file must hold.")
 @click.option("--sign-verdict", "verdict_key", type=click.Path(exists=True, dir_okay=False),
-              help="Sign the verdict with this arbiter key file.")
+              help="Sign a verdict per bundle with this arbiter key file.")
 @click.option("--verdict-out", type=click.Path(dir_okay=False),
-              help="Where to write the signed verdict (default: BUNDLE with .verdict.json).")
+              help="Where to write the signed verdict (one bundle; default BUNDLE.verdict.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(bundle_path: str, registry_key: str | None, witness_keys: tuple[str, ...],
-           verdict_key: str | None, verdict_out: str | None, as_json: bool) -> None:
-    """Check a claim bundle offline and recompute its statistics.
+def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys: tuple[str, ...],
+           model_path: str | None, arch: str | None, verdict_key: str | None,
+           verdict_out: str | None, as_json: bool) -> None:
+    """Check claim bundles offline and recompute their statistics.
 
-    Exit 0: the claim is accepted. Exit 1: rejected (a failed check, or statistics that
+    With several bundles about one model (competing claims), the accepted claim with
+    the earliest registration is named the winner.
+
+    Exit 0: a claim is accepted. Exit 1: rejected (a failed check, or statistics that
     do not support ownership). Exit 2: malformed bundle or arguments.
 
-    Example: claimkit verify bundle.json --registry-key registry/log.vkey
+    Example: claimkit verify bundle.json --registry-key registry/log.vkey --model suspect.safetensors
     """
     from .claim.bundle import ClaimBundle
     from .claim.verify import verify_claim
@@ -320,36 +341,80 @@ def verify(bundle_path: str, registry_key: str | None, witness_keys: tuple[str, 
     from .registry.receipt import load_vkey
     if registry_key is None:
         raise MalformedInputError("--registry-key is required: the registry's log.vkey you trust")
+    if verdict_out is not None and len(bundle_paths) != 1:
+        raise MalformedInputError("--verdict-out takes one bundle; verdicts of several go beside them")
     log_key = load_vkey(registry_key)
     witnesses = [load_vkey(p) for p in witness_keys]
-    bundle = ClaimBundle.from_file(bundle_path)
-    reasons: tuple[str, ...] = ()
-    report = None
-    try:
-        report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses)
-    except VerificationError as e:
-        reasons = (str(e),)
-    accepted = report is not None and report.accepted
-    if verdict_key is not None:
-        from .claim.verdict import make_verdict
-        from .wire import atomic_write
-        envelope = make_verdict(bundle, report, _load_identity(verdict_key), reasons=reasons)
-        target = verdict_out or str(Path(bundle_path).with_suffix(".verdict.json"))
-        atomic_write(target, envelope.to_json())
-    if report is None:
-        _emit(as_json, {"decision": "reject", "reasons": list(reasons)},
-              f"REJECTED: {reasons[0]}")
-        sys.exit(EXIT_REJECTED)
-    result = report.evidence.result
-    text = (f"{'ACCEPTED' if accepted else 'REJECTED'}: {report.scheme} claim by "
+    arbiter = _load_identity(verdict_key) if verdict_key is not None else None
+    results: list[dict[str, Any]] = []
+    reports = []
+    lines = []
+    for path in bundle_paths:
+        bundle = ClaimBundle.from_file(path)
+        suspect = oracle = None
+        if model_path is not None:
+            suspect, oracle = _model_oracle(model_path, arch, bundle)
+        report, reasons = None, ()
+        try:
+            report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses,
+                                  oracle=oracle, suspect=suspect)
+            reports.append(report)
+        except VerificationError as e:
+            reasons = (str(e),)
+        if arbiter is not None:
+            from .claim.verdict import make_verdict
+            from .wire import atomic_write
+            target = verdict_out or str(Path(path).with_suffix(".verdict.json"))
+            atomic_write(target, make_verdict(bundle, report, arbiter, reasons=reasons).to_json())
+        if report is None:
+            results.append({"bundle": path, "decision": "reject", "reasons": list(reasons)})
+            lines.append(f"REJECTED {path}: {reasons[0]}")
+            continue
+        results.append({"bundle": path, **report.to_dict()})
+        result = report.evidence.result
+        lines.append(
+            f"{'ACCEPTED' if report.accepted else 'REJECTED'} {path}: {report.scheme} claim by "
             f"{report.owner.name} ({report.owner.key_id[:16]}) on {report.suspect.hex[:16]}\n"
             f"  registered: entry {report.registration_index} of {report.origin} at "
             f"{report.registration_time_ms} ms; claim intent entry {report.intent_index}\n"
-            f"  opened {len(report.opened)} items; {result.test} test: statistic "
-            f"{result.statistic:g}, p = {result.p_value:.3g} (alpha {result.alpha:g}), "
-            f"answers observed by the {report.observer}")
-    _emit(as_json, report.to_dict(), text)
+            f"  opened {len(report.opened)} items; {result.test} test: p = {result.p_value:.3g} "
+            f"(alpha {result.alpha:g}), answers observed by the {report.observer}")
+    accepted = [r for r in reports if r.accepted]
+    out: dict[str, Any] = {"bundles": results} if len(bundle_paths) > 1 else results[0]
+    if len(bundle_paths) > 1 and accepted:
+        from .claim.compete import rank_claims
+        first = rank_claims(accepted)[0]
+        out["earliest_registration"] = {"owner": first.owner.name, "key_id": first.owner.key_id,
+                                        "registration_index": first.registration_index}
+        lines.append(f"earliest registration among the accepted claims: {first.owner.name} "
+                     f"(entry {first.registration_index})")
+    _emit(as_json, out, "\n".join(lines))
     sys.exit(EXIT_OK if accepted else EXIT_REJECTED)
+
+
+# -- the whole story ----------------------------------------------------------------------
+@cli.command("demo")
+@click.option("--out", default="claimkit-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where every artifact goes (must be new or empty).")
+@click.option("--data", type=click.Choice(["digits", "fashion-mnist", "mnist"]), default="digits",
+              show_default=True, help="Data set: the embedded digits, or a real one from disk.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Folder of the IDX files (default for fashion-mnist: Debian's package).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--seed", default=0, show_default=True, help="Training seed.")
+def demo(out: str, data: str, data_root: str | None, device: str, seed: int) -> None:
+    """Run the whole story: owner keygen, register, mark, release; a thief fine-tunes the
+    model and registers his own trigger set; the owner claims; an arbiter verifies; a claim
+    on an independent model is rejected; the earliest registration wins.
+
+    Exit 0 when every step ends as it should, 1 otherwise.
+
+    Example: claimkit demo --out demo-run
+    """
+    from .demo import DemoSettings, run_demo
+    report = run_demo(out, DemoSettings(data=data, data_root=data_root, device=device, seed=seed),
+                      say=click.echo)
+    sys.exit(EXIT_OK if report.ok else EXIT_REJECTED)
 
 
 def main() -> None:

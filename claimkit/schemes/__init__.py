@@ -1,0 +1,1 @@
+"""Watermarking backends (torch): one module per family, each citing its paper."""

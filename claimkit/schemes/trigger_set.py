@@ -1,0 +1,120 @@
+"""Trigger-set watermarks: Adi et al. 2018, "Turning Your Weakness Into a Strength".
+
+KeyGen (§3, §4.1): ℓ abstract images with labels drawn uniformly at random; each
+(image, label) pair is one committed item of the marking key, so a claim opens a random
+subset and keeps the rest (App. A). The paper used 100 abstract-art images; here the
+images are generated procedurally from the key's secret seed (random Gaussian blobs and
+oriented stripes), which makes keys reproducible from the secret and independent of any
+image collection. Labels come from the same seeded generator and are tested to be
+uniform and reproducible (PEERS.md: a peer's loader once gave every trigger label 0).
+
+Mark (§4.1): FromScratch trains with the triggers appended to every batch (the
+authors' code: 2 per batch of 100); PreTrained fine-tunes a trained model the same way.
+Both go through the one training engine, so the cost is a ratio to a clean run.
+
+Verify (§3, made statistical): the pure decider ``trigger-set`` in
+:mod:`claimkit.protocol.scheme` counts answers equal to the committed labels and runs
+the exact binomial test against 1/C, reporting the all-but-ε rule beside it.
+
+Defaults and their source: ℓ = 100 items (the paper), α = 0.01, ε = 0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import MalformedInputError
+from ..protocol.keys import MarkingKey, VerificationKey
+from ..wire import b64encode
+
+__all__ = ["SCHEME", "TriggerSetParams", "keygen", "trigger_images", "decode_queries",
+           "make_triggers"]
+
+SCHEME = "trigger-set"
+
+
+@dataclass(frozen=True)
+class TriggerSetParams:
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    items: int = 100
+    alpha: float = 0.01
+    epsilon: float = 0.1
+    data: str = ""
+    data_digest: str = ""
+
+    def public(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "input_shape": list(self.input_shape),
+                "alpha": self.alpha, "epsilon": self.epsilon, "data": self.data,
+                "data_digest": self.data_digest}
+
+
+def make_triggers(seed: bytes, count: int, shape: tuple[int, int, int],
+                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` abstract uint8 images and uniformly random labels, from a secret seed."""
+    if len(seed) < 16:
+        raise MalformedInputError("a trigger seed needs at least 16 bytes")
+    rng = np.random.default_rng(int.from_bytes(seed, "big"))
+    c, h, w = shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    images = np.empty((count, c, h, w), dtype=np.uint8)
+    for i in range(count):
+        for ch in range(c):
+            canvas = np.zeros((h, w))
+            for _ in range(rng.integers(2, 6)):
+                cx, cy, s = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.1, 0.6)
+                canvas += rng.uniform(-1, 1) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+            angle, freq = rng.uniform(0, np.pi), rng.uniform(1, 6)
+            canvas += 0.5 * np.sin(freq * np.pi * (np.cos(angle) * xx + np.sin(angle) * yy)
+                                   + rng.uniform(0, 2 * np.pi))
+            lo, hi = canvas.min(), canvas.max()
+            images[i, ch] = np.rint(255 * (canvas - lo) / (hi - lo + 1e-12)).astype(np.uint8)
+    labels = rng.integers(0, num_classes, count).astype(np.int64)
+    return images, labels
+
+
+def keygen(params: TriggerSetParams, *, rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
+    """A marking key whose items are (image, label) pairs made from a fresh secret seed."""
+    seed = rng(32)
+    images, labels = make_triggers(seed, params.items, params.input_shape, params.num_classes)
+    values = [{"image": b64encode(img.tobytes()), "label": int(lab)}
+              for img, lab in zip(images, labels)]
+    return MarkingKey.create(SCHEME, params.public(), values, rng=rng,
+                             secret={"seed": b64encode(seed)})
+
+
+def _shape(vk_params: dict[str, Any]) -> tuple[int, int, int]:
+    shape = vk_params.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(
+            isinstance(d, int) and 0 < d <= 4096 for d in shape)):
+        raise MalformedInputError("verification key: input_shape must be [C, H, W]")
+    return tuple(shape)  # type: ignore[return-value]
+
+
+def decode_queries(queries: Sequence[Any], vk: VerificationKey) -> np.ndarray:
+    """Opened trigger images (base64 uint8) → an (N, C, H, W) uint8 array."""
+    shape = _shape(vk.params)
+    size = shape[0] * shape[1] * shape[2]
+    out = np.empty((len(queries), *shape), dtype=np.uint8)
+    for i, q in enumerate(queries):
+        try:
+            raw = base64.b64decode(q, validate=True) if isinstance(q, str) else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != size:
+            raise MalformedInputError(f"query {i}: not a {shape} uint8 image")
+        out[i] = np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+    return out
+
+
+def trigger_images(mk: MarkingKey) -> tuple[np.ndarray, np.ndarray]:
+    """All of a marking key's triggers, for Mark."""
+    vk = mk.verification_key
+    images = decode_queries([v["image"] for v in mk.items.values], vk)
+    labels = np.array([v["label"] for v in mk.items.values], dtype=np.int64)
+    return images, labels
