@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-BENCHES = {"registry": "bench.registry"}
+BENCHES = {"registry": "bench.registry", "train": "bench.train", "claim": "bench.claim"}
 
 
 def main() -> None:

@@ -51,10 +51,13 @@ class DemoSettings:
 
 
 # Per-data-set training recipes for the demo (architecture, clean/mark epochs, batch,
-# triggers per batch, fine-tuning epochs and learning rate).
+# triggers per batch, the thief's fine-tuning epochs and learning rate). The thief
+# fine-tunes all layers at lr 0.01, the top of Adi et al.'s range (0.001-0.01, §5.2);
+# on digits about 60% of the owner's triggers survive it (measured over 3 keys: 0.59-0.64),
+# so 30 opened items leave a false rejection at chance level about 1e-4.
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": {"arch": "digits-cnn", "epochs": 15, "batch": 64, "tpb": 16, "lr": 0.1,
-               "ft_epochs": 5, "ft_lr": 0.02},
+               "ft_epochs": 5, "ft_lr": 0.01},
     "fashion-mnist": {"arch": "fmnist-net", "epochs": 8, "batch": 256, "tpb": 4, "lr": 0.1,
                       "ft_epochs": 2, "ft_lr": 0.01},
     "mnist": {"arch": "fmnist-net", "epochs": 6, "batch": 256, "tpb": 4, "lr": 0.1,
