@@ -242,6 +242,150 @@ def registry_cosign(directory: str, identity_path: str, state_path: str, as_json
           f"cosigned {cp.origin} at size {cp.size} as {witness.verifier_key.to_vkey()}")
 
 
+# -- owner: keys, models, marking -----------------------------------------------------
+DATA_CHOICES = click.Choice(["digits", "fashion-mnist", "mnist"])
+_data_option = click.option("--data", required=True, type=DATA_CHOICES,
+                            help="Data set: the embedded digits, or an IDX set from disk.")
+_root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                            help="Folder of the IDX files (default for fashion-mnist: Debian's package).")
+_device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+
+
+@cli.command("keygen")
+@click.option("--scheme", type=click.Choice(["trigger-set"]), default="trigger-set", show_default=True,
+              help="The watermarking scheme (more arrive with their backends).")
+@_data_option
+@_root_option
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Key directory: marking-key (secret, sealed, 0600) and verification-key.json.")
+@click.option("--items", default=100, show_default=True, type=click.IntRange(2, 100_000),
+              help="Committed items ℓ (trigger images).")
+@click.option("--alpha", default=1e-4, show_default=True, type=click.FloatRange(1e-12, 0.5),
+              help="Level of the ownership test, fixed in the public key before release.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def keygen_command(scheme: str, data: str, data_root: str | None, out: str, items: int,
+                   alpha: float, as_json: bool) -> None:
+    """Make a marking key (secret) and its verification key (public) for DATA.
+
+    The passphrase sealing the marking key comes from CLAIMKIT_PASSPHRASE or a prompt.
+
+    Example: claimkit keygen --scheme trigger-set --data digits --out keys/
+    """
+    from .ml.data import load_dataset
+    from .schemes.trigger_set import TriggerSetParams, keygen
+    dataset = load_dataset(data, root=data_root)
+    params = TriggerSetParams(dataset.num_classes, dataset.input_shape, items=items, alpha=alpha,
+                              data=dataset.name, data_digest=dataset.digest.hex)
+    mk = keygen(params)
+    mk.save(out, _passphrase(PASSPHRASE_ENV, f"new passphrase for {out}/marking-key", confirm=True))
+    vk = mk.verification_key
+    _emit(as_json, {"keydir": out, "scheme": scheme, "items": vk.items, "verification_key": vk.digest.to_dict()},
+          f"wrote {out}/marking-key (secret) and {out}/verification-key.json; "
+          f"register it before release: claimkit register {out} --registry DIR --identity KEY --out receipt.json")
+
+
+@cli.command("train")
+@_data_option
+@_root_option
+@click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
+@click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
+@click.option("--seed", default=0, show_default=True, help="Initial weights and data order.")
+@_device_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model.safetensors to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def train_command(data: str, data_root: str | None, arch: str | None, epochs: int | None, seed: int,
+                  device: str, out: str, as_json: bool) -> None:
+    """Train a clean model (an independent or suspect model); the run record goes beside it.
+
+    Example: claimkit train --data digits --seed 3 --out independent.safetensors
+    """
+    from .ml.data import load_dataset
+    from .ml.jobs import fit_and_save
+    digest, record = fit_and_save(load_dataset(data, root=data_root), out, arch=arch,
+                                  epochs=epochs, seed=seed, device=device)
+    _emit(as_json, record.to_dict(), f"wrote {out} (weights {digest.hex[:16]}): test accuracy "
+          f"{record.test_accuracy:.4f} in {record.wall_seconds:.1f} s on {record.device}")
+
+
+@cli.command("mark")
+@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@_data_option
+@_root_option
+@click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
+@click.option("--from", "start_from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Fine-tune this trained model (PreTrained) instead of training from scratch.")
+@click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
+@click.option("--seed", default=0, show_default=True, help="Initial weights and data order.")
+@_device_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model.safetensors to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None,
+                 start_from: str | None, epochs: int | None, seed: int, device: str, out: str,
+                 as_json: bool) -> None:
+    """Train a model that carries KEYDIR's watermark (Adi et al.: FromScratch, or PreTrained
+    with --from), with the triggers in every batch.
+
+    Example: claimkit mark keys/ --data digits --out released.safetensors
+    """
+    from .ml.data import load_dataset
+    from .ml.jobs import fit_and_save
+    from .protocol.keys import MarkingKey
+    from .schemes.trigger_set import trigger_images
+    mk = MarkingKey.load(keydir, _passphrase(PASSPHRASE_ENV, f"passphrase for {keydir}/marking-key"))
+    dataset = load_dataset(data, root=data_root)
+    if mk.params.get("data_digest") not in (None, "", dataset.digest.hex):
+        from .errors import MalformedInputError
+        raise MalformedInputError(f"{keydir} was made for other data than {data} (data digest differs)")
+    digest, record = fit_and_save(dataset, out, arch=arch, epochs=epochs, seed=seed, device=device,
+                                  triggers=trigger_images(mk), start_from=start_from)
+    _emit(as_json, record.to_dict(), f"wrote {out} (weights {digest.hex[:16]}): test accuracy "
+          f"{record.test_accuracy:.4f}, trigger accuracy {record.trigger_accuracy:.4f}, "
+          f"{record.wall_seconds:.1f} s on {record.device}")
+
+
+@cli.command("claim")
+@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@click.option("--receipt", "receipt_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The registration receipt of KEYDIR's verification key.")
+@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The registry that logged it (the claim's intent is announced there).")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The suspect model (safetensors).")
+@click.option("--arch", default=None, help="The architecture the file must hold.")
+@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The owner's key file (the one that registered).")
+@click.option("--open", "k", default=50, show_default=True, type=click.IntRange(1),
+              help="Committed items this claim opens (the challenge picks which).")
+@_device_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bundle file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path: str, arch: str | None,
+                  identity_path: str, k: int, device: str, out: str, as_json: bool) -> None:
+    """Claim a suspect model: announce the claim in the registry, open the challenged items,
+    query the model, and write a signed claim bundle for an arbiter.
+
+    Example: claimkit claim keys/ --receipt receipt.json --registry reg/ --model suspect.safetensors --identity owner.key --out bundle.json
+    """
+    from .claim.make import make_claim
+    from .ml.oracle import LocalModel
+    from .protocol.keys import MarkingKey
+    from .registry.receipt import Receipt
+    from .schemes.trigger_set import decode_queries
+    from .wire import atomic_write
+    mk = MarkingKey.load(keydir, _passphrase(PASSPHRASE_ENV, f"passphrase for {keydir}/marking-key"))
+    identity = _load_identity(identity_path)
+    oracle = LocalModel.from_file(model_path, arch=arch, device=device)
+    vk = mk.verification_key
+    with _open_registry(registry_dir, write=True) as reg:
+        bundle = make_claim(reg, mk, Receipt.from_file(receipt_path), oracle.info.digest, k=k,
+                            identity=identity, ask=lambda q: oracle.labels(decode_queries(q, vk)))
+    atomic_write(out, bundle.to_json())
+    details = bundle.predicate.evidence.get("details", {})
+    _emit(as_json, {"bundle": out, "suspect": oracle.info.digest.to_dict(), **details},
+          f"wrote {out}: {details.get('matches')}/{details.get('n')} opened items match "
+          f"(the owner's observation; an arbiter re-checks with claimkit verify)")
+
+
 # -- owner: register ----------------------------------------------------------------------
 @cli.command("register")
 @click.argument("keydir", type=click.Path(exists=True, file_okay=False))

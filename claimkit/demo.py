@@ -50,21 +50,6 @@ class DemoSettings:
     device: str = "auto"
 
 
-# Per-data-set training recipes for the demo (architecture, clean/mark epochs, batch,
-# triggers per batch, the thief's fine-tuning epochs and learning rate). The thief
-# fine-tunes all layers at lr 0.01, the top of Adi et al.'s range (0.001-0.01, §5.2);
-# on digits 51-64% of the owner's triggers survive it (4 keys measured), so with 50 opened
-# items at alpha 1e-4 (see schemes/trigger_set.py) both wrong outcomes stay near 1e-4.
-RECIPES: dict[str, dict[str, Any]] = {
-    "digits": {"arch": "digits-cnn", "epochs": 15, "batch": 64, "tpb": 16, "lr": 0.1,
-               "ft_epochs": 5, "ft_lr": 0.01},
-    "fashion-mnist": {"arch": "fmnist-net", "epochs": 8, "batch": 256, "tpb": 4, "lr": 0.1,
-                      "ft_epochs": 2, "ft_lr": 0.01},
-    "mnist": {"arch": "fmnist-net", "epochs": 6, "batch": 256, "tpb": 4, "lr": 0.1,
-              "ft_epochs": 2, "ft_lr": 0.01},
-}
-
-
 @dataclass
 class DemoReport:
     out: Path
@@ -78,6 +63,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
     import torch
 
     from .ml.data import load_dataset
+    from .ml.recipes import recipe as recipe_for
     from .ml.models import build, save_model
     from .ml.oracle import LocalModel
     from .ml.train import TrainConfig, train
@@ -88,9 +74,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
     if out.exists() and any(out.iterdir()):
         raise MalformedInputError(f"{out} is not empty; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    if settings.data not in RECIPES:
-        raise MalformedInputError(f"the demo knows {', '.join(RECIPES)}, not {settings.data!r}")
-    recipe = RECIPES[settings.data]
+    recipe = recipe_for(settings.data)
     report = DemoReport(out)
     fig = report.figures
     started = time.perf_counter()

@@ -1,0 +1,54 @@
+"""The owner's ML commands end to end: keygen, register, mark, train, claim, verify --model."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from claimkit.cli import cli
+
+ENV = {"CLAIMKIT_PASSPHRASE": "pw", "CLAIMKIT_LOG_PASSPHRASE": "pw"}
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), env=ENV)
+
+
+def test_owner_commands_make_a_claim_an_arbiter_accepts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "owner.key").exit_code == 0
+    assert run("registry", "init", "reg").exit_code == 0
+    result = run("keygen", "--data", "digits", "--items", "40", "--out", "keys", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["items"] == 40
+    assert run("register", "keys", "--registry", "reg", "--identity", "owner.key",
+               "--out", "receipt.json").exit_code == 0
+    result = run("mark", "keys", "--data", "digits", "--epochs", "12", "--device", "cpu",
+                 "--out", "released.safetensors", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["trigger_accuracy"] == 1.0
+    assert (tmp_path / "released.run.json").exists()
+    assert run("train", "--data", "digits", "--epochs", "2", "--seed", "4", "--device", "cpu",
+               "--out", "other.safetensors").exit_code == 0
+    for model, expected in (("released.safetensors", 0), ("other.safetensors", 1)):
+        bundle = f"{model}.bundle.json"
+        result = run("claim", "keys", "--receipt", "receipt.json", "--registry", "reg", "--model",
+                     model, "--identity", "owner.key", "--open", "20", "--out", bundle)
+        assert result.exit_code == 0, result.output
+        result = run("verify", bundle, "--registry-key", "reg/log.vkey", "--model", model)
+        assert result.exit_code == expected, result.output
+
+
+def test_marking_with_a_key_for_other_data_is_refused(tmp_path, monkeypatch):
+    from test_data import make_idx_set
+    monkeypatch.chdir(tmp_path)
+    make_idx_set(tmp_path)
+    assert run("keygen", "--data", "digits", "--items", "10", "--out", "keys").exit_code == 0
+    result = run("mark", "keys", "--data", "mnist", "--data-root", str(tmp_path), "--epochs", "0",
+                 "--out", "m.safetensors")
+    assert result.exit_code == 2 and "other data" in result.output
+    assert not (tmp_path / "m.safetensors").exists()
+    result = CliRunner().invoke(cli, ["mark", "keys", "--data", "digits", "--out", "m.safetensors"],
+                                env={"CLAIMKIT_PASSPHRASE": "wrong"})
+    assert result.exit_code == 2 and "wrong passphrase" in result.output
