@@ -370,7 +370,7 @@ def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path:
     from .ml.oracle import LocalModel
     from .protocol.keys import MarkingKey
     from .registry.receipt import Receipt
-    from .schemes.trigger_set import decode_queries
+    from .schemes.trigger_set import answerer
     from .wire import atomic_write
     mk = MarkingKey.load(keydir, _passphrase(PASSPHRASE_ENV, f"passphrase for {keydir}/marking-key"))
     identity = _load_identity(identity_path)
@@ -378,7 +378,7 @@ def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path:
     vk = mk.verification_key
     with _open_registry(registry_dir, write=True) as reg:
         bundle = make_claim(reg, mk, Receipt.from_file(receipt_path), oracle.info.digest, k=k,
-                            identity=identity, ask=lambda q: oracle.labels(decode_queries(q, vk)))
+                            identity=identity, ask=answerer(oracle.labels, vk))
     atomic_write(out, bundle.to_json())
     details = bundle.predicate.evidence.get("details", {})
     _emit(as_json, {"bundle": out, "suspect": oracle.info.digest.to_dict(), **details},
@@ -444,9 +444,9 @@ def _model_oracle(model_path: str, arch: str | None, bundle: Any) -> tuple[Any, 
     vk = bundle.predicate.verification_key
     if vk.scheme != "trigger-set":
         raise MalformedInputError(f"re-querying a model is not available for {vk.scheme} yet")
-    from .schemes.trigger_set import decode_queries
+    from .schemes.trigger_set import answerer
     oracle = LocalModel.from_file(model_path, arch=arch)
-    return oracle.info.digest, lambda queries: oracle.labels(decode_queries(queries, vk))
+    return oracle.info.digest, answerer(oracle.labels, vk)
 
 
 @cli.command("verify")

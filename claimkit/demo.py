@@ -67,8 +67,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
     from .ml.models import build, save_model
     from .ml.oracle import LocalModel
     from .ml.train import TrainConfig, train
-    from .schemes.trigger_set import (TriggerSetParams, decode_queries, keygen,
-                                      trigger_images)
+    from .schemes.trigger_set import TriggerSetParams, answerer, keygen, trigger_images
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -160,7 +159,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
         oracle = LocalModel.from_file(out / model_file, device=settings.device)
         vk = mk.verification_key
         bundle = make_claim(registry, mk, receipt, oracle.info.digest, identity=identity,
-                            k=settings.opened, ask=lambda q: oracle.labels(decode_queries(q, vk)))
+                            k=settings.opened, ask=answerer(oracle.labels, vk))
         atomic_write(out / f"bundle-{name}.json", bundle.to_json())
         return bundle
 
@@ -169,7 +168,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
         vk = bundle.predicate.verification_key
         parsed = ClaimBundle.from_file(out / f"bundle-{name}.json")
         report = verify_claim(parsed, log_key=registry.log_key, suspect=oracle.info.digest,
-                              oracle=lambda q: oracle.labels(decode_queries(q, vk)))
+                              oracle=answerer(oracle.labels, vk))
         atomic_write(out / f"verdict-{name}.json", make_verdict(parsed, report, arbiter).to_json())
         return report
 

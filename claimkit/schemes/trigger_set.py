@@ -39,7 +39,7 @@ from ..protocol.keys import MarkingKey, VerificationKey
 from ..wire import b64encode
 
 __all__ = ["SCHEME", "TriggerSetParams", "keygen", "trigger_images", "decode_queries",
-           "make_triggers"]
+           "make_triggers", "answerer"]
 
 SCHEME = "trigger-set"
 
@@ -124,3 +124,9 @@ def trigger_images(mk: MarkingKey) -> tuple[np.ndarray, np.ndarray]:
     images = decode_queries([v["image"] for v in mk.items.values], vk)
     labels = np.array([v["label"] for v in mk.items.values], dtype=np.int64)
     return images, labels
+
+
+def answerer(labels: Callable[[np.ndarray], list[int]],
+             vk: VerificationKey) -> Callable[[Sequence[Any]], list[int]]:
+    """The ``ask``/``oracle`` a claim needs: queries → images → the model's labels."""
+    return lambda queries: labels(decode_queries(queries, vk))
