@@ -60,7 +60,6 @@ class DemoReport:
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
              say: Callable[[str], None] = print) -> DemoReport:
     import numpy as np
-    import torch
 
     from .ml.data import load_dataset
     from .ml.recipes import recipe as recipe_for
@@ -77,7 +76,6 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
     report = DemoReport(out)
     fig = report.figures
     started = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     say(f"claimkit demo on {settings.data}; everything goes to {out}/")
     data = load_dataset(settings.data, root=settings.data_root)
