@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import MalformedInputError, VerificationError
 from .registry import merkle
-from .wire import Fields, b64decode, b64encode, canonical_json, sha256
+from .wire import Fields, b64encode, b64hash, canonical_json, sha256
 
 __all__ = [
     "NONCE_SIZE",
@@ -95,13 +95,9 @@ class ItemOpening:
         index = f.int("index", hi=MAX_ITEMS - 1)
         value = f.raw("value")
         nonce = f.bytes("nonce", size=NONCE_SIZE)
-        proof = f.each("proof", lambda v, p: _hash(v, p), max_items=64)
+        proof = f.each("proof", b64hash, max_items=64)
         f.done()
         return cls(index, value, nonce, proof)
-
-
-def _hash(value: Any, where: str) -> bytes:
-    return b64decode(value, field=where, size=merkle.HASH_SIZE)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ run records, and the bundles and verdicts.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from .identity import Identity
 from .protocol.keys import MarkingKey
 from .registry.entries import Registration, sign_request
 from .registry.log import Registry
-from .wire import atomic_write
+from .wire import atomic_write, pretty_json
 
 __all__ = ["DemoSettings", "run_demo", "DEMO_PASSPHRASE"]
 
@@ -63,7 +62,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
 
     from .ml.data import load_dataset
     from .ml.recipes import recipe as recipe_for
-    from .ml.models import build, save_model
+    from .ml.jobs import save_with_record
+    from .ml.models import build
     from .ml.oracle import LocalModel
     from .ml.train import TrainConfig, train
     from .schemes.trigger_set import TriggerSetParams, answerer, keygen, trigger_images
@@ -103,11 +103,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
         return receipt
 
     def release(model, name: str, record) -> Any:
-        digest = save_model(model, out / f"{name}.safetensors", arch=recipe["arch"],
-                            input_shape=data.input_shape, num_classes=data.num_classes)
-        atomic_write(out / f"{name}.run.json",
-                     (json.dumps(record.to_dict(), indent=2) + "\n").encode())
-        return digest
+        return save_with_record(model, out / f"{name}.safetensors", arch=recipe["arch"],
+                                data=data, record=record)
 
     params = TriggerSetParams(data.num_classes, data.input_shape, items=settings.items,
                               data=data.name, data_digest=data.digest.hex)
@@ -201,7 +198,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
                thief_claim_accepted=r_thief.accepted, winner=winner,
                suspect_digest=stolen_digest.hex, seconds=time.perf_counter() - started)
     report.ok = r_stolen.accepted and not r_indep.accepted and winner == "owner"
-    atomic_write(out / "demo.json", (json.dumps(fig, indent=2) + "\n").encode())
+    atomic_write(out / "demo.json", pretty_json(fig))
     say(f"done in {fig['seconds']:.0f} s: {'the story holds' if report.ok else 'THE STORY FAILED'}. "
         f"Check a bundle yourself: claimkit verify {out}/bundle-stolen.json "
         f"--registry-key {out}/registry/log.vkey --model {out}/stolen.safetensors "

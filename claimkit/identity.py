@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -41,7 +40,8 @@ import nacl.signing
 
 from .errors import KeyFileError, MalformedInputError, VerificationError
 from .sealed import seal, unseal
-from .wire import Fields, atomic_write, b64encode, canonical_json, ct_equal, load_json, read_json_file
+from .wire import (Fields, atomic_write, b64encode, canonical_json, ct_equal, load_json, pretty_json,
+                   read_json_file)
 
 __all__ = ["PublicIdentity", "Identity", "passphrase_from_env", "PASSPHRASE_ENV"]
 
@@ -104,7 +104,7 @@ class PublicIdentity:
         return identity
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+        return pretty_json(self.to_dict())
 
     @classmethod
     def from_json(cls, data: bytes | str) -> PublicIdentity:

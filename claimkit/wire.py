@@ -39,6 +39,8 @@ __all__ = [
     "Digest",
     "b64encode",
     "b64decode",
+    "b64hash",
+    "pretty_json",
     "ct_equal",
     "load_json",
     "read_json_file",
@@ -89,6 +91,16 @@ def b64decode(text: str, *, field: str = "value", size: int | None = None) -> by
     if size is not None and len(raw) != size:
         raise MalformedInputError(f"{field}: expected {size} bytes, got {len(raw)}")
     return raw
+
+
+def b64hash(value: Any, where: str) -> bytes:
+    """A 32-byte hash (Merkle node, proof element) in strict base64."""
+    return b64decode(value, field=where, size=32)
+
+
+def pretty_json(value: Any) -> bytes:
+    """Indented, key-sorted JSON for files people read (never for hashing or signing)."""
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
 
 
 @dataclass(frozen=True)

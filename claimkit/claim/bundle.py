@@ -27,7 +27,7 @@ from ..dsse import Envelope
 from ..errors import MalformedInputError
 from ..protocol.keys import VerificationKey
 from ..registry.receipt import Receipt
-from ..wire import Digest, Fields, b64decode, b64encode, load_json, read_json_file
+from ..wire import Digest, Fields, b64encode, b64hash, load_json, read_json_file
 
 __all__ = [
     "STATEMENT_TYPE",
@@ -47,10 +47,6 @@ VERDICT_PREDICATE = "https://claimkit.dev/verdict/v1"
 OBSERVERS = ("owner", "arbiter")
 MAX_QUERIES = 100_000
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
-
-
-def _hash(value: Any, where: str) -> bytes:
-    return b64decode(value, field=where, size=32)
 
 
 @dataclass(frozen=True)
@@ -139,7 +135,7 @@ class ClaimPredicate:
         vk = VerificationKey.from_dict(f.obj("verification_key"), f.path("verification_key"))
         registration = Receipt.from_dict(f.obj("registration"), f.path("registration"))
         intent = Receipt.from_dict(f.obj("intent"), f.path("intent"))
-        consistency = f.each("consistency", _hash, max_items=128)
+        consistency = f.each("consistency", b64hash, max_items=128)
         openings = f.each("openings", ItemOpening.from_dict, max_items=MAX_QUERIES)
         queries = tuple(f.list("queries", max_items=MAX_QUERIES))
         answers = Answers.from_dict(f.obj("answers"), f.path("answers"))

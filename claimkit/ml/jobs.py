@@ -8,19 +8,20 @@ The one function behind ``claimkit train``, ``claimkit mark`` and the demo's mod
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..wire import Digest, atomic_write
+from torch import nn
+
+from ..wire import Digest, atomic_write, pretty_json
 from .data import Dataset
 from .models import build, load_model, save_model
 from .recipes import recipe
 from .train import RunRecord, TrainConfig, train
 
-__all__ = ["fit_and_save"]
+__all__ = ["fit_and_save", "save_with_record"]
 
 
 def fit_and_save(data: Dataset, out: str | os.PathLike[str], *, arch: str | None = None,
@@ -41,10 +42,16 @@ def fit_and_save(data: Dataset, out: str | os.PathLike[str], *, arch: str | None
                       lr=default_lr if lr is None else lr, batch_size=r["batch"], seed=seed,
                       device=device, trigger_per_batch=r["tpb"])
     record = train(model, data, cfg, triggers=triggers, progress=progress)
+    record.extra["start_from"] = None if start_from is None else str(start_from)
+    return save_with_record(model, out, arch=arch, data=data, record=record), record
+
+
+def save_with_record(model: nn.Module, out: str | os.PathLike[str], *, arch: str, data: Dataset,
+                     record: RunRecord) -> Digest:
+    """Save the model and write its run record beside it (``out`` with ``.run.json``)."""
     out = Path(out)
     digest = save_model(model, out, arch=arch, input_shape=data.input_shape,
                         num_classes=data.num_classes)
-    record.extra.update(arch=arch, weights_digest=digest.hex,
-                        start_from=None if start_from is None else str(start_from))
-    atomic_write(out.with_suffix(".run.json"), (json.dumps(record.to_dict(), indent=2) + "\n").encode())
-    return digest, record
+    record.extra.update(arch=arch, weights_digest=digest.hex)
+    atomic_write(out.with_suffix(".run.json"), pretty_json(record.to_dict()))
+    return digest

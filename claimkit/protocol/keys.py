@@ -13,7 +13,6 @@ digest is what the owner registers before release::
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Callable, Sequence
 from ..commitments import NONCE_SIZE, CommittedItems, ItemOpening, commit_items
 from ..errors import MalformedInputError, VerificationError
 from ..sealed import seal, unseal
-from ..wire import (Digest, Fields, atomic_write, b64decode, b64encode, canonical_json,
+from ..wire import (Digest, Fields, atomic_write, b64decode, b64encode, canonical_json, pretty_json,
                     ct_equal, load_json, read_json_file)
 
 __all__ = ["VerificationKey", "MarkingKey", "VK_TYPE", "MK_TYPE", "VK_FILE", "MK_FILE"]
@@ -75,7 +74,7 @@ class VerificationKey:
         return cls.from_dict(read_json_file(path), str(path))
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+        return pretty_json(self.to_dict())
 
     def check_opening(self, opening: ItemOpening) -> None:
         opening.verify(self.commitment_root, size=self.items)

@@ -247,7 +247,7 @@ class Registry:
         if not isinstance(intent, ClaimIntent):
             raise MalformedInputError("announce_claim takes a claim intent")
         with self.store.transaction():
-            size = self.store.size()
+            size, last_time = self.store.head()
             registration = self._registration(intent.registration_index)
             reg_entry, reg_bytes = registration
             if not Digest.of(reg_bytes).matches(intent.registration_entry):
@@ -264,8 +264,7 @@ class Registry:
             if intent.open > reg.items - len(spent):
                 raise RegistryError(f"claim intent: only {reg.items - len(spent)} of "
                                     f"{reg.items} items remain unopened")
-            entry = LogEntry(intent, signature, max(self._now_ms(), self.store.last_time_ms()),
-                             spent=spent)
+            entry = LogEntry(intent, signature, max(self._now_ms(), last_time), spent=spent)
             entry.verify_signature()
             data = entry.to_bytes()
             frontier = self._frontier_at(size)

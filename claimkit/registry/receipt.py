@@ -8,13 +8,12 @@ that checking a claim never loads the storage stack.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import MalformedInputError, VerificationError
-from ..wire import Fields, load_json, read_json_file
+from ..wire import Fields, load_json, pretty_json, read_json_file
 from . import merkle
 from .checkpoint import Checkpoint
 from .entries import LogEntry
@@ -77,7 +76,7 @@ class Receipt:
         return cls(entry, proof)
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+        return pretty_json(self.to_dict())
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Receipt:

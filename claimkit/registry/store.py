@@ -108,11 +108,6 @@ class Store:
             "SELECT idx, time_ms FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
         return (0, 0) if row is None else (row[0] + 1, row[1])
 
-    def last_time_ms(self) -> int:
-        row = self.conn.execute(
-            "SELECT time_ms FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
-        return 0 if row is None else row[0]
-
     def read_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Batch read; raises if a requested node is absent (the store is damaged)."""
         if not ids:
