@@ -26,7 +26,12 @@ from claimkit.ml.oracle import LocalModel
 from claimkit.ml.train import TrainConfig, as_tensor, predict, train
 from claimkit.registry.entries import Registration, sign_request
 from claimkit.registry.log import Registry
-from claimkit.schemes.trigger_set import TriggerSetParams, answerer, keygen, trigger_images
+from claimkit.schemes.trigger_set import (
+    BACKEND,
+    TriggerSetParams,
+    keygen,
+    trigger_images,
+)
 
 from .common import emit
 
@@ -52,7 +57,7 @@ def main(argv: list[str]) -> None:
             vk = mk.verification_key
             request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
             receipt = registry.register(request, sign_request(request, owner))
-            ask = answerer(oracle.labels, vk)
+            ask = BACKEND.answerer(oracle, vk)
             t0 = time.perf_counter()
             bundle = make_claim(registry, mk, receipt, oracle.info.digest, ask=ask,
                                 identity=owner, k=100)

@@ -18,9 +18,10 @@ run records, and the bundles and verdicts.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .claim.bundle import ClaimBundle
 from .claim.compete import rank_claims
@@ -34,7 +35,7 @@ from .registry.entries import Registration, sign_request
 from .registry.log import Registry
 from .wire import atomic_write, pretty_json
 
-__all__ = ["DemoSettings", "run_demo", "DEMO_PASSPHRASE"]
+__all__ = ["DEMO_PASSPHRASE", "DemoSettings", "run_demo"]
 
 DEMO_PASSPHRASE = "claimkit demo"  # printed: these are demonstration keys
 
@@ -61,12 +62,12 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
     import numpy as np
 
     from .ml.data import load_dataset
-    from .ml.recipes import recipe as recipe_for
     from .ml.jobs import save_with_record
     from .ml.models import build
     from .ml.oracle import LocalModel
+    from .ml.recipes import recipe as recipe_for
     from .ml.train import TrainConfig, train
-    from .schemes.trigger_set import TriggerSetParams, answerer, keygen, trigger_images
+    from .schemes.trigger_set import BACKEND, TriggerSetParams, keygen, trigger_images
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -154,7 +155,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
         oracle = LocalModel.from_file(out / model_file, device=settings.device)
         vk = mk.verification_key
         bundle = make_claim(registry, mk, receipt, oracle.info.digest, identity=identity,
-                            k=settings.opened, ask=answerer(oracle.labels, vk))
+                            k=settings.opened, ask=BACKEND.answerer(oracle, vk))
         atomic_write(out / f"bundle-{name}.json", bundle.to_json())
         return bundle
 
@@ -163,7 +164,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
         vk = bundle.predicate.verification_key
         parsed = ClaimBundle.from_file(out / f"bundle-{name}.json")
         report = verify_claim(parsed, log_key=registry.log_key, suspect=oracle.info.digest,
-                              oracle=answerer(oracle.labels, vk))
+                              oracle=BACKEND.answerer(oracle, vk))
         atomic_write(out / f"verdict-{name}.json", make_verdict(parsed, report, arbiter).to_json())
         return report
 

@@ -29,17 +29,26 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..wire import b64encode
+from .base import MarkOptions, Oracle, parse_params
 
-__all__ = ["SCHEME", "TriggerSetParams", "keygen", "trigger_images", "decode_queries",
-           "make_triggers", "answerer"]
+__all__ = [
+    "BACKEND",
+    "SCHEME",
+    "TriggerSetParams",
+    "decode_queries",
+    "keygen",
+    "make_triggers",
+    "trigger_images",
+]
 
 SCHEME = "trigger-set"
 
@@ -53,6 +62,12 @@ class TriggerSetParams:
     epsilon: float = 0.1
     data: str = ""
     data_digest: str = ""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.items <= 100_000:
+            raise MalformedInputError("trigger-set: items must be within [2, 100000]")
+        if not 1e-12 <= self.alpha <= 0.5 or not 0 <= self.epsilon <= 1:
+            raise MalformedInputError("trigger-set: alpha within [1e-12, 0.5], epsilon within [0, 1]")
 
     def public(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "input_shape": list(self.input_shape),
@@ -126,7 +141,34 @@ def trigger_images(mk: MarkingKey) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def answerer(labels: Callable[[np.ndarray], list[int]],
-             vk: VerificationKey) -> Callable[[Sequence[Any]], list[int]]:
-    """The ``ask``/``oracle`` a claim needs: queries → images → the model's labels."""
-    return lambda queries: labels(decode_queries(queries, vk))
+class TriggerSetBackend:
+    """Adi et al. 2018 behind the :class:`~claimkit.schemes.base.Backend` interface."""
+
+    name = SCHEME
+    marks = "model"
+    summary = "random trigger images with random labels (Adi et al. 2018)"
+
+    def keygen(self, data: Any, params: Mapping[str, str], *,
+               rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
+        p = parse_params(TriggerSetParams, params, {
+            "num_classes": data.num_classes, "input_shape": data.input_shape,
+            "data": data.name, "data_digest": data.digest.hex})
+        return keygen(p, rng=rng)
+
+    def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],
+             options: MarkOptions) -> dict[str, Any]:
+        """FromScratch, or PreTrained with ``options.start_from`` (§4.1)."""
+        from ..ml.jobs import fit_and_save
+
+        digest, record = fit_and_save(data, out, arch=options.arch, epochs=options.epochs,
+                                      lr=options.lr, seed=options.seed, device=options.device,
+                                      triggers=trigger_images(mk), start_from=options.start_from,
+                                      progress=options.progress)
+        return record.to_dict()
+
+    def answerer(self, oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:
+        """Queries (opened trigger images) → the suspect's class indices."""
+        return lambda queries: oracle.labels(decode_queries(queries, vk))
+
+
+BACKEND = TriggerSetBackend()

@@ -19,7 +19,7 @@ def test_owner_commands_make_a_claim_an_arbiter_accepts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run("keys", "new", "--out", "owner.key").exit_code == 0
     assert run("registry", "init", "reg").exit_code == 0
-    result = run("keygen", "--data", "digits", "--items", "40", "--out", "keys", "--json")
+    result = run("keygen", "--data", "digits", "-p", "items=40", "--out", "keys", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["items"] == 40
     assert run("register", "keys", "--registry", "reg", "--identity", "owner.key",
@@ -44,7 +44,7 @@ def test_marking_with_a_key_for_other_data_is_refused(tmp_path, monkeypatch):
     from test_data import make_idx_set
     monkeypatch.chdir(tmp_path)
     make_idx_set(tmp_path)
-    assert run("keygen", "--data", "digits", "--items", "10", "--out", "keys").exit_code == 0
+    assert run("keygen", "--data", "digits", "-p", "items=10", "--out", "keys").exit_code == 0
     result = run("mark", "keys", "--data", "mnist", "--data-root", str(tmp_path), "--epochs", "0",
                  "--out", "m.safetensors")
     assert result.exit_code == 2 and "other data" in result.output

@@ -1,0 +1,113 @@
+"""The arbiter's command: verify claim bundles, optionally re-querying the suspect."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import EXIT_OK, EXIT_REJECTED
+from .base import (
+    cli,
+    emit,
+    load_identity,
+)
+
+
+# -- arbiter: verify ----------------------------------------------------------------------
+def _model_oracle(model_path: str, arch: str | None, bundle: Any) -> tuple[Any, Any]:
+    """(suspect digest, answer function) from a local model, for re-querying (torch)."""
+    from ..ml.oracle import LocalModel
+    from ..schemes.base import get_backend
+    vk = bundle.predicate.verification_key
+    oracle = LocalModel.from_file(model_path, arch=arch)
+    return oracle.subject, get_backend(vk.scheme).answerer(oracle, vk)
+
+
+@cli.command("verify")
+@click.argument("bundle_paths", metavar="BUNDLE...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False))
+@click.option("--registry-key", "registry_key", type=click.Path(dir_okay=False),
+              envvar="CLAIMKIT_REGISTRY_KEY",
+              help="The registry's log.vkey (or CLAIMKIT_REGISTRY_KEY). Required.")
+@click.option("--witness-key", "witness_keys", multiple=True, type=click.Path(dir_okay=False),
+              help="A witness's vkey that must have cosigned the registration (repeatable).")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              help="The suspect model (safetensors): check it is the bundle's subject and "
+                   "re-query it; the arbiter's own answers then decide.")
+@click.option("--arch", default=None, help="With --model: the architecture the file must hold.")
+@click.option("--sign-verdict", "verdict_key", type=click.Path(exists=True, dir_okay=False),
+              help="Sign a verdict per bundle with this arbiter key file.")
+@click.option("--verdict-out", type=click.Path(dir_okay=False),
+              help="Where to write the signed verdict (one bundle; default BUNDLE.verdict.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys: tuple[str, ...],
+           model_path: str | None, arch: str | None, verdict_key: str | None,
+           verdict_out: str | None, as_json: bool) -> None:
+    """Check claim bundles offline and recompute their statistics.
+
+    With several bundles about one model (competing claims), the accepted claim with
+    the earliest registration is named the winner.
+
+    Exit 0: a claim is accepted. Exit 1: rejected (a failed check, or statistics that
+    do not support ownership). Exit 2: malformed bundle or arguments.
+
+    Example: claimkit verify bundle.json --registry-key registry/log.vkey --model suspect.safetensors
+    """
+    from ..claim.bundle import ClaimBundle
+    from ..claim.verify import verify_claim
+    from ..errors import MalformedInputError, VerificationError
+    from ..registry.receipt import load_vkey
+    if registry_key is None:
+        raise MalformedInputError("--registry-key is required: the registry's log.vkey you trust")
+    if verdict_out is not None and len(bundle_paths) != 1:
+        raise MalformedInputError("--verdict-out takes one bundle; verdicts of several go beside them")
+    log_key = load_vkey(registry_key)
+    witnesses = [load_vkey(p) for p in witness_keys]
+    arbiter = load_identity(verdict_key) if verdict_key is not None else None
+    results: list[dict[str, Any]] = []
+    reports = []
+    lines = []
+    for path in bundle_paths:
+        bundle = ClaimBundle.from_file(path)
+        suspect = oracle = None
+        if model_path is not None:
+            suspect, oracle = _model_oracle(model_path, arch, bundle)
+        report, reasons = None, ()
+        try:
+            report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses,
+                                  oracle=oracle, suspect=suspect)
+            reports.append(report)
+        except VerificationError as e:
+            reasons = (str(e),)
+        if arbiter is not None:
+            from ..claim.verdict import make_verdict
+            from ..wire import atomic_write
+            target = verdict_out or str(Path(path).with_suffix(".verdict.json"))
+            atomic_write(target, make_verdict(bundle, report, arbiter, reasons=reasons).to_json())
+        if report is None:
+            results.append({"bundle": path, "decision": "reject", "reasons": list(reasons)})
+            lines.append(f"REJECTED {path}: {reasons[0]}")
+            continue
+        results.append({"bundle": path, **report.to_dict()})
+        result = report.evidence.result
+        lines.append(
+            f"{'ACCEPTED' if report.accepted else 'REJECTED'} {path}: {report.scheme} claim by "
+            f"{report.owner.name} ({report.owner.key_id[:16]}) on {report.suspect.hex[:16]}\n"
+            f"  registered: entry {report.registration_index} of {report.origin} at "
+            f"{report.registration_time_ms} ms; claim intent entry {report.intent_index}\n"
+            f"  opened {len(report.opened)} items; {result.test} test: p = {result.p_value:.3g} "
+            f"(alpha {result.alpha:g}), answers observed by the {report.observer}")
+    accepted = [r for r in reports if r.accepted]
+    out: dict[str, Any] = {"bundles": results} if len(bundle_paths) > 1 else results[0]
+    if len(bundle_paths) > 1 and accepted:
+        from ..claim.compete import rank_claims
+        first = rank_claims(accepted)[0]
+        out["earliest_registration"] = {"owner": first.owner.name, "key_id": first.owner.key_id,
+                                        "registration_index": first.registration_index}
+        lines.append(f"earliest registration among the accepted claims: {first.owner.name} "
+                     f"(entry {first.registration_index})")
+    emit(as_json, out, "\n".join(lines))
+    sys.exit(EXIT_OK if accepted else EXIT_REJECTED)

@@ -1,0 +1,87 @@
+"""Shared parts of the command line: the group, error handling, prompts, options."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from .. import __version__
+from ..errors import EXIT_MALFORMED, ClaimkitError
+
+PASSPHRASE_ENV = "CLAIMKIT_PASSPHRASE"
+LOG_PASSPHRASE_ENV = "CLAIMKIT_LOG_PASSPHRASE"
+
+
+class Group(click.Group):
+    """Turns library errors into one line and the right exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClaimkitError as e:
+            fail(str(e), e.exit_code)
+        except OSError as e:
+            fail(f"{e.filename or ''}: {e.strerror}" if e.strerror else str(e), EXIT_MALFORMED)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"claimkit: {message}", err=True)
+    sys.exit(code)
+
+
+def emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(text)
+
+
+def passphrase(env: str, prompt: str, *, confirm: bool = False) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        fail(f"{prompt}: no terminal to ask on; set {env}", EXIT_MALFORMED)
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+def load_identity(path: str) -> Any:
+    from ..identity import Identity
+    return Identity.load(path, passphrase(PASSPHRASE_ENV, f"passphrase for {path}"))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="claimkit")
+def cli() -> None:
+    """Prove, later and to anyone, that a suspect model came from your work.
+
+    Owners register commitments to their watermark keys in a transparency log before
+    release, and later make signed claim bundles that anyone can check offline.
+
+    Exit codes: 0 done or claim accepted, 1 claim rejected or a check failed,
+    2 malformed input or usage error.
+    """
+
+
+def open_registry(directory: str, *, write: bool = False) -> Any:
+    from ..registry.log import Registry
+    phrase = None
+    if write:
+        phrase = passphrase(LOG_PASSPHRASE_ENV, f"passphrase for {directory}/log.key")
+    return Registry.open(directory, passphrase=phrase)
+
+
+DATA_CHOICES = click.Choice(["digits", "fashion-mnist", "mnist"])
+data_option = click.option("--data", required=True, type=DATA_CHOICES,
+                           help="Data set: the embedded digits, or an IDX set from disk.")
+root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                           help="Folder of the IDX files (default for fashion-mnist: Debian's package).")
+device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+
+
+def main() -> None:
+    cli(prog_name="claimkit")

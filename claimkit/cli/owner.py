@@ -1,0 +1,218 @@
+"""The owner's commands: keygen, train, mark, register, claim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import MalformedInputError
+from ..schemes.base import MarkOptions, backend_names, get_backend
+from .base import (
+    PASSPHRASE_ENV,
+    cli,
+    data_option,
+    device_option,
+    emit,
+    load_identity,
+    open_registry,
+    passphrase,
+    root_option,
+)
+
+# -- owner: keys, models, marking -----------------------------------------------------
+
+
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MalformedInputError(f"--param {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _load_key(keydir: str) -> Any:
+    from ..protocol.keys import MarkingKey
+    return MarkingKey.load(keydir, passphrase(PASSPHRASE_ENV, f"passphrase for {keydir}/marking-key"))
+
+
+@cli.command("keygen")
+@click.option("--scheme", type=click.Choice(backend_names()), default="trigger-set",
+              show_default=True, help="The watermarking scheme.")
+@data_option
+@root_option
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Key directory: marking-key (secret, sealed, 0600) and verification-key.json.")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="A scheme parameter (repeatable), e.g. -p items=100 -p alpha=1e-4 for "
+                   "trigger-set; an unknown key lists the settable ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def keygen_command(scheme: str, data: str, data_root: str | None, out: str,
+                   params: tuple[str, ...], as_json: bool) -> None:
+    """Make a marking key (secret) and its verification key (public) for DATA.
+
+    The passphrase sealing the marking key comes from CLAIMKIT_PASSPHRASE or a prompt.
+
+    Example: claimkit keygen --scheme trigger-set --data digits -p items=100 --out keys/
+    """
+    from ..ml.data import load_dataset
+    mk = get_backend(scheme).keygen(load_dataset(data, root=data_root), _params(params))
+    mk.save(out, passphrase(PASSPHRASE_ENV, f"new passphrase for {out}/marking-key", confirm=True))
+    vk = mk.verification_key
+    emit(as_json, {"keydir": out, "scheme": scheme, "items": vk.items, "params": vk.params,
+                   "verification_key": vk.digest.to_dict()},
+         f"wrote {out}/marking-key (secret) and {out}/verification-key.json; "
+         f"register it before release: claimkit register {out} --registry DIR --identity KEY --out receipt.json")
+
+
+@cli.command("train")
+@data_option
+@root_option
+@click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
+@click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
+@click.option("--seed", default=0, show_default=True, help="Initial weights and data order.")
+@device_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model.safetensors to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def train_command(data: str, data_root: str | None, arch: str | None, epochs: int | None, seed: int,
+                  device: str, out: str, as_json: bool) -> None:
+    """Train a clean model (an independent or suspect model); the run record goes beside it.
+
+    Example: claimkit train --data digits --seed 3 --out independent.safetensors
+    """
+    from ..ml.data import load_dataset
+    from ..ml.jobs import fit_and_save
+    digest, record = fit_and_save(load_dataset(data, root=data_root), out, arch=arch,
+                                  epochs=epochs, seed=seed, device=device)
+    emit(as_json, record.to_dict(), f"wrote {out} (weights {digest.hex[:16]}): test accuracy "
+          f"{record.test_accuracy:.4f} in {record.wall_seconds:.1f} s on {record.device}")
+
+
+@cli.command("mark")
+@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@data_option
+@root_option
+@click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
+@click.option("--from", "start_from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Fine-tune this trained model (PreTrained) instead of training from scratch.")
+@click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
+@click.option("--seed", default=0, show_default=True, help="Initial weights and data order.")
+@device_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model.safetensors to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None,
+                 start_from: str | None, epochs: int | None, seed: int, device: str, out: str,
+                 as_json: bool) -> None:
+    """Mark with KEYDIR's key: train a model that carries the watermark (trigger-set:
+    FromScratch, or PreTrained with --from), or write a watermarked data set (dataset
+    schemes), as the key's scheme does.
+
+    Example: claimkit mark keys/ --data digits --out released.safetensors
+    """
+    from ..ml.data import load_dataset
+    mk = _load_key(keydir)
+    dataset = load_dataset(data, root=data_root)
+    if mk.params.get("data_digest") not in (None, "", dataset.digest.hex):
+        raise MalformedInputError(f"{keydir} was made for other data than {data} (data digest differs)")
+    record = get_backend(mk.scheme).mark(mk, dataset, out, MarkOptions(
+        arch=arch, epochs=epochs, seed=seed, device=device, start_from=start_from))
+    trigger = record.get("trigger_accuracy")
+    emit(as_json, record, f"wrote {out}: test accuracy {record.get('test_accuracy', 0):.4f}"
+         + (f", trigger accuracy {trigger:.4f}" if trigger is not None else "")
+         + f", {record.get('wall_seconds', 0):.1f} s on {record.get('device')}")
+
+
+@cli.command("claim")
+@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@click.option("--receipt", "receipt_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The registration receipt of KEYDIR's verification key.")
+@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The registry that logged it (the claim's intent is announced there).")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The suspect model (safetensors).")
+@click.option("--arch", default=None, help="The architecture the file must hold.")
+@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The owner's key file (the one that registered).")
+@click.option("--open", "k", default=50, show_default=True, type=click.IntRange(1),
+              help="Committed items this claim opens (the challenge picks which).")
+@device_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bundle file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path: str, arch: str | None,
+                  identity_path: str, k: int, device: str, out: str, as_json: bool) -> None:
+    """Claim a suspect model: announce the claim in the registry, open the challenged items,
+    query the model, and write a signed claim bundle for an arbiter.
+
+    Example: claimkit claim keys/ --receipt receipt.json --registry reg/ --model suspect.safetensors --identity owner.key --out bundle.json
+    """
+    from ..claim.make import make_claim
+    from ..ml.oracle import LocalModel
+    from ..registry.receipt import Receipt
+    from ..wire import atomic_write
+    mk = _load_key(keydir)
+    identity = load_identity(identity_path)
+    oracle = LocalModel.from_file(model_path, arch=arch, device=device)
+    ask = get_backend(mk.scheme).answerer(oracle, mk.verification_key)
+    with open_registry(registry_dir, write=True) as reg:
+        bundle = make_claim(reg, mk, Receipt.from_file(receipt_path), oracle.subject, k=k,
+                            identity=identity, ask=ask)
+    atomic_write(out, bundle.to_json())
+    evidence = bundle.predicate.evidence
+    result = evidence.get("result", {})
+    emit(as_json, {"bundle": out, "suspect": oracle.subject.to_dict(), **evidence.get("details", {}),
+                   "p_value": result.get("p_value"), "decision": evidence.get("decision")},
+         f"wrote {out}: {evidence.get('decision')} at p = {result.get('p_value', float('nan')):.3g} "
+         f"(the owner's observation; an arbiter re-checks with claimkit verify)")
+
+
+# -- owner: register ----------------------------------------------------------------------
+@cli.command("register")
+@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The registry directory (a local log).")
+@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The owner's key file.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              help="The model about to be released (safetensors): its weights digest is bound too.")
+@click.option("--subject-digest", default=None, metavar="HEX",
+              help="Or the SHA-256 of the model or dataset about to be released.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Receipt file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def register(keydir: str, registry_dir: str, identity_path: str, model_path: str | None,
+             subject_digest: str | None, out: str, as_json: bool) -> None:
+    """Register KEYDIR's verification key in the registry, before release.
+
+    Writes a receipt (the entry, its inclusion proof and the signed, timestamped
+    checkpoint) that anyone can check offline against the registry's log.vkey.
+
+    Example: claimkit register keys/ --registry ./registry --identity owner.key --out receipt.json
+    """
+    from ..errors import MalformedInputError
+    from ..protocol.keys import VK_FILE, VerificationKey
+    from ..registry.entries import Registration, sign_request
+    from ..wire import Digest, atomic_write
+    vk = VerificationKey.from_file(Path(keydir) / VK_FILE)
+    subject = None
+    if model_path is not None and subject_digest is not None:
+        raise MalformedInputError("give --model or --subject-digest, not both")
+    if model_path is not None:
+        from ..weights import weights_digest
+        subject = weights_digest(model_path)
+    if subject_digest is not None:
+        try:
+            subject = Digest(bytes.fromhex(subject_digest))
+        except ValueError:
+            raise MalformedInputError("--subject-digest: expected 64 hex digits") from None
+    identity = load_identity(identity_path)
+    request = Registration(identity.public, vk.scheme, vk.digest, vk.items, subject)
+    with open_registry(registry_dir, write=True) as reg:
+        receipt = reg.register(request, sign_request(request, identity))
+    atomic_write(out, receipt.to_json())
+    emit(as_json, {"receipt": out, "index": receipt.index, "time_ms": receipt.entry.time_ms,
+                    "origin": receipt.checkpoint.origin,
+                    "subject": None if subject is None else subject.to_dict()},
+          f"registered as entry {receipt.index} of {receipt.checkpoint.origin} "
+          f"at {receipt.entry.time_ms} ms; receipt written to {out}")
