@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import MalformedInputError
+from . import distributed
 from .data import Dataset
 
 __all__ = ["TrainConfig", "RunRecord", "resolve_device", "train", "evaluate", "predict",
@@ -140,7 +141,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
     """Train ``model`` in place on ``data`` (optionally marking it with ``triggers``)."""
     from tqdm import tqdm
 
-    device = resolve_device(cfg.device)
+    group = distributed.world(cfg.device)  # set under torchrun, else None
+    device = group.device if group else resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     bf16 = on_cuda if cfg.bf16 is None else cfg.bf16
     channels_last = on_cuda if cfg.channels_last is None else cfg.channels_last
@@ -150,6 +152,15 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
     step_model = torch.compile(model) if cfg.compile else model
+    if group is not None:
+        from torch.nn.parallel import DistributedDataParallel
+        step_model = DistributedDataParallel(step_model, device_ids=[device.index] if on_cuda else None)
+    shard = slice(group.rank, None, group.size) if group else slice(None)
+    # Every rank draws the same batch order from ``generator``; augmentation draws from a
+    # per-rank one, whose use depends on the shard's size.
+    # Under DDP a last batch smaller than the world would leave a rank without data.
+    tail = len(data.x_train) % cfg.batch_size if group and len(data.x_train) % cfg.batch_size < group.size else 0
+    augment = torch.Generator().manual_seed(cfg.seed + 7919 * (group.rank + 1)) if group else generator
     x_train, x_test = as_tensor(data.x_train, device), as_tensor(data.x_test, device)
     y_train = torch.from_numpy(data.y_train).to(device)
     y_test = torch.from_numpy(data.y_test).to(device)
@@ -170,6 +181,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
     record = RunRecord({**asdict(cfg), "data": data.name, "data_digest": data.digest.hex,
                         "marked": triggers is not None}, str(device), torch.__version__,
                        __version__, platform.python_version())
+    if group is not None:
+        record.extra["world_size"] = group.size
 
     if on_cuda:
         torch.cuda.synchronize(device)
@@ -179,13 +192,14 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
                   leave=False):
         model.train()
         order = torch.randperm(len(x_train), generator=generator).to(device)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            xb = _translate(x_train[idx], cfg.shift, generator)
+        for i in range(0, len(order) - tail, cfg.batch_size):
+            idx = order[i:i + cfg.batch_size][shard]
+            xb = _translate(x_train[idx], cfg.shift, augment)
             yb = y_train[idx]
             if tx is not None and cfg.trigger_per_batch:
                 pick = (torch.arange(cfg.trigger_per_batch, device=device) + trigger_cursor) % len(tx)
                 trigger_cursor = (trigger_cursor + cfg.trigger_per_batch) % len(tx)
+                pick = pick[shard]
                 xb, yb = torch.cat([xb, tx[pick]]), torch.cat([yb, ty[pick]])
             xb = xb.contiguous(memory_format=memory_format)
             with _autocast(device, bf16):
@@ -197,6 +211,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
     if on_cuda:
         torch.cuda.synchronize(device)
     record.wall_seconds = time.perf_counter() - start
+    if group is not None:
+        distributed.sync_buffers(model)
     record.train_accuracy = evaluate(model, x_train, y_train, bf16=bf16)
     record.test_accuracy = evaluate(model, x_test, y_test, bf16=bf16)
     if tx is not None:
