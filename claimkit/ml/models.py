@@ -16,6 +16,8 @@ in [0, 1], normalised inside the network so callers never have to know the stati
 * ``fmnist-net`` — a fast 28×28 network (conv-BN-ReLU blocks, 3 poolings), for
   Fashion-MNIST/MNIST.
 * ``resnet18-cifar`` — torchvision's ResNet-18 with the CIFAR stem (3×3 conv, no max-pool).
+* ``mlp`` — a two-hidden-layer perceptron for any input shape: the "another architecture"
+  null model of the evaluation harness, and a cheap student for distillation.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ def _fmnist_net(num_classes: int, channels: int) -> nn.Module:
                          nn.Linear(256, num_classes))
 
 
+class _MLP(nn.Sequential):
+    def __init__(self, num_classes: int, features: int) -> None:
+        super().__init__(Normalize(0.3, 0.35), nn.Flatten(), nn.Linear(features, 512),
+                         nn.ReLU(inplace=True), nn.Linear(512, 256), nn.ReLU(inplace=True),
+                         nn.Linear(256, num_classes))
+
+
 def _resnet18_cifar(num_classes: int, channels: int) -> nn.Module:
     from torchvision.models import resnet18
 
@@ -79,14 +88,15 @@ def _resnet18_cifar(num_classes: int, channels: int) -> nn.Module:
 
 @dataclass(frozen=True)
 class Architecture:
-    make: Callable[[int, int], nn.Module]
-    input_shapes: tuple[tuple[int, int, int], ...]   # the shapes it was designed for
+    make: Callable[[int, tuple[int, int, int]], nn.Module]
+    input_shapes: tuple[tuple[int, int, int], ...]   # the shapes it was designed for; () = any
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "digits-cnn": Architecture(_digits_cnn, ((1, 8, 8),)),
-    "fmnist-net": Architecture(_fmnist_net, ((1, 28, 28),)),
-    "resnet18-cifar": Architecture(_resnet18_cifar, ((3, 32, 32),)),
+    "digits-cnn": Architecture(lambda c, s: _digits_cnn(c, s[0]), ((1, 8, 8),)),
+    "fmnist-net": Architecture(lambda c, s: _fmnist_net(c, s[0]), ((1, 28, 28),)),
+    "resnet18-cifar": Architecture(lambda c, s: _resnet18_cifar(c, s[0]), ((3, 32, 32),)),
+    "mlp": Architecture(lambda c, s: _MLP(c, s[0] * s[1] * s[2]), ()),
 }
 
 
@@ -108,17 +118,21 @@ def build(arch: str, *, num_classes: int, input_shape: tuple[int, int, int] | No
           seed: int | None = None) -> nn.Module:
     """A fresh network; ``seed`` fixes its initial weights (without touching the global RNG)."""
     spec = _architecture(arch)
-    shape = input_shape or spec.input_shapes[0]
-    if tuple(shape) not in spec.input_shapes:
+    if input_shape is None and not spec.input_shapes:
+        raise MalformedInputError(f"{arch} needs the input shape")
+    shape = tuple(input_shape or spec.input_shapes[0])
+    if len(shape) != 3 or not all(isinstance(d, int) and 0 < d <= 4096 for d in shape):
+        raise MalformedInputError(f"input shape must be (C, H, W), not {shape}")
+    if spec.input_shapes and shape not in spec.input_shapes:
         raise MalformedInputError(f"{arch} takes inputs of shape "
                                   f"{' or '.join(map(str, spec.input_shapes))}, not {tuple(shape)}")
     if not 2 <= num_classes <= 100_000:
         raise MalformedInputError("num_classes must be within [2, 100000]")
     if seed is None:
-        return spec.make(num_classes, shape[0])
+        return spec.make(num_classes, shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return spec.make(num_classes, shape[0])
+        return spec.make(num_classes, shape)
 
 
 def save_model(model: nn.Module, path: str | os.PathLike[str], *, arch: str,
