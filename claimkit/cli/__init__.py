@@ -10,7 +10,7 @@ One module per audience: :mod:`.keys` and :mod:`.registry` (operators), :mod:`.o
 (keygen, train, mark, register, claim), :mod:`.arbiter` (verify), :mod:`.demo`.
 """
 
-from . import arbiter, demo, keys, owner, registry  # noqa: F401  (each adds its commands)
+from . import arbiter, demo, evaluate, keys, owner, registry  # noqa: F401  (each adds its commands)
 from .base import cli, main
 
 __all__ = ["cli", "main"]

@@ -1,0 +1,195 @@
+"""The evaluation grid as a TOML file: data, schemes, attacks, seeds, null models.
+
+    name = "fashion-mnist"
+    data = "fashion-mnist"           # a data set name or folder, as for --data
+    seeds = [0, 1, 2]                # one owner model (and key) per scheme and seed
+    alpha = 0.01                     # the decision level reported in the tables
+    split = "halves"                 # owners train on half A; "disjoint" nulls on half B
+
+    [[scheme]]
+    name = "trigger-set"
+    params = { items = 100 }         # as `claimkit keygen -p KEY=VALUE`
+    opened = 50                      # items a claim opens
+
+    [[attack]]
+    name = "ftal"
+    params = { epochs = 2 }          # as `claimkit attack NAME -p KEY=VALUE`
+
+    [null]
+    seeds = 10                       # clean models, other seeds, the owners' data
+    disjoint = 5                     # clean models on the other half of the data
+    archs = []                       # clean models of other architectures
+
+Values in ``params`` tables may be TOML numbers or strings; they reach the backends as
+the strings the CLI would pass. Unknown keys are refused with the key's name, so a typo
+never silently runs a different grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import MalformedInputError
+from ..wire import canonical_json
+
+__all__ = ["EvalConfig", "SchemeSpec", "AttackSpec", "NullSpec", "load_config"]
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+    opened: int | None = None        # default: half the items, at most 100
+
+    @property
+    def label(self) -> str:
+        return _label(self.name, self.params)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return _label(self.name, self.params)
+
+
+@dataclass(frozen=True)
+class NullSpec:
+    seeds: int = 10
+    disjoint: int = 0
+    archs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    name: str
+    data: str
+    data_root: str | None = None
+    arch: str | None = None
+    epochs: int | None = None
+    device: str = "auto"
+    seeds: tuple[int, ...] = (0,)
+    alpha: float = 0.01
+    split: str = "full"              # "full" or "halves"
+    opened_sweep: tuple[int, ...] = ()
+    schemes: tuple[SchemeSpec, ...] = ()
+    attacks: tuple[AttackSpec, ...] = ()
+    null: NullSpec = NullSpec()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "data": self.data, "data_root": self.data_root, "arch": self.arch,
+                "epochs": self.epochs, "device": self.device, "seeds": list(self.seeds),
+                "alpha": self.alpha, "split": self.split, "opened_sweep": list(self.opened_sweep),
+                "schemes": [{"name": s.name, "params": s.params, "opened": s.opened} for s in self.schemes],
+                "attacks": [{"name": a.name, "params": a.params} for a in self.attacks],
+                "null": {"seeds": self.null.seeds, "disjoint": self.null.disjoint,
+                         "archs": list(self.null.archs)}}
+
+
+def _label(name: str, params: dict[str, str]) -> str:
+    return name + "".join(f" {k}={v}" for k, v in sorted(params.items()))
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise MalformedInputError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _params(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedInputError(f"{where}.params must be a table")
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, bool):
+            out[k] = "true" if v else "false"
+        elif isinstance(v, (int, float, str)):
+            out[k] = str(v)
+        else:
+            raise MalformedInputError(f"{where}.params.{k}: a number, string or boolean")
+    return out
+
+
+def _int(value: Any, where: str, lo: int = 0, hi: int = 10**6) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise MalformedInputError(f"{where}: an integer within [{lo}, {hi}]")
+    return value
+
+
+def load_config(path: str | os.PathLike[str]) -> EvalConfig:
+    """Parse and check an evaluation config; relative data paths are taken from its folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise MalformedInputError(f"{path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise MalformedInputError(f"{path}: not valid TOML ({e})") from None
+    _check_keys(raw, {"name", "data", "data_root", "arch", "epochs", "device", "seeds", "alpha",
+                      "split", "opened_sweep", "scheme", "attack", "null"}, str(path))
+    if not isinstance(raw.get("data"), str):
+        raise MalformedInputError(f"{path}: 'data' (a data set name or folder) is required")
+    schemes = []
+    for i, s in enumerate(raw.get("scheme", [])):
+        where = f"{path}: scheme[{i}]"
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str):
+            raise MalformedInputError(f"{where}: a table with a 'name'")
+        _check_keys(s, {"name", "params", "opened"}, where)
+        schemes.append(SchemeSpec(s["name"], _params(s.get("params"), where),
+                                  None if s.get("opened") is None else _int(s["opened"], f"{where}.opened", 1)))
+    if not schemes:
+        raise MalformedInputError(f"{path}: at least one [[scheme]]")
+    attacks = []
+    for i, a in enumerate(raw.get("attack", [])):
+        where = f"{path}: attack[{i}]"
+        if not isinstance(a, dict) or not isinstance(a.get("name"), str):
+            raise MalformedInputError(f"{where}: a table with a 'name'")
+        _check_keys(a, {"name", "params"}, where)
+        attacks.append(AttackSpec(a["name"], _params(a.get("params"), where)))
+    null_raw = raw.get("null", {})
+    if not isinstance(null_raw, dict):
+        raise MalformedInputError(f"{path}: [null] must be a table")
+    _check_keys(null_raw, {"seeds", "disjoint", "archs"}, f"{path}: null")
+    archs = null_raw.get("archs", [])
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise MalformedInputError(f"{path}: null.archs must be a list of architecture names")
+    null = NullSpec(_int(null_raw.get("seeds", 10), "null.seeds", 0, 1000),
+                    _int(null_raw.get("disjoint", 0), "null.disjoint", 0, 1000), tuple(archs))
+    split = raw.get("split", "halves" if null.disjoint else "full")
+    if split not in ("full", "halves"):
+        raise MalformedInputError(f"{path}: split must be 'full' or 'halves'")
+    if null.disjoint and split != "halves":
+        raise MalformedInputError(f"{path}: null.disjoint needs split = 'halves'")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise MalformedInputError(f"{path}: seeds must be a non-empty list of integers ≥ 0")
+    alpha = raw.get("alpha", 0.01)
+    if not isinstance(alpha, (int, float)) or not 0 < alpha < 0.5:
+        raise MalformedInputError(f"{path}: alpha within (0, 0.5)")
+    data = raw["data"]
+    if os.sep in data or data.startswith("."):
+        data = str((path.parent / data).resolve())
+    sweep = raw.get("opened_sweep", [])
+    if not isinstance(sweep, list):
+        raise MalformedInputError(f"{path}: opened_sweep must be a list")
+    return EvalConfig(
+        name=str(raw.get("name", path.stem)), data=data, data_root=raw.get("data_root"),
+        arch=raw.get("arch"), epochs=None if raw.get("epochs") is None else _int(raw["epochs"], "epochs", 0, 10_000),
+        device=str(raw.get("device", "auto")), seeds=tuple(seeds), alpha=float(alpha), split=split,
+        opened_sweep=tuple(_int(k, "opened_sweep[]", 1) for k in sweep),
+        schemes=tuple(schemes), attacks=tuple(attacks), null=null)
+
+
+def job_key(**fields: Any) -> str:
+    """A cached artifact's name: SHA-256 of the canonical JSON of what produced it."""
+    return hashlib.sha256(b"claimkit/eval/job/v1\n" + canonical_json(fields)).hexdigest()[:32]

@@ -1,0 +1,149 @@
+"""The evaluation harness: config checks, a grid on digits, cache reuse, resume, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from claimkit.cli import cli
+from claimkit.errors import MalformedInputError
+from claimkit.eval import load_config, run_grid, write_report
+from claimkit.eval.report import calibration
+
+torch.set_num_threads(2)
+
+GRID = """
+name = "t"
+data = "digits"
+device = "cpu"
+seeds = [0]
+epochs = 3
+split = "halves"
+opened_sweep = [10, 20]
+
+[[scheme]]
+name = "trigger-set"
+params = { items = 40 }
+opened = 20
+
+[[attack]]
+name = "ftal"
+params = { epochs = 1 }
+
+[null]
+seeds = 2
+disjoint = 1
+archs = ["mlp"]
+"""
+
+
+def _write(tmp_path, text, name="grid.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("data = 'digits'\n", "at least one [[scheme]]"),
+    ("name = 'x'\n[[scheme]]\nname = 'trigger-set'\n", "'data'"),
+    ("data = 'digits'\ncolour = 1\n[[scheme]]\nname = 'trigger-set'\n", "unknown key 'colour'"),
+    ("data = 'digits'\nseeds = []\n[[scheme]]\nname = 'trigger-set'\n", "seeds"),
+    ("data = 'digits'\n[[scheme]]\nname = 'trigger-set'\n[null]\ndisjoint = 2\nsplit = 1\n", "unknown key 'split'"),
+    ("data = 'digits'\nsplit = 'full'\n[[scheme]]\nname = 'trigger-set'\n[null]\ndisjoint = 2\n", "needs split"),
+    ("data = 'digits'\n[[scheme]]\nname = 'trigger-set'\nparams = { items = [1] }\n", "params.items"),
+    ("data = [\n", "not valid TOML"),
+])
+def test_bad_configs_are_refused_with_the_reason(tmp_path, text, message):
+    with pytest.raises(MalformedInputError, match=message.replace("[", r"\[")):
+        load_config(_write(tmp_path, text))
+
+
+def test_calibration_flags_an_optimistic_null():
+    honest = calibration([0.2, 0.5, 0.9, 0.04, 0.7] * 4, alpha=0.01)
+    assert not honest["optimistic"] and honest["calibrated_threshold"] == 0.01
+    liar = calibration([1e-4, 2e-3, 5e-3, 0.3, 0.6] * 4, alpha=0.01)
+    assert liar["optimistic"] and liar["false_claims"] == 12
+    assert liar["calibrated_threshold"] == 1e-4       # below every null claim
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    if not _attacks_available():
+        pytest.skip("claimkit.attacks is not importable")
+    root = tmp_path_factory.mktemp("eval")
+    cfg = load_config(_write(root, GRID))
+    out = root / "out"
+    run_grid(cfg, out, progress=False)
+    return cfg, out
+
+
+def _attacks_available() -> bool:
+    try:
+        import claimkit.attacks  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_the_grid_evaluates_every_cell(grid):
+    cfg, out = grid
+    rows = _rows(out)
+    kinds = sorted(r["kind"] for r in rows)
+    # owner, 2 opened-sweep cells, 1 attack, 2 + 1 + 1 null models
+    assert kinds == ["attack", "null", "null", "null", "null", "opened", "opened", "owner"]
+    owner = next(r for r in rows if r["kind"] == "owner")
+    assert owner["accepted"] and owner["p_value"] < 1e-6 and owner["opened"] == 20
+    assert {r["null"] for r in rows if r["kind"] == "null"} == {
+        "seed:1000", "seed:1001", "disjoint:1000", "arch:mlp:1000"}
+    assert not any(r["accepted"] for r in rows if r["kind"] == "null")
+
+
+def test_a_rerun_reuses_models_and_cells(grid, monkeypatch):
+    cfg, out = grid
+    before = (out / "results.jsonl").read_bytes()
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr("claimkit.ml.jobs.fit_and_save", no_training)
+    monkeypatch.setattr("claimkit.ml.train.train", no_training)
+    run_grid(cfg, out, progress=False)
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+def test_a_killed_run_completes_the_missing_cells_only(grid, monkeypatch):
+    cfg, out = grid
+    lines = (out / "results.jsonl").read_text().splitlines()
+    # As if killed while writing the third-to-last cell: two cells lost, one line cut short.
+    (out / "results.jsonl").write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:25])
+    monkeypatch.setattr("claimkit.ml.jobs.fit_and_save",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    run_grid(cfg, out, progress=False)
+    again = _rows(out)
+    assert sorted(r["id"] for r in again) == sorted(json.loads(x)["id"] for x in lines)
+
+
+def test_the_report_has_tables_csv_and_figures(grid):
+    cfg, out = grid
+    index = write_report(cfg, out)
+    report = index.parent
+    for name in ("summary.md", "results.csv", "calibration.json", "claims_by_attack.png",
+                 "null_calibration.png", "tradeoff.png", "p_vs_opened.png"):
+        assert (report / name).stat().st_size > 0, name
+    summary = (report / "summary.md").read_text()
+    assert "| trigger-set items=40 | 1/1" in summary and "0/4" in summary
+
+
+def test_the_cli_redraws_the_report(grid):
+    cfg, out = grid
+    result = CliRunner().invoke(cli, ["eval", str(out / ".." / "grid.toml"), "--out", str(out),
+                                      "--report-only", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["cells"] == 8
