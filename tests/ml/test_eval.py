@@ -147,3 +147,18 @@ def test_the_cli_redraws_the_report(grid):
                                       "--report-only", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["cells"] == 8
+
+
+def test_one_claims_evidence_is_drawn_against_its_null(tmp_path):
+    from fractions import Fraction
+
+    from claimkit.eval.evidence_plot import draw_evidence
+    from claimkit.protocol.stats import binomial_test, paired_t_margin_test
+    binomial = {"result": binomial_test(30, 50, Fraction(1, 10), alpha=1e-4).to_dict(),
+                "observations": [1] * 50, "details": {"n": 50, "p0": 0.1}}
+    pairs = [[0.9, 0.1], [0.8, 0.2], [0.95, 0.3], [0.85, 0.1], [0.7, 0.4]]
+    paired = {"result": paired_t_margin_test(*zip(*pairs), tau=0.25, alpha=0.01).to_dict(),
+              "observations": pairs, "details": {}}
+    for i, evidence in enumerate((binomial, paired)):
+        path = draw_evidence(evidence, tmp_path / str(i))
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
