@@ -73,13 +73,13 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
     if out.exists() and any(out.iterdir()):
         raise MalformedInputError(f"{out} is not empty; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    recipe = recipe_for(settings.data)
     report = DemoReport(out)
     fig = report.figures
     started = time.perf_counter()
 
     say(f"claimkit demo on {settings.data}; everything goes to {out}/")
     data = load_dataset(settings.data, root=settings.data_root)
+    recipe = recipe_for(data.name, data.input_shape)
     say(f"  data: {len(data.x_train)} training and {len(data.x_test)} test images "
         f"{data.input_shape}, {data.num_classes} classes, digest {data.digest.hex[:16]}")
 
@@ -94,7 +94,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
 
     def cfg(epochs: int, lr: float, seed: int) -> TrainConfig:
         return TrainConfig(epochs=epochs, batch_size=recipe["batch"], lr=lr, seed=seed,
-                           trigger_per_batch=recipe["tpb"], device=settings.device)
+                           trigger_per_batch=recipe["tpb"], device=settings.device,
+                           label_smoothing=recipe["label_smoothing"], shift=recipe["shift"])
 
     def register(identity: Identity, mk: MarkingKey, name: str):
         vk = mk.verification_key

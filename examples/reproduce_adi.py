@@ -64,7 +64,7 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
 
     data = load_dataset(args.data, root=args.data_root)
-    r = recipe(data.name)
+    r = recipe(data.name, data.input_shape)
     device = resolve_device(args.device)
     epochs = r["epochs"] if args.epochs is None else args.epochs
     cfg = TrainConfig(epochs=epochs, batch_size=r["batch"], lr=r["lr"], seed=args.seed,

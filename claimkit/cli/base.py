@@ -75,11 +75,30 @@ def open_registry(directory: str, *, write: bool = False) -> Any:
     return Registry.open(directory, passphrase=phrase)
 
 
-DATA_CHOICES = click.Choice(["digits", "fashion-mnist", "mnist"])
-data_option = click.option("--data", required=True, type=DATA_CHOICES,
-                           help="Data set: the embedded digits, or an IDX set from disk.")
+DATA_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "imagefolder")  # ml.data.DATASETS
+
+
+class DataParam(click.ParamType):
+    """A data set's name, or a directory: an ImageFolder tree or a released data set."""
+
+    name = "NAME|DIR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if value in DATA_NAMES or os.path.isdir(value):
+            return value
+        self.fail(f"{value!r} is neither a data set ({', '.join(DATA_NAMES)}) nor a directory",
+                  param, ctx)
+
+
+DATA_CHOICES = DataParam()
+DATA_HELP = ("Data set: digits (embedded), fashion-mnist, mnist, cifar10, imagefolder (files "
+             "under --data-root), or a directory: an ImageFolder tree (train/<class>/, "
+             "test/<class>/) or a released data set.")
+ROOT_HELP = ("Folder of a named set's files: the IDX files (default for fashion-mnist: Debian's "
+             "package), CIFAR-10's unpacked batches, or an ImageFolder tree.")
+data_option = click.option("--data", required=True, type=DATA_CHOICES, help=DATA_HELP)
 root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
-                           help="Folder of the IDX files (default for fashion-mnist: Debian's package).")
+                           help=ROOT_HELP)
 device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 
 

@@ -8,6 +8,9 @@ import click
 
 from ..errors import EXIT_OK, EXIT_REJECTED
 from .base import (
+    DATA_CHOICES,
+    DATA_HELP,
+    ROOT_HELP,
     cli,
 )
 
@@ -16,10 +19,8 @@ from .base import (
 @cli.command("demo")
 @click.option("--out", default="claimkit-demo", show_default=True, type=click.Path(file_okay=False),
               help="Where every artifact goes (must be new or empty).")
-@click.option("--data", type=click.Choice(["digits", "fashion-mnist", "mnist"]), default="digits",
-              show_default=True, help="Data set: the embedded digits, or a real one from disk.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder of the IDX files (default for fashion-mnist: Debian's package).")
+@click.option("--data", type=DATA_CHOICES, default="digits", show_default=True, help=DATA_HELP)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help=ROOT_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--seed", default=0, show_default=True, help="Training seed.")
 def demo(out: str, data: str, data_root: str | None, device: str, seed: int) -> None:

@@ -5,6 +5,13 @@
 * ``fashion-mnist`` and ``mnist`` — the four IDX files (``.gz`` or raw) in a folder; for
   Fashion-MNIST the default folder is Debian's ``dataset-fashion-mnist`` package,
   ``/usr/share/datasets/fashion-mnist``.
+* ``cifar10`` — the binary or python version of CIFAR-10 unpacked under ``root``, read
+  without unpickling anything but numpy arrays (:mod:`claimkit.ml.cifar10`).
+* ``imagefolder`` — a tree ``root/train/<class>/<image>`` and ``root/test/<class>/<image>``
+  (torchvision's ImageFolder layout); classes are train's sorted folder names, images are
+  converted to the first image's mode and size unless ``channels``/``image_size`` say.
+* a directory given in place of a name: a released watermarked data set when it holds
+  ``claimkit-dataset.json`` (:mod:`claimkit.ml.release`), an ImageFolder tree otherwise.
 
 Images come back as ``uint8`` arrays of shape (N, C, H, W) with int64 labels, plus a
 digest of the exact content, so a marking key can record which data it was made on
@@ -12,6 +19,8 @@ digest of the exact content, so a marking key can record which data it was made 
 
     data = load_dataset("digits")
     data.x_train.shape, data.num_classes, data.digest.hex[:12]
+    load_dataset("cifar10", root="/data/cifar")       # holds cifar-10-batches-bin/
+    load_dataset("photos/")                           # photos/train/<class>/*.png, photos/test/…
 
 A missing file is one :class:`~claimkit.errors.DataMissingError` naming the file looked
 for and how to get it; a damaged one is a :class:`~claimkit.errors.MalformedInputError`.
@@ -30,8 +39,12 @@ import numpy as np
 
 from ..errors import DataMissingError, MalformedInputError
 from ..wire import Digest
+from .cifar10 import BIN_DIR, read_cifar10
+from .cifar10 import HOW_TO_GET as CIFAR10_HOW_TO_GET
+from .imagefiles import image_files, image_spec, read_images
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "read_idx", "FASHION_MNIST_ROOT"]
+__all__ = ["DATASETS", "FASHION_MNIST_ROOT", "RELEASE_MANIFEST", "Dataset", "load_dataset",
+           "read_idx"]
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
@@ -39,6 +52,9 @@ IDX_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 MAX_IDX_BYTES = 1 << 31
+RELEASE_MANIFEST = "claimkit-dataset.json"
+MAX_FOLDER_IMAGES = 1_000_000
+MAX_FOLDER_BYTES = 1 << 33      # the decoded uint8 arrays of an ImageFolder tree
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
@@ -129,16 +145,90 @@ def _load_digits() -> Dataset:
     images = np.clip(np.rint(bunch.images * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)
     order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(labels))
-    cut = int(round(len(labels) * (1 - DIGITS_TEST_FRACTION)))
+    cut = round(len(labels) * (1 - DIGITS_TEST_FRACTION))
     train, test = order[:cut], order[cut:]
     return Dataset("digits", images[train], labels[train], images[test], labels[test], 10)
 
 
-DATASETS = ("digits", "fashion-mnist", "mnist")
+def _class_names(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def load_dataset(name: str, *, root: str | os.PathLike[str] | None = None) -> Dataset:
-    """Load a data set by name; ``root`` is the folder of its files (IDX sets)."""
+def _split_files(folder: Path, classes: list[str], *, require_all: bool) -> tuple[list[Path], list[int]]:
+    """Image files of one split and their labels (the index of their class in ``classes``)."""
+    present = _class_names(folder)
+    for name in present:
+        if name not in classes:
+            raise MalformedInputError(f"{folder / name}: not a class of the train split "
+                                      f"({', '.join(classes)})")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        found = image_files(folder / name) if name in present else []
+        if require_all and not found:
+            raise MalformedInputError(f"{folder / name}: empty class (no image files)")
+        files += found
+        labels += [label] * len(found)
+    return files, labels
+
+
+def _load_imagefolder(root: Path, *, image_size: int | tuple[int, int] | None,
+                      channels: int | None) -> Dataset:
+    """An ImageFolder tree; every image converted to one (channels, height, width)."""
+    layout = "an ImageFolder tree is PATH/train/<class>/<image> and PATH/test/<class>/<image>"
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DataMissingError(f"missing {root / split}/ ({layout})")
+    classes = _class_names(root / "train")
+    if len(classes) < 2:
+        raise MalformedInputError(f"{root / 'train'}: needs at least 2 class folders ({layout})")
+    train_files, train_labels = _split_files(root / "train", classes, require_all=True)
+    test_files, test_labels = _split_files(root / "test", classes, require_all=False)
+    if not test_files:
+        raise MalformedInputError(f"{root / 'test'}: the test split holds no images ({layout})")
+    count = len(train_files) + len(test_files)
+    if count > MAX_FOLDER_IMAGES:
+        raise MalformedInputError(f"{root}: {count} images, more than {MAX_FOLDER_IMAGES}")
+    first_channels, first_size = image_spec(train_files[0])
+    channels = first_channels if channels is None else channels
+    if image_size is None:
+        size = first_size
+    else:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if count * channels * size[0] * size[1] > MAX_FOLDER_BYTES:
+        raise MalformedInputError(f"{root}: {count} images of {channels}×{size[0]}×{size[1]} "
+                                  f"exceed {MAX_FOLDER_BYTES >> 30} GiB; pass a smaller image_size")
+    return Dataset("imagefolder", read_images(train_files, channels=channels, size=size),
+                   np.array(train_labels, dtype=np.int64),
+                   read_images(test_files, channels=channels, size=size),
+                   np.array(test_labels, dtype=np.int64), len(classes))
+
+
+def _load_release(path: Path) -> Dataset:
+    try:
+        from .release import load_release
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.release":
+            raise
+        raise MalformedInputError(f"{path} is a released claimkit data set ({RELEASE_MANIFEST}), "
+                                  "but this claimkit has no reader for it (claimkit.ml.release "
+                                  "is missing)") from None
+    return load_release(path)
+
+
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "imagefolder")
+
+
+def load_dataset(data: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None,
+                 image_size: int | tuple[int, int] | None = None,
+                 channels: int | None = None) -> Dataset:
+    """Load a data set by name (``root``: the folder of its files) or from a directory.
+
+    ``data`` is one of :data:`DATASETS`, or a directory: a released data set when it holds
+    ``claimkit-dataset.json``, an ImageFolder tree otherwise. ``image_size`` (pixels, or
+    (height, width)) and ``channels`` (1 or 3) fix an ImageFolder tree's image format.
+    """
+    name = os.fspath(data)
     if name == "digits":
         return _load_digits()
     if name == "fashion-mnist":
@@ -149,4 +239,22 @@ def load_dataset(name: str, *, root: str | os.PathLike[str] | None = None) -> Da
         if root is None:
             raise DataMissingError("mnist needs --data-root: a folder with the four MNIST IDX files")
         return _load_idx_set(name, Path(root), 10, "put the four MNIST IDX files there")
-    raise MalformedInputError(f"unknown data set {name!r} (known: {', '.join(DATASETS)})")
+    if name == "cifar10":
+        if root is None:
+            raise DataMissingError(f"cifar10 needs --data-root: a folder holding {BIN_DIR}/; "
+                                   f"{CIFAR10_HOW_TO_GET}")
+        return Dataset(name, num_classes=10, **read_cifar10(root))
+    if name == "imagefolder":
+        if root is None:
+            raise DataMissingError("imagefolder needs --data-root PATH (or --data PATH), "
+                                   "PATH holding train/<class>/ and test/<class>/ image folders")
+        return _load_imagefolder(Path(root), image_size=image_size, channels=channels)
+    path = Path(name)
+    if path.is_dir():
+        if root is not None:
+            raise MalformedInputError(f"--data {name} is a directory already; drop --data-root")
+        if (path / RELEASE_MANIFEST).is_file():
+            return _load_release(path)
+        return _load_imagefolder(path, image_size=image_size, channels=channels)
+    raise MalformedInputError(f"unknown data set {name!r} (known: {', '.join(DATASETS)}; or a "
+                              "directory: an ImageFolder tree or a released data set)")

@@ -5,8 +5,12 @@ KeyGen (§3, §4.1): ℓ abstract images with labels drawn uniformly at random; 
 subset and keeps the rest (App. A). The paper used 100 abstract-art images; here the
 images are generated procedurally from the key's secret seed (random Gaussian blobs and
 oriented stripes), which makes keys reproducible from the secret and independent of any
-image collection. Labels come from the same seeded generator and are tested to be
-uniform and reproducible (PEERS.md: a peer's loader once gave every trigger label 0).
+image collection. Or they come from the owner's own folder (``-p trigger_dir=PATH``, like
+the paper's abstract images): sorted by path, a seeded sample of ``items`` of them when
+the folder holds more, converted to the data's channels and size, and committed exactly
+as the model sees them; the verification key records ``"triggers": "folder"`` and never
+the path. Labels come from the seeded generator either way and are tested to be uniform
+and reproducible (PEERS.md: a peer's loader once gave every trigger label 0).
 
 Mark (§4.1): FromScratch trains with the triggers appended to every batch (the
 authors' code: 2 per batch of 100); PreTrained fine-tunes a trained model the same way.
@@ -31,11 +35,12 @@ import base64
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import MalformedInputError
+from ..errors import DataMissingError, MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..wire import b64encode
 from .base import MarkOptions, Oracle, parse_params
@@ -45,6 +50,7 @@ __all__ = [
     "SCHEME",
     "TriggerSetParams",
     "decode_queries",
+    "folder_triggers",
     "keygen",
     "make_triggers",
     "trigger_images",
@@ -62,6 +68,7 @@ class TriggerSetParams:
     epsilon: float = 0.1
     data: str = ""
     data_digest: str = ""
+    trigger_dir: str = ""        # the owner's images; "" draws them procedurally. Never public.
 
     def __post_init__(self) -> None:
         if not 2 <= self.items <= 100_000:
@@ -72,15 +79,14 @@ class TriggerSetParams:
     def public(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "input_shape": list(self.input_shape),
                 "alpha": self.alpha, "epsilon": self.epsilon, "data": self.data,
-                "data_digest": self.data_digest}
+                "data_digest": self.data_digest,
+                "triggers": "folder" if self.trigger_dir else "procedural"}
 
 
 def make_triggers(seed: bytes, count: int, shape: tuple[int, int, int],
                   num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """``count`` abstract uint8 images and uniformly random labels, from a secret seed."""
-    if len(seed) < 16:
-        raise MalformedInputError("a trigger seed needs at least 16 bytes")
-    rng = np.random.default_rng(int.from_bytes(seed, "big"))
+    rng = _generator(seed)
     c, h, w = shape
     yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
     images = np.empty((count, c, h, w), dtype=np.uint8)
@@ -99,10 +105,38 @@ def make_triggers(seed: bytes, count: int, shape: tuple[int, int, int],
     return images, labels
 
 
+def folder_triggers(folder: str | os.PathLike[str], seed: bytes, count: int,
+                    shape: tuple[int, int, int], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` of a folder's images as uint8 ``shape`` arrays, with uniformly random
+    labels; when the folder holds more, the secret seed picks which."""
+    from ..ml.imagefiles import image_files, read_images
+
+    if not Path(folder).is_dir():
+        raise DataMissingError(f"trigger folder {folder} is not a directory")
+    files = image_files(folder)
+    if len(files) < 2:
+        raise MalformedInputError(f"trigger folder {folder} holds {len(files)} image files; "
+                                  "a trigger set needs at least 2")
+    rng = _generator(seed)
+    if len(files) > count:
+        files = [files[i] for i in sorted(rng.choice(len(files), count, replace=False))]
+    images = read_images(files, channels=shape[0], size=(shape[1], shape[2]))
+    return images, rng.integers(0, num_classes, len(files)).astype(np.int64)
+
+
+def _generator(seed: bytes) -> np.random.Generator:
+    if len(seed) < 16:
+        raise MalformedInputError("a trigger seed needs at least 16 bytes")
+    return np.random.default_rng(int.from_bytes(seed, "big"))
+
+
 def keygen(params: TriggerSetParams, *, rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
-    """A marking key whose items are (image, label) pairs made from a fresh secret seed."""
+    """A marking key whose items are (image, label) pairs made from a fresh secret seed,
+    the images drawn procedurally or taken from ``params.trigger_dir``."""
     seed = rng(32)
-    images, labels = make_triggers(seed, params.items, params.input_shape, params.num_classes)
+    args = (seed, params.items, params.input_shape, params.num_classes)
+    images, labels = (folder_triggers(params.trigger_dir, *args) if params.trigger_dir
+                      else make_triggers(*args))
     values = [{"image": b64encode(img.tobytes()), "label": int(lab)}
               for img, lab in zip(images, labels)]
     return MarkingKey.create(SCHEME, params.public(), values, rng=rng,
@@ -160,10 +194,10 @@ class TriggerSetBackend:
         """FromScratch, or PreTrained with ``options.start_from`` (§4.1)."""
         from ..ml.jobs import fit_and_save
 
-        digest, record = fit_and_save(data, out, arch=options.arch, epochs=options.epochs,
-                                      lr=options.lr, seed=options.seed, device=options.device,
-                                      triggers=trigger_images(mk), start_from=options.start_from,
-                                      progress=options.progress)
+        _, record = fit_and_save(data, out, arch=options.arch, epochs=options.epochs,
+                                 lr=options.lr, seed=options.seed, device=options.device,
+                                 triggers=trigger_images(mk), start_from=options.start_from,
+                                 progress=options.progress)
         return record.to_dict()
 
     def answerer(self, oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:

@@ -1,0 +1,89 @@
+"""Folders of image files → uint8 (N, C, H, W) arrays, in a fixed order.
+
+Used by ImageFolder data sets (:mod:`claimkit.ml.data`) and by trigger sets drawn from
+a user's folder (:mod:`claimkit.schemes.trigger_set`). Files are found recursively,
+sorted by their path relative to the folder (so the order, hence a data set's digest,
+does not depend on the file system), decoded by Pillow (torchvision's own image
+dependency), converted to grey ("L", 1 channel) or "RGB" (3 channels) and resized
+bilinearly to one fixed size::
+
+    paths = image_files("triggers/")
+    channels, size = image_spec(paths[0])      # e.g. (3, (32, 32))
+    images = read_images(paths, channels=3, size=(32, 32))
+
+A file Pillow cannot decode is one :class:`~claimkit.errors.MalformedInputError`
+naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MalformedInputError
+
+__all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "image_files", "image_spec", "read_image", "read_images"]
+
+# torchvision's ImageFolder extensions (IMG_EXTENSIONS), compared case-insensitively.
+IMAGE_SUFFIXES = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif",
+                            ".tiff", ".webp"})
+MAX_SIDE = 1024     # the models here take up to 32×32; larger targets are a mistake
+_MODES = {1: "L", 3: "RGB"}
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files under ``folder`` (hidden names skipped), sorted by relative path."""
+    folder = Path(folder)
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top, f) for f in files
+                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _open(path: Path):  # -> PIL.Image.Image
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()     # closing the file closes the image too
+    except Exception as e:  # noqa: BLE001 - Pillow raises OSError, ValueError, SyntaxError, ...
+        raise MalformedInputError(f"{path}: not a readable image ({type(e).__name__})") from None
+
+
+def image_spec(path: str | os.PathLike[str]) -> tuple[int, tuple[int, int]]:
+    """The channel count (1 for grey modes, 3 otherwise) and (height, width) of one image."""
+    from PIL import Image
+
+    img = _open(Path(path))
+    channels = 1 if Image.getmodebase(img.mode) == "L" else 3
+    return channels, (img.height, img.width)
+
+
+def read_image(path: str | os.PathLike[str], *, channels: int,
+               size: tuple[int, int]) -> np.ndarray:
+    """One image as uint8 (channels, height, width), converted and resized (bilinear)."""
+    from PIL import Image
+
+    if channels not in _MODES:
+        raise MalformedInputError(f"images must have 1 or 3 channels, not {channels}")
+    h, w = size
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise MalformedInputError(f"image size {h}×{w} is outside 1…{MAX_SIDE} pixels a side")
+    img = _open(Path(path)).convert(_MODES[channels])
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+    array = np.asarray(img, dtype=np.uint8)
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def read_images(paths: Sequence[Path], *, channels: int, size: tuple[int, int]) -> np.ndarray:
+    out = np.empty((len(paths), channels, *size), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        out[i] = read_image(path, channels=channels, size=size)
+    return out
