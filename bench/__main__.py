@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-BENCHES = {"registry": "bench.registry", "train": "bench.train", "claim": "bench.claim"}
+BENCHES = {"registry": "bench.registry", "train": "bench.train", "claim": "bench.claim",
+           "ubw": "bench.ubw", "move": "bench.move"}
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "ClaimkitError",
     "MalformedInputError",
+    "OracleError",
     "VerificationError",
     "RegistryError",
     "InconsistentLogError",
@@ -39,6 +40,11 @@ class MalformedInputError(ClaimkitError):
     """Input that cannot be parsed or is out of bounds; names the offending field."""
 
     exit_code = EXIT_MALFORMED
+
+
+class OracleError(MalformedInputError):
+    """A suspect that cannot be queried: an endpoint that times out or answers garbage,
+    a model file its runtime refuses, a runtime that is not installed."""
 
 
 class KeyFileError(ClaimkitError):

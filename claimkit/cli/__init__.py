@@ -7,10 +7,11 @@ usage). Library modules are imported inside the commands so that ``claimkit veri
 never pays for the registry's storage stack or torch.
 
 One module per audience: :mod:`.keys` and :mod:`.registry` (operators), :mod:`.owner`
-(keygen, train, mark, register, claim), :mod:`.arbiter` (verify), :mod:`.demo`.
+(keygen, train, mark, register, claim), :mod:`.arbiter` (verify), :mod:`.suspect` (serve,
+export: the endpoint and ONNX forms of a suspect), :mod:`.demo`.
 """
 
-from . import arbiter, demo, evaluate, keys, owner, registry  # noqa: F401  (each adds its commands)
+from . import arbiter, attack, dataset, demo, evaluate, keys, owner, registry, suspect  # noqa: F401  (each adds its commands)
 from .base import cli, main
 
 __all__ = ["cli", "main"]

@@ -14,16 +14,15 @@ from .base import (
     emit,
     load_identity,
 )
+from .suspect import suspect_options
 
 
 # -- arbiter: verify ----------------------------------------------------------------------
-def _model_oracle(model_path: str, arch: str | None, bundle: Any) -> tuple[Any, Any]:
-    """(suspect digest, answer function) from a local model, for re-querying (torch)."""
-    from ..ml.oracle import LocalModel
+def _answerer(oracle: Any, bundle: Any) -> Any:
+    """The function that re-asks the bundle's queries of the arbiter's own suspect."""
     from ..schemes.base import get_backend
     vk = bundle.predicate.verification_key
-    oracle = LocalModel.from_file(model_path, arch=arch)
-    return oracle.subject, get_backend(vk.scheme).answerer(oracle, vk)
+    return get_backend(vk.scheme).answerer(oracle, vk)
 
 
 @cli.command("verify")
@@ -34,19 +33,21 @@ def _model_oracle(model_path: str, arch: str | None, bundle: Any) -> tuple[Any, 
               help="The registry's log.vkey (or CLAIMKIT_REGISTRY_KEY). Required.")
 @click.option("--witness-key", "witness_keys", multiple=True, type=click.Path(dir_okay=False),
               help="A witness's vkey that must have cosigned the registration (repeatable).")
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
-              help="The suspect model (safetensors): check it is the bundle's subject and "
-                   "re-query it; the arbiter's own answers then decide.")
-@click.option("--arch", default=None, help="With --model: the architecture the file must hold.")
+@suspect_options
 @click.option("--sign-verdict", "verdict_key", type=click.Path(exists=True, dir_okay=False),
               help="Sign a verdict per bundle with this arbiter key file.")
 @click.option("--verdict-out", type=click.Path(dir_okay=False),
               help="Where to write the signed verdict (one bundle; default BUNDLE.verdict.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys: tuple[str, ...],
-           model_path: str | None, arch: str | None, verdict_key: str | None,
-           verdict_out: str | None, as_json: bool) -> None:
+           model_path: str | None, arch: str | None, onnx_path: str | None, endpoint: str | None,
+           timeout: float, verdict_key: str | None, verdict_out: str | None, as_json: bool) -> None:
     """Check claim bundles offline and recompute their statistics.
+
+    With --model, --onnx or --endpoint the suspect must be the bundle's subject and is
+    re-queried; the arbiter's own answers then decide. A suspect that cannot be
+    queried (an endpoint that times out or answers garbage) is exit 2, and no verdict
+    is written.
 
     With several bundles about one model (competing claims), the accepted claim with
     the earliest registration is named the winner.
@@ -67,26 +68,29 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     log_key = load_vkey(registry_key)
     witnesses = [load_vkey(p) for p in witness_keys]
     arbiter = load_identity(verdict_key) if verdict_key is not None else None
+    suspect = None
+    if (model_path, onnx_path, endpoint, arch) != (None, None, None, None):
+        from ..ml.oracle import open_oracle
+        suspect = open_oracle(model=model_path, onnx=onnx_path, endpoint=endpoint, arch=arch,
+                              timeout=timeout)
     results: list[dict[str, Any]] = []
     reports = []
     lines = []
+    verdicts: list[tuple[str, bytes]] = []   # written once every bundle is checked
     for path in bundle_paths:
         bundle = ClaimBundle.from_file(path)
-        suspect = oracle = None
-        if model_path is not None:
-            suspect, oracle = _model_oracle(model_path, arch, bundle)
         report, reasons = None, ()
         try:
             report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses,
-                                  oracle=oracle, suspect=suspect)
+                                  oracle=None if suspect is None else _answerer(suspect, bundle),
+                                  suspect=None if suspect is None else suspect.subject)
             reports.append(report)
         except VerificationError as e:
             reasons = (str(e),)
         if arbiter is not None:
             from ..claim.verdict import make_verdict
-            from ..wire import atomic_write
             target = verdict_out or str(Path(path).with_suffix(".verdict.json"))
-            atomic_write(target, make_verdict(bundle, report, arbiter, reasons=reasons).to_json())
+            verdicts.append((target, make_verdict(bundle, report, arbiter, reasons=reasons).to_json()))
         if report is None:
             results.append({"bundle": path, "decision": "reject", "reasons": list(reasons)})
             lines.append(f"REJECTED {path}: {reasons[0]}")
@@ -109,5 +113,8 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
                                         "registration_index": first.registration_index}
         lines.append(f"earliest registration among the accepted claims: {first.owner.name} "
                      f"(entry {first.registration_index})")
+    from ..wire import atomic_write
+    for target, data in verdicts:
+        atomic_write(target, data)
     emit(as_json, out, "\n".join(lines))
     sys.exit(EXIT_OK if accepted else EXIT_REJECTED)

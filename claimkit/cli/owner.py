@@ -20,6 +20,7 @@ from .base import (
     passphrase,
     root_option,
 )
+from .suspect import suspect_options
 
 # -- owner: keys, models, marking -----------------------------------------------------
 
@@ -101,7 +102,8 @@ def train_command(data: str, data_root: str | None, arch: str | None, epochs: in
 @click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
 @click.option("--seed", default=0, show_default=True, help="Initial weights and data order.")
 @device_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model.safetensors to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="model.safetensors to write, or a new folder for a dataset scheme's release.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None,
                  start_from: str | None, epochs: int | None, seed: int, device: str, out: str,
@@ -119,6 +121,12 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
         raise MalformedInputError(f"{keydir} was made for other data than {data} (data digest differs)")
     record = get_backend(mk.scheme).mark(mk, dataset, out, MarkOptions(
         arch=arch, epochs=epochs, seed=seed, device=device, start_from=start_from))
+    if "dataset_digest" in record:   # a dataset scheme wrote a release folder (ml.release)
+        emit(as_json, record, f"wrote the release {out}/ ({record['train_images']} training images, "
+             f"{record['poisoned']} of them marked) in {record['wall_seconds']:.1f} s; dataset digest "
+             f"{record['dataset_digest'][:16]}; register it before release: claimkit register "
+             f"{keydir} --dataset {out} --registry DIR --identity KEY --out receipt.json")
+        return
     trigger = record.get("trigger_accuracy")
     emit(as_json, record, f"wrote {out}: test accuracy {record.get('test_accuracy', 0):.4f}"
          + (f", trigger accuracy {trigger:.4f}" if trigger is not None else "")
@@ -131,9 +139,7 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
               help="The registration receipt of KEYDIR's verification key.")
 @click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="The registry that logged it (the claim's intent is announced there).")
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The suspect model (safetensors).")
-@click.option("--arch", default=None, help="The architecture the file must hold.")
+@suspect_options
 @click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The owner's key file (the one that registered).")
 @click.option("--open", "k", default=50, show_default=True, type=click.IntRange(1),
@@ -141,24 +147,28 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
 @device_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bundle file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path: str, arch: str | None,
+def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path: str | None,
+                  arch: str | None, onnx_path: str | None, endpoint: str | None, timeout: float,
                   identity_path: str, k: int, device: str, out: str, as_json: bool) -> None:
     """Claim a suspect model: announce the claim in the registry, open the challenged items,
-    query the model, and write a signed claim bundle for an arbiter.
+    query the model, and write a signed claim bundle for an arbiter. The suspect is one
+    of --model, --onnx or --endpoint; an endpoint is asked what it takes before the claim
+    is announced.
 
     Example: claimkit claim keys/ --receipt receipt.json --registry reg/ --model suspect.safetensors --identity owner.key --out bundle.json
     """
     from ..claim.make import make_claim
-    from ..ml.oracle import LocalModel
+    from ..ml.oracle import open_oracle
     from ..registry.receipt import Receipt
     from ..wire import atomic_write
     mk = _load_key(keydir)
     identity = load_identity(identity_path)
-    oracle = LocalModel.from_file(model_path, arch=arch, device=device)
+    oracle = open_oracle(model=model_path, onnx=onnx_path, endpoint=endpoint, arch=arch,
+                         device=device, timeout=timeout)
     ask = get_backend(mk.scheme).answerer(oracle, mk.verification_key)
     with open_registry(registry_dir, write=True) as reg:
         bundle = make_claim(reg, mk, Receipt.from_file(receipt_path), oracle.subject, k=k,
-                            identity=identity, ask=ask)
+                            identity=identity, ask=ask, subject_name=oracle.name)
     atomic_write(out, bundle.to_json())
     evidence = bundle.predicate.evidence
     result = evidence.get("result", {})
@@ -177,12 +187,14 @@ def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path:
               help="The owner's key file.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
               help="The model about to be released (safetensors): its weights digest is bound too.")
+@click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False),
+              help="Or the released data set (a claimkit mark folder): its dataset digest is bound.")
 @click.option("--subject-digest", default=None, metavar="HEX",
               help="Or the SHA-256 of the model or dataset about to be released.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Receipt file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def register(keydir: str, registry_dir: str, identity_path: str, model_path: str | None,
-             subject_digest: str | None, out: str, as_json: bool) -> None:
+             dataset_dir: str | None, subject_digest: str | None, out: str, as_json: bool) -> None:
     """Register KEYDIR's verification key in the registry, before release.
 
     Writes a receipt (the entry, its inclusion proof and the signed, timestamped
@@ -196,8 +208,11 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
     from ..wire import Digest, atomic_write
     vk = VerificationKey.from_file(Path(keydir) / VK_FILE)
     subject = None
-    if model_path is not None and subject_digest is not None:
-        raise MalformedInputError("give --model or --subject-digest, not both")
+    if sum(v is not None for v in (model_path, dataset_dir, subject_digest)) > 1:
+        raise MalformedInputError("give one of --model, --dataset, --subject-digest")
+    if dataset_dir is not None:
+        from ..ml.release import load_release
+        subject = load_release(dataset_dir).digest
     if model_path is not None:
         from ..weights import weights_digest
         subject = weights_digest(model_path)

@@ -15,12 +15,18 @@ model::
 Marking with a trigger set (Adi et al. 2018, §4.1; their code appends 2 trigger images
 to every batch of 100): pass ``triggers=(images, labels)`` and each batch carries
 ``trigger_per_batch`` of them, cycling through the set.
+
+Schemes whose marking needs its own batches (EWE, Jia et al. 2021, Algorithm 1: after
+every r normal batches, one watermark batch with an extra loss term) pass an
+:class:`Interleave`; the extra step uses the same optimiser, learning rate and autocast,
+and the clean path is unchanged.
 """
 
 from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,8 +40,8 @@ from ..errors import MalformedInputError
 from . import distributed
 from .data import Dataset
 
-__all__ = ["TrainConfig", "RunRecord", "resolve_device", "train", "evaluate", "predict",
-           "as_tensor"]
+__all__ = ["TrainConfig", "RunRecord", "Interleave", "resolve_device", "train", "evaluate",
+           "predict", "as_tensor"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,22 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.shift < 0:
             raise MalformedInputError("training config: epochs ≥ 0, batch_size ≥ 1, lr > 0, shift ≥ 0")
+
+
+@dataclass(frozen=True)
+class Interleave:
+    """One extra optimiser step after every ``every`` normal batches, on ``loss(model)``.
+
+    ``loss`` runs under the engine's autocast with the model in training mode and returns
+    a scalar; it may keep state of its own (EWE's learned temperatures).
+    """
+
+    every: int
+    loss: Callable[[nn.Module], torch.Tensor]
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise MalformedInputError("interleave: every must be ≥ 1 normal batch")
 
 
 @dataclass
@@ -137,8 +159,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bf16: bool =
 
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
           triggers: tuple[np.ndarray, np.ndarray] | None = None,
-          progress: bool = True) -> RunRecord:
-    """Train ``model`` in place on ``data`` (optionally marking it with ``triggers``)."""
+          interleave: Interleave | None = None, progress: bool = True) -> RunRecord:
+    """Train ``model`` in place on ``data`` (optionally marking it with ``triggers`` or
+    with ``interleave``'s extra batches)."""
     from tqdm import tqdm
 
     group = distributed.world(cfg.device)  # set under torchrun, else None
@@ -164,6 +187,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
     x_train, x_test = as_tensor(data.x_train, device), as_tensor(data.x_test, device)
     y_train = torch.from_numpy(data.y_train).to(device)
     y_test = torch.from_numpy(data.y_test).to(device)
+    if interleave is not None and group is not None:
+        raise MalformedInputError("interleaved marking batches (EWE) do not run under torchrun; "
+                                  "train on one device")
     tx = ty = None
     if triggers is not None:
         tx, ty = as_tensor(triggers[0], device), torch.from_numpy(triggers[1]).long().to(device)
@@ -179,7 +205,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup + 1e-9))))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     record = RunRecord({**asdict(cfg), "data": data.name, "data_digest": data.digest.hex,
-                        "marked": triggers is not None}, str(device), torch.__version__,
+                        "marked": triggers is not None or interleave is not None},
+                       str(device), torch.__version__,
                        __version__, platform.python_version())
     if group is not None:
         record.extra["world_size"] = group.size
@@ -187,7 +214,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
     if on_cuda:
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    trigger_cursor = 0
+    trigger_cursor = step = 0
     for _ in tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress or None,
                   leave=False):
         model.train()
@@ -208,6 +235,13 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
             loss.backward()
             optimizer.step()
             schedule.step()
+            step += 1
+            if interleave is not None and step % interleave.every == 0:
+                with _autocast(device, bf16):
+                    extra = interleave.loss(model)
+                optimizer.zero_grad(set_to_none=True)
+                extra.backward()
+                optimizer.step()
     if on_cuda:
         torch.cuda.synchronize(device)
     record.wall_seconds = time.perf_counter() - start

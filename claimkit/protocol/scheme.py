@@ -152,3 +152,6 @@ class LabelMatchDecider:
 
 
 register_decider(LabelMatchDecider("trigger-set", "image"))
+
+from . import move_ewe_deciders  # noqa: E402,F401  (registers "move" and "ewe")
+from . import ubw_decider  # noqa: E402,F401  (registers "ubw-p" and "ubw-c")

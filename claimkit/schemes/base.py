@@ -88,7 +88,9 @@ class Backend(Protocol):
 
 
 # name → module that defines BACKEND; imported only when asked for (torch is heavy).
-_MODULES = {"trigger-set": "claimkit.schemes.trigger_set"}
+_MODULES = {"trigger-set": "claimkit.schemes.trigger_set",
+            "move": "claimkit.schemes.move", "ewe": "claimkit.schemes.ewe",
+            "ubw-p": "claimkit.schemes.ubw", "ubw-c": "claimkit.schemes.ubw_c"}
 
 
 def backend_names() -> list[str]:

@@ -1,0 +1,208 @@
+"""UBW-P and UBW-C on one engine (issue: UBW dataset watermarks; Li et al. 2022, §5, App. E).
+
+    python -m bench ubw --data fashion-mnist --device cuda
+    python -m bench ubw --data fashion-mnist --subset 6000 --test-subset 2000 --epochs 2  # a CPU
+
+Trains, with the data set's recipe and the same engine: a clean model (the baseline,
+timed), a suspect on the UBW-P release and one on the UBW-C release (crafting timed and
+compared with the clean run), and ``--nulls`` independently trained clean models
+(other seeds). Prints JSON: BA, ASR-A, ASR-C, Dp and the Prop. 1 p-value (m items,
+τ) of each watermark; the crafting/clean wall-time ratio; the p-values of every
+independent model under both keys; and App. E's tables, the p-value against τ and
+against m in three scenarios (Malicious: the watermarked suspect; Independent-M: a
+clean model; Independent-T: the watermarked suspect queried with another key's
+trigger). ``--plots DIR`` draws the two tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from claimkit.ml.data import Dataset, load_dataset
+from claimkit.ml.models import build
+from claimkit.ml.recipes import recipe
+from claimkit.ml.release import load_release
+from claimkit.ml.train import TrainConfig, as_tensor, resolve_device, train
+from claimkit.protocol.scheme import decider_for
+from claimkit.protocol.stats import paired_t_margin_test
+from claimkit.schemes.base import MarkOptions, get_backend
+from claimkit.schemes.ubw import ubw_metrics
+
+from .common import emit
+
+TAUS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
+MS = (20, 40, 60, 80, 100, 120)
+
+
+class Memory:
+    """An in-memory model as an oracle (labels and probabilities of uint8 images)."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, num_classes: int) -> None:
+        self.model, self.device, self.num_classes = model.eval(), device, num_classes
+
+    @torch.no_grad()
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        x = as_tensor(images, self.device)
+        out = [torch.softmax(self.model(x[i:i + 2048]).float(), 1) for i in range(0, len(x), 2048)]
+        return torch.cat(out).cpu().double().numpy()
+
+    def labels(self, images: np.ndarray) -> list[int]:
+        return self.probabilities(images).argmax(1).tolist()
+
+
+def seeded(seed: int):
+    rng = np.random.default_rng(seed)
+    return lambda n: rng.bytes(n)
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench ubw")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--subset", type=int, default=0, help="first N training images (0: all)")
+    p.add_argument("--test-subset", type=int, default=0,
+                   help="first N test images (0: all); on a CPU evaluation dominates the time")
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--nulls", type=int, default=10, help="independently trained clean models")
+    p.add_argument("--m", type=int, default=100, help="items a claim opens")
+    p.add_argument("--tau", type=float, default=0.25)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the trained models")
+    p.add_argument("--ubw-c", dest="ubw_c", action="append", default=[], metavar="KEY=VALUE",
+                   help="a UBW-C parameter (repeatable), e.g. steps=12")
+    p.add_argument("--plots", default=None, help="folder for p_vs_tau.png and p_vs_m.png")
+    args = p.parse_args(argv)
+    data = load_dataset(args.data, root=args.data_root)
+    if args.subset or args.test_subset:
+        n, t = args.subset or len(data.y_train), args.test_subset or len(data.y_test)
+        data = Dataset(data.name, data.x_train[:n], data.y_train[:n], data.x_test[:t],
+                       data.y_test[:t], data.num_classes)
+    r = recipe(data.name, data.input_shape)
+    epochs = r["epochs"] if args.epochs is None else args.epochs
+    device = resolve_device(args.device)
+    cfg = TrainConfig(epochs=epochs, batch_size=r["batch"], lr=r["lr"], seed=args.seed,
+                      device=str(device), label_smoothing=r["label_smoothing"], shift=r["shift"],
+                      compile=args.compile)
+
+    def fit(d: Dataset, seed: int) -> tuple[Memory, dict[str, Any]]:
+        model = build(r["arch"], num_classes=d.num_classes, input_shape=d.input_shape, seed=seed)
+        record = train(model, d, replace(cfg, seed=seed), progress=False)
+        return Memory(model, device, d.num_classes), record.to_dict()
+
+    if device.type == "cuda":   # CUDA context, cuDNN autotuning, allocator: not timed
+        fit(Dataset(data.name, data.x_train[:4096], data.y_train[:4096], data.x_test[:256],
+                    data.y_test[:256], data.num_classes), args.seed)
+    clean, clean_record = fit(data, args.seed)
+    out: dict[str, Any] = {
+        "data": args.data, "train_images": len(data.y_train), "test_images": len(data.y_test),
+        "arch": r["arch"], "epochs": epochs, "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "m": args.m, "tau": args.tau,
+        "clean": {"ba": clean_record["test_accuracy"], "seconds": clean_record["wall_seconds"]},
+    }
+    keys, suspects = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scheme in ("ubw-p", "ubw-c"):
+            backend = get_backend(scheme)
+            params = {"m": str(args.m), "items": str(max(MS) + args.m), "tau": str(args.tau)}
+            if scheme == "ubw-c":
+                params["surrogate_epochs"] = str(max(1, epochs // 4))
+                params.update(kv.split("=", 1) for kv in args.ubw_c)
+            mk = backend.keygen(data, params, rng=seeded(args.seed + (scheme == "ubw-c")))
+            mark = backend.mark(mk, data, Path(tmp) / scheme, MarkOptions(
+                device=str(device), seed=args.seed, progress=False))
+            suspect, record = fit(load_release(Path(tmp) / scheme), args.seed + 100)
+            keys[scheme], suspects[scheme] = mk, suspect
+            metrics = ubw_metrics(suspect, data, mk).to_dict()
+            claim = claim_p_value(mk, suspect, args.m, args.seed)
+            entry = {**metrics, **claim, "train_seconds": record["wall_seconds"]}
+            if scheme == "ubw-c":
+                entry.update(crafting_seconds=mark["crafting_seconds"],
+                             ratio_crafting_to_clean=mark["crafting_seconds"] / clean_record["wall_seconds"],
+                             crafting={k: mark[k] for k in ("poisoned", "surrogate_epochs",
+                                                            "surrogate_trainings", "steps",
+                                                            "selection", "final_alignment")})
+            else:
+                entry["poisoned"] = mark["poisoned"]
+            out[scheme.replace("-", "_")] = entry
+    nulls: dict[str, list[float]] = {"ubw-p": [], "ubw-c": []}
+    null_ba = []
+    for i in range(args.nulls):
+        model, record = (clean, clean_record) if i == 0 else fit(data, args.seed + 1000 + i)
+        null_ba.append(record["test_accuracy"])
+        for scheme, mk in keys.items():
+            nulls[scheme].append(claim_p_value(mk, model, args.m, args.seed)["p_value"])
+    out["independent_models"] = {
+        "count": args.nulls, "ba": null_ba,
+        **{f"{s.replace('-', '_')}_p_values": v for s, v in nulls.items()},
+        "min_p_value": min((min(v) for v in nulls.values() if v), default=None),
+        "accepted_at_0.01": sum(p < 0.01 for v in nulls.values() for p in v)}
+    out["tables"] = tables(keys, suspects, clean, data, args.seed)
+    if args.plots:
+        plot(out["tables"], Path(args.plots))
+    emit("ubw", out)
+
+
+def pairs(mk: Any, oracle: Any, count: int, seed: int) -> tuple[list[Any], Any]:
+    """``count`` of the key's items, a seeded random subset, answered by ``oracle``."""
+    chosen = np.sort(np.random.default_rng(seed).choice(mk.items.size, count, replace=False))
+    openings = mk.open(chosen.tolist())
+    ask = get_backend(mk.scheme).answerer(oracle, mk.verification_key)
+    return ask(decider_for(mk.scheme).queries(mk.verification_key, openings)), openings
+
+
+def claim_p_value(mk: Any, oracle: Any, m: int, seed: int) -> dict[str, float]:
+    answers, openings = pairs(mk, oracle, m, seed)
+    evidence = decider_for(mk.scheme).decide(mk.verification_key, openings, answers)
+    return {"p_value": evidence.result.p_value, "delta_p": evidence.details["delta_p"]}
+
+
+def tables(keys: dict[str, Any], suspects: dict[str, Any], clean: Any, data: Dataset,
+           seed: int) -> dict[str, list[dict[str, Any]]]:
+    """App. E, Tables 3 and 4: p-values against τ (m = 100) and against m (τ = 0.25)."""
+    out: dict[str, list[dict[str, Any]]] = {"p_value_vs_tau": [], "p_value_vs_m": []}
+    for scheme, mk in keys.items():
+        other = get_backend(scheme).keygen(data, {"m": "20", "items": str(max(MS))},
+                                           rng=seeded(seed + 77))
+        scenarios = {"Independent-T": (other, suspects[scheme]), "Independent-M": (mk, clean),
+                     "Malicious": (mk, suspects[scheme])}
+        for name, (key, model) in scenarios.items():
+            answers, _ = pairs(key, model, max(MS), seed)
+            b, w = [a[0] for a in answers], [a[1] for a in answers]
+            row = {"scheme": scheme, "scenario": name}
+            out["p_value_vs_tau"].append({**row, "m": 100, "p_values": [
+                paired_t_margin_test(b[:100], w[:100], tau=t).p_value for t in TAUS]})
+            out["p_value_vs_m"].append({**row, "tau": 0.25, "p_values": [
+                paired_t_margin_test(b[:m], w[:m], tau=0.25).p_value for m in MS]})
+    out["taus"], out["ms"] = list(TAUS), list(MS)  # type: ignore[assignment]
+    return out
+
+
+def plot(t: dict[str, Any], folder: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, xs, label in (("p_value_vs_tau", t["taus"], "τ"), ("p_value_vs_m", t["ms"], "m")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for row in t[key]:
+            ax.plot(xs, [max(p, 1e-300) for p in row["p_values"]], marker="o",
+                    linestyle="-" if row["scheme"] == "ubw-p" else "--",
+                    label=f"{row['scheme']} {row['scenario']}")
+        ax.set_yscale("log")
+        ax.axhline(0.01, color="grey", linewidth=0.8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("p-value")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / f"{key.replace('p_value_vs_', 'p_vs_')}.png", dpi=120)
+        plt.close(fig)

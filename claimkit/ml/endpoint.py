@@ -1,0 +1,371 @@
+"""A remote model behind claimkit's JSON protocol (protocol_spec/oracle-http.md).
+
+:class:`HttpEndpoint` is the client an owner or arbiter queries; :class:`OracleServer`
+(``claimkit serve``) answers the protocol for any oracle. See :mod:`claimkit.ml.oracle`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import MalformedInputError, OracleError
+from ..wire import (
+    Digest,
+    Fields,
+    b64decode,
+    b64encode,
+    load_json,
+    sha256,
+)
+
+if TYPE_CHECKING:
+
+    from ..schemes.base import Oracle
+from .oracle_checks import (
+    _NUMBER_CHARS,
+    ANSWER_TYPE,
+    DEFAULT_BATCH,
+    DEFAULT_MAX_RESPONSE,
+    DEFAULT_TIMEOUT,
+    DESCRIBE_TYPE,
+    ENDPOINT_DOMAIN,
+    ERROR_TYPE,
+    MAX_BATCH,
+    MAX_CLASSES,
+    MAX_DIM,
+    MAX_IMAGE_BYTES,
+    MAX_REQUEST_BYTES,
+    QUERY_TYPE,
+    _check_images,
+    _one_line,
+    _oracle_errors,
+    check_probabilities,
+)
+
+# -- an HTTP endpoint (protocol_spec/oracle-http.md) -------------------------------------
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_url(url: str) -> str:
+    """The canonical form of an endpoint URL (protocol_spec/oracle-http.md §Subjects).
+
+    Scheme and host lower-cased, the default port dropped, an empty path made ``/``, the
+    fragment dropped; credentials refused (the URL is published in the claim), and so
+    is anything outside printable ASCII (give international host names in punycode).
+    """
+    if not isinstance(url, str) or not url or len(url) > 2048 \
+            or not all(0x21 <= ord(c) <= 0x7e for c in url):
+        raise MalformedInputError(f"endpoint URL {_one_line(repr(url))}: expected printable "
+                                  "ASCII without spaces, at most 2048 characters")
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise MalformedInputError(f"endpoint URL {url}: must start with http:// or https://")
+    if "@" in parts.netloc:
+        raise MalformedInputError(f"endpoint URL {url}: must not carry credentials "
+                                  "(the claim publishes it)")
+    host = parts.hostname
+    try:
+        port = parts.port
+    except ValueError:
+        raise MalformedInputError(f"endpoint URL {url}: bad port") from None
+    if not host:
+        raise MalformedInputError(f"endpoint URL {url}: no host")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    return urllib.parse.urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def endpoint_digest(url: str) -> Digest:
+    """An endpoint's subject: SHA-256("claimkit/endpoint/v1\\n" || normalised URL)."""
+    return Digest(sha256(ENDPOINT_DOMAIN + normalise_url(url).encode("ascii")))
+
+
+def _shape(value: Any, where: str) -> tuple[int, int, int]:
+    if not isinstance(value, list) or len(value) != 3 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_DIM for d in value):
+        raise MalformedInputError(f"{where}: expected [C, H, W], each within [1, {MAX_DIM}]")
+    if math.prod(value) > MAX_IMAGE_BYTES:
+        raise MalformedInputError(f"{where}: images larger than {MAX_IMAGE_BYTES} bytes")
+    return (value[0], value[1], value[2])
+
+
+def parse_description(obj: Any, where: str) -> tuple[tuple[int, int, int], int, int]:
+    """A GET answer → (input shape, classes, max images per request)."""
+    with _oracle_errors():
+        f = Fields(obj, where)
+        f.str("type", choices=(DESCRIBE_TYPE,))
+        shape = _shape(f.raw("input_shape"), f.path("input_shape"))
+        classes = f.int("num_classes", lo=2, hi=MAX_CLASSES)
+        max_batch = f.int("max_batch", lo=1, hi=MAX_BATCH)
+        f.done()
+    return shape, classes, max_batch
+
+
+def encode_query(images: np.ndarray) -> bytes:
+    return json.dumps({"type": QUERY_TYPE, "shape": list(images.shape[1:]),
+                       "images": [b64encode(im.tobytes()) for im in images]}).encode()
+
+
+def parse_query(obj: Any, shape: tuple[int, int, int], max_batch: int) -> np.ndarray:
+    """A POST body → uint8 images (N, C, H, W); the server's side of the protocol."""
+    f = Fields(obj, "query")
+    f.str("type", choices=(QUERY_TYPE,))
+    given = _shape(f.raw("shape"), "query.shape")
+    if given != tuple(shape):
+        raise MalformedInputError(f"query.shape: {list(given)}, but this model takes {list(shape)}")
+    images = f.list("images", max_items=max_batch)
+    f.done()
+    if not images:
+        raise MalformedInputError("query.images: empty")
+    size = math.prod(shape)
+    raw = bytearray().join(b64decode(v, field=f"query.images[{i}]", size=size)
+                           for i, v in enumerate(images))
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(images), *shape)
+
+
+def parse_answer(obj: Any, n: int, classes: int, where: str) -> np.ndarray:
+    """A POST answer → float64 (n, classes), every row checked to be a probability vector."""
+    with _oracle_errors():
+        f = Fields(obj, where)
+        f.str("type", choices=(ANSWER_TYPE,))
+        rows = f.list("probabilities", max_items=MAX_BATCH)
+        f.done()
+    if len(rows) != n:
+        raise OracleError(f"{where}.probabilities: {len(rows)} rows for {n} images")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != classes \
+                or not all(type(v) in (int, float) for v in row):
+            raise OracleError(f"{where}.probabilities[{i}]: expected {classes} numbers")
+    try:
+        p = np.array(rows, dtype=np.float64).reshape(n, classes)
+    except OverflowError:
+        raise OracleError(f"{where}.probabilities: a number out of range") from None
+    return check_probabilities(p, f"{where}.probabilities")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """The claim names one URL; an answer from another one is not the suspect's."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:
+        raise OracleError(f"{req.full_url}: redirected (HTTP {code}) to {_one_line(newurl)}; "
+                          "query the URL that answers")
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -> Any:
+    """One GET (``body`` None) or POST; the parsed JSON answer, or an OracleError.
+
+    ``timeout`` bounds every socket operation and, checked between reads, the whole
+    answer: a server that trickles bytes is cut off too (after at most about twice it).
+    """
+    headers = {"Accept": "application/json", "User-Agent": f"claimkit/{__version__}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=body, headers=headers,
+                                     method="GET" if body is None else "POST")
+    late = OracleError(f"{url}: no answer within {timeout:g} s (the timeout; raise it with --timeout)")
+    deadline = time.monotonic() + timeout
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > max_bytes:
+                raise OracleError(f"{url}: answer larger than {max_bytes} bytes")
+            data = bytearray()
+            while chunk := response.read1(65536):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise OracleError(f"{url}: answer larger than {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise late
+    except urllib.error.HTTPError as e:
+        raise OracleError(f"{url}: HTTP {e.code}{_server_error(e)}") from None
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, TimeoutError):
+            raise late from None
+        raise OracleError(f"{url}: cannot connect ({_one_line(e.reason)})") from None
+    except TimeoutError:
+        raise late from None
+    except (OSError, http.client.HTTPException) as e:
+        raise OracleError(f"{url}: broken answer ({_one_line(repr(e))})") from None
+    with _oracle_errors():
+        return load_json(bytes(data), what=f"{url}: answer", max_bytes=max_bytes)
+
+
+def _server_error(e: urllib.error.HTTPError) -> str:
+    """The protocol's error message, when the server sent one (first 4 KiB only)."""
+    try:
+        obj = json.loads(e.read(4096))
+    except (ValueError, RecursionError, OSError, http.client.HTTPException):
+        return ""                      # an error page: the status line says enough
+    message = obj.get("error") if isinstance(obj, dict) and obj.get("type") == ERROR_TYPE else None
+    return f": {_one_line(message)}" if isinstance(message, str) else ""
+
+
+@dataclass
+class HttpEndpoint:
+    """A remote model answering protocol_spec/oracle-http.md at ``url`` (normalised)."""
+
+    url: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    max_batch: int
+    timeout: float = DEFAULT_TIMEOUT
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE
+
+    @classmethod
+    def open(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT, batch_size: int = DEFAULT_BATCH,
+             max_response_bytes: int = DEFAULT_MAX_RESPONSE) -> HttpEndpoint:
+        """Normalise ``url`` and ask the endpoint what it takes (a GET), before any query:
+        an endpoint that is down or not a claimkit oracle is reported before a claim is
+        announced."""
+        if not timeout > 0 or not 1 <= batch_size <= MAX_BATCH or max_response_bytes < 1024:
+            raise MalformedInputError(f"endpoint: timeout > 0, batch size within [1, {MAX_BATCH}],"
+                                      " response cap ≥ 1024 bytes")
+        norm = normalise_url(url)
+        described = _exchange(norm, None, timeout=timeout, max_bytes=max_response_bytes)
+        shape, classes, max_batch = parse_description(described, f"{norm}: description")
+        return cls(norm, shape, classes, min(batch_size, max_batch), timeout, max_response_bytes)
+
+    @property
+    def subject(self) -> Digest:
+        return endpoint_digest(self.url)
+
+    @property
+    def name(self) -> str:
+        return self.url
+
+    @property
+    def per_request(self) -> int:
+        """Images per request: the batch size, fewer when the answer or the request would
+        not fit the byte limits."""
+        size = math.prod(self.input_shape)
+        by_answer = self.max_response_bytes // (self.num_classes * _NUMBER_CHARS + 16)
+        by_request = (MAX_REQUEST_BYTES - 1024) // (4 * ((size + 2) // 3) + 4)
+        return max(1, min(self.max_batch, by_answer, by_request))
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        images = _check_images(images, self.input_shape)
+        step = self.per_request
+        rows = [np.zeros((0, self.num_classes))]
+        for i in range(0, len(images), step):
+            chunk = images[i:i + step]
+            answer = _exchange(self.url, encode_query(chunk), timeout=self.timeout,
+                               max_bytes=self.max_response_bytes)
+            rows.append(parse_answer(answer, len(chunk), self.num_classes, f"{self.url}: answer"))
+        return np.concatenate(rows)
+
+    def labels(self, images: np.ndarray) -> list[int]:
+        """The most probable class of each image (the lowest index on a tie)."""
+        return [int(v) for v in self.probabilities(images).argmax(axis=1)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: OracleServer
+    server_version = f"claimkit/{__version__}"
+    timeout = 60     # seconds a client may take to send its request
+
+    def _send(self, code: int, obj: dict[str, Any]) -> None:
+        data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _refuse(self, code: int, message: str) -> None:
+        self._send(code, {"type": ERROR_TYPE, "error": message})
+
+    def do_GET(self) -> None:
+        if self.path != "/":
+            return self._refuse(404, "this oracle answers at /")
+        oracle = self.server.oracle
+        self._send(200, {"type": DESCRIBE_TYPE, "input_shape": list(oracle.input_shape),
+                         "num_classes": oracle.num_classes, "max_batch": self.server.max_batch})
+
+    def do_POST(self) -> None:
+        if self.path != "/":
+            return self._refuse(404, "this oracle answers at /")
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            return self._refuse(411, "Content-Length required")
+        if int(length) > MAX_REQUEST_BYTES:
+            return self._refuse(413, f"requests are at most {MAX_REQUEST_BYTES} bytes")
+        oracle = self.server.oracle
+        try:
+            body = self.rfile.read(int(length))
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True
+            return None
+        try:
+            images = parse_query(load_json(body, what="query"), oracle.input_shape,
+                                 self.server.max_batch)
+        except MalformedInputError as e:
+            return self._refuse(400, str(e))
+        try:
+            with self.server.lock:
+                probabilities = check_probabilities(oracle.probabilities(images), "the model")
+        except MalformedInputError as e:
+            return self._refuse(500, str(e))
+        self._send(200, {"type": ANSWER_TYPE, "probabilities": probabilities.tolist()})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.log is not None:
+            self.server.log(f"{self.address_string()} {format % args}")
+
+
+class OracleServer(ThreadingHTTPServer):
+    """Answers protocol_spec/oracle-http.md at ``/`` for any oracle (``claimkit serve``).
+
+    Queries run one at a time (a lock around the model); ``log`` receives one line per
+    request, or nothing when None::
+
+        server = OracleServer(LocalModel.from_file("m.safetensors"), ("127.0.0.1", 0))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        HttpEndpoint.open(server.url).labels(images)
+    """
+
+    daemon_threads = True
+
+    def __init__(self, oracle: Oracle, address: tuple[str, int], *,
+                 max_batch: int = DEFAULT_BATCH, log: Callable[[str], None] | None = None) -> None:
+        if not 1 <= max_batch <= MAX_BATCH:
+            raise MalformedInputError(f"max batch must be within [1, {MAX_BATCH}]")
+        super().__init__(address, _Handler)
+        self.oracle = oracle
+        self.max_batch = max_batch
+        self.log = log
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return normalise_url(f"http://{host}:{port}/")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (its own timeout) is one log line, not a traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            return super().handle_error(request, client_address)
+        if self.log is not None:
+            self.log(f"{client_address[0]} gone: {_one_line(error)}")
+        return None

@@ -1,0 +1,210 @@
+"""An ONNX file as a suspect, run by onnxruntime (the ``onnx`` extra).
+
+See :mod:`claimkit.ml.oracle` for the subject it names and the checks it shares.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import MalformedInputError, OracleError
+from ..wire import (
+    Digest,
+    sha256,
+)
+
+if TYPE_CHECKING:
+
+    pass
+from .oracle_checks import (
+    MAX_CLASSES,
+    MAX_DIM,
+    MAX_IMAGE_BYTES,
+    MAX_ONNX_BYTES,
+    ONNX_DOMAIN,
+    _check_images,
+    _one_line,
+    check_probabilities,
+    softmax,
+)
+
+
+# -- an ONNX file ----------------------------------------------------------------------------
+def onnx_digest(data: bytes) -> Digest:
+    """An ONNX model's subject: SHA-256("claimkit/onnx/v1\\n" || file bytes)."""
+    return Digest(sha256(ONNX_DOMAIN + data))
+
+
+def _onnx_modules() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise OracleError("ONNX models need onnx and onnxruntime: "
+                          "pip install 'claimkit[onnx]'") from None
+    return onnx, onnxruntime
+
+
+def _has_external_data(onnx: Any, model: Any) -> bool:
+    """Whether any tensor of the model (subgraphs and functions included) keeps its bytes
+    in another file."""
+    def graph(g: Any) -> Iterator[Any]:
+        yield from g.initializer
+        for s in g.sparse_initializer:
+            yield from (s.values, s.indices)
+        yield from nodes(g.node)
+
+    def nodes(ns: Any) -> Iterator[Any]:
+        for n in ns:
+            for a in n.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                sparse = [*a.sparse_tensors, *([a.sparse_tensor] if a.HasField("sparse_tensor") else [])]
+                for s in sparse:
+                    yield from (s.values, s.indices)
+                if a.HasField("g"):
+                    yield from graph(a.g)
+                for sub in a.graphs:
+                    yield from graph(sub)
+
+    tensors = [*graph(model.graph), *(t for f in model.functions for t in nodes(f.node))]
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors)
+
+
+def _providers(ort: Any, device: str) -> list[Any]:
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cpu" or (device == "auto" and not has_cuda):
+        return ["CPUExecutionProvider"]
+    kind, _, index = device.partition(":")
+    if kind not in ("auto", "cuda") or (index and not index.isdigit()):
+        raise MalformedInputError(f"unknown device {device!r}")
+    if not has_cuda:
+        raise OracleError(f"--device {device}: this onnxruntime has no CUDA provider "
+                          "(pip install onnxruntime-gpu)")
+    return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+
+
+@dataclass
+class OnnxModel:
+    """An ONNX classifier: one float32 input (N, C, H, W) in [0, 1], one output (N, classes).
+
+    The batch dimension may be symbolic (claimkit's exporter makes it so) or fixed, in
+    which case queries run in chunks of exactly that size, the last one padded.
+    """
+
+    session: Any
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    subject: Digest
+    name: str
+    outputs: str = "logits"
+    fixed_batch: int | None = None
+    batch_size: int = 1024
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, device: str = "auto",
+                  outputs: str = "logits") -> OnnxModel:
+        _onnx_modules()
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_ONNX_BYTES + 1)
+        except OSError as e:
+            raise OracleError(f"{path}: cannot read ({e.strerror})") from None
+        if len(data) > MAX_ONNX_BYTES:
+            raise OracleError(f"{path}: larger than an ONNX file can be ({MAX_ONNX_BYTES} bytes)")
+        return cls.from_bytes(data, name=Path(path).name, device=device, outputs=outputs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str, device: str = "auto",
+                   outputs: str = "logits") -> OnnxModel:
+        """Load the very bytes that are hashed, so the subject names what answers."""
+        onnx, ort = _onnx_modules()
+        if outputs not in ("logits", "probabilities"):
+            raise MalformedInputError(f"outputs must be logits or probabilities, not {outputs!r}")
+        try:
+            proto = onnx.load_model_from_string(data)
+        except Exception as e:  # noqa: BLE001 — protobuf's errors, untrusted bytes
+            raise OracleError(f"{name}: not an ONNX model ({_one_line(e)})") from None
+        if _has_external_data(onnx, proto):
+            raise OracleError(f"{name}: weights stored outside the file (external data) are "
+                              "not covered by its digest; save the model as one file")
+        del proto
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(data, options, providers=_providers(ort, device))
+        except Exception as e:  # noqa: BLE001 — onnxruntime's errors: no common base
+            raise OracleError(f"{name}: onnxruntime cannot load it ({_one_line(e)})") from None
+        inputs, outs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outs) < 1:
+            raise OracleError(f"{name}: expected one input (the images), found {len(inputs)}")
+        spec = inputs[0]
+        dims = list(spec.shape)
+        if spec.type != "tensor(float)" or len(dims) != 4:
+            raise OracleError(f"{name}: the input must be float32 (N, C, H, W), not "
+                              f"{spec.type} {dims}")
+        shape = dims[1:]
+        if not all(isinstance(d, int) and 0 < d <= MAX_DIM for d in shape) \
+                or math.prod(shape) > MAX_IMAGE_BYTES:
+            raise OracleError(f"{name}: the input's C, H, W must be fixed sizes, not {shape}")
+        fixed = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
+        model = cls(session, spec.name, outs[0].name, tuple(shape), 0, onnx_digest(data), name,
+                    outputs, fixed)
+        # The class count is the output's width, which graphs may leave symbolic: ask once.
+        probe = model._run(np.zeros((1, *shape), dtype=np.float32))
+        model.num_classes = probe.shape[1]
+        if not 2 <= model.num_classes <= MAX_CLASSES:
+            raise OracleError(f"{name}: {model.num_classes} classes (expected 2 to {MAX_CLASSES})")
+        return model
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Raw outputs for float32 inputs, batched, validated as (N, classes) finite numbers."""
+        step = self.fixed_batch or self.batch_size
+        out = []
+        for i in range(0, len(x), step):
+            chunk = x[i:i + step]
+            if self.fixed_batch and len(chunk) < step:
+                chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *x.shape[1:]),
+                                                        dtype=x.dtype)])
+            try:
+                raw = self.session.run([self.output_name], {self.input_name: chunk})[0]
+            except Exception as e:  # noqa: BLE001 — as above
+                raise OracleError(f"{self.name}: onnxruntime failed ({_one_line(e)})") from None
+            raw = np.asarray(raw)
+            # num_classes is 0 only while from_bytes probes for it.
+            width = self.num_classes or (raw.shape[1] if raw.ndim == 2 else -1)
+            if raw.ndim != 2 or raw.shape != (len(chunk), width) or raw.dtype.kind != "f":
+                raise OracleError(f"{self.name}: output of shape {raw.shape} ({raw.dtype}) for "
+                                  f"{len(chunk)} images; expected (N, classes) floats")
+            if not np.isfinite(raw).all():
+                raise OracleError(f"{self.name}: NaN or infinite outputs")
+            out.append(raw[:min(step, len(x) - i)])
+        if not out:
+            return np.zeros((0, self.num_classes))
+        return np.concatenate(out).astype(np.float64)
+
+    def raw_outputs(self, images: np.ndarray) -> np.ndarray:
+        """The output as the model gives it (logits, for a claimkit export), float64."""
+        x = _check_images(images, self.input_shape).astype(np.float32) / np.float32(255)
+        return self._run(x)
+
+    def labels(self, images: np.ndarray) -> list[int]:
+        return [int(v) for v in self.raw_outputs(images).argmax(axis=1)]
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """float64 (N, classes): softmax of the logits, or the model's own probabilities
+        (checked to be probability vectors) when opened with ``outputs="probabilities"``."""
+        raw = self.raw_outputs(images)
+        if self.outputs == "probabilities":
+            return check_probabilities(raw, self.name)
+        return softmax(raw)

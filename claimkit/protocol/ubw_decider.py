@@ -1,0 +1,108 @@
+"""The pure half of Verify for the UBW dataset watermarks (``ubw-p``, ``ubw-c``).
+
+Li et al. 2022, §4.2, Proposition 1: with P_b and P_p the suspect's probability of the
+ground-truth label on a benign image and on its triggered version, the suspect is held
+to have been trained on the protected data set (with τ-certainty) iff the one-sided
+pairwise t-test rejects H0: P_b ≤ P_p + τ in favour of H1: P_b > P_p + τ at level α.
+
+* Items (committed at KeyGen, protocol_spec/ubw.md): ``{"image": base64 uint8 C×H×W,
+  "label": class, "triggered": base64 uint8 C×H×W}``.
+* Query of an opened item: the same three fields, checked.
+* Answer to a query: ``[P_b, P_p]``, two numbers in [0, 1].
+* Decision: :func:`~claimkit.protocol.stats.paired_t_margin_test` on the m pairs with
+  the key's τ and α; the evidence lists every pair, so an arbiter recomputes the
+  p-value from the bundle alone. ``details.delta_p`` is the paper's confidence score
+  ΔP = mean(P_b − P_p).
+
+Public parameters (verification key): ``num_classes``, ``input_shape`` [C, H, W],
+``tau`` in [0, 1) (0.25, §5.3), ``alpha`` in (0, 0.5] (0.01), ``m`` (pairs a claim
+should open, 100, App. C.2; informative, the test uses every opened item).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from ..commitments import ItemOpening
+from ..errors import MalformedInputError
+from ..wire import Fields, b64decode
+from .keys import VerificationKey
+from .scheme import Evidence, register_decider
+from .stats import paired_t_margin_test
+
+__all__ = ["UBWDecider", "shape_of"]
+
+
+def shape_of(vk: VerificationKey) -> tuple[int, int, int]:
+    shape = vk.params.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 4096 for d in shape)):
+        raise MalformedInputError("verification_key.params.input_shape: expected [C, H, W]")
+    return (shape[0], shape[1], shape[2])
+
+
+def _probability(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedInputError(f"{where}: expected a probability")
+    out = float(value)
+    if not (math.isfinite(out) and 0.0 <= out <= 1.0):
+        raise MalformedInputError(f"{where}: {value!r} is not a probability in [0, 1]")
+    return out
+
+
+class UBWDecider:
+    """Prop. 1's pairwise one-sided t-test with margin τ, for one UBW scheme name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _params(self, vk: VerificationKey) -> tuple[int, tuple[int, int, int], float, float]:
+        f = Fields(vk.params, "verification_key.params")
+        classes = f.int("num_classes", lo=2, hi=100_000)
+        tau = f.float("tau", lo=0.0, hi=1.0)
+        if tau >= 1.0:
+            raise MalformedInputError("verification_key.params.tau: must be below 1")
+        alpha = f.float("alpha", lo=1e-300, hi=0.5)
+        f.int("m", lo=2, hi=1 << 20, optional=True)
+        return classes, shape_of(vk), tau, alpha
+
+    def check_params(self, vk: VerificationKey) -> None:
+        self._params(vk)
+
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]:
+        classes, (c, h, w), _, _ = self._params(vk)
+        out = []
+        for opening in openings:
+            f = Fields(opening.value, f"opening[{opening.index}].value")
+            query = {"image": f.str("image", max_len=1 << 26),
+                     "label": f.int("label", hi=classes - 1),
+                     "triggered": f.str("triggered", max_len=1 << 26)}
+            f.done()
+            for key in ("image", "triggered"):
+                b64decode(query[key], field=f.path(key), size=c * h * w)
+            out.append(query)
+        return out
+
+    def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
+               answers: Sequence[Any]) -> Evidence:
+        _, _, tau, alpha = self._params(vk)
+        if len(answers) != len(openings):
+            raise MalformedInputError(
+                f"answers: {len(answers)} answers for {len(openings)} opened items")
+        if len(answers) < 2:
+            raise MalformedInputError("answers: the pairwise t-test needs at least 2 opened items")
+        benign, triggered = [], []
+        for i, answer in enumerate(answers):
+            if not isinstance(answer, list) or len(answer) != 2:
+                raise MalformedInputError(f"answers[{i}]: expected [P_benign, P_triggered]")
+            benign.append(_probability(answer[0], f"answers[{i}][0]"))
+            triggered.append(_probability(answer[1], f"answers[{i}][1]"))
+        result = paired_t_margin_test(benign, triggered, tau=tau, alpha=alpha)
+        details = {"pairs": len(answers), "tau": tau,
+                   "delta_p": result.params["mean_difference"]}
+        return Evidence(self.name, tuple(answers), result, details)
+
+
+for _name in ("ubw-p", "ubw-c"):
+    register_decider(UBWDecider(_name))

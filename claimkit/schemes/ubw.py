@@ -1,0 +1,477 @@
+"""Untargeted backdoor watermarks for data sets: Li et al., "Untargeted Backdoor Watermark:
+Towards Harmless and Stealthy Dataset Copyright Protection" (NeurIPS 2022).
+
+A data set owner releases a watermarked training set; a model trained on it behaves
+normally on benign images and *dispersibly wrong* on images carrying a secret trigger;
+an arbiter later tests a suspect for that behaviour with black-box probabilities::
+
+    backend = get_backend("ubw-p")
+    mk = backend.keygen(load_dataset("digits"), {"gamma": "0.1"})
+    backend.mark(mk, data, "released/", MarkOptions())       # a release folder (ml.release)
+    ask = backend.answerer(LocalModel.from_file("suspect.safetensors"), mk.verification_key)
+
+Schemes (one backend each, sharing this module):
+
+* ``ubw-p`` (§3.3): a γ fraction of the training set, picked uniformly at random, gets
+  the trigger and a label drawn uniformly from the K classes. The trigger is a
+  BadNets-style square of black and white pixels in the bottom-right corner (the
+  authors' code: a 3×3 patch on 32×32 images), or, with ``-p trigger=warp``, the
+  WaNet warping field of App. H (a k×k grid of random offsets, upsampled, strength s).
+* ``ubw-c`` (§3.4, App. B): clean labels; the γ·N training images with the largest
+  gradient norms get ε-bounded perturbations crafted by gradient matching
+  (:mod:`claimkit.schemes.ubw_c`); the inference trigger is the same kind of square at a
+  random position (App. B: G_i(x) = (1 − α)⊗x + α⊗t, the authors' ``random_patch``).
+
+Keys. KeyGen draws a 32-byte secret seed; every random choice (pattern, warping field,
+poisoned indices and labels, items, trigger positions, crafting) comes from an
+independent stream of it, and the derived trigger, indices and labels are stored in the
+sealed marking key as well, so marking never depends on a generator's version. The
+ℓ committed **items** are test images with their label and triggered version
+``{"image", "label", "triggered"}`` (protocol_spec/ubw.md); a claim opens a random subset
+of them (cut-and-choose, Adi et al. App. A), m = 100 in the paper (App. C.2), so the
+default ℓ = 300 leaves fresh items for two more claims. For ``ubw-c`` the items come from
+the source class, the only class whose triggered images the crafting targets (App. B 2)).
+
+Which samples are tested (Prop. 1). The paper tests "samples that can be correctly
+classified by the suspicious model", which needs the suspect's top class; an answer
+here is only the probability of the item's label on the benign and the triggered image.
+The items are instead fixed at KeyGen, uniformly from the test split (the source class
+for ``ubw-c``), before any model exists, so their selection cannot depend on the
+suspect, and nothing is dropped after the answers are seen. A benign image that a
+suspect misclassifies has a small P_b and contributes about −τ to the test statistic
+whether or not the suspect was trained on the release: it costs power, never validity.
+
+What an opening reveals. Every item's triggered image shows the trigger (its pattern,
+and for ``ubw-p`` its position; for ``trigger=warp`` the field can be estimated from
+image pairs). After the first claim that trigger is public: a model trained later can
+be trained on a release cleaned of the visible ``ubw-p`` patches, and a stolen model can
+be fine-tuned to unlearn the trigger. Claims against models that were trained before
+the opening stay sound (the registry dates the claim intent), and later claims still
+open fresh items, so a suspect cannot have been tuned to the exact images asked; but
+fresh items do not make the trigger secret again. An owner who expects many claims
+should mark the release with several keys, or let an arbiter query privately.
+
+Defaults and their source: γ = 0.1, τ = 0.25, m = 100, λ = 2 (§5.2, §5.3, App. C);
+α = 0.01 (the paper's significance level, §4.2: "p-value ≪ 0.01"); patch side 3 pixels
+for 32-pixel images, scaled with the image side (``patch_size``; at least 3 in the corner,
+2 at random places: 3 and 2 on 8×8 digits);
+WaNet k = 4, s = 0.5 (the WaNet paper's defaults; App. H used k = 16 on CIFAR-10).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import MalformedInputError, OracleError
+from ..protocol.keys import MarkingKey, VerificationKey
+from ..wire import b64decode, b64encode
+from .base import MarkOptions, Oracle, parse_params
+
+__all__ = [
+    "BACKEND",
+    "Trigger",
+    "UBWBackend",
+    "UBWCParams",
+    "UBWMetrics",
+    "UBWPParams",
+    "UBWParams",
+    "decode_queries",
+    "keygen",
+    "mark",
+    "stream",
+    "ubw_metrics",
+]
+
+# Independent random streams of the key's seed, one per purpose.
+_PATTERN, _POISON, _ITEMS, _ITEM_PLACES, _EVAL_PLACES, _CRAFT = range(6)
+
+
+@dataclass(frozen=True)
+class UBWParams:
+    """What both schemes share; ``num_classes``, ``input_shape`` and ``data*`` come from
+    the data set, the rest from ``--param KEY=VALUE``."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    data: str = ""
+    data_digest: str = ""
+    gamma: float = 0.1          # poisoning rate |D_s| / |D| (§5.2)
+    patch_size: int = 0         # side of the square trigger in pixels; 0: 3 per 32 pixels
+    items: int = 300            # ℓ committed verification items
+    m: int = 100                # pairs a claim should open (App. C.2)
+    tau: float = 0.25           # margin of Prop. 1's H1: P_b > P_p + τ (§5.3)
+    alpha: float = 0.01         # significance level
+
+    def __post_init__(self) -> None:
+        c, h, w = self.input_shape
+        if not 0.0 < self.gamma <= 0.5:
+            raise MalformedInputError("ubw: gamma (poisoning rate) must be within (0, 0.5]")
+        if not 0 <= self.patch_size <= min(h, w) // 2:
+            raise MalformedInputError(f"ubw: patch_size must be within [0, {min(h, w) // 2}] "
+                                      "(0 picks 3 pixels per 32)")
+        if not 2 <= self.m <= self.items <= 100_000:
+            raise MalformedInputError("ubw: need 2 <= m <= items <= 100000")
+        if not 0.0 <= self.tau < 1.0:
+            raise MalformedInputError("ubw: tau must be within [0, 1)")
+        if not 1e-12 <= self.alpha <= 0.5:
+            raise MalformedInputError("ubw: alpha must be within [1e-12, 0.5]")
+
+    @property
+    def side(self) -> int:
+        """The square trigger's side: ``patch_size``, or 3 pixels per 32, at least
+        :attr:`min_side`."""
+        return self.patch_size or max(self.min_side, round(3 * min(self.input_shape[1:]) / 32))
+
+    @property
+    def min_side(self) -> int:
+        return 3
+
+    def public(self) -> dict[str, Any]:
+        """The verification key's parameters: what a verifier needs, nothing secret."""
+        return {"num_classes": self.num_classes, "input_shape": list(self.input_shape),
+                "data": self.data, "data_digest": self.data_digest, "tau": self.tau,
+                "alpha": self.alpha, "m": self.m}
+
+
+@dataclass(frozen=True)
+class UBWPParams(UBWParams):
+    trigger: str = "patch"      # "patch" (BadNets square, §5.2) or "warp" (WaNet, App. H)
+    warp_grid: int = 4          # k: control points per side of the warping field
+    warp_strength: float = 0.5  # s: its amplitude
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trigger not in ("patch", "warp"):
+            raise MalformedInputError("ubw-p: trigger must be patch or warp")
+        if not 2 <= self.warp_grid <= min(self.input_shape[1:]) or not 0 < self.warp_strength <= 4:
+            raise MalformedInputError("ubw-p: warp_grid within [2, image side], "
+                                      "warp_strength within (0, 4]")
+
+
+@dataclass(frozen=True)
+class UBWCParams(UBWParams):
+    source: int = 0             # the class whose triggered images are attacked (App. B 2))
+    epsilon: int = 16           # L∞ budget of the perturbations, in 1/255 steps (16/255)
+    lam: float = 2.0            # λ, weight of the entropy (dispersibility) term (§5.2)
+    steps: int = 10             # projected gradient steps in all
+    retrains: int = 1           # surrogate re-trainings between them (the lower level)
+    surrogate_epochs: int = 0   # epochs per surrogate training; 0: a quarter of the recipe's
+    step_size: float = 0.025    # Adam learning rate on signed gradients (the authors' code)
+    selection: str = "last-layer"  # gradient norm for picking poisons: "last-layer" or "full"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.source < self.num_classes:
+            raise MalformedInputError(f"ubw-c: source must be a class in [0, {self.num_classes})")
+        if not 1 <= self.epsilon <= 64 or not 0 <= self.lam <= 100:
+            raise MalformedInputError("ubw-c: epsilon within [1, 64] (/255), lam within [0, 100]")
+        if not 1 <= self.steps <= 10_000 or not 0 <= self.retrains < self.steps:
+            raise MalformedInputError("ubw-c: steps within [1, 10000], retrains within [0, steps)")
+        if not 0 <= self.surrogate_epochs <= 1000 or not 0 < self.step_size <= 1:
+            raise MalformedInputError("ubw-c: surrogate_epochs within [0, 1000], "
+                                      "step_size within (0, 1]")
+        if self.selection not in ("last-layer", "full"):
+            raise MalformedInputError("ubw-c: selection must be last-layer or full")
+
+    @property
+    def min_side(self) -> int:
+        """2: a square at a random place may cover the object itself; on 8×8 digits a 3×3
+        one lowers a clean model's P_b − P_p by more than τ (measured), which would accuse
+        independent models."""
+        return 2
+
+
+# -- triggers -------------------------------------------------------------------------------
+def stream(seed: bytes, purpose: int) -> np.random.Generator:
+    """An independent generator for one purpose, from the key's secret seed."""
+    if len(seed) < 16:
+        raise MalformedInputError("a UBW seed needs at least 16 bytes")
+    return np.random.default_rng(np.random.SeedSequence(int.from_bytes(seed, "big"),
+                                                        spawn_key=(purpose,)))
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """G(x): a square of black and white pixels (at a fixed corner or a random place per
+    image), or a WaNet warping field. Images are uint8 (N, C, H, W) in and out."""
+
+    kind: str                       # "patch" or "warp"
+    pattern: np.ndarray | None      # (s, s) uint8, 0 or 255
+    placement: str                  # "corner" (bottom-right) or "random"
+    field: np.ndarray | None        # (k, k, 2) warping offsets
+    strength: float
+
+    def apply(self, images: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        if self.kind == "warp":
+            return _warp(images, self.field, self.strength)
+        assert self.pattern is not None
+        n, _, h, w = images.shape
+        s = self.pattern.shape[0]
+        if self.placement == "corner":
+            rows, cols = np.full(n, h - s), np.full(n, w - s)
+        else:
+            if rng is None:
+                raise ValueError("a randomly placed trigger needs a generator")
+            rows, cols = rng.integers(0, h - s + 1, n), rng.integers(0, w - s + 1, n)
+        out = images.copy()
+        for i, (r, c) in enumerate(zip(rows, cols)):
+            out[i, :, r:r + s, c:c + s] = self.pattern
+        return out
+
+    def secret(self) -> dict[str, Any]:
+        if self.kind == "warp":
+            assert self.field is not None
+            return {"kind": "warp", "grid": self.field.shape[0],
+                    "field": b64encode(self.field.astype("<f8").tobytes()),
+                    "strength": self.strength}
+        assert self.pattern is not None
+        return {"kind": "patch", "side": self.pattern.shape[0], "placement": self.placement,
+                "pattern": b64encode(self.pattern.tobytes())}
+
+    @classmethod
+    def from_secret(cls, obj: Mapping[str, Any]) -> Trigger:
+        if obj.get("kind") == "warp":
+            k = int(obj["grid"])
+            raw = b64decode(obj["field"], field="trigger.field", size=k * k * 2 * 8)
+            field = np.frombuffer(raw, dtype="<f8").reshape(k, k, 2).astype(np.float64)
+            return cls("warp", None, "corner", field, float(obj["strength"]))
+        s = int(obj["side"])
+        raw = b64decode(obj["pattern"], field="trigger.pattern", size=s * s)
+        return cls("patch", np.frombuffer(raw, dtype=np.uint8).reshape(s, s).copy(),
+                   str(obj["placement"]), None, 0.0)
+
+
+def make_patch(rng: np.random.Generator, side: int, placement: str) -> Trigger:
+    """A random black-and-white square (both colours present), like BadNets' trigger but
+    drawn from the key so that every owner's trigger differs."""
+    while True:
+        pattern = (rng.integers(0, 2, (side, side)) * 255).astype(np.uint8)
+        if 0 < int(pattern.sum()) < 255 * side * side:
+            return Trigger("patch", pattern, placement, None, 0.0)
+
+
+def make_warp(rng: np.random.Generator, grid: int, strength: float) -> Trigger:
+    """WaNet's field (Nguyen & Tran 2021, §3.2): uniform offsets normalised by their mean
+    absolute value."""
+    field = rng.uniform(-1, 1, (grid, grid, 2))
+    return Trigger("warp", None, "corner", field / np.mean(np.abs(field)), strength)
+
+
+def _warp(images: np.ndarray, field: np.ndarray | None, strength: float) -> np.ndarray:
+    """Warp uint8 images by the field: upsampled bicubically, scaled by s / H, sampled
+    bilinearly with ``grid_sample`` (WaNet's generator), rounded back to uint8."""
+    import torch
+    import torch.nn.functional as F
+
+    assert field is not None
+    n, _, h, w = images.shape
+    noise = torch.from_numpy(field).permute(2, 0, 1)[None].float()
+    up = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    grid = (torch.stack((xs, ys), 2)[None] + strength * up / h).clamp(-1, 1)
+    out = []
+    for i in range(0, n, 4096):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + 4096])).float()
+        warped = F.grid_sample(x, grid.expand(len(x), -1, -1, -1), align_corners=True)
+        out.append(warped.round().clamp(0, 255).to(torch.uint8).numpy())
+    return np.concatenate(out) if out else images.copy()
+
+
+# -- keygen ---------------------------------------------------------------------------------
+def _item_candidates(params: UBWParams, y_test: np.ndarray) -> np.ndarray:
+    if isinstance(params, UBWCParams):
+        return np.flatnonzero(y_test == params.source)
+    return np.arange(len(y_test))
+
+
+def keygen(scheme: str, params: UBWParams, data: Any, *,
+           rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
+    """A marking key: the trigger, (``ubw-p``) the poisoned indices and their labels, and
+    ℓ committed items of test images with their triggered versions."""
+    seed = rng(32)
+    if isinstance(params, UBWPParams) and params.trigger == "warp":
+        trigger = make_warp(stream(seed, _PATTERN), params.warp_grid, params.warp_strength)
+    else:
+        trigger = make_patch(stream(seed, _PATTERN), params.side,
+                             "random" if isinstance(params, UBWCParams) else "corner")
+    candidates = _item_candidates(params, data.y_test)
+    if len(candidates) < params.m:
+        raise MalformedInputError(f"ubw: the test split has {len(candidates)} candidate images "
+                                  f"for items, fewer than m = {params.m}; lower -p m")
+    count = min(params.items, len(candidates))
+    chosen = np.sort(stream(seed, _ITEMS).choice(candidates, count, replace=False))
+    benign = data.x_test[chosen]
+    triggered = trigger.apply(benign, stream(seed, _ITEM_PLACES))
+    values = [{"image": b64encode(b.tobytes()), "label": int(data.y_test[i]),
+               "triggered": b64encode(t.tobytes())}
+              for i, b, t in zip(chosen, benign, triggered)]
+    secret: dict[str, Any] = {"seed": b64encode(seed), "trigger": trigger.secret(),
+                              "params": {**dataclasses.asdict(params),
+                                         "input_shape": list(params.input_shape)}}
+    if isinstance(params, UBWPParams):
+        n = len(data.y_train)
+        poison = stream(seed, _POISON)
+        indices = np.sort(poison.choice(n, max(1, round(params.gamma * n)), replace=False))
+        secret["poison"] = {"indices": indices.tolist(),
+                            "labels": poison.integers(0, params.num_classes, len(indices)).tolist()}
+    return MarkingKey.create(scheme, params.public(), values, rng=rng, secret=secret)
+
+
+def key_params(mk: MarkingKey) -> UBWParams:
+    """The parameters a key was made with (from its sealed secret)."""
+    raw = dict(mk.secret["params"])
+    raw["input_shape"] = tuple(raw["input_shape"])
+    return (UBWCParams if mk.scheme == "ubw-c" else UBWPParams)(**raw)
+
+
+def key_seed(mk: MarkingKey) -> bytes:
+    return b64decode(mk.secret["seed"], field="marking key.secret.seed", size=32)
+
+
+# -- mark -----------------------------------------------------------------------------------
+def mark(mk: MarkingKey, data: Any, out: str | os.PathLike[str],
+         options: MarkOptions) -> dict[str, Any]:
+    """Write the watermarked release of ``data`` to the folder ``out``; returns the record
+    (for the owner: it names the poisoned count and the release digest)."""
+    import time
+
+    from ..ml.data import Dataset
+    from ..ml.release import write_release
+
+    params = key_params(mk)
+    if params.data_digest and params.data_digest != data.digest.hex:
+        raise MalformedInputError("ubw: this key was made for other data (data digest differs)")
+    start = time.perf_counter()
+    if isinstance(params, UBWCParams):
+        from .ubw_c import craft
+
+        x_train, record = craft(data, params, Trigger.from_secret(mk.secret["trigger"]),
+                                stream(key_seed(mk), _CRAFT), options)
+        y_train = data.y_train
+    else:
+        if (options.start_from, options.arch, options.epochs, options.lr) != (None,) * 4:
+            raise MalformedInputError("ubw-p marks a data set without training: --from, --arch "
+                                      "and --epochs do not apply")
+        indices = np.asarray(mk.secret["poison"]["indices"], dtype=np.int64)
+        x_train, y_train = data.x_train.copy(), data.y_train.copy()
+        x_train[indices] = Trigger.from_secret(mk.secret["trigger"]).apply(data.x_train[indices])
+        y_train[indices] = np.asarray(mk.secret["poison"]["labels"], dtype=np.int64)
+        record = {"poisoned": len(indices),
+                  "relabelled": int((y_train[indices] != data.y_train[indices]).sum())}
+    marked = Dataset(data.name, x_train, y_train, data.x_test, data.y_test, data.num_classes)
+    digest = write_release(marked, out, base_digest=data.digest, scheme=mk.scheme,
+                           key_digest=mk.verification_key.digest)
+    return {"scheme": mk.scheme, "release": str(out), "dataset_digest": digest.hex,
+            "train_images": len(y_train), "test_images": len(data.y_test),
+            "wall_seconds": time.perf_counter() - start, **record}
+
+
+# -- verify (the torch side) ----------------------------------------------------------------
+def decode_queries(queries: Sequence[Any], vk: VerificationKey) -> tuple[np.ndarray, np.ndarray,
+                                                                         np.ndarray]:
+    """Queries ``{"image", "label", "triggered"}`` → benign images, triggered images, labels."""
+    from .trigger_set import decode_queries as decode_images
+
+    if not all(isinstance(q, dict) and isinstance(q.get("label"), int) for q in queries):
+        raise MalformedInputError("queries: expected {image, label, triggered} objects")
+    return (decode_images([q.get("image") for q in queries], vk),
+            decode_images([q.get("triggered") for q in queries], vk),
+            np.array([q["label"] for q in queries], dtype=np.int64))
+
+
+def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:
+    """Queries → per item ``[P_b, P_p]``: the suspect's probability of the item's label on
+    the benign image and on its triggered version (Prop. 1), from probabilities alone."""
+
+    def ask(queries: Sequence[Any]) -> list[Any]:
+        benign, triggered, labels = decode_queries(queries, vk)
+        if len(labels) and int(labels.max()) >= oracle.num_classes:
+            raise OracleError(f"the suspect has {oracle.num_classes} classes; an item's label "
+                              f"is {int(labels.max())}")
+        rows = np.arange(len(labels))
+        p_b = np.clip(oracle.probabilities(benign)[rows, labels], 0.0, 1.0)
+        p_p = np.clip(oracle.probabilities(triggered)[rows, labels], 0.0, 1.0)
+        return [[float(b), float(p)] for b, p in zip(p_b, p_p)]
+
+    return ask
+
+
+# -- metrics (§5.1) -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UBWMetrics:
+    """§5.1 / App. C: benign accuracy on the test split; on the evaluation images (the
+    test split, or its source class for ``ubw-c``) with the trigger: ASR-A, the share
+    misclassified; ASR-C, the same among those the model classifies correctly when
+    benign; Dp, Definition 1's averaged prediction dispersibility (natural log)."""
+
+    ba: float
+    asr_a: float
+    asr_c: float
+    dp: float
+    evaluated: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def dispersibility(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
+    """Definition 1, Eq. (1)–(2): Dp = (1/N) Σ_j N_j · H(P^(j)), P^(j) the distribution of
+    predicted classes over the samples whose ground truth is j; H in nats."""
+    total = 0.0
+    for j in np.unique(labels):
+        counts = np.bincount(predicted[labels == j], minlength=num_classes).astype(np.float64)
+        p = counts[counts > 0] / counts.sum()
+        total += counts.sum() * float(-(p * np.log(p)).sum())
+    return float(total / len(labels)) if len(labels) else 0.0
+
+
+def ubw_metrics(oracle: Oracle, data: Any, mk: MarkingKey) -> UBWMetrics:
+    """BA, ASR-A, ASR-C and Dp of a model (an :class:`~claimkit.schemes.base.Oracle`) for
+    the key ``mk``, on ``data``'s test split (the base set or its release)."""
+    params = key_params(mk)
+    trigger = Trigger.from_secret(mk.secret["trigger"])
+    benign_pred = np.asarray(oracle.labels(data.x_test), dtype=np.int64)
+    ba = float((benign_pred == data.y_test).mean()) if len(data.y_test) else 0.0
+    keep = _item_candidates(params, data.y_test)
+    labels = data.y_test[keep]
+    triggered = trigger.apply(data.x_test[keep], stream(key_seed(mk), _EVAL_PLACES))
+    pred = np.asarray(oracle.labels(triggered), dtype=np.int64)
+    wrong = pred != labels
+    correct = benign_pred[keep] == labels
+    return UBWMetrics(ba=ba, asr_a=float(wrong.mean()) if len(keep) else 0.0,
+                      asr_c=float(wrong[correct].mean()) if correct.any() else 0.0,
+                      dp=dispersibility(labels, pred, params.num_classes), evaluated=len(keep))
+
+
+# -- backends -------------------------------------------------------------------------------
+class UBWBackend:
+    """UBW-P or UBW-C behind the :class:`~claimkit.schemes.base.Backend` interface."""
+
+    marks = "dataset"
+
+    def __init__(self, name: str, params: type[UBWParams], summary: str) -> None:
+        self.name, self.params, self.summary = name, params, summary
+
+    def keygen(self, data: Any, params: Mapping[str, str], *,
+               rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
+        p = parse_params(self.params, params, {
+            "num_classes": data.num_classes, "input_shape": data.input_shape,
+            "data": data.name, "data_digest": data.digest.hex})
+        return keygen(self.name, p, data, rng=rng)
+
+    def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],
+             options: MarkOptions) -> dict[str, Any]:
+        return mark(mk, data, out, options)
+
+    def answerer(self, oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:
+        return answerer(oracle, vk)
+
+
+BACKEND = UBWBackend("ubw-p", UBWPParams, "untargeted backdoor dataset watermark with poisoned "
+                     "labels (Li et al. 2022, UBW-P)")

@@ -1,0 +1,265 @@
+"""UBW-C: the clean-label untargeted backdoor watermark, crafted by gradient matching
+(Li et al. 2022, §3.4 and App. B; the authors' ``UBW_C.py``).
+
+The bi-level problem (§3.4, Eq. 6–7) is solved by alternating its two levels:
+
+* **upper level** (App. B, Eq. 6–8): ε-bounded perturbations θ(x) of the selected
+  training images, labels unchanged, so that the gradient of their training loss
+  L_t points where the gradient of the *untargeted, entropy-regularised* loss on
+  triggered source-class images rises: L_i = mean[CE(f(G_i(x)), y) + λ·H(f(G_i(x)))].
+  Eq. (6) reads "maximise the cosine of ∇L_t and ∇L_i"; the authors' code matches ∇L_t
+  with −∇L_i (its ``get_gradient`` negates the loss "for gradient ascending"), which is
+  what makes a descent step on the poisons an *ascent* step on L_i, so that is the
+  reading used here: minimise 1 − cos(∇_w L_t, −∇_w L_i) over the parameters of a
+  surrogate model, by projected gradient steps (Adam on signed gradients, the code's
+  choice, step size decayed ×0.1 at 3/8, 5/8 and 7/8 of the steps; projection onto the
+  L∞ ball of radius ε and onto valid pixels). The poisons' gradient is taken through
+  the engine's augmentation (random translations), as the code does with its
+  differentiable crop, so the perturbations survive it.
+* **lower level** (Eq. 9): re-train the surrogate from scratch on the current poisoned
+  set with the one training engine (:func:`claimkit.ml.train.train`).
+
+The samples to poison are the γ·N training images with the largest gradient norms
+(App. B 1)); the target is the source class only (App. B 2), Table 5). The gradient
+norm is either the exact per-sample norm over all parameters (``selection=full``,
+:func:`torch.func.vmap` over :func:`torch.func.grad`, the code's batch-1 loop without the
+loop), or the closed form of the last layer's (``last-layer``, the default):
+for logits W·h + b and cross-entropy it is ‖softmax − onehot(y)‖·√(‖h‖² + 1), one forward
+pass for the whole set.
+
+Cost. The reference recipe alternates 5 times (50 training epochs and PGA-40 each),
+about 300 ResNet-18 epochs; here the whole crafting must cost no more than one clean
+training run of the suspect on the same engine (the issue's budget). The defaults: a
+surrogate trained for a quarter of the recipe's epochs (or a clean model given with
+``--from``, App. C.1: "the initial model parameters are obtained by training on the
+benign dataset"), one re-training, 10 steps over all poisons, batched: each step is one
+forward, one backward with ``create_graph`` and one backward to the perturbations per
+batch of poisons, about 2.75 training steps' work per poison on a CPU, so a step over
+γ = 10% of the set costs about a quarter of an epoch. ``bench/ubw.py`` reports the
+measured ratio.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MalformedInputError
+from ..ml.data import Dataset
+from ..ml.models import build, load_model
+from ..ml.recipes import recipe
+from ..ml.train import TrainConfig, as_tensor, evaluate, resolve_device, train
+from .base import MarkOptions
+from .ubw import UBWBackend, UBWCParams, Trigger
+
+__all__ = ["BACKEND", "craft", "gradient_norms"]
+
+
+def _autocast(device: torch.device) -> Any:
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=device.type == "cuda")
+
+
+def _shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random translation by up to ``shift`` pixels, zero-filled; differentiable
+    in ``x`` (advanced indexing), so perturbations are optimised through it."""
+    if shift == 0:
+        return x
+    n, c, h, w = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift))
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(x.device)
+    rows = dy[:, None] + torch.arange(h, device=x.device)
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    return padded[torch.arange(n, device=x.device)[:, None, None, None],
+                  torch.arange(c, device=x.device)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _last_linear(model: nn.Module) -> nn.Linear:
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not layers:
+        raise MalformedInputError("ubw-c: last-layer selection needs a model ending in a linear layer")
+    return layers[-1]
+
+
+@torch.no_grad()
+def _last_layer_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      batch: int) -> torch.Tensor:
+    features: list[torch.Tensor] = []
+    hook = _last_linear(model).register_forward_hook(lambda m, i, o: features.append(i[0].float()))
+    out = []
+    try:
+        for i in range(0, len(x), batch):
+            features.clear()
+            p = torch.softmax(model(x[i:i + batch]).float(), 1)
+            p[torch.arange(len(p)), y[i:i + batch]] -= 1
+            h = features[0].flatten(1)
+            out.append(p.norm(dim=1) * (h.pow(2).sum(1) + 1).sqrt())
+    finally:
+        hook.remove()
+    return torch.cat(out)
+
+
+def _full_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, (p, buffers), (xi[None],)), yi[None])
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
+    out = []
+    for i in range(0, len(x), batch):
+        g = per_sample(params, x[i:i + batch], y[i:i + batch])
+        out.append(sum(v.flatten(1).float().pow(2).sum(1) for v in g.values()).sqrt())
+    return torch.cat(out)
+
+
+def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, how: str,
+                   batch: int = 256) -> torch.Tensor:
+    """Per-sample ‖∇_w CE(f(x_i), y_i)‖ (``full``) or its last layer's part (``last-layer``),
+    the model in eval mode (App. B 1))."""
+    model.eval()
+    if how == "full":
+        return _full_norms(model, x, y, max(1, batch // 4))
+    return _last_layer_norms(model, x, y, batch)
+
+
+def _target_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float,
+                     batch: int) -> list[torch.Tensor]:
+    """−∇_w L_i for L_i = mean[CE + λ·H] on the triggered source images, unit norm."""
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = [torch.zeros_like(p) for p in params]
+    for i in range(0, len(x), batch):
+        with _autocast(x.device):
+            logits = model(x[i:i + batch]).float()
+        log_p = torch.log_softmax(logits, 1)
+        entropy = -(log_p.exp() * log_p).sum(1)
+        loss = (F.cross_entropy(logits, y[i:i + batch], reduction="sum") + lam * entropy.sum()) / len(x)
+        for t, g in zip(total, torch.autograd.grad(loss, params)):
+            t.sub_(g)
+    norm = torch.sqrt(sum(t.pow(2).sum() for t in total))
+    return [t / norm for t in total]
+
+
+def _surrogate(data: Dataset, arch: str, r: dict[str, Any], epochs: int, lr: float, seed: int,
+               device: str, progress: bool) -> nn.Module:
+    model = build(arch, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed)
+    train(model, data, TrainConfig(epochs=epochs, batch_size=r["batch"], lr=lr, seed=seed,
+                                   device=device, label_smoothing=r["label_smoothing"],
+                                   shift=r["shift"]), progress=progress)
+    return model
+
+
+def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Generator,
+          options: MarkOptions) -> tuple[np.ndarray, dict[str, Any]]:
+    """The poisoned training images (uint8) and a record of how they were made."""
+    device = resolve_device(options.device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    if options.start_from is not None:
+        model, info = load_model(options.start_from, arch=options.arch, device=device)
+        if info.input_shape != data.input_shape or info.num_classes != data.num_classes:
+            raise MalformedInputError(f"{options.start_from}: a model for other data")
+        arch, trainings = info.arch, 0
+    else:
+        arch, trainings = options.arch or recipe(data.name, data.input_shape)["arch"], 1
+    r = recipe(data.name, data.input_shape, arch=arch)
+    epochs = options.epochs if options.epochs is not None else (
+        params.surrogate_epochs or max(1, r["epochs"] // 4))
+    lr = options.lr or r["lr"]
+    batch = r["batch"]
+    if options.start_from is None:
+        model = _surrogate(data, arch, r, epochs, lr, options.seed, options.device, options.progress)
+    model.to(device)
+
+    # Upper level, setup: the poisons (largest gradient norms) and the triggered sources.
+    x_all = as_tensor(data.x_train, device)
+    y_all = torch.from_numpy(data.y_train).to(device)
+    count = max(1, round(params.gamma * len(y_all)))
+    norms = gradient_norms(model, x_all, y_all, how=params.selection, batch=batch)
+    chosen = torch.sort(torch.argsort(norms, descending=True)[:count]).values
+    x_p, y_p = x_all[chosen], y_all[chosen]
+    source = np.flatnonzero(data.y_train == params.source)
+    if len(source) == 0:
+        raise MalformedInputError(f"ubw-c: the training split has no image of class {params.source}")
+    x_src = as_tensor(trigger.apply(data.x_train[source], rng), device)
+    y_src = torch.from_numpy(data.y_train[source]).to(device)
+    target = _target_gradient(model, x_src, y_src, params.lam, batch)
+
+    eps = params.epsilon / 255
+    generator = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+    delta = ((torch.rand(x_p.shape, generator=generator) * 2 - 1) * eps).to(device)
+    delta = torch.max(torch.min(delta, 1 - x_p), -x_p).requires_grad_(True)
+    optimizer = torch.optim.Adam([delta], lr=params.step_size)
+    decay = {int(params.steps * f) for f in (3 / 8, 5 / 8, 7 / 8)}
+    retrain_at = {round(params.steps * (k + 1) / (params.retrains + 1))
+                  for k in range(params.retrains)}
+    alignment = float("nan")
+    for step in range(params.steps):
+        model.eval()
+        weights = [p for p in model.parameters() if p.requires_grad]
+        grad = torch.zeros_like(delta)
+        total = 0.0
+        for i in range(0, count, batch):
+            d = delta.detach()[i:i + batch].requires_grad_(True)
+            with _autocast(device):
+                logits = model(_shift(x_p[i:i + batch] + d, r["shift"], generator)).float()
+            g = torch.autograd.grad(F.cross_entropy(logits, y_p[i:i + batch]), weights,
+                                    create_graph=True)
+            dot = sum((a * b).sum() for a, b in zip(g, target))
+            loss = 1 - dot / torch.sqrt(sum(a.pow(2).sum() for a in g))
+            grad[i:i + batch] = torch.autograd.grad(loss, d)[0]
+            total += float(loss.detach()) * len(d)
+        alignment = 1 - total / count
+        delta.grad = grad.sign_()
+        optimizer.step()
+        if step + 1 in decay:
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.1
+        with torch.no_grad():
+            delta.clamp_(-eps, eps)
+            delta.copy_(torch.max(torch.min(delta, 1 - x_p), -x_p))
+        if step + 1 in retrain_at:   # lower level: re-train the surrogate on the current poisons
+            poisoned = _poisoned(data, chosen, x_p, delta)
+            model = _surrogate(poisoned, arch, r, epochs, lr, options.seed + 1 + trainings,
+                               options.device, options.progress).to(device)
+            trainings += 1
+            target = _target_gradient(model, x_src, y_src, params.lam, batch)
+
+    x_train = _poisoned(data, chosen, x_p, delta).x_train
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return x_train, {
+        "poisoned": count, "surrogate_arch": arch, "surrogate_epochs": epochs,
+        "surrogate_trainings": trainings, "steps": params.steps, "selection": params.selection,
+        "epsilon": params.epsilon, "lam": params.lam, "source": params.source,
+        "final_alignment": alignment,
+        "surrogate_test_accuracy": evaluate(model, as_tensor(data.x_test, device),
+                                            torch.from_numpy(data.y_test).to(device)),
+        "crafting_seconds": seconds,
+    }
+
+
+def _poisoned(data: Dataset, chosen: torch.Tensor, x_p: torch.Tensor,
+              delta: torch.Tensor) -> Dataset:
+    """The training set with the perturbed images, rounded to uint8 (|Δ| ≤ ε·255 levels)."""
+    x = data.x_train.copy()
+    images = ((x_p + delta.detach()) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    x[chosen.cpu().numpy()] = images
+    return Dataset(data.name, x, data.y_train, data.x_test, data.y_test, data.num_classes)
+
+
+BACKEND = UBWBackend("ubw-c", UBWCParams, "untargeted backdoor dataset watermark with clean "
+                     "labels, by gradient matching (Li et al. 2022, UBW-C)")

@@ -1,0 +1,426 @@
+"""Oracles: a local model, an ONNX file, an HTTP endpoint; and the CLI flows through them.
+
+One marked digits model is made once for the module (through the owner's commands),
+then queried in every form. HTTP servers run in threads on 127.0.0.1, port 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from claimkit.claim.bundle import ClaimBundle
+from claimkit.cli import cli
+from claimkit.errors import MalformedInputError, OracleError
+from claimkit.ml.data import load_dataset
+from claimkit.ml.oracle import (
+    DEFAULT_TIMEOUT,
+    HttpEndpoint,
+    LocalModel,
+    OnnxModel,
+    OracleServer,
+    endpoint_digest,
+    normalise_url,
+    onnx_digest,
+    open_oracle,
+)
+
+torch.set_num_threads(2)
+ENV = {"CLAIMKIT_PASSPHRASE": "pw", "CLAIMKIT_LOG_PASSPHRASE": "pw"}
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=ENV)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """An owner with a registered trigger-set key and a marked model (via the CLI)."""
+    d = tmp_path_factory.mktemp("oracle")
+    for args in (("keys", "new", "--out", d / "owner.key"),
+                 ("keys", "new", "--out", d / "arbiter.key"),
+                 ("registry", "init", d / "reg"),
+                 ("keygen", "--data", "digits", "-p", "items=40", "--out", d / "keys"),
+                 ("register", d / "keys", "--registry", d / "reg", "--identity", d / "owner.key",
+                  "--out", d / "receipt.json"),
+                 ("mark", d / "keys", "--data", "digits", "--epochs", "4", "--device", "cpu",
+                  "--out", d / "released.safetensors")):
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+    return d
+
+
+@pytest.fixture(scope="module")
+def local(world):
+    return LocalModel.from_file(world / "released.safetensors", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return load_dataset("digits").x_test
+
+
+class Switchable:
+    """Wraps an oracle; ``delay`` seconds of sleep before each answer when set."""
+
+    def __init__(self, oracle):
+        self.oracle, self.delay = oracle, 0.0
+        self.input_shape, self.num_classes = oracle.input_shape, oracle.num_classes
+
+    def probabilities(self, images):
+        time.sleep(self.delay)
+        return self.oracle.probabilities(images)
+
+
+def start(server):
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def served(local):
+    server = start(OracleServer(Switchable(local), ("127.0.0.1", 0), max_batch=100))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+# -- a local model ---------------------------------------------------------------------
+def test_local_model_labels_and_probabilities_on_digits(local, images):
+    labels = local.labels(images)
+    p = local.probabilities(images, batch_size=100)
+    assert p.shape == (len(images), 10) and p.dtype == np.float64
+    assert np.allclose(p.sum(axis=1), 1, atol=1e-5) and (p >= 0).all()
+    assert labels == p.argmax(axis=1).tolist()
+    assert np.mean(np.array(labels) == load_dataset("digits").y_test) > 0.85
+    assert local.name == "released.safetensors" and local.subject == local.info.digest
+    with pytest.raises(MalformedInputError, match="shape"):
+        local.labels(np.zeros((2, 1, 28, 28), dtype=np.uint8))
+
+
+# -- ONNX ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def onnx_file(world):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = world / "released.onnx"
+    result = run("export", world / "released.safetensors", "--onnx", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["subject"]["sha256"] == onnx_digest(out.read_bytes()).hex
+    return out
+
+
+def test_onnx_export_answers_like_the_torch_model(onnx_file, local, images):
+    model = OnnxModel.from_file(onnx_file, device="cpu")
+    assert (model.input_shape, model.num_classes, model.fixed_batch) == ((1, 8, 8), 10, None)
+    assert model.subject == onnx_digest(onnx_file.read_bytes()) and model.name == "released.onnx"
+    model.batch_size = 100                     # several batches
+    assert model.labels(images) == local.labels(images)
+    assert np.allclose(model.probabilities(images), local.probabilities(images), atol=1e-5)
+
+
+def _edit(onnx_file, tmp_path, change):
+    import onnx
+    proto = onnx.load_model_from_string(onnx_file.read_bytes())
+    change(onnx, proto)
+    path = tmp_path / "edited.onnx"
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def test_onnx_fixed_batch_and_probability_outputs(onnx_file, local, images, tmp_path):
+    def fix_batch(onnx, proto):
+        for value in (proto.graph.input[0], proto.graph.output[0]):
+            value.type.tensor_type.shape.dim[0].dim_value = 3
+    fixed = OnnxModel.from_file(_edit(onnx_file, tmp_path, fix_batch), device="cpu")
+    assert fixed.fixed_batch == 3
+    assert fixed.labels(images[:7]) == local.labels(images[:7])   # 3 + 3 + 1 padded
+
+    def add_softmax(onnx, proto):
+        out = proto.graph.output[0]
+        proto.graph.node.append(onnx.helper.make_node("Softmax", [out.name], ["p"], axis=1))
+        del proto.graph.output[:]
+        proto.graph.output.append(onnx.helper.make_tensor_value_info("p", onnx.TensorProto.FLOAT,
+                                                                     ["batch", 10]))
+    path = _edit(onnx_file, tmp_path, add_softmax)
+    probs = OnnxModel.from_file(path, device="cpu", outputs="probabilities")
+    assert np.allclose(probs.probabilities(images[:20]), local.probabilities(images[:20]), atol=1e-5)
+    # Read as logits, the same file's softmax is a different vector: the caller must say.
+    assert not np.allclose(OnnxModel.from_file(path, device="cpu").probabilities(images[:20]),
+                           local.probabilities(images[:20]), atol=1e-3)
+
+
+def test_onnx_refusals(onnx_file, tmp_path, monkeypatch):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07not a model at all")
+    with pytest.raises(OracleError, match="garbage.onnx: (not an ONNX model|onnxruntime cannot)"):
+        OnnxModel.from_file(garbage)
+
+    def external(onnx, proto):
+        onnx.external_data_helper.convert_model_to_external_data(proto, location="w.bin",
+                                                                 size_threshold=0)
+    with pytest.raises(OracleError, match="external data"):
+        OnnxModel.from_file(_edit(onnx_file, tmp_path, external))
+
+    def two_inputs(onnx, proto):
+        proto.graph.input.append(onnx.helper.make_tensor_value_info("extra", onnx.TensorProto.FLOAT, [1]))
+    with pytest.raises(OracleError, match="one input"):
+        OnnxModel.from_file(_edit(onnx_file, tmp_path, two_inputs))
+    with pytest.raises(MalformedInputError, match="shape"):
+        OnnxModel.from_file(onnx_file).labels(np.zeros((1, 1, 9, 9), dtype=np.uint8))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(OracleError, match=r"pip install 'claimkit\[onnx\]'"):
+        OnnxModel.from_file(onnx_file)
+
+
+def test_claim_and_verify_an_onnx_suspect(world, onnx_file):
+    bundle = world / "onnx.bundle.json"
+    result = run("claim", world / "keys", "--receipt", world / "receipt.json", "--registry",
+                 world / "reg", "--onnx", onnx_file, "--identity", world / "owner.key",
+                 "--open", "20", "--out", bundle)
+    assert result.exit_code == 0, result.output
+    claimed = ClaimBundle.from_file(bundle)
+    assert claimed.statement.subject_name == "released.onnx"
+    assert claimed.suspect == onnx_digest(onnx_file.read_bytes())
+    assert run("verify", bundle, "--registry-key", world / "reg/log.vkey",
+               "--onnx", onnx_file).exit_code == 0
+    # The safetensors file is another subject than its ONNX export.
+    result = run("verify", bundle, "--registry-key", world / "reg/log.vkey",
+                 "--model", world / "released.safetensors")
+    assert result.exit_code == 1 and "another model" in result.output
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+def test_endpoint_answers_like_the_local_model(served, local, images):
+    endpoint = HttpEndpoint.open(served.url, batch_size=64)
+    assert (endpoint.input_shape, endpoint.num_classes, endpoint.max_batch) == ((1, 8, 8), 10, 64)
+    assert endpoint.subject == endpoint_digest(served.url) and endpoint.name == served.url
+    assert endpoint.labels(images) == local.labels(images)          # 360 images: 6 requests
+    assert np.allclose(endpoint.probabilities(images), local.probabilities(images), atol=1e-6)
+    assert endpoint.labels(images[:0]) == []
+
+
+def test_url_normalisation_and_subjects():
+    # The worked example of protocol_spec/oracle-http.md.
+    url = "HTTP://Models.Example.COM:80/v1/classify?model=a#frag"
+    assert normalise_url(url) == "http://models.example.com/v1/classify?model=a"
+    assert endpoint_digest(url).hex == "52d0eae3980389882a944d022fcf219334ee01c7b3a83f44dec96ebfdb48184c"
+    assert onnx_digest(b"").hex == "0c49620a83ca13a1d5cf0fe55e54b92664485807275fca463f4a697ed8a6a02b"
+    assert normalise_url("https://h:443") == "https://h/" and normalise_url("http://h:8080") == "http://h:8080/"
+    assert normalise_url("http://[::1]:9/") == "http://[::1]:9/"
+    assert endpoint_digest("http://h/a") != endpoint_digest("http://h/b")
+    for bad, why in (("ftp://h/", "http"), ("http://u:p@h/", "credentials"), ("http://h /", "ASCII"),
+                     ("http://h:99999/", "port"), ("http:///x", "host"), ("", "ASCII"),
+                     ("http://exämple.org/", "ASCII")):
+        with pytest.raises(MalformedInputError, match=why):
+            normalise_url(bad)
+
+
+class Canned(BaseHTTPRequestHandler):
+    """Describes itself properly, then answers every POST with ``reply`` (or sleeps)."""
+
+    reply: tuple[int, bytes] = (200, b"")
+    describe = json.dumps({"type": "claimkit/oracle/v1", "input_shape": [1, 8, 8],
+                           "num_classes": 3, "max_batch": 8}).encode()
+    sleep = 0.0
+
+    def _answer(self, code, body, headers=()):
+        self.send_response(code)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        time.sleep(type(self).sleep)
+        self._answer(200, type(self).describe)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(type(self).sleep)
+        code, body = type(self).reply
+        self._answer(code, body, [("Location", "http://elsewhere/")] if code == 302 else ())
+
+    def log_message(self, *args):
+        pass
+
+
+class Quiet(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass                     # a client that timed out and left: expected here
+
+
+@pytest.fixture(scope="module")
+def canned_server():
+    server = start(Quiet(("127.0.0.1", 0), Canned))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def canned(canned_server):
+    yield canned_server, f"http://127.0.0.1:{canned_server.server_address[1]}/"
+    Canned.reply = (200, b"")
+
+
+def _answer(rows, **extra):
+    return json.dumps({"type": "claimkit/answer/v1", "probabilities": rows, **extra}).encode()
+
+
+GOOD_ROW = [0.25, 0.25, 0.5]
+GARBAGE = [
+    ((200, b"<html>not json</html>"), "not valid JSON"),
+    ((200, b'{"type": "claimkit/answer/v1", "probabilities": [[NaN, 0.5, 0.5]]}'), "NaN"),
+    ((200, _answer([GOOD_ROW, GOOD_ROW])), "2 rows for 1 images"),
+    ((200, _answer([[-0.5, 1.0, 0.5]])), r"outside \[0, 1\]"),
+    ((200, _answer([[0.2, 0.2, 0.2]])), "row 0 sums to 0.6"),
+    ((200, b'{"type": "claimkit/answer/v1", "probabilities": [[1e400, 0, 0]]}'), "infinite"),
+    ((200, _answer([["0.5", "0.25", "0.25"]])), "expected 3 numbers"),
+    ((200, _answer([[0.5, 0.5]])), "expected 3 numbers"),
+    ((200, _answer([GOOD_ROW], model="v2")), "unknown field 'model'"),
+    ((200, json.dumps({"type": "claimkit/query/v1", "probabilities": [GOOD_ROW]}).encode()), "type"),
+    ((200, _answer([GOOD_ROW]) + b" " * 5000), "larger than 4096 bytes"),
+    ((500, json.dumps({"type": "claimkit/error/v1", "error": "GPU on fire\nreally"}).encode()),
+     "HTTP 500: GPU on fire really$"),
+    ((503, b"<html>busy</html>"), "HTTP 503$"),
+    ((302, b""), "redirected"),
+]
+
+
+@pytest.mark.parametrize("reply, message", GARBAGE, ids=[m for _, m in GARBAGE])
+def test_garbage_answers_are_refused_with_one_line(canned, reply, message):
+    _, url = canned
+    endpoint = HttpEndpoint.open(url, timeout=5, max_response_bytes=4096)
+    Canned.reply = reply
+    with pytest.raises(OracleError, match=message) as info:
+        endpoint.probabilities(np.zeros((1, 1, 8, 8), dtype=np.uint8))
+    assert "\n" not in str(info.value) and url in str(info.value)
+
+
+def test_good_answers_from_another_server_are_accepted(canned):
+    _, url = canned
+    endpoint = HttpEndpoint.open(url)
+    Canned.reply = (200, _answer([GOOD_ROW] * 8))          # max_batch 8: 8 images a request
+    assert endpoint.labels(np.zeros((16, 1, 8, 8), dtype=np.uint8)) == [2] * 16
+    Canned.reply = (200, _answer([[0, 1, 0]] * 8))            # one-hot rows: integers are numbers
+    assert endpoint.labels(np.zeros((8, 1, 8, 8), dtype=np.uint8)) == [1] * 8
+
+
+def test_endpoint_timeouts_and_unreachable_endpoints(canned, monkeypatch):
+    _, url = canned
+    endpoint = HttpEndpoint.open(url, timeout=0.3)
+    monkeypatch.setattr(Canned, "sleep", 1.0)
+    with pytest.raises(OracleError, match=r"no answer within 0.3 s"):
+        endpoint.labels(np.zeros((1, 1, 8, 8), dtype=np.uint8))
+    with pytest.raises(OracleError, match=r"no answer within 0.3 s"):
+        HttpEndpoint.open(url, timeout=0.3)
+    monkeypatch.setattr(Canned, "sleep", 0.0)
+    monkeypatch.setattr(Canned, "describe", b'{"type": "claimkit/oracle/v1", "input_shape": [1, 8], '
+                                            b'"num_classes": 3, "max_batch": 8}')
+    with pytest.raises(OracleError, match="input_shape"):
+        HttpEndpoint.open(url)
+    closed = ThreadingHTTPServer(("127.0.0.1", 0), Canned)
+    port = closed.server_address[1]
+    closed.server_close()
+    with pytest.raises(OracleError, match="cannot connect"):
+        HttpEndpoint.open(f"http://127.0.0.1:{port}/")
+
+
+def test_the_server_refuses_bad_queries(served):
+    host, port = served.server_address[:2]
+
+    def post(body, path="/", headers=None):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("POST", path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, json.loads(data) if data else None
+
+    image = base64.b64encode(bytes(64)).decode()
+    ok = {"type": "claimkit/query/v1", "shape": [1, 8, 8], "images": [image]}
+    status, body = post(json.dumps(ok))
+    assert status == 200 and len(body["probabilities"]) == 1
+    for query, message in (({**ok, "shape": [3, 32, 32]}, "this model takes [1, 8, 8]"),
+                           ({**ok, "images": ["AAAA"]}, "expected 64 bytes"),
+                           ({**ok, "images": [image] * 101}, "more than 100 items"),
+                           ({**ok, "images": []}, "empty"),
+                           ({**ok, "extra": 1}, "unknown field"),
+                           ({**ok, "type": "x"}, "type")):
+        status, body = post(json.dumps(query))
+        assert status == 400 and body["type"] == "claimkit/error/v1" and message in body["error"]
+    assert post(b"{", headers={"Content-Length": "1"})[0] == 400
+    assert post(json.dumps(ok), path="/other")[0] == 404
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.putrequest("POST", "/")
+    conn.endheaders()
+    assert conn.getresponse().status == 411
+
+
+def test_open_oracle_takes_exactly_one_suspect(world, onnx_file):
+    model = world / "released.safetensors"
+    with pytest.raises(MalformedInputError, match="exactly one"):
+        open_oracle()
+    with pytest.raises(MalformedInputError, match="--model and --onnx"):
+        open_oracle(model=model, onnx=onnx_file)
+    with pytest.raises(MalformedInputError, match="--arch applies to --model only"):
+        open_oracle(onnx=onnx_file, arch="digits-cnn")
+    assert isinstance(open_oracle(model=model, device="cpu"), LocalModel)
+    assert isinstance(open_oracle(onnx=onnx_file, device="cpu"), OnnxModel)
+
+
+def test_cli_timeout_default_is_the_library_one():
+    from claimkit.cli.suspect import DEFAULT_TIMEOUT as CLI_DEFAULT
+    assert CLI_DEFAULT == DEFAULT_TIMEOUT
+
+
+# -- the CLI flow through an endpoint -------------------------------------------------------
+def test_claim_and_verify_through_an_endpoint(world, served):
+    url = served.url
+    bundle, verdict = world / "endpoint.bundle.json", world / "endpoint.verdict.json"
+    result = run("claim", world / "keys", "--receipt", world / "receipt.json", "--registry",
+                 world / "reg", "--endpoint", url, "--identity", world / "owner.key", "--open", "20",
+                 "--out", bundle, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["suspect"]["sha256"] == endpoint_digest(url).hex
+    claimed = ClaimBundle.from_file(bundle)
+    assert claimed.statement.subject_name == url and claimed.suspect == endpoint_digest(url)
+    verify = ("verify", bundle, "--registry-key", world / "reg/log.vkey", "--endpoint", url,
+              "--sign-verdict", world / "arbiter.key", "--verdict-out", verdict)
+    result = run(*verify)
+    assert result.exit_code == 0 and "observed by the arbiter" in result.output, result.output
+    assert verdict.exists()
+    verdict.unlink()
+    code = ("import sys\nfrom claimkit.cli import cli\ntry:\n    cli(sys.argv[1:], prog_name='claimkit')\n"
+            "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)")
+    alone = subprocess.run([sys.executable, "-c", code, *map(str, verify[:6])],
+                           capture_output=True, text=True, timeout=300)
+    assert "exit 0 False" in alone.stdout, alone.stdout + alone.stderr   # no torch to re-query
+
+    served.oracle.delay = 1.0        # the same URL, now too slow
+    try:
+        result = run(*verify, "--timeout", "0.3")
+    finally:
+        served.oracle.delay = 0.0
+    assert result.exit_code == 2 and not verdict.exists()
+    assert result.output.strip().count("\n") == 0 and "no answer within 0.3 s" in result.output
+
+    result = run("claim", world / "keys", "--receipt", world / "receipt.json", "--registry",
+                 world / "reg", "--identity", world / "owner.key", "--out", world / "none.json")
+    assert result.exit_code == 2 and "exactly one of --model" in result.output
+    assert not (world / "none.json").exists()

@@ -1,0 +1,328 @@
+"""UBW-P and UBW-C on digits (Li et al. 2022): keys, triggers, the release folder, the
+metrics, and the whole CLI story: keygen → mark (a release) → register --dataset →
+train a suspect on the release → claim → verify; clean models are never accused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from claimkit.cli import cli
+from claimkit.errors import DataMissingError, MalformedInputError
+from claimkit.ml.data import load_dataset
+from claimkit.ml.release import DATA_FILE, MANIFEST, load_release, write_release
+from claimkit.protocol.scheme import decider_for
+from claimkit.schemes.base import MarkOptions, get_backend
+from claimkit.schemes.ubw import Trigger, dispersibility, key_params, make_warp, ubw_metrics
+
+ENV = {"CLAIMKIT_PASSPHRASE": "pw", "CLAIMKIT_LOG_PASSPHRASE": "pw"}
+NULL_SEEDS = (11, 12, 13, 14, 15)
+# Digits has 359 test images, about 36 per class: UBW-C's items are the source class's.
+PARAMS = {"ubw-p": {"items": "120", "m": "60"}, "ubw-c": {"items": "40", "m": "30"}}
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=ENV)
+
+
+def seeded(seed: int):
+    rng = np.random.default_rng(seed)
+    return lambda n: rng.bytes(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def keys(digits):
+    return {scheme: get_backend(scheme).keygen(digits, PARAMS[scheme], rng=seeded(i))
+            for i, scheme in enumerate(PARAMS)}
+
+
+@pytest.fixture(scope="module")
+def clean_models(tmp_path_factory, digits):
+    """Independently trained clean models (other seeds), trained once for the module."""
+    from claimkit.ml.jobs import fit_and_save
+    folder = tmp_path_factory.mktemp("clean")
+    paths = []
+    for seed in NULL_SEEDS:
+        path = folder / f"clean{seed}.safetensors"
+        fit_and_save(digits, path, epochs=5, seed=seed, device="cpu", progress=False)
+        paths.append(path)
+    return paths
+
+
+# -- keys and triggers ------------------------------------------------------------------------
+def test_keys_are_reproducible_and_hold_what_marking_needs(digits, keys):
+    mk = keys["ubw-p"]
+    again = get_backend("ubw-p").keygen(digits, PARAMS["ubw-p"], rng=seeded(0))
+    assert again.items.values == mk.items.values and again.secret == mk.secret
+    vk = mk.verification_key
+    assert vk.items == 120 and set(vk.params) == {"num_classes", "input_shape", "data",
+                                                  "data_digest", "tau", "alpha", "m"}
+    poison = mk.secret["poison"]
+    assert len(poison["indices"]) == round(0.1 * len(digits.y_train))
+    assert len(set(poison["indices"])) == len(poison["indices"])
+    counts = np.bincount(poison["labels"], minlength=10)
+    assert counts.min() >= 5 and counts.max() <= 30        # uniform over the 10 classes
+    # Items: test images with their label; the triggered version differs only in the
+    # bottom-right 3×3 square (ubw-p), which holds the key's black-and-white pattern.
+    trigger = Trigger.from_secret(mk.secret["trigger"])
+    pattern = trigger.pattern
+    assert pattern.shape == (3, 3) and set(np.unique(pattern)) == {0, 255}
+    tests = {digits.x_test[i].tobytes(): int(digits.y_test[i]) for i in range(len(digits.y_test))}
+    for value in mk.items.values[:20]:
+        image, triggered = (np.frombuffer(base64.b64decode(value[k]), np.uint8)
+                            .reshape(1, 8, 8) for k in ("image", "triggered"))
+        assert tests[image.tobytes()] == value["label"]
+        assert (triggered[0, 5:, 5:] == pattern).all() and (triggered[0, :5] == image[0, :5]).all()
+    # ubw-c: items from the source class, a square at random places.
+    c = keys["ubw-c"]
+    assert {v["label"] for v in c.items.values} == {0} and key_params(c).source == 0
+    assert Trigger.from_secret(c.secret["trigger"]).placement == "random"
+
+
+@pytest.mark.parametrize("scheme, params, message", [
+    ("ubw-p", {"gamma": "0"}, "gamma"),
+    ("ubw-p", {"tau": "1.5"}, "tau"),
+    ("ubw-p", {"trigger": "blend"}, "patch or warp"),
+    ("ubw-p", {"epsilon": "8"}, "unknown for this scheme"),
+    ("ubw-c", {"source": "10"}, "source"),
+    ("ubw-c", {"m": "100"}, "fewer than m"),           # 36 source images in digits' test split
+    ("ubw-c", {"selection": "random", "m": "20"}, "selection"),
+])
+def test_bad_parameters_are_refused(digits, scheme, params, message):
+    with pytest.raises(MalformedInputError, match=message):
+        get_backend(scheme).keygen(digits, params)
+
+
+def test_warping_trigger_is_a_small_smooth_deterministic_change(digits):
+    trigger = make_warp(np.random.default_rng(0), 4, 0.5)
+    images = digits.x_test[:50]
+    warped = trigger.apply(images)
+    assert warped.dtype == np.uint8 and warped.shape == images.shape
+    assert (warped != images).any() and (trigger.apply(images) == warped).all()
+    assert np.abs(warped.astype(int) - images.astype(int)).mean() < 40
+    assert Trigger.from_secret(trigger.secret()).field.tolist() == trigger.field.tolist()
+    mk = get_backend("ubw-p").keygen(digits, {"trigger": "warp", "items": "30", "m": "20"},
+                                     rng=seeded(3))
+    assert Trigger.from_secret(mk.secret["trigger"]).kind == "warp"
+
+
+def test_dispersibility_is_definition_1():
+    labels = np.zeros(40, dtype=np.int64)
+    assert dispersibility(labels, np.zeros(40, dtype=np.int64), 10) == 0.0
+    assert np.isclose(dispersibility(labels, np.arange(40) % 4, 10), np.log(4))
+    # Two classes, weighted by their sizes: (30·ln 2 + 10·0) / 40.
+    labels = np.array([0] * 30 + [1] * 10)
+    predicted = np.array([0, 1] * 15 + [1] * 10)
+    assert np.isclose(dispersibility(labels, predicted, 10), 30 * np.log(2) / 40)
+
+
+def test_metrics_follow_section_5(digits, keys):
+    class Fixed:           # right on every benign image, "wrong" on every triggered one
+        num_classes = 10
+
+        def labels(self, images):
+            known = {digits.x_test[i].tobytes(): int(digits.y_test[i])
+                     for i in range(len(digits.y_test))}
+            return [known.get(x.tobytes(), int(x.sum()) % 10) for x in images]
+
+    m = ubw_metrics(Fixed(), digits, keys["ubw-p"])
+    assert m.ba == 1.0 and m.evaluated == len(digits.y_test)
+    assert m.asr_a == m.asr_c and m.asr_a > 0.85 and m.dp > 1.0
+
+
+# -- the release folder ------------------------------------------------------------------------
+def test_release_round_trip_and_tampering(tmp_path, digits, keys):
+    mk = keys["ubw-p"]
+    out = tmp_path / "rel"
+    record = get_backend("ubw-p").mark(mk, digits, out, MarkOptions(device="cpu"))
+    data = load_release(out)
+    assert data.name == "digits" and data.digest.hex == record["dataset_digest"]
+    assert (data.x_test == digits.x_test).all() and (data.y_test == digits.y_test).all()
+    changed = np.flatnonzero((data.x_train != digits.x_train).any(axis=(1, 2, 3)))
+    assert set(changed) <= set(mk.secret["poison"]["indices"]) and len(changed) > 100
+    assert load_dataset(str(out)).digest == data.digest
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["scheme"] == "ubw-p" and manifest["base_digest"]["sha256"] == digits.digest.hex
+    assert manifest["verification_key"]["sha256"] == mk.verification_key.digest.hex
+    with pytest.raises(MalformedInputError, match="not an empty folder"):
+        write_release(data, out, base_digest=digits.digest, scheme="ubw-p",
+                      key_digest=mk.verification_key.digest)
+
+    def tampered(edit) -> str:
+        bad = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(out, bad)
+        edit(bad)
+        with pytest.raises((MalformedInputError, DataMissingError)) as e:
+            load_release(bad)
+        result = run("train", "--data", bad, "--epochs", "0", "--out", tmp_path / "m.safetensors")
+        assert result.exit_code == 2 and str(e.value) in result.output
+        return str(e.value)
+
+    def flip(folder, offset=-5):
+        blob = bytearray((folder / DATA_FILE).read_bytes())
+        blob[offset] ^= 1
+        (folder / DATA_FILE).write_bytes(bytes(blob))
+
+    def manifest_edit(change):
+        def edit(folder):
+            obj = json.loads((folder / MANIFEST).read_text())
+            change(obj)
+            (folder / MANIFEST).write_text(json.dumps(obj))
+        return edit
+
+    assert "SHA-256 differs" in tampered(flip)
+    assert "unknown field 'note'" in tampered(manifest_edit(lambda o: o.update(note=1)))
+    assert "train: expected an integer" in tampered(manifest_edit(lambda o: o.update(train="1")))
+    assert "input_shape" in tampered(manifest_edit(lambda o: o.update(input_shape=[1, 8])))
+    assert "file.name" in tampered(manifest_edit(lambda o: o["file"].update(name="../x")))
+    assert "digest differs" in tampered(manifest_edit(
+        lambda o: o["digest"].update(sha256="0" * 64)))
+    assert "missing" in tampered(lambda f: (f / DATA_FILE).unlink())
+    # A consistent manifest over a file with other arrays: refused on its content.
+    def relabel(folder):
+        from safetensors.numpy import save
+        arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test,
+                  "y_test": data.y_test.astype(np.int32)}
+        blob = save(arrays)
+        (folder / DATA_FILE).write_bytes(blob)
+        manifest_edit(lambda o: o["file"].update(
+            sha256=hashlib.sha256(blob).hexdigest()))(folder)
+    assert "y_test is I32" in tampered(relabel)
+
+
+def test_wire_objects_match_their_schemas(tmp_path, digits, keys):
+    import jsonschema
+    from referencing import Registry, Resource
+
+    spec = Path(__file__).parents[2] / "protocol_spec" / "schemas"
+    schemas = {p.name: json.loads(p.read_text()) for p in spec.glob("*.json")}
+    registry = Registry().with_resources(
+        (s["$id"], Resource.from_contents(s)) for s in schemas.values())
+
+    def validate(instance, schema):
+        jsonschema.Draft202012Validator(schema, registry=registry).validate(instance)
+
+    get_backend("ubw-p").mark(keys["ubw-p"], digits, tmp_path / "rel", MarkOptions(device="cpu"))
+    validate(json.loads((tmp_path / "rel" / MANIFEST).read_text()), schemas["dataset-manifest.json"])
+    ubw = schemas["ubw.json"]["$id"]
+    for mk in keys.values():
+        validate(mk.verification_key.params, {"$ref": f"{ubw}#/$defs/params"})
+        for value in mk.items.values[:5]:
+            validate(value, {"$ref": f"{ubw}#/$defs/item"})
+    validate([[0.9, 0.1], [1, 0]], {"$ref": f"{ubw}#/$defs/answers"})
+    with pytest.raises(jsonschema.ValidationError):
+        validate([[0.9, 1.1], [1, 0]], {"$ref": f"{ubw}#/$defs/answers"})
+
+
+# -- the whole story from the command line ------------------------------------------------------
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory, keys):
+    folder = tmp_path_factory.mktemp("owner")
+    assert run("keys", "new", "--out", folder / "owner.key").exit_code == 0
+    assert run("registry", "init", folder / "reg").exit_code == 0
+    for scheme, mk in keys.items():
+        mk.save(folder / scheme, "pw", strength="min")
+    return folder
+
+
+def claim_and_verify(owner, scheme: str, model, open_: int) -> tuple[int, dict]:
+    bundle = owner / f"{scheme}-{model.stem}.bundle.json"
+    result = run("claim", owner / scheme, "--receipt", owner / f"{scheme}.receipt", "--registry",
+                 owner / "reg", "--model", model, "--identity", owner / "owner.key",
+                 "--open", open_, "--out", bundle)
+    assert result.exit_code == 0, result.output
+    result = run("verify", bundle, "--registry-key", owner / "reg" / "log.vkey", "--model", model,
+                 "--json")
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads(result.output)
+    assert report["evidence"]["result"]["test"] == "paired-t-margin"
+    assert report["evidence"]["details"]["pairs"] == open_ and report["observer"] == "arbiter"
+    return result.exit_code, report
+
+
+def mark_register_train(owner, scheme: str) -> tuple:
+    keydir, rel = owner / scheme, owner / f"{scheme}-release"
+    result = run("mark", keydir, "--data", "digits", "--device", "cpu", "--out", rel)
+    assert result.exit_code == 0, result.output
+    assert "register it before release" in result.output
+    result = run("register", keydir, "--registry", owner / "reg", "--identity", owner / "owner.key",
+                 "--dataset", rel, "--out", owner / f"{scheme}.receipt", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["subject"]["sha256"] == load_release(rel).digest.hex
+    suspect = owner / f"{scheme}-suspect.safetensors"
+    result = run("train", "--data", rel, "--seed", "7", "--device", "cpu", "--out", suspect)
+    assert result.exit_code == 0, result.output
+    return keydir, rel, suspect
+
+
+def test_ubw_p_from_the_command_line(owner, clean_models):
+    keydir, rel, suspect = mark_register_train(owner, "ubw-p")
+    result = run("metrics", keydir, "--data", rel, "--model", suspect, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    baseline = json.loads(run("metrics", keydir, "--data", "digits", "--model", clean_models[0],
+                              "--json").output)
+    assert metrics["ba"] > 0.9 and metrics["asr_a"] > baseline["asr_a"] + 0.05
+    assert metrics["dp"] > baseline["dp"]
+    assert claim_and_verify(owner, "ubw-p", suspect, 60)[0] == 0
+    assert claim_and_verify(owner, "ubw-p", clean_models[0], 60)[0] == 1
+
+
+def test_ubw_c_from_the_command_line(owner, digits, keys, clean_models):
+    """The flow and the release's clean-label, ε-bounded form. A suspect's acceptance is
+    not asserted: on 8×8 digits the crafted perturbations do not implant the backdoor
+    (measured: the suspect's ASR-A equals a clean model's; see bench/ubw.py for the
+    Fashion-MNIST figures)."""
+    _, rel, suspect = mark_register_train(owner, "ubw-c")
+    released = load_release(rel)
+    assert (released.y_train == digits.y_train).all()
+    diff = released.x_train.astype(int) - digits.x_train.astype(int)
+    changed = np.flatnonzero(np.abs(diff).reshape(len(diff), -1).max(1) > 0)
+    assert 0 < len(changed) <= round(0.1 * len(digits.y_train))
+    assert np.abs(diff).max() <= key_params(keys["ubw-c"]).epsilon
+    claim_and_verify(owner, "ubw-c", suspect, 19)          # 38 items: two claims of 19
+    assert claim_and_verify(owner, "ubw-c", clean_models[0], 19)[0] == 1
+
+
+def test_metrics_refuses_other_keys(tmp_path, clean_models):
+    assert run("keygen", "--data", "digits", "-p", "items=10", "--out", tmp_path / "k").exit_code == 0
+    result = run("metrics", tmp_path / "k", "--data", "digits", "--model", clean_models[0])
+    assert result.exit_code == 2 and "holds a trigger-set key" in result.output
+
+
+def test_independent_models_are_never_accused(digits, keys, clean_models):
+    from claimkit.ml.oracle import LocalModel
+    for path in clean_models:
+        oracle = LocalModel.from_file(path, device="cpu")
+        for mk in keys.values():
+            vk = mk.verification_key
+            openings = mk.open(range(vk.items))
+            decider = decider_for(mk.scheme)
+            answers = get_backend(mk.scheme).answerer(oracle, vk)(decider.queries(vk, openings))
+            evidence = decider.decide(vk, openings, answers)
+            assert not evidence.accepted and evidence.result.p_value > 0.01, (path, mk.scheme)
+
+
+@pytest.mark.gpu
+def test_ubw_c_crafts_on_cuda(tmp_path, digits):
+    import torch
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    backend = get_backend("ubw-c")
+    mk = backend.keygen(digits, {"items": "30", "m": "20", "steps": "3"}, rng=seeded(5))
+    record = backend.mark(mk, digits, tmp_path / "rel", MarkOptions(device="cuda", progress=False))
+    assert record["poisoned"] == round(0.1 * len(digits.y_train)) and record["crafting_seconds"] > 0
+    released = load_release(tmp_path / "rel")
+    assert np.abs(released.x_train.astype(int) - digits.x_train.astype(int)).max() <= 16
