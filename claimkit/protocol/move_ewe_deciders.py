@@ -27,9 +27,9 @@ Definitions 3–4) of the suspect's scores against the references, with a margin
 H1 is mean(μ_S − μ_B) > τ (:func:`~claimkit.protocol.stats.paired_t_margin_test`;
 τ = 0 is the paper's test exactly). Why the margin: the t-test treats the images as the
 random sample and the two models as fixed, so it says nothing about how much an
-independently trained model's scores differ from the reference models'; measured,
-they exceed the references by up to ≈ 0.25 on average, and with m = 100 images the
-paper's τ = 0 test calls such a model stolen (docs in protocol_spec/move.md).
+independently trained model's scores differ from the reference models'; measured on
+digits, they exceed the references by up to 0.2–0.26 on average, and with m = 100 images
+the paper's τ = 0 test calls such a model stolen (protocol_spec/move.md, §Decision).
 
 **EWE** (Jia et al. 2021, §4.3.1). Each item is one source-class image carrying the
 trigger; the answer is the suspect's class index; a success is the target class. The
