@@ -28,6 +28,7 @@ import random
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +90,17 @@ def overhead(data: Dataset, arch: str, device: torch.device, epochs: int, move_m
     cfg = TrainConfig(epochs=epochs, lr=r["lr"], batch_size=r["batch"], seed=0, device=str(device))
     modified = marked_dataset(move_mk, data)
 
-    def run(kind: str) -> float:
+    def run(kind: str, warm_up: bool = False) -> float:
+        c = replace(cfg, epochs=1) if warm_up else cfg
         model = build(arch, num_classes=data.num_classes, input_shape=data.input_shape, seed=0)
         if kind == "ewe":
-            rec = train(model, data, cfg, progress=False,
-                        interleave=_interleave(ewe_mk, data, device, cfg.batch_size, 0))
+            rec = train(model, data, c, progress=False,
+                        interleave=_interleave(ewe_mk, data, device, c.batch_size, 0))
         else:
-            rec = train(model, modified if kind == "move" else data, cfg, progress=False)
+            rec = train(model, modified if kind == "move" else data, c, progress=False)
         return rec.wall_seconds
 
-    run("ewe")   # warm-up: CUDA context, cuDNN autotuning, allocator
+    run("ewe", warm_up=True)   # CUDA context, cuDNN autotuning, allocator
     kinds = ["clean", "move", "ewe"]
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for i in range(repeats):
@@ -127,9 +129,11 @@ def _verify(mk: Any, path: Path, m: int) -> dict[str, Any]:
 
 
 def _steal(victim: Path, thief_data: Dataset, clean: Dataset, out: Path, device: str,
-           epochs: int | None, which: tuple[str, ...]) -> dict[str, Path]:
-    ep = {} if epochs is None else {"epochs": str(epochs)}
-    plans = {"fine-tuned": ("ftal", clean, {"epochs": str(max(1, (epochs or 4) // 2))}),
+           epochs: int, which: tuple[str, ...]) -> dict[str, Path]:
+    """The thieves train as long as the owner did (extraction too: MOVE §6 uses 20 epochs,
+    which would take most of the GPU budget); the fine-tuner half as long."""
+    ep = {"epochs": str(epochs)}
+    plans = {"fine-tuned": ("ftal", clean, {"epochs": str(max(1, epochs // 2))}),
              "distilled": ("distill", thief_data, ep),
              "label-query": ("extract-label", thief_data, ep),
              "logit-query": ("extract-logit", thief_data, ep)}
@@ -145,6 +149,7 @@ def results(data: Dataset, args: argparse.Namespace, tmp: Path, independents: li
             move_mk: Any, ewe_mk: Any) -> dict[str, Any]:
     device, epochs = args.device, args.epochs
     opts = MarkOptions(epochs=epochs, device=device, progress=False, seed=1)
+    epochs = epochs if epochs is not None else recipe(data.name)["epochs"]
     out: dict[str, Any] = {}
     keys = {"move": move_mk}
     if args.white_box:
