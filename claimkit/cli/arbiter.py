@@ -38,10 +38,14 @@ def _answerer(oracle: Any, bundle: Any) -> Any:
               help="Sign a verdict per bundle with this arbiter key file.")
 @click.option("--verdict-out", type=click.Path(dir_okay=False),
               help="Where to write the signed verdict (one bundle; default BUNDLE.verdict.json).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Draw each valid claim's statistic against its null distribution into "
+                   "REPORT/<bundle name>/evidence.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys: tuple[str, ...],
            model_path: str | None, arch: str | None, onnx_path: str | None, endpoint: str | None,
-           timeout: float, verdict_key: str | None, verdict_out: str | None, as_json: bool) -> None:
+           timeout: float, verdict_key: str | None, verdict_out: str | None, report_dir: str | None,
+           as_json: bool) -> None:
     """Check claim bundles offline and recompute their statistics.
 
     With --model, --onnx or --endpoint the suspect must be the bundle's subject and is
@@ -97,6 +101,10 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             continue
         results.append({"bundle": path, **report.to_dict()})
         result = report.evidence.result
+        if report_dir is not None:
+            from ..eval.evidence_plot import draw_evidence
+            draw_evidence(report.evidence.to_dict(), Path(report_dir) / Path(path).stem,
+                          title=f"{report.scheme} claim on {report.suspect.hex[:12]}")
         lines.append(
             f"{'ACCEPTED' if report.accepted else 'REJECTED'} {path}: {report.scheme} claim by "
             f"{report.owner.name} ({report.owner.key_id[:16]}) on {report.suspect.hex[:16]}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -36,8 +37,10 @@ def test_owner_commands_make_a_claim_an_arbiter_accepts(tmp_path, monkeypatch):
         result = run("claim", "keys", "--receipt", "receipt.json", "--registry", "reg", "--model",
                      model, "--identity", "owner.key", "--open", "20", "--out", bundle)
         assert result.exit_code == 0, result.output
-        result = run("verify", bundle, "--registry-key", "reg/log.vkey", "--model", model)
+        result = run("verify", bundle, "--registry-key", "reg/log.vkey", "--model", model,
+                     "--report", "evidence")
         assert result.exit_code == expected, result.output
+        assert (tmp_path / "evidence" / Path(bundle).stem / "evidence.png").stat().st_size > 0
 
 
 def test_marking_with_a_key_for_other_data_is_refused(tmp_path, monkeypatch):
