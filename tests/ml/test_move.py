@@ -18,6 +18,7 @@ from claimkit.ml.data import load_dataset
 from claimkit.ml.models import build
 from claimkit.ml.oracle import LocalModel
 from claimkit.protocol.keys import MarkingKey
+from claimkit.protocol.move_ewe_deciders import MetaClassifier
 from claimkit.protocol.scheme import decider_for
 
 ENV = {"CLAIMKIT_PASSPHRASE": "pw", "CLAIMKIT_LOG_PASSPHRASE": "pw"}
@@ -99,8 +100,11 @@ def test_five_independent_models_are_rejected(owner, tmp_path_factory):
 
 def test_a_meta_classifier_that_does_not_fit_the_key_is_exit_2(owner, tmp_path):
     mk = MarkingKey.load(owner / "keys", "pw")
-    meta = dict(mk.params["meta_classifier"], inputs=mk.params["meta_classifier"]["inputs"] - 1)
-    bad = MarkingKey(mk.scheme, {**mk.params, "meta_classifier": meta}, mk.items, mk.secret)
+    meta = MetaClassifier.from_dict(mk.params["meta_classifier"])
+    narrower = MetaClassifier(meta.inputs - 1, meta.hidden, tuple(r[:-1] for r in meta.w1),
+                              meta.b1, meta.w2, meta.b2)   # well formed, one feature short
+    bad = MarkingKey(mk.scheme, {**mk.params, "meta_classifier": narrower.to_dict()}, mk.items,
+                     mk.secret)
     bad.save(tmp_path / "keys", "pw")
     assert run("register", tmp_path / "keys", "--registry", owner / "reg", "--identity",
                owner / "owner.key", "--out", tmp_path / "receipt.json").exit_code == 0
@@ -150,7 +154,8 @@ def test_a_given_style_image_is_committed_not_published(tmp_path):
     assert style.shape == (1, 8, 8) and style.dtype == np.uint8
     result = run("keygen", "--scheme", "move", "--data", "digits", "--out", tmp_path / "keys",
                  "-p", f"style_image={tmp_path / 's.png'}", "-p", "reference_epochs=4",
-                 "-p", "meta_epochs=1", "-p", "references=1", "-p", "device=cpu", "--json")
+                 "-p", "meta_epochs=1", "-p", "references=1", "-p", "device=cpu", "-p", "min_gap=-1",
+                 "--json")   # any gap: this test is about the commitment
     assert result.exit_code == 0, result.output
     vk_text = (tmp_path / "keys" / "verification-key.json").read_text()
     assert "s.png" not in vk_text and "style_commitment" in vk_text
