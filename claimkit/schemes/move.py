@@ -226,6 +226,7 @@ def keygen(p: MoveParams, data: Any, *, rng: Callable[[int], bytes] = os.urandom
     benign = [fit_reference(data, arch=arch, epochs=epochs, device=device, progress=progress,
                             seed=_sub_seed(seed, f"move/benign/{i}") % 2**31)
               for i in range(p.references)]
+    tried: list[dict[str, float]] = []
     for attempt in range(1 if given is not None else p.style_tries):
         # 1. External features on a γ fraction of the training set (labels unchanged).
         style = given if given is not None else random_style_image(rng(32), data.input_shape)
@@ -241,15 +242,16 @@ def keygen(p: MoveParams, data: Any, *, rng: Callable[[int], bytes] = os.urandom
                    for i in range(p.references)]
         item_trans = stylizer.apply(item_src, style)
         accuracy = _reference_accuracy(victims, benign, item_trans, item_lab)
+        tried.append(accuracy)
         if accuracy["victims_stylized"] - accuracy["benign_stylized"] >= p.min_gap:
             break
     else:
+        seen = ", ".join(f"{a['benign_stylized']:.0%} and {a['victims_stylized']:.0%}" for a in tried)
         raise MalformedInputError(
-            f"move: the style is not an external feature: benign models classify "
-            f"{accuracy['benign_stylized']:.0%} of the stylized images, the victims "
-            f"{accuracy['victims_stylized']:.0%} (needs a gap of {p.min_gap:.0%}"
-            + ("" if given is not None else f"; {p.style_tries} drawn styles tried")
-            + "); use a more distinctive style image, a higher -p strength or a larger -p gamma")
+            f"move: the style is not an external feature: benign models and victims classify "
+            f"{seen} of the stylized images (needs a gap of {p.min_gap:.0%}); use a more "
+            "distinctive style image, a higher -p strength or a larger -p gamma")
+    accuracy["style_attempts"] = len(tried)
 
     # 3. The meta-classifier on stylized training images: victim-like (1) vs benign (0).
     src, lab = data.x_train[meta_idx], data.y_train[meta_idx]
