@@ -5,6 +5,8 @@
     seeds = [0, 1, 2]                # one owner model (and key) per scheme and seed
     alpha = 0.01                     # the decision level reported in the tables
     split = "halves"                 # owners train on half A; "disjoint" nulls on half B
+    subset = 0                       # first N training images (0: all), a CPU-sized grid
+    test_subset = 0                  # first N test images (0: all)
 
     [[scheme]]
     name = "trigger-set"
@@ -75,6 +77,8 @@ class EvalConfig:
     data_root: str | None = None
     arch: str | None = None
     epochs: int | None = None
+    subset: int = 0                  # first N training images; 0: all
+    test_subset: int = 0             # first N test images; 0: all
     device: str = "auto"
     seeds: tuple[int, ...] = (0,)
     alpha: float = 0.01
@@ -86,7 +90,8 @@ class EvalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "data": self.data, "data_root": self.data_root, "arch": self.arch,
-                "epochs": self.epochs, "device": self.device, "seeds": list(self.seeds),
+                "epochs": self.epochs, "subset": self.subset, "test_subset": self.test_subset,
+                "device": self.device, "seeds": list(self.seeds),
                 "alpha": self.alpha, "split": self.split, "opened_sweep": list(self.opened_sweep),
                 "schemes": [{"name": s.name, "params": s.params, "opened": s.opened} for s in self.schemes],
                 "attacks": [{"name": a.name, "params": a.params} for a in self.attacks],
@@ -135,8 +140,8 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
         raise MalformedInputError(f"{path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise MalformedInputError(f"{path}: not valid TOML ({e})") from None
-    _check_keys(raw, {"name", "data", "data_root", "arch", "epochs", "device", "seeds", "alpha",
-                      "split", "opened_sweep", "scheme", "attack", "null"}, str(path))
+    _check_keys(raw, {"name", "data", "data_root", "arch", "epochs", "subset", "test_subset",
+                      "device", "seeds", "alpha", "split", "opened_sweep", "scheme", "attack", "null"}, str(path))
     if not isinstance(raw.get("data"), str):
         raise MalformedInputError(f"{path}: 'data' (a data set name or folder) is required")
     schemes = []
@@ -185,6 +190,8 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
     return EvalConfig(
         name=str(raw.get("name", path.stem)), data=data, data_root=raw.get("data_root"),
         arch=raw.get("arch"), epochs=None if raw.get("epochs") is None else _int(raw["epochs"], "epochs", 0, 10_000),
+        subset=_int(raw.get("subset", 0), "subset", 0, 10**8),
+        test_subset=_int(raw.get("test_subset", 0), "test_subset", 0, 10**8),
         device=str(raw.get("device", "auto")), seeds=tuple(seeds), alpha=float(alpha), split=split,
         opened_sweep=tuple(_int(k, "opened_sweep[]", 1) for k in sweep),
         schemes=tuple(schemes), attacks=tuple(attacks), null=null)

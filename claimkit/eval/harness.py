@@ -97,6 +97,10 @@ class _Grid:
         self.models = out / "models"
         self.models.mkdir(parents=True, exist_ok=True)
         full = load_dataset(cfg.data, root=cfg.data_root)
+        if cfg.subset or cfg.test_subset:
+            n, t = cfg.subset or len(full.y_train), cfg.test_subset or len(full.y_test)
+            full = replace(full, x_train=full.x_train[:n], y_train=full.y_train[:n],
+                           x_test=full.x_test[:t], y_test=full.y_test[:t])
         self.data, self.other_half = split_halves(full) if cfg.split == "halves" else (full, None)
         self._keys: dict[tuple[str, int], MarkingKey] = {}
         self._oracles: dict[Path, Any] = {}

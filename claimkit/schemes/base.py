@@ -33,7 +33,8 @@ from ..wire import Digest
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Backend", "MarkOptions", "Oracle", "backend_names", "get_backend", "parse_params"]
+__all__ = ["Backend", "MarkOptions", "Oracle", "backend_names", "data_fields", "get_backend",
+           "parse_params"]
 
 Ask = Callable[[Sequence[Any]], list[Any]]
 P = TypeVar("P")
@@ -101,6 +102,12 @@ def get_backend(name: str) -> Backend:
     if name not in _MODULES:
         raise MalformedInputError(f"unknown scheme {name!r} (known: {', '.join(backend_names())})")
     return importlib.import_module(_MODULES[name]).BACKEND
+
+
+def data_fields(data: Any) -> dict[str, Any]:
+    """The parameters every scheme takes from the data set, not from the user."""
+    return {"num_classes": data.num_classes, "input_shape": data.input_shape,
+            "data": data.name, "data_digest": data.digest.hex}
 
 
 def parse_params(cls: type[P], given: Mapping[str, str], fixed: Mapping[str, Any]) -> P:

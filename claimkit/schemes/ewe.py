@@ -53,7 +53,7 @@ import numpy as np
 from ..errors import MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..wire import b64encode
-from .base import MarkOptions, Oracle, parse_params
+from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = ["BACKEND", "SCHEME", "EweParams", "keygen", "snnl", "watermark_images"]
 
@@ -327,9 +327,7 @@ class EweBackend:
 
     def keygen(self, data: Any, params: Mapping[str, str], *,
                rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
-        p = parse_params(EweParams, params, {
-            "num_classes": data.num_classes, "input_shape": data.input_shape,
-            "data": data.name, "data_digest": data.digest.hex})
+        p = parse_params(EweParams, params, data_fields(data))
         return keygen(p, data, rng=rng)
 
     def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],

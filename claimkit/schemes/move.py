@@ -66,7 +66,7 @@ from ..errors import MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..protocol.move_ewe_deciders import AUGMENTATIONS, MOVE_MODES, blackbox_features
 from ..wire import b64decode, b64encode
-from .base import MarkOptions, Oracle, parse_params
+from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = ["BACKEND", "SCHEME", "MoveParams", "keygen", "marked_dataset"]
 
@@ -325,9 +325,7 @@ class MoveBackend:
 
     def keygen(self, data: Any, params: Mapping[str, str], *,
                rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
-        p = parse_params(MoveParams, params, {
-            "num_classes": data.num_classes, "input_shape": data.input_shape,
-            "data": data.name, "data_digest": data.digest.hex})
+        p = parse_params(MoveParams, params, data_fields(data))
         return keygen(p, data, rng=rng)
 
     def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],

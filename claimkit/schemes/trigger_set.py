@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import DataMissingError, MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..wire import b64encode
-from .base import MarkOptions, Oracle, parse_params
+from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = [
     "BACKEND",
@@ -184,9 +184,7 @@ class TriggerSetBackend:
 
     def keygen(self, data: Any, params: Mapping[str, str], *,
                rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
-        p = parse_params(TriggerSetParams, params, {
-            "num_classes": data.num_classes, "input_shape": data.input_shape,
-            "data": data.name, "data_digest": data.digest.hex})
+        p = parse_params(TriggerSetParams, params, data_fields(data))
         return keygen(p, rng=rng)
 
     def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],

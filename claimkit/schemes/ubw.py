@@ -71,7 +71,7 @@ import numpy as np
 from ..errors import MalformedInputError, OracleError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..wire import b64decode, b64encode
-from .base import MarkOptions, Oracle, parse_params
+from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = [
     "BACKEND",
@@ -460,9 +460,7 @@ class UBWBackend:
 
     def keygen(self, data: Any, params: Mapping[str, str], *,
                rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
-        p = parse_params(self.params, params, {
-            "num_classes": data.num_classes, "input_shape": data.input_shape,
-            "data": data.name, "data_digest": data.digest.hex})
+        p = parse_params(self.params, params, data_fields(data))
         return keygen(self.name, p, data, rng=rng)
 
     def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],
