@@ -125,14 +125,15 @@ class _Grid:
                        seed=seed)
         path = self.models / f"{name}.safetensors"
         if not path.exists():
-            options = MarkOptions(arch=self.cfg.arch, epochs=self.cfg.epochs, seed=seed,
-                                  device=self.device, progress=False)
             if backend.marks == "model":
-                backend.mark(mk, self.data, path, options)
-            else:                   # a data set scheme: the owner's release, then a model on it
-                from ..ml.release import load_release
+                backend.mark(mk, self.data, path, MarkOptions(
+                    arch=self.cfg.arch, epochs=self.cfg.epochs, seed=seed, device=self.device,
+                    progress=False))
+            else:                   # a data set scheme: the owner's release, then a model on it;
+                from ..ml.release import load_release   # the grid's epochs are the model's
                 release = self.models / f"{name}.release"
-                backend.mark(mk, self.data, release, options)
+                backend.mark(mk, self.data, release,
+                             MarkOptions(seed=seed, device=self.device, progress=False))
                 self._fit(load_release(release), path, arch=self.cfg.arch, seed=seed)
         return path
 

@@ -55,6 +55,7 @@ def _write(tmp_path, text, name="grid.toml"):
     ("data = 'digits'\nsplit = 'full'\n[[scheme]]\nname = 'trigger-set'\n[null]\ndisjoint = 2\n", "needs split"),
     ("data = 'digits'\n[[scheme]]\nname = 'trigger-set'\nparams = { items = [1] }\n", "params.items"),
     ("data = [\n", "not valid TOML"),
+    ("data = 'digits'\nsubset = -1\n[[scheme]]\nname = 'trigger-set'\n", "subset"),
 ])
 def test_bad_configs_are_refused_with_the_reason(tmp_path, text, message):
     with pytest.raises(MalformedInputError, match=message.replace("[", r"\[")):
@@ -162,3 +163,45 @@ def test_one_claims_evidence_is_drawn_against_its_null(tmp_path):
     for i, evidence in enumerate((binomial, paired)):
         path = draw_evidence(evidence, tmp_path / str(i))
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+SCHEMES_GRID = """
+name = "schemes"
+data = "digits"
+device = "cpu"
+seeds = [0]
+subset = 1400             # most of the training split, through the subset path
+split = "full"
+
+[[scheme]]
+name = "ubw-p"
+params = { items = 40, m = 20 }
+
+[[scheme]]
+name = "ewe"
+params = { items = 40, min_queries = 20, reference_epochs = 3 }
+
+[[attack]]
+name = "ftll"
+params = { epochs = 1 }
+
+[null]
+seeds = 2
+"""
+
+
+def test_a_grid_of_a_data_set_scheme_and_ewe_runs_and_reports(tmp_path):
+    """UBW-P (a release, then a model trained on it) and EWE through the same harness;
+    MOVE's cells take the same code path (its flow: tests/ml/test_move.py)."""
+    cfg = load_config(_write(tmp_path, SCHEMES_GRID))
+    assert cfg.subset == 1400
+    run_grid(cfg, tmp_path / "out", progress=False)
+    rows = _rows(tmp_path / "out")
+    assert sorted((r["scheme"], r["kind"]) for r in rows) == sorted(
+        (s, k) for s in ("ubw-p", "ewe") for k in ("owner", "attack", "null", "null"))
+    for row in rows:
+        assert 0.0 <= row["p_value"] <= 1.0 and row["opened"] == 20, row
+    assert not any(r["accepted"] for r in rows if r["kind"] == "null")
+    assert all(r["accepted"] for r in rows if r["kind"] == "owner"), rows
+    summary = (write_report(cfg, tmp_path / "out").parent / "summary.md").read_text()
+    assert all(f"| {s} " in summary for s in ("ubw-p", "ewe"))
