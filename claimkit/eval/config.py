@@ -12,6 +12,7 @@
     name = "trigger-set"
     params = { items = 100 }         # as `claimkit keygen -p KEY=VALUE`
     opened = 50                      # items a claim opens
+    opened_sweep = [10, 25]          # claims of these sizes too (default: the grid's)
 
     [[attack]]
     name = "ftal"
@@ -47,6 +48,7 @@ class SchemeSpec:
     name: str
     params: dict[str, str] = field(default_factory=dict)
     opened: int | None = None        # default: half the items, at most 100
+    opened_sweep: tuple[int, ...] | None = None   # default: the grid's opened_sweep
 
     @property
     def label(self) -> str:
@@ -93,7 +95,9 @@ class EvalConfig:
                 "epochs": self.epochs, "subset": self.subset, "test_subset": self.test_subset,
                 "device": self.device, "seeds": list(self.seeds),
                 "alpha": self.alpha, "split": self.split, "opened_sweep": list(self.opened_sweep),
-                "schemes": [{"name": s.name, "params": s.params, "opened": s.opened} for s in self.schemes],
+                "schemes": [{"name": s.name, "params": s.params, "opened": s.opened,
+                             "opened_sweep": None if s.opened_sweep is None else list(s.opened_sweep)}
+                            for s in self.schemes],
                 "attacks": [{"name": a.name, "params": a.params} for a in self.attacks],
                 "null": {"seeds": self.null.seeds, "disjoint": self.null.disjoint,
                          "archs": list(self.null.archs)}}
@@ -131,6 +135,12 @@ def _int(value: Any, where: str, lo: int = 0, hi: int = 10**6) -> int:
     return value
 
 
+def _sweep(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise MalformedInputError(f"{where}: opened_sweep must be a list")
+    return tuple(_int(k, f"{where}: opened_sweep[]", 1) for k in value)
+
+
 def load_config(path: str | os.PathLike[str]) -> EvalConfig:
     """Parse and check an evaluation config; relative data paths are taken from its folder."""
     path = Path(path)
@@ -149,9 +159,11 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
         where = f"{path}: scheme[{i}]"
         if not isinstance(s, dict) or not isinstance(s.get("name"), str):
             raise MalformedInputError(f"{where}: a table with a 'name'")
-        _check_keys(s, {"name", "params", "opened"}, where)
+        _check_keys(s, {"name", "params", "opened", "opened_sweep"}, where)
+        sweep = None if s.get("opened_sweep") is None else _sweep(s["opened_sweep"], where)
         schemes.append(SchemeSpec(s["name"], _params(s.get("params"), where),
-                                  None if s.get("opened") is None else _int(s["opened"], f"{where}.opened", 1)))
+                                  None if s.get("opened") is None else _int(s["opened"], f"{where}.opened", 1),
+                                  sweep))
     if not schemes:
         raise MalformedInputError(f"{path}: at least one [[scheme]]")
     attacks = []
@@ -184,16 +196,13 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
     data = raw["data"]
     if os.sep in data or data.startswith("."):
         data = str((path.parent / data).resolve())
-    sweep = raw.get("opened_sweep", [])
-    if not isinstance(sweep, list):
-        raise MalformedInputError(f"{path}: opened_sweep must be a list")
     return EvalConfig(
         name=str(raw.get("name", path.stem)), data=data, data_root=raw.get("data_root"),
         arch=raw.get("arch"), epochs=None if raw.get("epochs") is None else _int(raw["epochs"], "epochs", 0, 10_000),
         subset=_int(raw.get("subset", 0), "subset", 0, 10**8),
         test_subset=_int(raw.get("test_subset", 0), "test_subset", 0, 10**8),
         device=str(raw.get("device", "auto")), seeds=tuple(seeds), alpha=float(alpha), split=split,
-        opened_sweep=tuple(_int(k, "opened_sweep[]", 1) for k in sweep),
+        opened_sweep=_sweep(raw.get("opened_sweep", []), str(path)),
         schemes=tuple(schemes), attacks=tuple(attacks), null=null)
 
 

@@ -55,6 +55,7 @@ def _write(tmp_path, text, name="grid.toml"):
     ("data = 'digits'\nsplit = 'full'\n[[scheme]]\nname = 'trigger-set'\n[null]\ndisjoint = 2\n", "needs split"),
     ("data = 'digits'\n[[scheme]]\nname = 'trigger-set'\nparams = { items = [1] }\n", "params.items"),
     ("data = [\n", "not valid TOML"),
+    ("data = 'digits'\n[[scheme]]\nname = 'ewe'\nopened_sweep = 5\n", "opened_sweep must be a list"),
     ("data = 'digits'\nsubset = -1\n[[scheme]]\nname = 'trigger-set'\n", "subset"),
 ])
 def test_bad_configs_are_refused_with_the_reason(tmp_path, text, message):
@@ -180,6 +181,7 @@ params = { items = 40, m = 20 }
 [[scheme]]
 name = "ewe"
 params = { items = 40, min_queries = 20, reference_epochs = 3 }
+opened_sweep = [30]
 
 [[attack]]
 name = "ftll"
@@ -198,9 +200,11 @@ def test_a_grid_of_a_data_set_scheme_and_ewe_runs_and_reports(tmp_path):
     run_grid(cfg, tmp_path / "out", progress=False)
     rows = _rows(tmp_path / "out")
     assert sorted((r["scheme"], r["kind"]) for r in rows) == sorted(
-        (s, k) for s in ("ubw-p", "ewe") for k in ("owner", "attack", "null", "null"))
+        [(s, k) for s in ("ubw-p", "ewe") for k in ("owner", "attack", "null", "null")]
+        + [("ewe", "opened")])                    # the scheme's own sweep; the grid has none
     for row in rows:
-        assert 0.0 <= row["p_value"] <= 1.0 and row["opened"] == 20, row
+        assert 0.0 <= row["p_value"] <= 1.0, row
+        assert row["opened"] == (30 if row["kind"] == "opened" else 20), row
     assert not any(r["accepted"] for r in rows if r["kind"] == "null")
     assert all(r["accepted"] for r in rows if r["kind"] == "owner"), rows
     summary = (write_report(cfg, tmp_path / "out").parent / "summary.md").read_text()
