@@ -95,12 +95,13 @@ def write_report(cfg: EvalConfig, out: str | os.PathLike[str]) -> Path:
             lines.append(f"| {scheme} | {c['null_claims']} | {c['false_claims']} | "
                          f"{_fmt_p(c['tail_probability'])} | {_fmt_p(c['min_null_p'])} | "
                          f"{'optimistic: use the calibrated threshold' if c['optimistic'] else 'consistent'} |")
-    if cfg.opened_sweep:
+    sizes = _opened_sizes(cfg)
+    if sizes:
         lines += ["", "## p-value against the number of opened items (owner models, median)", "",
-                  *_header(["scheme", *(f"m = {k}" for k in cfg.opened_sweep)])]
+                  *_header(["scheme", *(f"m = {k}" for k in sizes)])]
         for scheme, rs in by_scheme.items():
             vals = []
-            for k in cfg.opened_sweep:
+            for k in sizes:
                 ps = sorted(r["p_value"] for r in rs if r["kind"] == "opened" and r["opened"] == k)
                 vals.append(_fmt_p(ps[len(ps) // 2]) if ps else "—")
             lines.append(_row([scheme, *vals]))
@@ -218,10 +219,11 @@ def _figures(rows: list[dict], cfg: EvalConfig, report: Path, cal: dict) -> list
         ax.legend(fontsize=7)
         fig.tight_layout()
         made.append(_save(fig, report / f"sweep_{name}_{param}.png"))
-    if cfg.opened_sweep:
+    if _opened_sizes(cfg):
         fig, ax = plt.subplots(figsize=(5, 4))
         for j, scheme in enumerate(schemes):
-            ks = sorted(cfg.opened_sweep)
+            ks = sorted({r["opened"] for r in rows
+                         if r["scheme_label"] == scheme and r["kind"] == "opened"})
             med = []
             for k in ks:
                 ps = sorted(r["p_value"] for r in rows if r["scheme_label"] == scheme and r["kind"] == "opened" and r["opened"] == k)
@@ -233,6 +235,11 @@ def _figures(rows: list[dict], cfg: EvalConfig, report: Path, cal: dict) -> list
         fig.tight_layout()
         made.append(_save(fig, report / "p_vs_opened.png"))
     return made
+
+
+def _opened_sizes(cfg: EvalConfig) -> list[int]:
+    """Every claim size swept, the grid's and the schemes' own."""
+    return sorted({*cfg.opened_sweep, *(k for s in cfg.schemes for k in (s.opened_sweep or ()))})
 
 
 def _sweeps(cfg: EvalConfig) -> list[tuple[str, str]]:
