@@ -34,6 +34,12 @@ needs is made here:
    images), each with its source image (black-box) or label (white-box) and the benign
    models' mean score on it, ``reference``, committed before release.
 
+Known limitation (measured, docs/results.md, the digits grid): the black-box meta-
+classifier accused a clean MLP in all three seeds while no clean digits-cnn was accused.
+It has only seen reference models of the victim's architecture, so "unlike the benign
+references" is not the same as "stolen" for a suspect of another architecture.
+``claimkit eval`` reports the threshold calibrated on such null models.
+
 Mark (§5.2 Eq. 3) trains the released model on the modified set; its cost is one clean
 training run on the same engine. Verify: the pure decider ``move``
 (:mod:`claimkit.protocol.move_ewe_deciders`) — one-tailed paired t-test over the m opened
