@@ -13,6 +13,7 @@
     params = { items = 100 }         # as `claimkit keygen -p KEY=VALUE`
     opened = 50                      # items a claim opens
     opened_sweep = [10, 25]          # claims of these sizes too (default: the grid's)
+    pretrained = false               # true: mark a trained clean model (Adi's PreTrained)
 
     [[attack]]
     name = "ftal"
@@ -49,10 +50,11 @@ class SchemeSpec:
     params: dict[str, str] = field(default_factory=dict)
     opened: int | None = None        # default: half the items, at most 100
     opened_sweep: tuple[int, ...] | None = None   # default: the grid's opened_sweep
+    pretrained: bool = False         # Adi et al. §4.1 PreTrained: mark a trained clean model
 
     @property
     def label(self) -> str:
-        return _label(self.name, self.params)
+        return _label(self.name, self.params) + (" pretrained" if self.pretrained else "")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class EvalConfig:
                 "device": self.device, "seeds": list(self.seeds),
                 "alpha": self.alpha, "split": self.split, "opened_sweep": list(self.opened_sweep),
                 "schemes": [{"name": s.name, "params": s.params, "opened": s.opened,
+                             "pretrained": s.pretrained,
                              "opened_sweep": None if s.opened_sweep is None else list(s.opened_sweep)}
                             for s in self.schemes],
                 "attacks": [{"name": a.name, "params": a.params} for a in self.attacks],
@@ -159,11 +162,13 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
         where = f"{path}: scheme[{i}]"
         if not isinstance(s, dict) or not isinstance(s.get("name"), str):
             raise MalformedInputError(f"{where}: a table with a 'name'")
-        _check_keys(s, {"name", "params", "opened", "opened_sweep"}, where)
+        _check_keys(s, {"name", "params", "opened", "opened_sweep", "pretrained"}, where)
         sweep = None if s.get("opened_sweep") is None else _sweep(s["opened_sweep"], where)
+        if not isinstance(s.get("pretrained", False), bool):
+            raise MalformedInputError(f"{where}.pretrained must be true or false")
         schemes.append(SchemeSpec(s["name"], _params(s.get("params"), where),
                                   None if s.get("opened") is None else _int(s["opened"], f"{where}.opened", 1),
-                                  sweep))
+                                  sweep, s.get("pretrained", False)))
     if not schemes:
         raise MalformedInputError(f"{path}: at least one [[scheme]]")
     attacks = []

@@ -120,12 +120,24 @@ class _Grid:
     def owner_model(self, scheme: SchemeSpec, seed: int) -> Path:
         mk = self.key(scheme, seed)
         backend = get_backend(scheme.name)
+        fields = {"pretrained": True} if scheme.pretrained else {}
         name = job_key(kind="owner", data=self.data.digest.hex, scheme=scheme.name,
                        vk=mk.verification_key.digest.hex, arch=self.cfg.arch, epochs=self.cfg.epochs,
-                       seed=seed)
+                       seed=seed, **fields)
         path = self.models / f"{name}.safetensors"
         if not path.exists():
-            if backend.marks == "model":
+            if scheme.pretrained and backend.marks != "model":
+                raise MalformedInputError(f"{scheme.name} marks a data set: pretrained does not apply")
+            if scheme.pretrained:   # Adi et al. §4.1 PreTrained: fine-tune a clean model
+                clean = self.models / (job_key(kind="clean", data=self.data.digest.hex,
+                                               arch=self.cfg.arch, epochs=self.cfg.epochs,
+                                               seed=seed) + ".safetensors")
+                if not clean.exists():
+                    self._fit(self.data, clean, arch=self.cfg.arch, seed=seed)
+                backend.mark(mk, self.data, path, MarkOptions(
+                    arch=self.cfg.arch, seed=seed, device=self.device, start_from=str(clean),
+                    progress=False))
+            elif backend.marks == "model":
                 backend.mark(mk, self.data, path, MarkOptions(
                     arch=self.cfg.arch, epochs=self.cfg.epochs, seed=seed, device=self.device,
                     progress=False))
