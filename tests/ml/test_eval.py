@@ -56,6 +56,7 @@ def _write(tmp_path, text, name="grid.toml"):
     ("data = 'digits'\n[[scheme]]\nname = 'trigger-set'\nparams = { items = [1] }\n", "params.items"),
     ("data = [\n", "not valid TOML"),
     ("data = 'digits'\n[[scheme]]\nname = 'ewe'\nopened_sweep = 5\n", "opened_sweep must be a list"),
+    ("data = 'digits'\n[[scheme]]\nname = 'ewe'\npretrained = 1\n", "pretrained must be true or false"),
     ("data = 'digits'\nsubset = -1\n[[scheme]]\nname = 'trigger-set'\n", "subset"),
 ])
 def test_bad_configs_are_refused_with_the_reason(tmp_path, text, message):
@@ -209,3 +210,41 @@ def test_a_grid_of_a_data_set_scheme_and_ewe_runs_and_reports(tmp_path):
     assert all(r["accepted"] for r in rows if r["kind"] == "owner"), rows
     summary = (write_report(cfg, tmp_path / "out").parent / "summary.md").read_text()
     assert all(f"| {s} " in summary for s in ("ubw-p", "ewe"))
+
+
+def test_a_pretrained_owner_fine_tunes_the_seeds_clean_model(tmp_path):
+    """Adi et al. §4.1 PreTrained: the clean model is trained (and cached), then marked."""
+    cfg = load_config(_write(tmp_path, """
+data = "digits"
+device = "cpu"
+epochs = 3
+
+[[scheme]]
+name = "trigger-set"
+params = { items = 40 }
+opened = 20
+pretrained = true
+
+[null]
+seeds = 0
+"""))
+    assert cfg.schemes[0].label == "trigger-set items=40 pretrained"
+    run_grid(cfg, tmp_path / "out", progress=False)
+    (row,) = _rows(tmp_path / "out")
+    assert row["kind"] == "owner" and row["accepted"], row
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "models").glob("*.run.json")]
+    assert sorted(r["extra"].get("start_from") is not None for r in records) == [False, True]
+
+
+def test_pretrained_applies_to_model_schemes_only(tmp_path):
+    cfg = load_config(_write(tmp_path, """
+data = "digits"
+device = "cpu"
+[[scheme]]
+name = "ubw-p"
+pretrained = true
+[null]
+seeds = 0
+"""))
+    with pytest.raises(MalformedInputError, match="pretrained does not apply"):
+        run_grid(cfg, tmp_path / "out", progress=False)
