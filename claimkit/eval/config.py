@@ -92,6 +92,10 @@ class EvalConfig:
     attacks: tuple[AttackSpec, ...] = ()
     null: NullSpec = NullSpec()
 
+    def sweep(self, scheme: SchemeSpec) -> tuple[int, ...]:
+        """The claim sizes swept for ``scheme``: its own, or the grid's."""
+        return self.opened_sweep if scheme.opened_sweep is None else scheme.opened_sweep
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "data": self.data, "data_root": self.data_root, "arch": self.arch,
                 "epochs": self.epochs, "subset": self.subset, "test_subset": self.test_subset,

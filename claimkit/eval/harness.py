@@ -190,7 +190,7 @@ class _Grid:
             for seed in cfg.seeds:
                 base = f"{scheme.label}|seed={seed}"
                 yield _Cell(f"owner|{base}", "owner", scheme, seed)
-                for k in (cfg.opened_sweep if scheme.opened_sweep is None else scheme.opened_sweep):
+                for k in cfg.sweep(scheme):
                     yield _Cell(f"opened|{base}|k={k}", "opened", scheme, seed, opened=k)
                 for attack in cfg.attacks:
                     yield _Cell(f"attack|{base}|{attack.label}", "attack", scheme, seed, attack=attack)

@@ -239,7 +239,7 @@ def _figures(rows: list[dict], cfg: EvalConfig, report: Path, cal: dict) -> list
 
 def _opened_sizes(cfg: EvalConfig) -> list[int]:
     """Every claim size swept, the grid's and the schemes' own."""
-    return sorted({*cfg.opened_sweep, *(k for s in cfg.schemes for k in (s.opened_sweep or ()))})
+    return sorted({k for s in cfg.schemes for k in cfg.sweep(s)})
 
 
 def _sweeps(cfg: EvalConfig) -> list[tuple[str, str]]:
