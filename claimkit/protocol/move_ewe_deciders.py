@@ -52,7 +52,7 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields
 from .keys import VerificationKey
-from .scheme import Evidence, register_decider
+from .scheme import Evidence, check_answer_count, register_decider
 from .stats import paired_t_margin_test, success_rate_test
 
 __all__ = [
@@ -241,9 +241,7 @@ class MoveDecider:
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:
         p = self._params(vk)
-        if len(answers) != len(openings):
-            raise MalformedInputError(
-                f"answers: {len(answers)} answers for {len(openings)} opened items")
+        check_answer_count(answers, openings)
         if len(openings) < p.min_queries:
             raise MalformedInputError(
                 f"MOVE {p.mode} verification needs at least {p.min_queries} opened images "
@@ -302,9 +300,7 @@ class EweDecider:
                answers: Sequence[Any]) -> Evidence:
         classes, target, alpha, fpr, min_queries = self._params(vk)
         self.queries(vk, openings)
-        if len(answers) != len(openings):
-            raise MalformedInputError(
-                f"answers: {len(answers)} answers for {len(openings)} opened items")
+        check_answer_count(answers, openings)
         if len(answers) < min_queries:
             raise MalformedInputError(
                 f"EWE verification needs at least {min_queries} queries (Jia et al. 2021, "

@@ -29,10 +29,18 @@ __all__ = [
     "Evidence",
     "Decider",
     "Scheme",
+    "check_answer_count",
     "register_decider",
     "decider_for",
     "LabelMatchDecider",
 ]
+
+
+def check_answer_count(answers: Sequence[Any], openings: Sequence[ItemOpening]) -> None:
+    """One answer per opened item, or the claim is malformed."""
+    if len(answers) != len(openings):
+        raise MalformedInputError(
+            f"answers: {len(answers)} answers for {len(openings)} opened items")
 
 
 @dataclass(frozen=True)
@@ -136,9 +144,7 @@ class LabelMatchDecider:
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:
         classes, alpha, epsilon, p0 = self._params(vk)
-        if len(answers) != len(openings):
-            raise MalformedInputError(
-                f"answers: {len(answers)} answers for {len(openings)} opened items")
+        check_answer_count(answers, openings)
         matches = 0
         for i, (opening, answer) in enumerate(zip(openings, answers)):
             if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < classes:

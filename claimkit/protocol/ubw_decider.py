@@ -28,7 +28,7 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields, b64decode
 from .keys import VerificationKey
-from .scheme import Evidence, register_decider
+from .scheme import Evidence, check_answer_count, register_decider
 from .stats import paired_t_margin_test
 
 __all__ = ["UBWDecider", "shape_of"]
@@ -87,9 +87,7 @@ class UBWDecider:
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:
         _, _, tau, alpha = self._params(vk)
-        if len(answers) != len(openings):
-            raise MalformedInputError(
-                f"answers: {len(answers)} answers for {len(openings)} opened items")
+        check_answer_count(answers, openings)
         if len(answers) < 2:
             raise MalformedInputError("answers: the pairwise t-test needs at least 2 opened items")
         benign, triggered = [], []
