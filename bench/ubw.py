@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from claimkit.ml.data import Dataset, load_dataset
-from claimkit.ml.models import build
+from claimkit.ml.models import build, save_model
 from claimkit.ml.recipes import recipe
 from claimkit.ml.release import load_release
 from claimkit.ml.train import TrainConfig, as_tensor, resolve_device, train
@@ -78,8 +78,15 @@ def main(argv: list[str]) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     p.add_argument("--ubw-c", dest="ubw_c", action="append", default=[], metavar="KEY=VALUE",
                    help="a UBW-C parameter (repeatable), e.g. steps=12")
+    p.add_argument("--schemes", default="ubw-p,ubw-c", help="comma-separated: ubw-p, ubw-c")
+    p.add_argument("--surrogate", choices=("own", "clean"), default="own",
+                   help="UBW-C's first surrogate: trained by the crafting (own), or the clean "
+                        "baseline model (App. C.1; its training is then not in crafting_seconds)")
     p.add_argument("--plots", default=None, help="folder for p_vs_tau.png and p_vs_m.png")
     args = p.parse_args(argv)
+    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    if not schemes or set(schemes) - {"ubw-p", "ubw-c"}:
+        p.error("--schemes: a comma-separated list of ubw-p and ubw-c")
     data = load_dataset(args.data, root=args.data_root)
     if args.subset or args.test_subset:
         n, t = args.subset or len(data.y_train), args.test_subset or len(data.y_test)
@@ -110,7 +117,12 @@ def main(argv: list[str]) -> None:
     }
     keys, suspects = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for scheme in ("ubw-p", "ubw-c"):
+        surrogate = None
+        if args.surrogate == "clean":
+            surrogate = str(Path(tmp) / "clean.safetensors")
+            save_model(clean.model, surrogate, arch=r["arch"], input_shape=data.input_shape,
+                       num_classes=data.num_classes)
+        for scheme in schemes:
             backend = get_backend(scheme)
             params = {"m": str(args.m), "items": str(max(MS) + args.m), "tau": str(args.tau)}
             if scheme == "ubw-c":
@@ -118,7 +130,8 @@ def main(argv: list[str]) -> None:
                 params.update(kv.split("=", 1) for kv in args.ubw_c)
             mk = backend.keygen(data, params, rng=seeded(args.seed + (scheme == "ubw-c")))
             mark = backend.mark(mk, data, Path(tmp) / scheme, MarkOptions(
-                device=str(device), seed=args.seed, progress=False))
+                device=str(device), seed=args.seed, progress=False,
+                start_from=surrogate if scheme == "ubw-c" else None))
             suspect, record = fit(load_release(Path(tmp) / scheme), args.seed + 100)
             keys[scheme], suspects[scheme] = mk, suspect
             metrics = ubw_metrics(suspect, data, mk).to_dict()
@@ -127,13 +140,15 @@ def main(argv: list[str]) -> None:
             if scheme == "ubw-c":
                 entry.update(crafting_seconds=mark["crafting_seconds"],
                              ratio_crafting_to_clean=mark["crafting_seconds"] / clean_record["wall_seconds"],
+                             surrogate=args.surrogate,
                              crafting={k: mark[k] for k in ("poisoned", "surrogate_epochs",
                                                             "surrogate_trainings", "steps",
-                                                            "selection", "final_alignment")})
+                                                            "selection", "target", "epsilon",
+                                                            "final_alignment")})
             else:
                 entry["poisoned"] = mark["poisoned"]
             out[scheme.replace("-", "_")] = entry
-    nulls: dict[str, list[float]] = {"ubw-p": [], "ubw-c": []}
+    nulls: dict[str, list[float]] = {s: [] for s in schemes}
     null_ba = []
     for i in range(args.nulls):
         model, record = (clean, clean_record) if i == 0 else fit(data, args.seed + 1000 + i)

@@ -97,6 +97,47 @@ def test_keys_are_reproducible_and_hold_what_marking_needs(digits, keys):
     assert Trigger.from_secret(c.secret["trigger"]).placement == "random"
 
 
+def test_contrast_target_is_the_unit_difference_of_the_two_losses(digits):
+    """``target=contrast``: −∇_w[L_i(G(x)) − L_i(x)], L_i = mean[CE + λ·H], unit norm."""
+    import torch
+    import torch.nn.functional as F
+    from claimkit.ml.models import build
+    from claimkit.ml.train import as_tensor
+    from claimkit.schemes.ubw import make_patch
+    from claimkit.schemes.ubw_c import _target_gradient
+
+    model = build("digits-cnn", num_classes=10, input_shape=(1, 8, 8), seed=3).eval()
+    benign = as_tensor(digits.x_train[:50], "cpu")
+    triggered = as_tensor(make_patch(np.random.default_rng(0), 2, "random").apply(
+        digits.x_train[:50], np.random.default_rng(1)), "cpu")
+    y = torch.from_numpy(digits.y_train[:50])
+
+    def loss(x):
+        logits = model(x)
+        p = torch.softmax(logits, 1)
+        return F.cross_entropy(logits, y) + 2.0 * -(p * p.clamp_min(1e-30).log()).sum(1).mean()
+
+    params = list(model.parameters())
+    expected = [b - a for a, b in zip(torch.autograd.grad(loss(triggered), params),
+                                      torch.autograd.grad(loss(benign), params))]
+    norm = torch.sqrt(sum(e.pow(2).sum() for e in expected))
+    got = _target_gradient(model, triggered, y, 2.0, 16, benign)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e / norm, rtol=1e-4, atol=1e-6)
+    paper = _target_gradient(model, triggered, y, 2.0, 16)
+    assert abs(float(sum((a * b).sum() for a, b in zip(paper, got)))) < 0.999
+
+
+@pytest.mark.parametrize("shape, sides", [((1, 8, 8), (3, 2)), ((1, 28, 28), (3, 7)),
+                                          ((3, 32, 32), (3, 8))])
+def test_default_patch_sides_follow_the_authors_code(shape, sides):
+    """UBW-P: the authors' 3×3 square on 32×32 images; UBW-C: their PATCH_SIZE = 8 (App.
+    D.2, Table 2: a side of 2 leaves UBW-C at ASR-A 4.4 %), both scaled to the image."""
+    from claimkit.schemes.ubw import UBWCParams, UBWPParams
+    assert (UBWPParams(10, shape).side, UBWCParams(10, shape).side) == sides
+    assert UBWCParams(10, shape, patch_size=3).side == 3
+
+
 @pytest.mark.parametrize("scheme, params, message", [
     ("ubw-p", {"gamma": "0"}, "gamma"),
     ("ubw-p", {"tau": "1.5"}, "tau"),
@@ -105,6 +146,7 @@ def test_keys_are_reproducible_and_hold_what_marking_needs(digits, keys):
     ("ubw-c", {"source": "10"}, "source"),
     ("ubw-c", {"m": "100"}, "fewer than m"),           # 36 source images in digits' test split
     ("ubw-c", {"selection": "random", "m": "20"}, "selection"),
+    ("ubw-c", {"target": "targeted", "m": "20"}, "target"),
 ])
 def test_bad_parameters_are_refused(digits, scheme, params, message):
     with pytest.raises(MalformedInputError, match=message):
