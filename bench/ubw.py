@@ -118,7 +118,7 @@ def main(argv: list[str]) -> None:
     keys, suspects = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         surrogate = None
-        if args.surrogate == "clean":
+        if args.surrogate == "clean" and "ubw-c" in schemes:
             surrogate = str(Path(tmp) / "clean.safetensors")
             save_model(clean.model, surrogate, arch=r["arch"], input_shape=data.input_shape,
                        num_classes=data.num_classes)
