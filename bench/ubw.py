@@ -7,7 +7,8 @@ Trains, with the data set's recipe and the same engine: a clean model (the basel
 timed), a suspect on the UBW-P release and one on the UBW-C release (crafting timed and
 compared with the clean run), and ``--nulls`` independently trained clean models
 (other seeds). Prints JSON: BA, ASR-A, ASR-C, Dp and the Prop. 1 p-value (m items,
-τ) of each watermark; the crafting/clean wall-time ratio; the p-values of every
+τ) of each watermark, with the clean model's ASR-A, ASR-C and Dp under the same key (what
+a trigger costs a model that never saw the watermark); the crafting/clean wall-time ratio; the p-values of every
 independent model under both keys; and App. E's tables, the p-value against τ and
 against m in three scenarios (Malicious: the watermarked suspect; Independent-M: a
 clean model; Independent-T: the watermarked suspect queried with another key's
@@ -136,7 +137,9 @@ def main(argv: list[str]) -> None:
             keys[scheme], suspects[scheme] = mk, suspect
             metrics = ubw_metrics(suspect, data, mk).to_dict()
             claim = claim_p_value(mk, suspect, args.m, args.seed)
-            entry = {**metrics, **claim, "train_seconds": record["wall_seconds"]}
+            entry = {**metrics, **claim, "train_seconds": record["wall_seconds"],
+                     "clean_model": {k: v for k, v in ubw_metrics(clean, data, mk).to_dict().items()
+                                     if k in ("asr_a", "asr_c", "dp")}}
             if scheme == "ubw-c":
                 entry.update(crafting_seconds=mark["crafting_seconds"],
                              ratio_crafting_to_clean=mark["crafting_seconds"] / clean_record["wall_seconds"],
