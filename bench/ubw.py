@@ -8,11 +8,11 @@ timed), a suspect on the UBW-P release and one on the UBW-C release (crafting ti
 compared with the clean run), and ``--nulls`` independently trained clean models
 (other seeds). Prints JSON: BA, ASR-A, ASR-C, Dp and the Prop. 1 p-value (m items,
 τ) of each watermark, with the clean model's ASR-A, ASR-C and Dp under the same key (what
-a trigger costs a model that never saw the watermark); the crafting/clean wall-time ratio; the p-values of every
-independent model under both keys; and App. E's tables, the p-value against τ and
-against m in three scenarios (Malicious: the watermarked suspect; Independent-M: a
-clean model; Independent-T: the watermarked suspect queried with another key's
-trigger). ``--plots DIR`` draws the two tables.
+a trigger costs a model that never saw the watermark); the crafting/clean wall-time
+ratio; the p-values of every independent model under both keys; and App. E's tables,
+the p-value against τ and against m in three scenarios (Malicious: the watermarked
+suspect; Independent-M: a clean model; Independent-T: the watermarked suspect queried
+with another key's trigger). ``--plots DIR`` draws the two tables.
 """
 
 from __future__ import annotations
@@ -137,9 +137,10 @@ def main(argv: list[str]) -> None:
             keys[scheme], suspects[scheme] = mk, suspect
             metrics = ubw_metrics(suspect, data, mk).to_dict()
             claim = claim_p_value(mk, suspect, args.m, args.seed)
+            baseline = ubw_metrics(clean, data, mk)
             entry = {**metrics, **claim, "train_seconds": record["wall_seconds"],
-                     "clean_model": {k: v for k, v in ubw_metrics(clean, data, mk).to_dict().items()
-                                     if k in ("asr_a", "asr_c", "dp")}}
+                     "clean_model": {"asr_a": baseline.asr_a, "asr_c": baseline.asr_c,
+                                     "dp": baseline.dp}}
             if scheme == "ubw-c":
                 entry.update(crafting_seconds=mark["crafting_seconds"],
                              ratio_crafting_to_clean=mark["crafting_seconds"] / clean_record["wall_seconds"],
