@@ -31,7 +31,9 @@ raised the suspect's mean P_b − P_p from 0.10 to 0.18 at ε = 32/255, γ = 0.2
 scale. The default stays the paper's until the full-scale run compares both.
 
 The samples to poison are the γ·N training images with the largest gradient norms
-(App. B 1)); the target is the source class only (App. B 2), Table 5). The gradient
+(App. B 1)), batched in the order of their norms as the authors' code does, so the
+storage order does not decide which poisons share a batch; the target is the source
+class only (App. B 2), Table 5). The gradient
 norm is either the exact per-sample norm over all parameters (``selection=full``,
 :func:`torch.func.vmap` over :func:`torch.func.grad`, the code's batch-1 loop without the
 loop), or the closed form of the last layer's (``last-layer``, the default):
@@ -204,7 +206,10 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     y_all = torch.from_numpy(data.y_train).to(device)
     count = max(1, round(params.gamma * len(y_all)))
     norms = gradient_norms(model, x_all, y_all, how=params.selection, batch=batch)
-    chosen = torch.sort(torch.argsort(norms, descending=True)[:count]).values
+    # Largest norm first, the batches in that order (the authors' code keeps argsort's
+    # order). Each batch's gradient is matched on its own; batched in storage order, an
+    # ImageFolder tree (stored class by class) gave one class a batch and aligned worse.
+    chosen = torch.argsort(norms, descending=True, stable=True)[:count]
     x_p, y_p = x_all[chosen], y_all[chosen]
     source = np.flatnonzero(data.y_train == params.source)
     if len(source) == 0:
