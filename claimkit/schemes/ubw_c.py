@@ -35,10 +35,10 @@ compares both.
 The samples to poison are the γ·N training images with the largest gradient norms
 (App. B 1)), batched in the order of their norms as the authors' code does, so the
 storage order does not decide which poisons share a batch; the target is the source
-class only (App. B 2), Table 5). The gradient
-norm is either the exact per-sample norm over all parameters (``selection=full``,
-:func:`torch.func.vmap` over :func:`torch.func.grad`, the code's batch-1 loop without the
-loop), or the closed form of the last layer's (``last-layer``, the default):
+class only (App. B 2), Table 5). The gradient norm is either the exact per-sample norm
+over all parameters (``selection=full``, :func:`torch.func.vmap` over
+:func:`torch.func.grad`, the code's batch-1 loop without the loop), or the closed form of
+the last layer's (``last-layer``, the default):
 for logits W·h + b and cross-entropy it is ‖softmax − onehot(y)‖·√(‖h‖² + 1), one forward
 pass for the whole set.
 
