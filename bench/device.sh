@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The GPU figures still to measure (docs/benchmarks.md, "Still to measure on a GPU"), as one
+# prepared script for the device tool, whose whole lease is 15 minutes and one call at most
+# 10. Steps run in priority order; each writes its JSON under $OUT as soon as it ends, and
+# a step is skipped (and named) when its estimate no longer fits before the deadline, so a
+# second call can go on with `--from N`.
+#
+# Here, once:   bash ../shared/tools/device-wheels.sh && bash ../shared/tools/device-data.sh
+# The call:     run(command="bash bench/device.sh", carry=[".whl", ".data"], timeout_s=600)
+# Then, if steps were skipped: run(command="bash bench/device.sh --from N", ...) at once.
+#
+# Estimates (seconds) from fmnist-net on an H100: 8 epochs of 60,000 images train in 9.2 s
+# (docs/benchmarks.md, issue 4); UBW-C crafting there is not yet measured (guessed 30 s).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-device-out}
+mkdir -p "$OUT"
+from=1
+deadline=560                     # seconds of this call the steps may use
+while [ $# -gt 0 ]; do
+  case $1 in
+    --from) from=$2; shift 2 ;;
+    --deadline) deadline=$2; shift 2 ;;
+    *) echo "usage: bench/device.sh [--from N] [--deadline SECONDS]" >&2; exit 2 ;;
+  esac
+done
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONUNBUFFERED=1
+log=$OUT/device.log
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c 'import torch; print("torch", torch.__version__)'; } >>"$log" 2>&1
+data=(--data fashion-mnist --data-root .data/fashion-mnist --device cuda)
+ubw_c=(--surrogate clean --ubw-c steps=40 --ubw-c retrains=0)
+start=$SECONDS
+n=0
+skipped=
+step() {   # step FILE ESTIMATE COMMAND...: run it if it fits, its stdout to $OUT/FILE
+  local name=$1 estimate=$2; shift 2
+  n=$((n + 1))
+  [ "$n" -lt "$from" ] && return
+  local left=$((deadline - (SECONDS - start)))
+  if [ -n "$skipped" ] || [ "$estimate" -gt "$left" ]; then   # priority order: none after
+    skipped=${skipped:-$n}
+    echo "step $n $name: skipped ($estimate s estimated, $left s left)" | tee -a "$log"
+    return
+  fi
+  local t0=$SECONDS
+  echo "== step $n $name: $*" >>"$log"
+  timeout "$left" "$@" >"$OUT/$name" 2>>"$log"
+  echo "step $n $name: rc $? in $((SECONDS - t0)) s" | tee -a "$log"
+}
+
+# 1. UBW-P and UBW-C on all of Fashion-MNIST, the recipe's 8 epochs: BA, ASR-A, Dp, the
+#    claim's p under 3 keys x 2 suspects each, 10 independent models under every key, the
+#    App. E tables and plots, crafting / clean run. UBW-C as every accepted CPU run had it.
+step ubw.json 300 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
+  "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots"
+# 2. The paper's matched gradient (the default) on the same keys and suspect seeds: with
+#    step 1, what decides UBW-C's default target.
+step ubw-c-paper.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 --keys 3 \
+  --suspects 2 "${ubw_c[@]}"
+# 3. MOVE per-sample gradients (vmap against a batch-1 loop) and MOVE/EWE marking overheads.
+step move.json 110 python3 -m bench move "${data[@]}" --only speed --only overhead
+# 4. The gpu-marked tests (their three files: collecting the rest needs more wheels).
+step pytest-gpu.txt 80 python3 -m pytest -q -m gpu -p no:cacheprovider \
+  tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
+echo "done in $((SECONDS - start)) s; results in $OUT${skipped:+; go on with --from $skipped}" \
+  | tee -a "$log"
