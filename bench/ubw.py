@@ -23,7 +23,9 @@ the first is the one the main entry and App. E's tables describe, and every null
 is tested under every key. Each suspect is also claimed under the *other* keys: another
 owner's claim against a model trained on someone else's release (the paper's
 Independent-T, as a claim), which must be rejected; at 16,000 CPU-scale images App. E's
-Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md).
+Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md). ``--control N``
+adds to each row how much of the suspect's answer is its key's rather than any square's
+(:func:`bench.ubw_control.control`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from claimkit.schemes.base import MarkOptions, get_backend
 from claimkit.schemes.ubw import ubw_metrics
 
 from .common import emit
+from .ubw_control import control
 
 TAUS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
 MS = (20, 40, 60, 80, 100, 120)
@@ -99,6 +102,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--plots", default=None, help="folder for p_vs_tau.png and p_vs_m.png")
     p.add_argument("--keys", type=int, default=1, help="keys (releases) per scheme")
     p.add_argument("--suspects", type=int, default=1, help="suspects trained on each release")
+    p.add_argument("--control", type=int, default=0, metavar="N",
+                   help="also answer each suspect under N fresh patterns (bench/ubw_control.py)")
     args = p.parse_args(argv)
     if args.keys < 1 or args.suspects < 1:
         p.error("--keys and --suspects must be at least 1")
@@ -167,6 +172,8 @@ def main(argv: list[str]) -> None:
                     if scheme == "ubw-c":
                         row.update(crafting_seconds=mark["crafting_seconds"],
                                    final_alignment=mark["final_alignment"])
+                    if args.control:
+                        row["control"] = control(suspect, mk, data, fresh=args.control)
                     runs.append(row)
                     trained.append((k, suspect))
                     if k == j == 0:
