@@ -1,4 +1,4 @@
-"""Is a UBW suspect's answer specific to the key's trigger? (post hoc, on saved models)
+"""Is a UBW suspect's answer specific to the key's trigger? (saved models, or ``bench ubw --control``)
 
     CLAIMKIT_PASSPHRASE=… python -m bench ubw-control KEYDIR DATA MODEL [MODEL …]
 
