@@ -66,11 +66,13 @@ def test_sigkill_mid_batch_loses_nothing_that_returned(registry, tmp_path):
     log = tmp_path / "returned.txt"
     proc = start_writer(directory, "k", 10_000, 200, log)
     deadline = time.monotonic() + 60
-    while len(returned_entries(log)) < 2_000 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.13)  # land somewhere inside a later batch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        while len(returned_entries(log)) < 2_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.13)  # land somewhere inside a later batch
+    finally:  # also when the polling fails: no writer left running behind the suite
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     returned = returned_entries(log)
     assert len(returned) >= 2_000
     with Registry.open(directory) as reg:
