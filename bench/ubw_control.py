@@ -20,11 +20,11 @@ import os
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from claimkit.ml.data import load_dataset
 from claimkit.ml.oracle import LocalModel
 from claimkit.protocol.keys import MarkingKey
+from claimkit.protocol.stats import paired_t_test
 from claimkit.schemes.ubw import (_EVAL_PLACES, Trigger, _item_candidates, key_params, key_seed,
                                   make_patch, stream)
 
@@ -53,12 +53,12 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 8,
 
     p_b, p_key = benign[rows, y], p_true(trigger)
     p_fresh = np.array([p_true(t) for t in patterns])
-    diff = (p_fresh.mean(0) - p_key)[correct]
+    fresh_mean = p_fresh.mean(0)[correct]
     return {"correct": int(correct.sum()), "key_white": float(trigger.pattern.mean() / 255),
             "delta_key": float((p_b - p_key)[correct].mean()),
             "delta_fresh": [float((p_b - f)[correct].mean()) for f in p_fresh],
-            "key_minus_fresh": float(diff.mean()),
-            "p_value": float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)}
+            "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
+            "p_value": paired_t_test(fresh_mean, p_key[correct]).p_value}
 
 
 def main(argv: list[str]) -> None:
