@@ -59,11 +59,11 @@ step() {   # step FILE ESTIMATE COMMAND...: run it if it fits, its stdout to $OU
 #    fresh patterns, 10 independent models under every key, the App. E tables and plots,
 #    crafting / clean run. UBW-C as every accepted CPU run had it.
 step ubw.json 300 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
-  --control 8 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots"
+  --control 199 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots"
 # 2. The paper's matched gradient (the default) on the same keys and suspect seeds: with
 #    step 1, what decides UBW-C's default target.
 step ubw-c-paper.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 --keys 3 \
-  --suspects 2 --control 8 "${ubw_c[@]}"
+  --suspects 2 --control 199 "${ubw_c[@]}"
 # 3. MOVE per-sample gradients (vmap against a batch-1 loop) and MOVE/EWE marking overheads.
 step move.json 110 python3 -m bench move "${data[@]}" --only speed --only overhead
 # 4. The gpu-marked tests (their three files: collecting the rest needs more wheels).

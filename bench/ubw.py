@@ -24,8 +24,9 @@ is tested under every key. Each suspect is also claimed under the *other* keys: 
 owner's claim against a model trained on someone else's release (the paper's
 Independent-T, as a claim), which must be rejected; at 16,000 CPU-scale images App. E's
 Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md). ``--control N``
-adds to each row how much of the suspect's answer is its key's rather than any square's
-(:func:`bench.ubw_control.control`).
+adds to each row how much of the suspect's answer is its key's rather than any square's,
+and the rank test of the key's pattern among N fresh ones, for the suspects, the other
+keys' claims and the null models (:func:`bench.ubw_control.control`).
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--keys", type=int, default=1, help="keys (releases) per scheme")
     p.add_argument("--suspects", type=int, default=1, help="suspects trained on each release")
     p.add_argument("--control", type=int, default=0, metavar="N",
-                   help="also answer each suspect under N fresh patterns (bench/ubw_control.py)")
+                   help="also answer each suspect, each null and each other key's claim under N "
+                        "fresh patterns: the rank test of bench/ubw_control.py (N ≥ 99)")
     args = p.parse_args(argv)
     if args.keys < 1 or args.suspects < 1:
         p.error("--keys and --suspects must be at least 1")
@@ -185,6 +187,10 @@ def main(argv: list[str]) -> None:
             for row, (k, suspect) in zip(runs, trained):
                 row["other_keys_p_values"] = [claim_p_value(other, suspect, args.m, args.seed)["p_value"]
                                               for i, other in enumerate(keys[scheme]) if i != k]
+                if args.control:
+                    row["other_keys_control_p_rank"] = [
+                        control(suspect, other, data, fresh=args.control)["p_rank"]
+                        for i, other in enumerate(keys[scheme]) if i != k]
             del trained
             metrics, claim, record, mark = first
             baseline = ubw_metrics(clean, data, keys[scheme][0])
@@ -207,6 +213,7 @@ def main(argv: list[str]) -> None:
                 out[f"{name}_runs"] = runs
                 out[f"{name}_summary"] = summary(runs, args.tau, alpha)
     nulls: dict[str, list[float]] = {s: [] for s in schemes}
+    null_ranks: dict[str, list[float]] = {s: [] for s in schemes}
     null_ba = []
     for i in range(args.nulls):
         model, record = (clean, clean_record) if i == 0 else fit(data, args.seed + 1000 + i)
@@ -214,9 +221,13 @@ def main(argv: list[str]) -> None:
         for scheme, key_list in keys.items():
             nulls[scheme] += [claim_p_value(mk, model, args.m, args.seed)["p_value"]
                               for mk in key_list]
+            if args.control:
+                null_ranks[scheme] += [control(model, mk, data, fresh=args.control)["p_rank"]
+                                       for mk in key_list]
     out["independent_models"] = {
         "count": args.nulls, "ba": null_ba, "keys_per_scheme": args.keys,
         **{f"{s.replace('-', '_')}_p_values": v for s, v in nulls.items()},
+        **{f"{s.replace('-', '_')}_control_p_rank": v for s, v in null_ranks.items() if v},
         "min_p_value": min((min(v) for v in nulls.values() if v), default=None),
         "accepted_at_0.01": sum(p < alpha for v in nulls.values() for p in v)}
     out["tables"] = tables({s: k[0] for s, k in keys.items()}, suspects, clean, data, args.seed)
@@ -230,12 +241,17 @@ def summary(runs: list[dict[str, Any]], tau: float, alpha: float) -> dict[str, A
     against the margin τ."""
     deltas = [r["delta_p"] for r in runs]
     others = [p for r in runs for p in r["other_keys_p_values"]]
+    control = [r["control"]["p_rank"] for r in runs if "control" in r]
+    others_control = [p for r in runs for p in r.get("other_keys_control_p_rank", [])]
     return {"runs": len(runs), "accepted": sum(r["p_value"] < alpha for r in runs),
             "alpha": alpha, "above_tau": sum(d > tau for d in deltas),
             "delta_p": {"min": min(deltas), "median": statistics.median(deltas),
                         "max": max(deltas)},
             "other_keys": {"claims": len(others), "accepted": sum(p < alpha for p in others),
-                           "min_p_value": min(others, default=None)}}
+                           "min_p_value": min(others, default=None)},
+            **({"control": {"accepted": sum(p < alpha for p in control),
+                            "other_keys_accepted": sum(p < alpha for p in others_control)}}
+               if control else {})}
 
 
 def pairs(mk: Any, oracle: Any, count: int, seed: int) -> tuple[list[Any], Any]:

@@ -8,9 +8,27 @@ trigger's size, and then another owner's key passes that test too (docs/benchmar
 "16,000 images": Independent-T p = 0.0025 at τ = 0.25). This measures, on the key's
 evaluation images (the source class of DATA's test split, at the key's evaluation
 places), P_b − P_p under the key's pattern and under ``--fresh`` random patterns of the
-same side drawn here, and the one-sided paired t-test of mean P_p(fresh) − P_p(key) > 0
-over the images the model classifies correctly. Prints JSON. An analysis, not a
-verifier: the fresh patterns are not committed anywhere.
+same side drawn here, over the images the model classifies correctly, and two tests:
+
+* ``p_rank``, a Monte Carlo rank test (Barnard 1963; Dwass 1957): (1 + the number of fresh
+  patterns whose mean P_b − P_p reaches the key's) / (fresh + 1). A model that never saw
+  the key's release is independent of its pattern, and the key's pattern was drawn from
+  the same distribution as the fresh ones (:func:`~claimkit.schemes.ubw.make_patch`), so
+  under that null the key's rank is uniform and P(p_rank ≤ α) ≤ α exactly, for any
+  model, however sensitive to squares in general. It reaches 0.01 only with fresh ≥ 99.
+  It assumes the key's pattern was drawn honestly: an owner who picks a pattern that
+  hurts every model would pass it.
+* ``p_paired_images``, the one-sided paired t-test of mean P_p(fresh) − P_p(key) > 0 over
+  the images. It describes one model, but it is *not* a test of the claim: a fixed
+  pattern differs from the fresh patterns' mean on any model, and with enough images
+  that difference is significant for models that never saw the key (the CLI's
+  independent model at 8,000 images: p = 0.011 on 171 images, against 999 fresh).
+
+``delta_fresh.above_tau`` is the share of fresh patterns whose mean P_b − P_p exceeds the
+key's τ: how often another owner's random trigger would clear Prop. 1's margin on this
+model.
+
+Prints JSON. An analysis, not a verifier: the fresh patterns are not committed anywhere.
 """
 
 from __future__ import annotations
@@ -31,11 +49,11 @@ from claimkit.schemes.ubw import (_EVAL_PLACES, Trigger, _item_candidates, key_p
 from .common import emit
 
 
-def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 8,
+def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
             seed: int = 12345) -> dict[str, Any]:
     """The split of one model's answer for a square-trigger key: P_b − P_p under the key's
-    pattern and under ``fresh`` random patterns (same side, same places), and the paired
-    test of mean P_p(fresh) − P_p(key) > 0 over the correctly classified images."""
+    pattern and under ``fresh`` random patterns (same side, same places), with the rank
+    test and the per-image paired test of the module's docstring."""
     trigger = Trigger.from_secret(mk.secret["trigger"])
     if trigger.pattern is None:
         raise ValueError("the key's trigger is a warping field, not a square")
@@ -54,11 +72,18 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 8,
     p_b, p_key = benign[rows, y], p_true(trigger)
     p_fresh = np.array([p_true(t) for t in patterns])
     fresh_mean = p_fresh.mean(0)[correct]
+    delta_key = float((p_b - p_key)[correct].mean())
+    delta_fresh = (p_b - p_fresh)[:, correct].mean(1)
+    reached = int((delta_fresh >= delta_key).sum())
     return {"correct": int(correct.sum()), "key_white": float(trigger.pattern.mean() / 255),
-            "delta_key": float((p_b - p_key)[correct].mean()),
-            "delta_fresh": [float((p_b - f)[correct].mean()) for f in p_fresh],
+            "delta_key": delta_key,
+            "delta_fresh": {"min": float(delta_fresh.min()),
+                            "median": float(np.median(delta_fresh)),
+                            "max": float(delta_fresh.max()),
+                            "above_tau": float((delta_fresh > key_params(mk).tau).mean())},
             "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
-            "p_value": paired_t_test(fresh_mean, p_key[correct]).p_value}
+            "fresh_reaching_key": reached, "p_rank": (1 + reached) / (fresh + 1),
+            "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value}
 
 
 def main(argv: list[str]) -> None:
@@ -66,7 +91,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("keydir")
     p.add_argument("data")
     p.add_argument("models", nargs="+")
-    p.add_argument("--fresh", type=int, default=8, help="random patterns to compare with")
+    p.add_argument("--fresh", type=int, default=199,
+                   help="random patterns to compare with (99 or more for p_rank ≤ 0.01)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the fresh patterns")
     args = p.parse_args(argv)
     mk = MarkingKey.load(args.keydir, os.environ["CLAIMKIT_PASSPHRASE"])

@@ -238,8 +238,12 @@ class Trigger:
                 raise ValueError("a randomly placed trigger needs a generator")
             rows, cols = rng.integers(0, h - s + 1, n), rng.integers(0, w - s + 1, n)
         out = images.copy()
-        for i, (r, c) in enumerate(zip(rows, cols)):
-            out[i, :, r:r + s, c:c + s] = self.pattern
+        # One indexed assignment for all images: (n, s, s) row and column indices; the
+        # channel slice between them puts it last, so the pattern broadcasts over it.
+        span = np.arange(s)
+        r = rows[:, None, None] + span[None, :, None]
+        c = cols[:, None, None] + span[None, None, :]
+        out[np.arange(n)[:, None, None], :, r, c] = self.pattern[:, :, None]
         return out
 
     def secret(self) -> dict[str, Any]:

@@ -97,6 +97,30 @@ def test_keys_are_reproducible_and_hold_what_marking_needs(digits, keys):
     assert Trigger.from_secret(c.secret["trigger"]).placement == "random"
 
 
+@pytest.mark.parametrize("shape, side, placement", [((40, 3, 32, 32), 8, "random"),
+                                                    ((40, 1, 28, 28), 7, "random"),
+                                                    ((9, 1, 8, 8), 3, "corner")])
+def test_square_trigger_lands_where_the_places_say(shape, side, placement):
+    """The one indexed assignment of ``Trigger.apply`` equals pasting the pattern into
+    each image's own square, in every channel, and leaves the input untouched."""
+    from claimkit.schemes.ubw import make_patch
+
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    before = images.copy()
+    trigger = make_patch(rng, side, placement)
+    out = trigger.apply(images, np.random.default_rng(9))
+    n, _, h, w = shape
+    places = np.random.default_rng(9)
+    rows, cols = ((places.integers(0, h - side + 1, n), places.integers(0, w - side + 1, n))
+                  if placement == "random" else ([h - side] * n, [w - side] * n))
+    expected = images.copy()
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        expected[i, :, r:r + side, c:c + side] = trigger.pattern
+    assert (out == expected).all() and (images == before).all()
+    assert len({(r, c) for r, c in zip(rows, cols)}) > 1 or placement == "corner"
+
+
 def test_contrast_target_is_the_unit_difference_of_the_two_losses(digits):
     """``target=contrast``: −∇_w[L_i(G(x)) − L_i(x)], L_i = mean[CE + λ·H], unit norm."""
     import torch
