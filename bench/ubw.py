@@ -23,7 +23,7 @@ the first is the one the main entry and App. E's tables describe, and every null
 is tested under every key. Each suspect is also claimed under the *other* keys: another
 owner's claim against a model trained on someone else's release (the paper's
 Independent-T, as a claim), which must be rejected; at 16,000 CPU-scale images App. E's
-Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md). ``--control N``
+Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md). ``--control N`` (UBW-C)
 adds to each row how much of the suspect's answer is its key's rather than any square's,
 and the rank test of the key's pattern among N fresh ones, for the suspects, the other
 keys' claims and the null models (:func:`bench.ubw_control.control`).
@@ -104,8 +104,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--keys", type=int, default=1, help="keys (releases) per scheme")
     p.add_argument("--suspects", type=int, default=1, help="suspects trained on each release")
     p.add_argument("--control", type=int, default=0, metavar="N",
-                   help="also answer each suspect, each null and each other key's claim under N "
-                        "fresh patterns: the rank test of bench/ubw_control.py (N ≥ 99)")
+                   help="UBW-C: also answer each suspect, each null and each other key's claim "
+                        "under N fresh patterns: the rank test of bench/ubw_control.py (N ≥ 99)")
     args = p.parse_args(argv)
     if args.keys < 1 or args.suspects < 1:
         p.error("--keys and --suspects must be at least 1")
@@ -123,6 +123,12 @@ def main(argv: list[str]) -> None:
     cfg = TrainConfig(epochs=epochs, batch_size=r["batch"], lr=r["lr"], seed=args.seed,
                       device=str(device), label_smoothing=r["label_smoothing"], shift=r["shift"],
                       compile=args.compile)
+
+    def controlled(scheme: str) -> bool:
+        """The rank test for UBW-C only: its items are the source class (1,000 test images
+        on Fashion-MNIST); UBW-P's are the whole test split, 10× the queries, and its
+        corner square with random labels is not where Prop. 1 failed."""
+        return bool(args.control) and scheme == "ubw-c"
 
     def fit(d: Dataset, seed: int) -> tuple[Memory, dict[str, Any]]:
         model = build(r["arch"], num_classes=d.num_classes, input_shape=d.input_shape, seed=seed)
@@ -174,7 +180,7 @@ def main(argv: list[str]) -> None:
                     if scheme == "ubw-c":
                         row.update(crafting_seconds=mark["crafting_seconds"],
                                    final_alignment=mark["final_alignment"])
-                    if args.control:
+                    if controlled(scheme):
                         row["control"] = control(suspect, mk, data, fresh=args.control)
                     runs.append(row)
                     trained.append((k, suspect))
@@ -187,7 +193,7 @@ def main(argv: list[str]) -> None:
             for row, (k, suspect) in zip(runs, trained):
                 row["other_keys_p_values"] = [claim_p_value(other, suspect, args.m, args.seed)["p_value"]
                                               for i, other in enumerate(keys[scheme]) if i != k]
-                if args.control:
+                if controlled(scheme):
                     row["other_keys_control_p_rank"] = [
                         control(suspect, other, data, fresh=args.control)["p_rank"]
                         for i, other in enumerate(keys[scheme]) if i != k]
@@ -221,7 +227,7 @@ def main(argv: list[str]) -> None:
         for scheme, key_list in keys.items():
             nulls[scheme] += [claim_p_value(mk, model, args.m, args.seed)["p_value"]
                               for mk in key_list]
-            if args.control:
+            if controlled(scheme):
                 null_ranks[scheme] += [control(model, mk, data, fresh=args.control)["p_rank"]
                                        for mk in key_list]
     out["independent_models"] = {

@@ -32,6 +32,10 @@ raised the suspect's mean P_b − P_p from 0.10 to 0.18 at ε = 32/255, γ = 0.2
 effect depends on the release (its key and data, not the alignment the crafting
 reaches) and on the suspect's own training: three suspects of one 4,000-image release
 gave 0.35, 0.29 and 0.23.
+But at 8,000 images the suspects also lose about as much under random squares of the
+trigger's size as under the key's (the median of 199 fresh patterns 0.34–0.36, the keys'
+patterns at the 62nd and 76th percentiles): what the release teaches is not yet
+specific to its key (docs/proposals/ubw-c-key-specific-test.md).
 The default stays the paper's until the full-scale run compares both.
 
 The samples to poison are the γ·N training images with the largest gradient norms
