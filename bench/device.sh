@@ -57,7 +57,8 @@ step() {   # step FILE ESTIMATE COMMAND...: run it if it fits, its stdout to $OU
 # 1. UBW-P and UBW-C on all of Fashion-MNIST, the recipe's 8 epochs: BA, ASR-A, Dp, the
 #    claim's p under 3 keys x 2 suspects each, each suspect under the other keys, UBW-C's
 #    key ranked among 199 fresh patterns (suspects, other keys, nulls), 10 independent
-#    models under every key, the App. E tables and plots, crafting / clean run. UBW-C as every accepted CPU run had it.
+#    models under every key, the App. E tables and plots, crafting / clean run. UBW-C as
+#    every accepted CPU run had it.
 step ubw.json 300 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
   --control 199 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots"
 # 2. The paper's matched gradient (the default) on the same keys and suspect seeds: with
