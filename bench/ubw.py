@@ -186,7 +186,7 @@ def main(argv: list[str]) -> None:
                     trained.append((k, suspect))
                     if k == j == 0:
                         suspects[scheme] = suspect
-                        first = (metrics, claim, record, mark)
+                        first = (metrics, claim, record, mark, row)
                 shutil.rmtree(folder)
             # Another owner's claim (Independent-T as a claim): each suspect under every
             # key but its own release's, which must be rejected.
@@ -198,9 +198,10 @@ def main(argv: list[str]) -> None:
                         control(suspect, other, data, fresh=args.control)["p_rank"]
                         for i, other in enumerate(keys[scheme]) if i != k]
             del trained
-            metrics, claim, record, mark = first
+            metrics, claim, record, mark, first_row = first
             baseline = ubw_metrics(clean, data, keys[scheme][0])
             entry = {**metrics, **claim, "train_seconds": record["wall_seconds"],
+                     **({"control": first_row["control"]} if "control" in first_row else {}),
                      "clean_model": {"asr_a": baseline.asr_a, "asr_c": baseline.asr_c,
                                      "dp": baseline.dp}}
             if scheme == "ubw-c":
