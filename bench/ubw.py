@@ -109,6 +109,8 @@ def main(argv: list[str]) -> None:
     args = p.parse_args(argv)
     if args.keys < 1 or args.suspects < 1:
         p.error("--keys and --suspects must be at least 1")
+    if args.control < 0:
+        p.error("--control must be 0 (off) or a number of fresh patterns")
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     if not schemes or set(schemes) - {"ubw-p", "ubw-c"}:
         p.error("--schemes: a comma-separated list of ubw-p and ubw-c")

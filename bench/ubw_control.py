@@ -95,6 +95,8 @@ def main(argv: list[str]) -> None:
                    help="random patterns to compare with (99 or more for p_rank ≤ 0.01)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the fresh patterns")
     args = p.parse_args(argv)
+    if args.fresh < 1:
+        p.error("--fresh must be at least 1")
     mk = MarkingKey.load(args.keydir, os.environ["CLAIMKIT_PASSPHRASE"])
     data = load_dataset(args.data)
     models = {path: control(LocalModel.from_file(path), mk, data, fresh=args.fresh, seed=args.seed)
