@@ -8,7 +8,8 @@
 # Defaults: 4,000 training and 2,000 test images, 20 epochs, CPU, about 35 minutes on two
 # cores (docs/benchmarks.md, "UBW-C accepted: 4,000 images, 20 epochs"). The subset is
 # written as an ImageFolder tree, which every command takes as --data. Needs Debian's
-# dataset-fashion-mnist (or set FASHION_ROOT to a folder of the IDX files).
+# dataset-fashion-mnist (or set FASHION_ROOT to a folder of the IDX files). TARGET picks
+# the crafting's matched gradient (contrast, the default here; specific; paper).
 set -euo pipefail
 N=${1:-4000}; T=${2:-2000}; EPOCHS=${3:-20}; W=${4:-ubw-c-fashion}
 export CLAIMKIT_PASSPHRASE=${CLAIMKIT_PASSPHRASE:-example} CLAIMKIT_LOG_PASSPHRASE=${CLAIMKIT_LOG_PASSPHRASE:-example}
@@ -36,7 +37,7 @@ OPEN=$((ITEMS / 2))
 claimkit keys new --out owner.key
 claimkit registry init reg
 claimkit keygen --scheme ubw-c --data data -p items="$ITEMS" -p m="$OPEN" -p steps=40 \
-    -p retrains=0 -p target=contrast --out key
+    -p retrains=0 -p target="${TARGET:-contrast}" --out key
 claimkit train --data data --epochs "$EPOCHS" --seed 0 --out clean.safetensors
 claimkit mark key --data data --from clean.safetensors --out release
 claimkit register key --registry reg --identity owner.key --dataset release --out key.receipt
