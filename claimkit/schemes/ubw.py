@@ -172,9 +172,8 @@ class UBWCParams(UBWParams):
     surrogate_epochs: int = 0   # epochs per surrogate training; 0: a quarter of the recipe's
     step_size: float = 0.025    # Adam learning rate on signed gradients (the authors' code)
     selection: str = "last-layer"  # gradient norm for picking poisons: "last-layer" or "full"
-    target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources),
-                                # "contrast" (minus the same on the benign sources) or
-                                # "specific" (minus the same under fresh random squares; ubw_c)
+    target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources) or
+                                # "contrast" (minus the same on the benign sources; ubw_c)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -189,8 +188,8 @@ class UBWCParams(UBWParams):
                                       "step_size within (0, 1]")
         if self.selection not in ("last-layer", "full"):
             raise MalformedInputError("ubw-c: selection must be last-layer or full")
-        if self.target not in ("paper", "contrast", "specific"):
-            raise MalformedInputError("ubw-c: target must be paper, contrast or specific")
+        if self.target not in ("paper", "contrast"):
+            raise MalformedInputError("ubw-c: target must be paper or contrast")
 
     @property
     def per_32(self) -> int:
@@ -238,7 +237,14 @@ class Trigger:
             if rng is None:
                 raise ValueError("a randomly placed trigger needs a generator")
             rows, cols = rng.integers(0, h - s + 1, n), rng.integers(0, w - s + 1, n)
-        return _paste(images, self.pattern[:, :, None], rows, cols)
+        out = images.copy()
+        # One indexed assignment for all images: (n, s, s) row and column indices; the
+        # channel slice between them puts it last, so the pattern broadcasts over it.
+        span = np.arange(s)
+        r = rows[:, None, None] + span[None, :, None]
+        c = cols[:, None, None] + span[None, None, :]
+        out[np.arange(n)[:, None, None], :, r, c] = self.pattern[:, :, None]
+        return out
 
     def secret(self) -> dict[str, Any]:
         if self.kind == "warp":
@@ -261,41 +267,6 @@ class Trigger:
         raw = b64decode(obj["pattern"], field="trigger.pattern", size=s * s)
         return cls("patch", np.frombuffer(raw, dtype=np.uint8).reshape(s, s).copy(),
                    str(obj["placement"]), None, 0.0)
-
-
-def _paste(images: np.ndarray, patterns: np.ndarray, rows: np.ndarray,
-           cols: np.ndarray) -> np.ndarray:
-    """A copy of ``images`` with ``patterns`` ((s, s, 1) for all, or (n, s, s, 1) one per
-    image) pasted at (rows[i], cols[i]) in every channel. One indexed assignment for all
-    images: (n, s, s) row and column indices; the channel slice between them puts the
-    channel last, so a pattern broadcasts over it."""
-    n, s = len(images), patterns.shape[-2]
-    out = images.copy()
-    span = np.arange(s)
-    r = rows[:, None, None] + span[None, :, None]
-    c = cols[:, None, None] + span[None, None, :]
-    out[np.arange(n)[:, None, None], :, r, c] = patterns
-    return out
-
-
-def random_squares(images: np.ndarray, side: int, placement: str,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Each image with its *own* fresh random square (the distribution of
-    :func:`make_patch`: black and white pixels, both colours present), placed as a
-    trigger with ``placement`` is: "any square of this size", which ``target=specific``
-    teaches UBW-C to tell from the key's."""
-    n, _, h, w = images.shape
-    patterns = (rng.integers(0, 2, (n, side, side)) * 255).astype(np.uint8)
-    while True:   # make_patch's rule: redraw one-colour squares (2 in 2^(side²))
-        plain = np.flatnonzero(patterns.reshape(n, -1).min(1) == patterns.reshape(n, -1).max(1))
-        if len(plain) == 0:
-            break
-        patterns[plain] = (rng.integers(0, 2, (len(plain), side, side)) * 255).astype(np.uint8)
-    if placement == "corner":
-        rows, cols = np.full(n, h - side), np.full(n, w - side)
-    else:
-        rows, cols = rng.integers(0, h - side + 1, n), rng.integers(0, w - side + 1, n)
-    return _paste(images, patterns[..., None], rows, cols)
 
 
 def make_patch(rng: np.random.Generator, side: int, placement: str) -> Trigger:
