@@ -9,7 +9,7 @@
 # cores (docs/benchmarks.md, "UBW-C accepted: 4,000 images, 20 epochs"). The subset is
 # written as an ImageFolder tree, which every command takes as --data. Needs Debian's
 # dataset-fashion-mnist (or set FASHION_ROOT to a folder of the IDX files). TARGET picks
-# the crafting's matched gradient (contrast, the default here, or the paper's).
+# the crafting's matched gradient: contrast (the default here) or paper.
 set -euo pipefail
 N=${1:-4000}; T=${2:-2000}; EPOCHS=${3:-20}; W=${4:-ubw-c-fashion}
 export CLAIMKIT_PASSPHRASE=${CLAIMKIT_PASSPHRASE:-example} CLAIMKIT_LOG_PASSPHRASE=${CLAIMKIT_LOG_PASSPHRASE:-example}
