@@ -250,17 +250,17 @@ def summary(runs: list[dict[str, Any]], tau: float, alpha: float) -> dict[str, A
     against the margin τ."""
     deltas = [r["delta_p"] for r in runs]
     others = [p for r in runs for p in r["other_keys_p_values"]]
-    control = [r["control"]["p_rank"] for r in runs if "control" in r]
-    others_control = [p for r in runs for p in r.get("other_keys_control_p_rank", [])]
+    ranks = [r["control"]["p_rank"] for r in runs if "control" in r]
+    other_ranks = [p for r in runs for p in r.get("other_keys_control_p_rank", [])]
     return {"runs": len(runs), "accepted": sum(r["p_value"] < alpha for r in runs),
             "alpha": alpha, "above_tau": sum(d > tau for d in deltas),
             "delta_p": {"min": min(deltas), "median": statistics.median(deltas),
                         "max": max(deltas)},
             "other_keys": {"claims": len(others), "accepted": sum(p < alpha for p in others),
                            "min_p_value": min(others, default=None)},
-            **({"control": {"accepted": sum(p < alpha for p in control),
-                            "other_keys_accepted": sum(p < alpha for p in others_control)}}
-               if control else {})}
+            **({"control": {"accepted": sum(p < alpha for p in ranks),
+                            "other_keys_accepted": sum(p < alpha for p in other_ranks)}}
+               if ranks else {})}
 
 
 def pairs(mk: Any, oracle: Any, count: int, seed: int) -> tuple[list[Any], Any]:
