@@ -43,8 +43,7 @@ from claimkit.ml.data import load_dataset
 from claimkit.ml.oracle import LocalModel
 from claimkit.protocol.keys import MarkingKey
 from claimkit.protocol.stats import paired_t_test
-from claimkit.schemes.ubw import (_EVAL_PLACES, Trigger, _item_candidates, key_params, key_seed,
-                                  make_patch, stream)
+from claimkit.schemes.ubw import Trigger, evaluation_images, key_params, make_patch
 
 from .common import emit
 
@@ -57,8 +56,8 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     trigger = Trigger.from_secret(mk.secret["trigger"])
     if trigger.pattern is None:
         raise ValueError("the key's trigger is a warping field, not a square")
-    keep = _item_candidates(key_params(mk), data.y_test)
-    x, y = data.x_test[keep], data.y_test[keep]
+    ev = evaluation_images(mk, data)
+    x, y = ev.x, ev.y
     rng = np.random.default_rng(seed)
     patterns = [make_patch(rng, trigger.pattern.shape[0], trigger.placement) for _ in range(fresh)]
     # The same places for every pattern: only the pattern differs between the columns.
@@ -67,7 +66,7 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     correct = benign.argmax(1) == y
 
     def p_true(t: Trigger) -> np.ndarray:
-        return oracle.probabilities(t.apply(x, stream(key_seed(mk), _EVAL_PLACES)))[rows, y]
+        return oracle.probabilities(ev.triggered(t))[rows, y]
 
     p_b, p_key = benign[rows, y], p_true(trigger)
     p_fresh = np.array([p_true(t) for t in patterns])

@@ -77,6 +77,7 @@ from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = [
     "BACKEND",
+    "EvaluationImages",
     "Trigger",
     "UBWBackend",
     "UBWCParams",
@@ -84,6 +85,7 @@ __all__ = [
     "UBWPParams",
     "UBWParams",
     "decode_queries",
+    "evaluation_images",
     "keygen",
     "mark",
     "stream",
@@ -307,6 +309,8 @@ def _warp(images: np.ndarray, field: np.ndarray | None, strength: float) -> np.n
 
 # -- keygen ---------------------------------------------------------------------------------
 def _item_candidates(params: UBWParams, y_test: np.ndarray) -> np.ndarray:
+    """Positions in the test split that items and metrics are drawn from: all of it, or
+    for ``ubw-c`` its source class."""
     if isinstance(params, UBWCParams):
         return np.flatnonzero(y_test == params.source)
     return np.arange(len(y_test))
@@ -453,22 +457,42 @@ def dispersibility(labels: np.ndarray, predicted: np.ndarray, num_classes: int) 
     return float(total / len(labels)) if len(labels) else 0.0
 
 
+@dataclass(frozen=True)
+class EvaluationImages:
+    """The test images §5.1's metrics are measured on (the test split, or its source class
+    for ``ubw-c``), and the key's trigger places on them, drawn once from the key's seed
+    so that any trigger put on them by :meth:`triggered` lands at the same places: what
+    lets another pattern be compared with the key's (``bench ubw-control``)."""
+
+    index: np.ndarray       # positions in the test split
+    x: np.ndarray
+    y: np.ndarray
+    seed: bytes
+
+    def triggered(self, trigger: Trigger) -> np.ndarray:
+        return trigger.apply(self.x, stream(self.seed, _EVAL_PLACES))
+
+
+def evaluation_images(mk: MarkingKey, data: Any) -> EvaluationImages:
+    """The evaluation images of key ``mk`` on ``data``'s test split."""
+    index = _item_candidates(key_params(mk), data.y_test)
+    return EvaluationImages(index, data.x_test[index], data.y_test[index], key_seed(mk))
+
+
 def ubw_metrics(oracle: Oracle, data: Any, mk: MarkingKey) -> UBWMetrics:
     """BA, ASR-A, ASR-C and Dp of a model (an :class:`~claimkit.schemes.base.Oracle`) for
     the key ``mk``, on ``data``'s test split (the base set or its release)."""
     params = key_params(mk)
-    trigger = Trigger.from_secret(mk.secret["trigger"])
     benign_pred = np.asarray(oracle.labels(data.x_test), dtype=np.int64)
     ba = float((benign_pred == data.y_test).mean()) if len(data.y_test) else 0.0
-    keep = _item_candidates(params, data.y_test)
-    labels = data.y_test[keep]
-    triggered = trigger.apply(data.x_test[keep], stream(key_seed(mk), _EVAL_PLACES))
-    pred = np.asarray(oracle.labels(triggered), dtype=np.int64)
-    wrong = pred != labels
-    correct = benign_pred[keep] == labels
-    return UBWMetrics(ba=ba, asr_a=float(wrong.mean()) if len(keep) else 0.0,
+    ev = evaluation_images(mk, data)
+    pred = np.asarray(oracle.labels(ev.triggered(Trigger.from_secret(mk.secret["trigger"]))),
+                      dtype=np.int64)
+    wrong = pred != ev.y
+    correct = benign_pred[ev.index] == ev.y
+    return UBWMetrics(ba=ba, asr_a=float(wrong.mean()) if len(ev.y) else 0.0,
                       asr_c=float(wrong[correct].mean()) if correct.any() else 0.0,
-                      dp=dispersibility(labels, pred, params.num_classes), evaluated=len(keep))
+                      dp=dispersibility(ev.y, pred, params.num_classes), evaluated=len(ev.y))
 
 
 # -- backends -------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.release import DATA_FILE, MANIFEST, load_release, write_release
 from claimkit.protocol.scheme import decider_for
 from claimkit.schemes.base import MarkOptions, get_backend
-from claimkit.schemes.ubw import Trigger, dispersibility, key_params, make_warp, ubw_metrics
+from claimkit.schemes.ubw import (Trigger, dispersibility, evaluation_images, key_params, make_warp,
+                                  ubw_metrics)
 
 ENV = {"CLAIMKIT_PASSPHRASE": "pw", "CLAIMKIT_LOG_PASSPHRASE": "pw"}
 NULL_SEEDS = (11, 12, 13, 14, 15)
@@ -212,6 +213,20 @@ def test_metrics_follow_section_5(digits, keys):
     m = ubw_metrics(Fixed(), digits, keys["ubw-p"])
     assert m.ba == 1.0 and m.evaluated == len(digits.y_test)
     assert m.asr_a == m.asr_c and m.asr_a > 0.85 and m.dp > 1.0
+
+
+def test_evaluation_images_put_every_trigger_at_the_keys_places(digits, keys):
+    mk = keys["ubw-c"]
+    ev = evaluation_images(mk, digits)
+    assert (ev.y == key_params(mk).source).all() and len(ev.y) == (digits.y_test == ev.y[0]).sum()
+    assert (digits.x_test[ev.index] == ev.x).all()
+    side = key_params(mk).side
+    white, black = (Trigger("patch", np.full((side, side), v, np.uint8), "random", None, 0.0)
+                    for v in (255, 0))
+    a, b = ev.triggered(white), ev.triggered(black)
+    assert (a == 255).any() and (ev.triggered(white) == a).all()     # the same places each call
+    # Where the white square went, the black one went: every pixel differs only inside it.
+    assert ((a != b) <= (a == 255)).all() and ((a == b) == ((a == ev.x) & (b == ev.x))).all()
 
 
 # -- the release folder ------------------------------------------------------------------------
