@@ -49,15 +49,17 @@ from .common import emit
 
 
 def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
-            seed: int = 12345) -> dict[str, Any]:
+            seed: int = 12345, limit: int = 0) -> dict[str, Any]:
     """The split of one model's answer for a square-trigger key: P_b − P_p under the key's
     pattern and under ``fresh`` random patterns (same side, same places), with the rank
-    test and the per-image paired test of the module's docstring."""
+    test and the per-image paired test of the module's docstring; on the first ``limit``
+    evaluation images (0: all; UBW-P's are the whole test split)."""
     trigger = Trigger.from_secret(mk.secret["trigger"])
     if trigger.pattern is None:
         raise ValueError("the key's trigger is a warping field, not a square")
     ev = evaluation_images(mk, data)
-    x, y = ev.x, ev.y
+    keep = slice(0, limit or None)       # the places are drawn for all, then cut: the same
+    x, y = ev.x[keep], ev.y[keep]        # as the metrics' on the images kept
     rng = np.random.default_rng(seed)
     patterns = [make_patch(rng, trigger.pattern.shape[0], trigger.placement) for _ in range(fresh)]
     # The same places for every pattern: only the pattern differs between the columns.
@@ -66,7 +68,7 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     correct = benign.argmax(1) == y
 
     def p_true(t: Trigger) -> np.ndarray:
-        return oracle.probabilities(ev.triggered(t))[rows, y]
+        return oracle.probabilities(ev.triggered(t)[keep])[rows, y]
 
     p_b, p_key = benign[rows, y], p_true(trigger)
     p_fresh = np.array([p_true(t) for t in patterns])
@@ -93,12 +95,15 @@ def main(argv: list[str]) -> None:
     p.add_argument("--fresh", type=int, default=199,
                    help="random patterns to compare with (99 or more for p_rank ≤ 0.01)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the fresh patterns")
+    p.add_argument("--limit", type=int, default=0,
+                   help="the first N evaluation images only (0: all)")
     args = p.parse_args(argv)
-    if args.fresh < 1:
-        p.error("--fresh must be at least 1")
+    if args.fresh < 1 or args.limit < 0:
+        p.error("--fresh must be at least 1, --limit at least 0")
     mk = MarkingKey.load(args.keydir, os.environ["CLAIMKIT_PASSPHRASE"])
     data = load_dataset(args.data)
-    models = {path: control(LocalModel.from_file(path), mk, data, fresh=args.fresh, seed=args.seed)
+    models = {path: control(LocalModel.from_file(path), mk, data, fresh=args.fresh, seed=args.seed,
+                            limit=args.limit)
               for path in args.models}
     emit("ubw-control", {"key": args.keydir, "fresh": args.fresh, "seed": args.seed,
-                         "models": models})
+                         "limit": args.limit, "models": models})

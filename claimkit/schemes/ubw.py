@@ -17,6 +17,14 @@ Schemes (one backend each, sharing this module):
   BadNets-style square of black and white pixels in the bottom-right corner (the
   authors' code: a 3×3 patch on 32×32 images), or, with ``-p trigger=warp``, the
   WaNet warping field of App. H (a k×k grid of random offsets, upsampled, strength s).
+  With ``-p decoys=ρ`` (ours, not the paper's; default 0) ρ·N further training images,
+  none of them poisoned, get a random square of their own (never the key's) in the same
+  corner and keep their labels. Without them the release only ever shows "a square in
+  that corner" with a random label, so a model may learn the corner rather than the
+  square, and another owner's square there then passes Prop. 1 too: at 8,000
+  Fashion-MNIST images one key's suspect lost confidence under another key's 3×3 square
+  enough for that owner's claim to be accepted (p = 0.0036; docs/benchmarks.md, "UBW-P
+  at 8,000 images"). Decoys show it that only the key's square matters.
 * ``ubw-c`` (§3.4, App. B): clean labels; the γ·N training images with the largest
   gradient norms get ε-bounded perturbations crafted by gradient matching
   (:mod:`claimkit.schemes.ubw_c`); the inference trigger is the same kind of square at a
@@ -93,7 +101,7 @@ __all__ = [
 ]
 
 # Independent random streams of the key's seed, one per purpose.
-_PATTERN, _POISON, _ITEMS, _ITEM_PLACES, _EVAL_PLACES, _CRAFT = range(6)
+_PATTERN, _POISON, _ITEMS, _ITEM_PLACES, _EVAL_PLACES, _CRAFT, _DECOYS = range(7)
 
 
 @dataclass(frozen=True)
@@ -154,11 +162,15 @@ class UBWPParams(UBWParams):
     trigger: str = "patch"      # "patch" (BadNets square, §5.2) or "warp" (WaNet, App. H)
     warp_grid: int = 4          # k: control points per side of the warping field
     warp_strength: float = 0.5  # s: its amplitude
+    decoys: float = 0.0         # share given other random squares, labels kept (ours; module doc)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.trigger not in ("patch", "warp"):
             raise MalformedInputError("ubw-p: trigger must be patch or warp")
+        if not 0.0 <= self.decoys <= 0.5 or (self.decoys and self.trigger != "patch"):
+            raise MalformedInputError("ubw-p: decoys must be within [0, 0.5], and only with "
+                                      "trigger=patch")
         if not 2 <= self.warp_grid <= min(self.input_shape[1:]) or not 0 < self.warp_strength <= 4:
             raise MalformedInputError("ubw-p: warp_grid within [2, image side], "
                                       "warp_strength within (0, 4]")
@@ -346,7 +358,24 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
         indices = np.sort(poison.choice(n, max(1, round(params.gamma * n)), replace=False))
         secret["poison"] = {"indices": indices.tolist(),
                             "labels": poison.integers(0, params.num_classes, len(indices)).tolist()}
+        if params.decoys:
+            secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, n, indices, params.decoys)
     return MarkingKey.create(scheme, params.public(), values, rng=rng, secret=secret)
+
+
+def _decoys(rng: np.random.Generator, trigger: Trigger, n: int, poisoned: np.ndarray,
+            share: float) -> dict[str, Any]:
+    """``share``·n training images outside the poisoned ones, each with its own random
+    square (not the key's) for the trigger's place; their labels stay."""
+    assert trigger.pattern is not None
+    rest = np.setdiff1d(np.arange(n), poisoned)
+    indices = np.sort(rng.choice(rest, min(len(rest), max(1, round(share * n))), replace=False))
+    patterns = []
+    while len(patterns) < len(indices):
+        pattern = make_patch(rng, trigger.pattern.shape[0], trigger.placement).pattern
+        if not np.array_equal(pattern, trigger.pattern):
+            patterns.append(pattern)
+    return {"indices": indices.tolist(), "patterns": b64encode(np.stack(patterns).tobytes())}
 
 
 def key_params(mk: MarkingKey) -> UBWParams:
@@ -385,17 +414,32 @@ def mark(mk: MarkingKey, data: Any, out: str | os.PathLike[str],
             raise MalformedInputError("ubw-p marks a data set without training: --from, --arch "
                                       "and --epochs do not apply")
         indices = np.asarray(mk.secret["poison"]["indices"], dtype=np.int64)
+        trigger = Trigger.from_secret(mk.secret["trigger"])
         x_train, y_train = data.x_train.copy(), data.y_train.copy()
-        x_train[indices] = Trigger.from_secret(mk.secret["trigger"]).apply(data.x_train[indices])
+        x_train[indices] = trigger.apply(data.x_train[indices])
         y_train[indices] = np.asarray(mk.secret["poison"]["labels"], dtype=np.int64)
         record = {"poisoned": len(indices),
                   "relabelled": int((y_train[indices] != data.y_train[indices]).sum())}
+        if "decoys" in mk.secret:
+            assert trigger.pattern is not None
+            record["decoys"] = _stamp_decoys(x_train, mk.secret["decoys"], trigger.pattern.shape[0])
     marked = Dataset(data.name, x_train, y_train, data.x_test, data.y_test, data.num_classes)
     digest = write_release(marked, out, base_digest=data.digest, scheme=mk.scheme,
                            key_digest=mk.verification_key.digest)
     return {"scheme": mk.scheme, "release": str(out), "dataset_digest": digest.hex,
             "train_images": len(y_train), "test_images": len(data.y_test),
             "wall_seconds": time.perf_counter() - start, **record}
+
+
+def _stamp_decoys(x_train: np.ndarray, decoys: Mapping[str, Any], side: int) -> int:
+    """Put each decoy's square (``side`` pixels, the trigger's) in the bottom-right corner
+    of its image, in place."""
+    indices = np.asarray(decoys["indices"], dtype=np.int64)
+    _, _, h, w = x_train.shape
+    raw = b64decode(decoys["patterns"], field="decoys.patterns", size=len(indices) * side * side)
+    patterns = np.frombuffer(raw, dtype=np.uint8).reshape(len(indices), 1, side, side)
+    x_train[indices, :, h - side:, w - side:] = patterns
+    return len(indices)
 
 
 # -- verify (the torch side) ----------------------------------------------------------------

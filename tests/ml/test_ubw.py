@@ -168,6 +168,8 @@ def test_default_patch_sides_follow_the_authors_code(shape, sides):
     ("ubw-p", {"tau": "1.5"}, "tau"),
     ("ubw-p", {"trigger": "blend"}, "patch or warp"),
     ("ubw-p", {"epsilon": "8"}, "unknown for this scheme"),
+    ("ubw-p", {"decoys": "0.6"}, "decoys"),
+    ("ubw-p", {"decoys": "0.1", "trigger": "warp"}, "only with trigger=patch"),
     ("ubw-c", {"source": "10"}, "source"),
     ("ubw-c", {"m": "100"}, "fewer than m"),           # 36 source images in digits' test split
     ("ubw-c", {"selection": "random", "m": "20"}, "selection"),
@@ -227,6 +229,29 @@ def test_evaluation_images_put_every_trigger_at_the_keys_places(digits, keys):
     assert (a == 255).any() and (ev.triggered(white) == a).all()     # the same places each call
     # Where the white square went, the black one went: every pixel differs only inside it.
     assert ((a != b) <= (a == 255)).all() and ((a == b) == ((a == ev.x) & (b == ev.x))).all()
+
+
+def test_decoys_carry_other_squares_at_the_triggers_place_with_their_labels(tmp_path, digits):
+    backend = get_backend("ubw-p")
+    mk = backend.keygen(digits, {**PARAMS["ubw-p"], "decoys": "0.2"}, rng=seeded(5))
+    poisoned, decoys = set(mk.secret["poison"]["indices"]), mk.secret["decoys"]["indices"]
+    assert len(decoys) == round(0.2 * len(digits.y_train)) and not poisoned & set(decoys)
+    record = backend.mark(mk, digits, tmp_path / "rel", MarkOptions(device="cpu"))
+    assert record["decoys"] == len(decoys)
+    data = load_release(tmp_path / "rel")
+    key = Trigger.from_secret(mk.secret["trigger"]).pattern
+    s = key.shape[0]
+    corner = data.x_train[decoys, 0, -s:, -s:]
+    # Each decoy's square is a pattern of both colours, never the key's; the rest of the
+    # image and the label are the base set's.
+    assert set(np.unique(corner)) == {0, 255} and not (corner == key).all(axis=(1, 2)).any()
+    assert ((corner == 0).any(axis=(1, 2)) & (corner == 255).any(axis=(1, 2))).all()
+    assert (data.x_train[decoys, :, :-s] == digits.x_train[decoys, :, :-s]).all()
+    assert (data.x_train[decoys, :, :, :-s] == digits.x_train[decoys, :, :, :-s]).all()
+    assert (data.y_train[decoys] == digits.y_train[decoys]).all()
+    changed = set(np.flatnonzero((data.x_train != digits.x_train).any(axis=(1, 2, 3))))
+    assert changed <= poisoned | set(decoys)
+    assert "decoys" not in backend.keygen(digits, PARAMS["ubw-p"], rng=seeded(5)).secret
 
 
 # -- the release folder ------------------------------------------------------------------------
