@@ -23,8 +23,9 @@ the first is the one the main entry and App. E's tables describe, and every null
 is tested under every key. Each suspect is also claimed under the *other* keys: another
 owner's claim against a model trained on someone else's release (the paper's
 Independent-T, as a claim), which must be rejected; at 16,000 CPU-scale images App. E's
-Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md). ``--control N`` (UBW-C)
-adds to each row how much of the suspect's answer is its key's rather than any square's,
+Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md), and at 8,000 one
+UBW-P suspect accepted another key's corner square (p = 0.0036). ``--control N`` (square
+triggers; UBW-P on its first 1,000 evaluation images) adds to each row how much of the suspect's answer is its key's rather than any square's,
 and the rank test of the key's pattern among N fresh ones, for the suspects, the other
 keys' claims and the null models (:func:`bench.ubw_control.control`).
 """
@@ -106,8 +107,9 @@ def main(argv: list[str]) -> None:
     p.add_argument("--keys", type=int, default=1, help="keys (releases) per scheme")
     p.add_argument("--suspects", type=int, default=1, help="suspects trained on each release")
     p.add_argument("--control", type=int, default=0, metavar="N",
-                   help="UBW-C: also answer each suspect, each null and each other key's claim "
-                        "under N fresh patterns: the rank test of bench/ubw_control.py (N ≥ 99)")
+                   help="square triggers: also answer each suspect, each null and each other "
+                        "key's claim under N fresh patterns: the rank test of "
+                        "bench/ubw_control.py (N ≥ 99)")
     args = p.parse_args(argv)
     if args.keys < 1 or args.suspects < 1:
         p.error("--keys and --suspects must be at least 1")
@@ -133,10 +135,14 @@ def main(argv: list[str]) -> None:
                       compile=args.compile)
 
     def controlled(scheme: str) -> bool:
-        """The rank test for UBW-C only: its items are the source class (1,000 test images
-        on Fashion-MNIST); UBW-P's are the whole test split, 10× the queries, and its
-        corner square with random labels is not where Prop. 1 failed."""
-        return bool(args.control) and scheme == "ubw-c"
+        """The rank test needs a square trigger: UBW-C's, and UBW-P's unless it warps."""
+        return bool(args.control) and chosen[scheme].get("trigger", "patch") == "patch"
+
+    def ranked(model: Any, mk: Any) -> dict[str, Any]:
+        # UBW-P's evaluation images are the whole test split: its first 1,000 only, as
+        # many as UBW-C's source class has on Fashion-MNIST's full test split.
+        return control(model, mk, data, fresh=args.control,
+                       limit=1000 if mk.scheme == "ubw-p" else 0)
 
     def fit(d: Dataset, seed: int) -> tuple[Memory, dict[str, Any]]:
         model = build(r["arch"], num_classes=d.num_classes, input_shape=d.input_shape, seed=seed)
@@ -189,7 +195,7 @@ def main(argv: list[str]) -> None:
                         row.update(crafting_seconds=mark["crafting_seconds"],
                                    final_alignment=mark["final_alignment"])
                     if controlled(scheme):
-                        row["control"] = control(suspect, mk, data, fresh=args.control)
+                        row["control"] = ranked(suspect, mk)
                     runs.append(row)
                     trained.append((k, suspect))
                     if k == j == 0:
@@ -203,7 +209,7 @@ def main(argv: list[str]) -> None:
                                               for i, other in enumerate(keys[scheme]) if i != k]
                 if controlled(scheme):
                     row["other_keys_control_p_rank"] = [
-                        control(suspect, other, data, fresh=args.control)["p_rank"]
+                        ranked(suspect, other)["p_rank"]
                         for i, other in enumerate(keys[scheme]) if i != k]
             del trained
             metrics, claim, record, mark, first_row = first
@@ -237,7 +243,7 @@ def main(argv: list[str]) -> None:
             nulls[scheme] += [claim_p_value(mk, model, args.m, args.seed)["p_value"]
                               for mk in key_list]
             if controlled(scheme):
-                null_ranks[scheme] += [control(model, mk, data, fresh=args.control)["p_rank"]
+                null_ranks[scheme] += [ranked(model, mk)["p_rank"]
                                        for mk in key_list]
     out["independent_models"] = {
         "count": args.nulls, "ba": null_ba, "keys_per_scheme": args.keys,
