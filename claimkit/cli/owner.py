@@ -123,7 +123,9 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
         arch=arch, epochs=epochs, seed=seed, device=device, start_from=start_from))
     if "dataset_digest" in record:   # a dataset scheme wrote a release folder (ml.release)
         emit(as_json, record, f"wrote the release {out}/ ({record['train_images']} training images, "
-             f"{record['poisoned']} of them marked) in {record['wall_seconds']:.1f} s; dataset digest "
+             f"{record['poisoned']} of them marked"
+             + (f", {record['decoys']} decoys" if record.get("decoys") else "")
+             + f") in {record['wall_seconds']:.1f} s; dataset digest "
              f"{record['dataset_digest'][:16]}; register it before release: claimkit register "
              f"{keydir} --dataset {out} --registry DIR --identity KEY --out receipt.json")
         return
