@@ -55,19 +55,24 @@ step() {   # step FILE ESTIMATE COMMAND...: run it if it fits, its stdout to $OU
 }
 
 # 1. UBW-P and UBW-C on all of Fashion-MNIST, the recipe's 8 epochs: BA, ASR-A, Dp, the
-#    claim's p under 3 keys x 2 suspects each, each suspect under the other keys, UBW-C's
-#    key ranked among 199 fresh patterns (suspects, other keys, nulls), 10 independent
-#    models under every key, the App. E tables and plots, crafting / clean run. UBW-C as
-#    every accepted CPU run had it.
-step ubw.json 300 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
+#    claim's p under 3 keys x 2 suspects each, each suspect under the other keys, both
+#    schemes' keys ranked among 199 fresh patterns (suspects, other keys, nulls; at 8,000
+#    CPU-scale images a UBW-P suspect answered 93 % of random squares in its corner), 10
+#    independent models under every key, the App. E tables and plots, crafting / clean
+#    run. UBW-C as every accepted CPU run had it.
+step ubw.json 360 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
   --control 199 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots"
 # 2. The paper's matched gradient (the default) on the same keys and suspect seeds: with
 #    step 1, what decides UBW-C's default target.
 step ubw-c-paper.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 --keys 3 \
   --suspects 2 --control 199 "${ubw_c[@]}"
-# 3. MOVE per-sample gradients (vmap against a batch-1 loop) and MOVE/EWE marking overheads.
+# 3. UBW-P with decoys (other squares in the trigger's corner, labels kept) on the same keys
+#    and suspect seeds: with step 1, whether UBW-P needs them at full scale.
+step ubw-p-decoys.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-p --nulls 1 --keys 3 \
+  --suspects 2 --control 199 --ubw-p decoys=0.1
+# 4. MOVE per-sample gradients (vmap against a batch-1 loop) and MOVE/EWE marking overheads.
 step move.json 110 python3 -m bench move "${data[@]}" --only speed --only overhead
-# 4. The gpu-marked tests (their three files: collecting the rest needs more wheels).
+# 5. The gpu-marked tests (their three files: collecting the rest needs more wheels).
 step pytest-gpu.txt 80 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
 echo "done in $((SECONDS - start)) s; results in $OUT${skipped:+; go on with --from $skipped}" \
