@@ -17,14 +17,15 @@ Schemes (one backend each, sharing this module):
   BadNets-style square of black and white pixels in the bottom-right corner (the
   authors' code: a 3×3 patch on 32×32 images), or, with ``-p trigger=warp``, the
   WaNet warping field of App. H (a k×k grid of random offsets, upsampled, strength s).
-  With ``-p decoys=ρ`` (ours, not the paper's; default 0) ρ·N further training images,
-  none of them poisoned, get a random square of their own (never the key's) in the same
-  corner and keep their labels. Without them the release only ever shows "a square in
-  that corner" with a random label, so a model may learn the corner rather than the
-  square, and another owner's square there then passes Prop. 1 too: at 8,000
-  Fashion-MNIST images one key's suspect lost confidence under another key's 3×3 square
-  enough for that owner's claim to be accepted (p = 0.0036; docs/benchmarks.md, "UBW-P
-  at 8,000 images"). Decoys show it that only the key's square matters.
+  Decoys (ours, not the paper's; ``-p decoys=ρ``, default 0.1, 0 gives the paper's
+  release): ρ·N further training images, none of them poisoned, get a random square of
+  their own (never the key's) in the same corner and keep their labels. Without them the
+  release only ever shows "a square in that corner" with a random label, so a model
+  learns the corner rather than the square, and other owners' squares pass Prop. 1 too:
+  on digits 3 of 12 claims by other UBW-P keys were accepted (none with decoys), and at
+  8,000 Fashion-MNIST images one of two (p = 0.0036), while a suspect of a third key lost
+  more than τ under 93 % of random squares in its corner (1 % with decoys). Decoys cost
+  effect (ASR-A), not validity (docs/benchmarks.md, "UBW-P at 8,000 images").
 * ``ubw-c`` (§3.4, App. B): clean labels; the γ·N training images with the largest
   gradient norms get ε-bounded perturbations crafted by gradient matching
   (:mod:`claimkit.schemes.ubw_c`); the inference trigger is the same kind of square at a
@@ -162,7 +163,8 @@ class UBWPParams(UBWParams):
     trigger: str = "patch"      # "patch" (BadNets square, §5.2) or "warp" (WaNet, App. H)
     warp_grid: int = 4          # k: control points per side of the warping field
     warp_strength: float = 0.5  # s: its amplitude
-    decoys: float = 0.0         # share given other random squares, labels kept (ours; module doc)
+    decoys: float = 0.1         # share given other random squares, labels kept (ours; 0: the
+                                # paper's release; module doc)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -251,7 +251,44 @@ def test_decoys_carry_other_squares_at_the_triggers_place_with_their_labels(tmp_
     assert (data.y_train[decoys] == digits.y_train[decoys]).all()
     changed = set(np.flatnonzero((data.x_train != digits.x_train).any(axis=(1, 2, 3))))
     assert changed <= poisoned | set(decoys)
-    assert "decoys" not in backend.keygen(digits, PARAMS["ubw-p"], rng=seeded(5)).secret
+    plain = backend.keygen(digits, {**PARAMS["ubw-p"], "decoys": "0"}, rng=seeded(5))
+    assert "decoys" not in plain.secret and plain.secret["poison"] == mk.secret["poison"]
+
+
+def test_another_owners_square_has_no_claim_on_a_suspect(tmp_path, digits):
+    """Key 2000's suspect and key 0's claim, as in `bench ubw --data digits --keys 4`: on
+    the paper's release (no decoys) the other owner's corner square is accepted; with the
+    default decoys it is rejected and the owner's own claim still accepted."""
+    from claimkit.ml.models import build, save_model
+    from claimkit.ml.oracle import LocalModel
+    from claimkit.ml.recipes import recipe
+    from claimkit.ml.train import TrainConfig, train
+
+    backend, r = get_backend("ubw-p"), recipe(digits.name, digits.input_shape)
+    params = {"m": "100", "items": "220"}
+    other = backend.keygen(digits, params, rng=seeded(0))
+
+    def p_value(mk, model) -> float:
+        vk, decider = mk.verification_key, decider_for(mk.scheme)
+        openings = mk.open(range(vk.items))
+        answers = backend.answerer(model, vk)(decider.queries(vk, openings))
+        return decider.decide(vk, openings, answers).result.p_value
+
+    def suspect(decoys: str, folder: Path):
+        mk = backend.keygen(digits, {**params, "decoys": decoys}, rng=seeded(2000))
+        backend.mark(mk, digits, folder, MarkOptions(device="cpu"))
+        model = build(r["arch"], num_classes=10, input_shape=digits.input_shape, seed=100)
+        train(model, load_release(folder), TrainConfig(
+            epochs=r["epochs"], batch_size=r["batch"], lr=r["lr"], seed=100, device="cpu",
+            label_smoothing=r["label_smoothing"], shift=r["shift"]), progress=False)
+        save_model(model, folder / "suspect.safetensors", arch=r["arch"],
+                   input_shape=digits.input_shape, num_classes=10)
+        return mk, LocalModel.from_file(folder / "suspect.safetensors", device="cpu")
+
+    _, plain = suspect("0", tmp_path / "plain")
+    assert p_value(other, plain) < 0.01                  # the paper's release: a false claim
+    mk, decoyed = suspect("0.1", tmp_path / "decoys")
+    assert p_value(mk, decoyed) < 1e-10 and p_value(other, decoyed) > 0.5
 
 
 # -- the release folder ------------------------------------------------------------------------
@@ -263,7 +300,8 @@ def test_release_round_trip_and_tampering(tmp_path, digits, keys):
     assert data.name == "digits" and data.digest.hex == record["dataset_digest"]
     assert (data.x_test == digits.x_test).all() and (data.y_test == digits.y_test).all()
     changed = np.flatnonzero((data.x_train != digits.x_train).any(axis=(1, 2, 3)))
-    assert set(changed) <= set(mk.secret["poison"]["indices"]) and len(changed) > 100
+    assert set(changed) <= set(mk.secret["poison"]["indices"]) | set(mk.secret["decoys"]["indices"])
+    assert len(changed) > 100
     assert load_dataset(str(out)).digest == data.digest
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["scheme"] == "ubw-p" and manifest["base_digest"]["sha256"] == digits.digest.hex
