@@ -66,10 +66,10 @@ step ubw.json 360 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspec
 #    step 1, what decides UBW-C's default target.
 step ubw-c-paper.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 --keys 3 \
   --suspects 2 --control 199 "${ubw_c[@]}"
-# 3. UBW-P with decoys (other squares in the trigger's corner, labels kept) on the same keys
-#    and suspect seeds: with step 1, whether UBW-P needs them at full scale.
-step ubw-p-decoys.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-p --nulls 1 --keys 3 \
-  --suspects 2 --control 199 --ubw-p decoys=0.1
+# 3. UBW-P without decoys (the paper's release) on the same keys and suspect seeds: with
+#    step 1 (decoys, the default), whether UBW-P needs them at full scale.
+step ubw-p-paper.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-p --nulls 1 --keys 3 \
+  --suspects 2 --control 199 --ubw-p decoys=0
 # 4. MOVE per-sample gradients (vmap against a batch-1 loop) and MOVE/EWE marking overheads.
 step move.json 110 python3 -m bench move "${data[@]}" --only speed --only overhead
 # 5. The gpu-marked tests (their three files: collecting the rest needs more wheels).
