@@ -25,7 +25,8 @@ Schemes (one backend each, sharing this module):
   on digits 3 of 12 claims by other UBW-P keys were accepted (none with decoys), and at
   8,000 Fashion-MNIST images one of two (p = 0.0036), while a suspect of a third key lost
   more than τ under 93 % of random squares in its corner (1 % with decoys). Decoys cost
-  effect (ASR-A), not validity (docs/benchmarks.md, "UBW-P at 8,000 images").
+  effect (ASR-A), not validity (docs/benchmarks.md, "UBW-P at 8,000 images"). A warping
+  trigger (``trigger=warp``) gets none: it has no corner to share.
 * ``ubw-c`` (§3.4, App. B): clean labels; the γ·N training images with the largest
   gradient norms get ε-bounded perturbations crafted by gradient matching
   (:mod:`claimkit.schemes.ubw_c`); the inference trigger is the same kind of square at a
@@ -170,9 +171,8 @@ class UBWPParams(UBWParams):
         super().__post_init__()
         if self.trigger not in ("patch", "warp"):
             raise MalformedInputError("ubw-p: trigger must be patch or warp")
-        if not 0.0 <= self.decoys <= 0.5 or (self.decoys and self.trigger != "patch"):
-            raise MalformedInputError("ubw-p: decoys must be within [0, 0.5], and only with "
-                                      "trigger=patch")
+        if not 0.0 <= self.decoys <= 0.5:
+            raise MalformedInputError("ubw-p: decoys must be within [0, 0.5]")
         if not 2 <= self.warp_grid <= min(self.input_shape[1:]) or not 0 < self.warp_strength <= 4:
             raise MalformedInputError("ubw-p: warp_grid within [2, image side], "
                                       "warp_strength within (0, 4]")
@@ -360,7 +360,7 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
         indices = np.sort(poison.choice(n, max(1, round(params.gamma * n)), replace=False))
         secret["poison"] = {"indices": indices.tolist(),
                             "labels": poison.integers(0, params.num_classes, len(indices)).tolist()}
-        if params.decoys:
+        if params.decoys and params.trigger == "patch":   # a warping field has no corner
             secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, n, indices, params.decoys)
     return MarkingKey.create(scheme, params.public(), values, rng=rng, secret=secret)
 
