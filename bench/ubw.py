@@ -25,8 +25,8 @@ owner's claim against a model trained on someone else's release (the paper's
 Independent-T, as a claim), which must be rejected; at 16,000 CPU-scale images App. E's
 Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md), and at 8,000 one
 UBW-P suspect accepted another key's corner square (p = 0.0036). ``--control N`` (square
-triggers; UBW-P on its first 1,000 evaluation images) adds to each row how much of the suspect's answer is its key's rather than any square's,
-and the rank test of the key's pattern among N fresh ones, for the suspects, the other
+triggers; UBW-P on its first 1,000 evaluation images) adds to each row how much of the
+suspect's answer is its key's rather than any square's, and the rank test of the key's pattern among N fresh ones, for the suspects, the other
 keys' claims and the null models (:func:`bench.ubw_control.control`).
 """
 
