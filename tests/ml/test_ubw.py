@@ -258,12 +258,10 @@ def test_another_owners_square_has_no_claim_on_a_suspect(tmp_path, digits):
     """Key 2000's suspect and key 0's claim, as in `bench ubw --data digits --keys 4`: on
     the paper's release (no decoys) the other owner's corner square is accepted; with the
     default decoys it is rejected and the owner's own claim still accepted."""
-    from claimkit.ml.models import build, save_model
+    from claimkit.ml.jobs import fit_and_save
     from claimkit.ml.oracle import LocalModel
-    from claimkit.ml.recipes import recipe
-    from claimkit.ml.train import TrainConfig, train
 
-    backend, r = get_backend("ubw-p"), recipe(digits.name, digits.input_shape)
+    backend = get_backend("ubw-p")
     params = {"m": "100", "items": "220"}
     other = backend.keygen(digits, params, rng=seeded(0))
 
@@ -276,12 +274,8 @@ def test_another_owners_square_has_no_claim_on_a_suspect(tmp_path, digits):
     def suspect(decoys: str, folder: Path):
         mk = backend.keygen(digits, {**params, "decoys": decoys}, rng=seeded(2000))
         backend.mark(mk, digits, folder, MarkOptions(device="cpu"))
-        model = build(r["arch"], num_classes=10, input_shape=digits.input_shape, seed=100)
-        train(model, load_release(folder), TrainConfig(
-            epochs=r["epochs"], batch_size=r["batch"], lr=r["lr"], seed=100, device="cpu",
-            label_smoothing=r["label_smoothing"], shift=r["shift"]), progress=False)
-        save_model(model, folder / "suspect.safetensors", arch=r["arch"],
-                   input_shape=digits.input_shape, num_classes=10)
+        fit_and_save(load_release(folder), folder / "suspect.safetensors", seed=100,
+                     device="cpu", progress=False)
         return mk, LocalModel.from_file(folder / "suspect.safetensors", device="cpu")
 
     _, plain = suspect("0", tmp_path / "plain")
