@@ -24,6 +24,11 @@ same side drawn here, over the images the model classifies correctly, and two te
   that difference is significant for models that never saw the key (the CLI's
   independent model at 8,000 images: p = 0.011 on 171 images, against 999 fresh).
 
+``white_spearman`` is the rank correlation, over the fresh patterns, between a pattern's
+white pixels and the P_b − P_p it costs the model: whether an owner could grind a key by
+brightness. ``same_white`` repeats the rank test among the fresh patterns with the key's
+number of white pixels only (fewer of them, so its smallest p_rank is larger).
+
 ``delta_fresh.above_tau`` is the share of fresh patterns whose mean P_b − P_p exceeds the
 key's τ: how often another owner's random trigger would clear Prop. 1's margin on this
 model.
@@ -38,6 +43,7 @@ import os
 from typing import Any
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from claimkit.ml.data import load_dataset
 from claimkit.ml.oracle import LocalModel
@@ -76,6 +82,12 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     delta_key = float((p_b - p_key)[correct].mean())
     delta_fresh = (p_b - p_fresh)[:, correct].mean(1)
     reached = int((delta_fresh >= delta_key).sum())
+    # Grinding (docs/proposals/ubw-c-key-specific-test.md): does a brighter square cost
+    # this model more? Then the fresh patterns to rank the key among are those with the
+    # key's number of white pixels.
+    white = np.array([int(np.count_nonzero(t.pattern)) for t in patterns])
+    same = white == np.count_nonzero(trigger.pattern)
+    reached_same = int((delta_fresh[same] >= delta_key).sum())
     return {"correct": int(correct.sum()), "key_white": float(trigger.pattern.mean() / 255),
             "delta_key": delta_key,
             "delta_fresh": {"min": float(delta_fresh.min()),
@@ -84,6 +96,9 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
                             "above_tau": float((delta_fresh > key_params(mk).tau).mean())},
             "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
             "fresh_reaching_key": reached, "p_rank": (1 + reached) / (fresh + 1),
+            "white_spearman": float(spearmanr(white, delta_fresh).statistic),
+            "same_white": {"fresh": int(same.sum()), "reaching_key": reached_same,
+                           "p_rank": (1 + reached_same) / (int(same.sum()) + 1)},
             "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value}
 
 
