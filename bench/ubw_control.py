@@ -85,10 +85,11 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     # Grinding (docs/proposals/ubw-c-key-specific-test.md): does a brighter square cost
     # this model more? Then the fresh patterns to rank the key among are those with the
     # key's number of white pixels.
-    white = np.array([int(np.count_nonzero(t.pattern)) for t in patterns])
-    same = white == np.count_nonzero(trigger.pattern)
+    white = np.array([np.count_nonzero(t.pattern) for t in patterns])
+    key_white = np.count_nonzero(trigger.pattern)
+    same = white == key_white
     reached_same = int((delta_fresh[same] >= delta_key).sum())
-    return {"correct": int(correct.sum()), "key_white": float(trigger.pattern.mean() / 255),
+    return {"correct": int(correct.sum()), "key_white": key_white / trigger.pattern.size,
             "delta_key": delta_key,
             "delta_fresh": {"min": float(delta_fresh.min()),
                             "median": float(np.median(delta_fresh)),

@@ -9,7 +9,6 @@ until each bin of white pixels in the 3×3 square (1, 2, 4–5, 7–8 of 9) has 
 key's release is marked with decoys 0 and 0.1, a suspect (seed 100) is trained on it and
 claimed with 100 items (τ = 0.25). The first line is the keys chosen, then one row a suspect.
 """
-import base64
 import json
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from claimkit.ml.recipes import recipe
 from claimkit.ml.release import load_release
 from claimkit.ml.train import TrainConfig, resolve_device, train
 from claimkit.schemes.base import MarkOptions, get_backend
-from claimkit.schemes.ubw import ubw_metrics
+from claimkit.schemes.ubw import Trigger, ubw_metrics
 
 data = load_dataset("digits")
 r = recipe(data.name, data.input_shape)
@@ -37,7 +36,7 @@ per = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 chosen: dict[str, list[tuple[int, int]]] = {b: [] for b in bins}
 for s in range(2000):
     mk = backend.keygen(data, {"decoys": "0"}, rng=seeded(s))
-    white = int(np.frombuffer(base64.b64decode(mk.secret["trigger"]["pattern"]), np.uint8).astype(bool).sum())
+    white = int(np.count_nonzero(Trigger.from_secret(mk.secret["trigger"]).pattern))
     for b, ws in bins.items():
         if white in ws and len(chosen[b]) < per:
             chosen[b].append((s, white))
