@@ -50,8 +50,22 @@ def wall_of_process(argv: list[str], *, runs: int = 7, env: dict[str, str] | Non
     return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples)}
 
 
+def envelope(name: str, results: dict[str, Any]) -> dict[str, Any]:
+    return {"bench": name, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "device": device(), "command": " ".join(["python -m bench"] + sys.argv[1:]),
+            "results": results}
+
+
 def emit(name: str, results: dict[str, Any]) -> None:
-    out = {"bench": name, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-           "device": device(), "command": " ".join(["python -m bench"] + sys.argv[1:]),
-           "results": results}
-    print(json.dumps(out, indent=2))
+    print(json.dumps(envelope(name, results), indent=2))
+
+
+def save_partial(name: str, results: dict[str, Any], path: str | None) -> None:
+    """What a long bench has measured so far, as :func:`emit` would print it with
+    ``"partial": true``, written to ``path`` (if given) in one rename: a run stopped at a
+    time limit (a device lease) still leaves its finished parts."""
+    if path:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump({**envelope(name, results), "partial": True}, fh, indent=2)
+        os.replace(tmp, path)

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The GPU figures still to measure (docs/benchmarks.md, "Still to measure on a GPU"), as one
 # prepared script for the device tool, whose whole lease is 15 minutes and one call at most
-# 10. Steps run in priority order; each writes its JSON under $OUT as soon as it ends, and
-# a step is skipped (and named) when its estimate no longer fits before the deadline, so a
-# second call can go on with `--from N`.
+# 10. Steps run in priority order; each writes its JSON under $OUT as soon as it ends (the
+# long benches also after each finished part, with --partial), and a step is skipped (and
+# named) when its estimate no longer fits before the deadline, so a second call can go on
+# with `--from N`. Steps whose seconds are no figure run side by side: fmnist-net's small
+# batches leave the GPU mostly idle, and a lease is short.
 #
 # Here, once:   bash ../shared/tools/device-wheels.sh && bash ../shared/tools/device-data.sh
 # The call:     run(command="bash bench/device.sh", carry=[".whl", ".data"], timeout_s=600)
 # Then, if steps were skipped: run(command="bash bench/device.sh --from N", ...) at once.
+# At most 8 files come back: device.log, 4 JSON, 2 plots and the tests' output.
 #
 # Estimates (seconds) from fmnist-net on an H100: 8 epochs of 60,000 images train in 9.2 s
 # (docs/benchmarks.md, issue 4); UBW-C crafting there is not yet measured (guessed 30 s).
@@ -38,42 +41,67 @@ ubw_c=(--surrogate clean --ubw-c steps=40 --ubw-c retrains=0)
 start=$SECONDS
 n=0
 skipped=
-step() {   # step FILE ESTIMATE COMMAND...: run it if it fits, its stdout to $OUT/FILE
+pids=()
+fits() {   # fits N NAME ESTIMATE: whether step N runs (not before --from, none after a skip)
+  [ "$1" -lt "$from" ] && return 1
+  local left=$((deadline - (SECONDS - start)))
+  if [ -n "$skipped" ] || [ "$3" -gt "$left" ]; then   # priority order: none after
+    skipped=${skipped:-$1}
+    echo "step $1 $2: skipped ($3 s estimated, $left s left)" | tee -a "$log"
+    return 1
+  fi
+}
+run_step() {   # run_step N NAME COMMAND...: stdout to $OUT/NAME once it ends well
+  local i=$1 name=$2; shift 2
+  local left=$((deadline - (SECONDS - start))) t0=$SECONDS
+  echo "== step $i $name: $*" >>"$log"
+  timeout "$left" "$@" >"/tmp/$name.out" 2>>"$log"
+  local rc=$?
+  # A bench given --partial leaves its finished parts in $OUT/NAME if it is cut short.
+  [ "$rc" -eq 0 ] || [ ! -s "$OUT/$name" ] && mv "/tmp/$name.out" "$OUT/$name"
+  echo "step $i $name: rc $rc in $((SECONDS - t0)) s" | tee -a "$log"
+}
+step() {   # step NAME ESTIMATE COMMAND...: run it now, alone, if it fits
   local name=$1 estimate=$2; shift 2
   n=$((n + 1))
-  [ "$n" -lt "$from" ] && return
-  local left=$((deadline - (SECONDS - start)))
-  if [ -n "$skipped" ] || [ "$estimate" -gt "$left" ]; then   # priority order: none after
-    skipped=${skipped:-$n}
-    echo "step $n $name: skipped ($estimate s estimated, $left s left)" | tee -a "$log"
-    return
-  fi
-  local t0=$SECONDS
-  echo "== step $n $name: $*" >>"$log"
-  timeout "$left" "$@" >"$OUT/$name" 2>>"$log"
-  echo "step $n $name: rc $? in $((SECONDS - t0)) s" | tee -a "$log"
+  fits "$n" "$name" "$estimate" && run_step "$n" "$name" "$@"
 }
+together() {   # together NAME ESTIMATE COMMAND...: start it beside the others of its group
+  local name=$1 estimate=$2; shift 2
+  n=$((n + 1))
+  fits "$n" "$name" "$estimate" || return 0
+  echo "step $n $name: started beside the others of its group (its seconds are shared)" >>"$log"
+  run_step "$n" "$name" "$@" &
+  pids+=($!)
+}
+wait_group() { [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"; pids=(); }
 
 # 1. UBW-P and UBW-C on all of Fashion-MNIST, the recipe's 8 epochs: BA, ASR-A, Dp, the
 #    claim's p under 3 keys x 2 suspects each, each suspect under the other keys, both
 #    schemes' keys ranked among 199 fresh patterns (suspects, other keys, nulls; at 8,000
-#    CPU-scale images a UBW-P suspect answered 93 % of random squares in its corner), 10
-#    independent models under every key, the App. E tables and plots, crafting / clean
-#    run. UBW-C as every accepted CPU run had it.
+#    CPU-scale images a UBW-P suspect answered 93 % of random squares in its corner), the
+#    App. E tables and plots, crafting / clean run, 10 independent models under every key
+#    (last: --partial keeps the rest if the deadline cuts them short). UBW-C as every
+#    accepted CPU run had it. Alone on the GPU: its seconds are the crafting ratio's.
 step ubw.json 360 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
-  --control 199 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots"
-# 2. The paper's matched gradient (the default) on the same keys and suspect seeds: with
-#    step 1, what decides UBW-C's default target.
-step ubw-c-paper.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 --keys 3 \
-  --suspects 2 --control 199 "${ubw_c[@]}"
-# 3. UBW-P without decoys (the paper's release) on the same keys and suspect seeds: with
-#    step 1 (decoys, the default), whether UBW-P needs them at full scale.
-step ubw-p-paper.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-p --nulls 1 --keys 3 \
-  --suspects 2 --control 199 --ubw-p decoys=0
-# 4. MOVE per-sample gradients (vmap against a batch-1 loop) and MOVE/EWE marking overheads.
-step move.json 110 python3 -m bench move "${data[@]}" --only speed --only overhead
-# 5. The gpu-marked tests (their three files: collecting the rest needs more wheels).
-step pytest-gpu.txt 80 python3 -m pytest -q -m gpu -p no:cacheprovider \
+  --control 199 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots" \
+  --partial "$OUT/ubw.json"
+# 2.-3. Side by side (fmnist-net leaves the GPU mostly idle; none of their seconds is a
+#    figure), on the same keys and suspect seeds as step 1:
+# 2. UBW-C with the paper's matched gradient (the default target): with step 1, what
+#    decides UBW-C's default target.
+together ubw-c-paper.json 200 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 \
+  --keys 3 --suspects 2 --control 199 "${ubw_c[@]}" --partial "$OUT/ubw-c-paper.json"
+# 3. UBW-P without decoys (the paper's release): with step 1 (decoys, the default),
+#    whether UBW-P needs them at full scale.
+together ubw-p-paper.json 200 python3 -m bench ubw "${data[@]}" --schemes ubw-p --nulls 1 \
+  --keys 3 --suspects 2 --control 199 --ubw-p decoys=0 --partial "$OUT/ubw-p-paper.json"
+# 4. The gpu-marked tests (their three files: collecting the rest needs more wheels).
+together pytest-gpu.txt 80 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
+wait_group
+# 5. MOVE per-sample gradients (vmap against a batch-1 loop) and MOVE/EWE marking
+#    overheads: alone, since its figures are speed ratios.
+step move.json 110 python3 -m bench move "${data[@]}" --only speed --only overhead
 echo "done in $((SECONDS - start)) s; results in $OUT${skipped:+; go on with --from $skipped}" \
   | tee -a "$log"

@@ -53,7 +53,7 @@ from claimkit.protocol.stats import paired_t_margin_test
 from claimkit.schemes.base import MarkOptions, get_backend
 from claimkit.schemes.ubw import ubw_metrics
 
-from .common import emit
+from .common import emit, save_partial
 from .ubw_control import control
 
 TAUS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
@@ -110,6 +110,10 @@ def main(argv: list[str]) -> None:
                    help="square triggers: also answer each suspect, each null and each other "
                         "key's claim under N fresh patterns: the rank test of "
                         "bench/ubw_control.py (N ≥ 99)")
+    p.add_argument("--partial", default=None, metavar="PATH",
+                   help="also write the results so far to PATH after each part (the clean "
+                        "model, each scheme, each null model): a run stopped at a time "
+                        "limit keeps what it finished")
     args = p.parse_args(argv)
     if args.keys < 1 or args.suspects < 1:
         p.error("--keys and --suspects must be at least 1")
@@ -160,6 +164,7 @@ def main(argv: list[str]) -> None:
         "m": args.m, "tau": args.tau,
         "clean": {"ba": clean_record["test_accuracy"], "seconds": clean_record["wall_seconds"]},
     }
+    save_partial("ubw", out, args.partial)
     keys: dict[str, list[Any]] = {}
     suspects: dict[str, Any] = {}
     alpha = 0.01
@@ -233,9 +238,25 @@ def main(argv: list[str]) -> None:
             if len(runs) > 1:
                 out[f"{name}_runs"] = runs
                 out[f"{name}_summary"] = summary(runs, args.tau, alpha)
+            save_partial("ubw", out, args.partial)
+    out["tables"] = tables({s: k[0] for s, k in keys.items()}, suspects, clean, data, args.seed,
+                           chosen)
+    save_partial("ubw", out, args.partial)
+    if args.plots:
+        plot(out["tables"], Path(args.plots))
+    # The null models last: the part a time limit can cut short.
     nulls: dict[str, list[float]] = {s: [] for s in schemes}
     null_ranks: dict[str, list[float]] = {s: [] for s in schemes}
-    null_ba = []
+    null_ba: list[float] = []
+
+    def independents() -> dict[str, Any]:
+        return {"count": len(null_ba), "ba": null_ba, "keys_per_scheme": args.keys,
+                **{f"{s.replace('-', '_')}_p_values": v for s, v in nulls.items()},
+                **{f"{s.replace('-', '_')}_control_p_rank": v
+                   for s, v in null_ranks.items() if v},
+                "min_p_value": min((min(v) for v in nulls.values() if v), default=None),
+                "accepted_at_0.01": sum(p < alpha for v in nulls.values() for p in v)}
+
     for i in range(args.nulls):
         model, record = (clean, clean_record) if i == 0 else fit(data, args.seed + 1000 + i)
         null_ba.append(record["test_accuracy"])
@@ -245,16 +266,9 @@ def main(argv: list[str]) -> None:
             if controlled(scheme):
                 null_ranks[scheme] += [ranked(model, mk)["p_rank"]
                                        for mk in key_list]
-    out["independent_models"] = {
-        "count": args.nulls, "ba": null_ba, "keys_per_scheme": args.keys,
-        **{f"{s.replace('-', '_')}_p_values": v for s, v in nulls.items()},
-        **{f"{s.replace('-', '_')}_control_p_rank": v for s, v in null_ranks.items() if v},
-        "min_p_value": min((min(v) for v in nulls.values() if v), default=None),
-        "accepted_at_0.01": sum(p < alpha for v in nulls.values() for p in v)}
-    out["tables"] = tables({s: k[0] for s, k in keys.items()}, suspects, clean, data, args.seed,
-                           chosen)
-    if args.plots:
-        plot(out["tables"], Path(args.plots))
+        out["independent_models"] = independents()
+        save_partial("ubw", out, args.partial)
+    out["independent_models"] = independents()
     emit("ubw", out)
 
 

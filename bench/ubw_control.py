@@ -74,7 +74,7 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     correct = benign.argmax(1) == y
 
     def p_true(t: Trigger) -> np.ndarray:
-        return oracle.probabilities(ev.triggered(t)[keep])[rows, y]
+        return oracle.probabilities(ev.triggered(t, limit))[rows, y]
 
     p_b, p_key = benign[rows, y], p_true(trigger)
     p_fresh = np.array([p_true(t) for t in patterns])

@@ -241,18 +241,27 @@ class Trigger:
     field: np.ndarray | None        # (k, k, 2) warping offsets
     strength: float
 
-    def apply(self, images: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    def places(self, n: int, h: int, w: int,
+               rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The top-left row and column of the square on each of ``n`` images of h × w."""
+        assert self.pattern is not None
+        s = self.pattern.shape[0]
+        if self.placement == "corner":
+            return np.full(n, h - s), np.full(n, w - s)
+        if rng is None:
+            raise ValueError("a randomly placed trigger needs a generator")
+        return rng.integers(0, h - s + 1, n), rng.integers(0, w - s + 1, n)
+
+    def apply(self, images: np.ndarray, rng: np.random.Generator | None = None, *,
+              places: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """The triggered copy of ``images``; a square lands at ``places`` if given, else
+        at places drawn from ``rng`` (random placement)."""
         if self.kind == "warp":
             return _warp(images, self.field, self.strength)
         assert self.pattern is not None
         n, _, h, w = images.shape
         s = self.pattern.shape[0]
-        if self.placement == "corner":
-            rows, cols = np.full(n, h - s), np.full(n, w - s)
-        else:
-            if rng is None:
-                raise ValueError("a randomly placed trigger needs a generator")
-            rows, cols = rng.integers(0, h - s + 1, n), rng.integers(0, w - s + 1, n)
+        rows, cols = self.places(n, h, w, rng) if places is None else places
         out = images.copy()
         # One indexed assignment for all images: (n, s, s) row and column indices; the
         # channel slice between them puts it last, so the pattern broadcasts over it.
@@ -515,8 +524,16 @@ class EvaluationImages:
     y: np.ndarray
     seed: bytes
 
-    def triggered(self, trigger: Trigger) -> np.ndarray:
-        return trigger.apply(self.x, stream(self.seed, _EVAL_PLACES))
+    def triggered(self, trigger: Trigger, limit: int = 0) -> np.ndarray:
+        """The images with ``trigger`` on; the first ``limit`` only (0: all), at the places
+        drawn for all, so a cut set matches the whole one image for image."""
+        if trigger.kind == "warp":
+            return trigger.apply(self.x[:limit or None])
+        if not limit:
+            return trigger.apply(self.x, stream(self.seed, _EVAL_PLACES))
+        rows, cols = trigger.places(len(self.x), *self.x.shape[2:],
+                                    stream(self.seed, _EVAL_PLACES))
+        return trigger.apply(self.x[:limit], places=(rows[:limit], cols[:limit]))
 
 
 def evaluation_images(mk: MarkingKey, data: Any) -> EvaluationImages:

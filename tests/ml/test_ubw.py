@@ -122,6 +122,21 @@ def test_square_trigger_lands_where_the_places_say(shape, side, placement):
     assert len({(r, c) for r, c in zip(rows, cols)}) > 1 or placement == "corner"
 
 
+@pytest.mark.parametrize("placement", ["random", "corner"])
+def test_cut_evaluation_set_matches_the_whole_image_for_image(placement):
+    """``EvaluationImages.triggered(t, limit)`` (the rank test's cut, which copies only the
+    images it keeps) puts the square where the whole set's first ``limit`` images have it."""
+    from claimkit.schemes.ubw import EvaluationImages, make_patch
+
+    rng = np.random.default_rng(5)
+    ev = EvaluationImages(np.arange(300), rng.integers(0, 256, (300, 1, 12, 12), dtype=np.uint8),
+                          rng.integers(0, 10, 300), bytes(range(16)))
+    for _ in range(3):
+        t = make_patch(rng, 3, placement)
+        assert (ev.triggered(t, 40) == ev.triggered(t)[:40]).all()
+    assert len(ev.triggered(t, 40)) == 40 and (ev.triggered(t, 0) == ev.triggered(t)).all()
+
+
 def test_contrast_target_is_the_unit_difference_of_the_two_losses(digits):
     """``target=contrast``: −∇_w[L_i(G(x)) − L_i(x)], L_i = mean[CE + λ·H], unit norm."""
     import torch
