@@ -527,13 +527,12 @@ class EvaluationImages:
     def triggered(self, trigger: Trigger, limit: int = 0) -> np.ndarray:
         """The images with ``trigger`` on; the first ``limit`` only (0: all), at the places
         drawn for all, so a cut set matches the whole one image for image."""
+        keep = slice(0, limit or None)
         if trigger.kind == "warp":
-            return trigger.apply(self.x[:limit or None])
-        if not limit:
-            return trigger.apply(self.x, stream(self.seed, _EVAL_PLACES))
+            return trigger.apply(self.x[keep])
         rows, cols = trigger.places(len(self.x), *self.x.shape[2:],
                                     stream(self.seed, _EVAL_PLACES))
-        return trigger.apply(self.x[:limit], places=(rows[:limit], cols[:limit]))
+        return trigger.apply(self.x[keep], places=(rows[keep], cols[keep]))
 
 
 def evaluation_images(mk: MarkingKey, data: Any) -> EvaluationImages:
