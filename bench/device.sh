@@ -86,8 +86,8 @@ wait_group() { [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"; pids=(); }
 step ubw.json 360 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
   --control 199 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots" \
   --partial "$OUT/ubw.json"
-# 2.-3. Side by side (fmnist-net leaves the GPU mostly idle; none of their seconds is a
-#    figure), on the same keys and suspect seeds as step 1:
+# 2.-4. Side by side (fmnist-net leaves the GPU mostly idle; none of their seconds is a
+#    figure); 2 and 3 on the same keys and suspect seeds as step 1:
 # 2. UBW-C with the paper's matched gradient (the default target): with step 1, what
 #    decides UBW-C's default target.
 together ubw-c-paper.json 200 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 \

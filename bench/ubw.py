@@ -112,8 +112,8 @@ def main(argv: list[str]) -> None:
                         "bench/ubw_control.py (N ≥ 99)")
     p.add_argument("--partial", default=None, metavar="PATH",
                    help="also write the results so far to PATH after each part (the clean "
-                        "model, each scheme, each null model): a run stopped at a time "
-                        "limit keeps what it finished")
+                        "model, each scheme, App. E's tables, each null model): a run "
+                        "stopped at a time limit keeps what it finished")
     args = p.parse_args(argv)
     if args.keys < 1 or args.suspects < 1:
         p.error("--keys and --suspects must be at least 1")
