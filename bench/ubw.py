@@ -54,6 +54,7 @@ from claimkit.schemes.base import MarkOptions, get_backend
 from claimkit.schemes.ubw import ubw_metrics
 
 from .common import emit, save_partial
+from .model_cache import ModelCache, recipe_digest
 from .ubw_control import control
 
 TAUS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
@@ -114,6 +115,10 @@ def main(argv: list[str]) -> None:
                    help="also write the results so far to PATH after each part (the clean "
                         "model, each scheme, App. E's tables, each null model): a run "
                         "stopped at a time limit keeps what it finished")
+    p.add_argument("--models", default=None, metavar="DIR",
+                   help="keep every trained model in DIR and reuse any this exact recipe "
+                        "(arch, config, seed, device, data) already trained there: a later "
+                        "run with more --nulls adds models instead of retraining them")
     args = p.parse_args(argv)
     if args.keys < 1 or args.suspects < 1:
         p.error("--keys and --suspects must be at least 1")
@@ -148,10 +153,18 @@ def main(argv: list[str]) -> None:
         return control(model, mk, data, fresh=args.control,
                        limit=1000 if mk.scheme == "ubw-p" else 0)
 
+    cache = ModelCache(args.models) if args.models else None
+
     def fit(d: Dataset, seed: int) -> tuple[Memory, dict[str, Any]]:
+        run = replace(cfg, seed=seed)
+        digest = recipe_digest(r["arch"], run, d) if cache else ""
+        if cache and (hit := cache.load(digest, device)):
+            return Memory(hit[0], device, d.num_classes), hit[1]
         model = build(r["arch"], num_classes=d.num_classes, input_shape=d.input_shape, seed=seed)
-        record = train(model, d, replace(cfg, seed=seed), progress=False)
-        return Memory(model, device, d.num_classes), record.to_dict()
+        record = train(model, d, run, progress=False).to_dict()
+        if cache:
+            cache.store(digest, model, record, arch=r["arch"], data=d)
+        return Memory(model, device, d.num_classes), record
 
     if device.type == "cuda":   # CUDA context, cuDNN autotuning, allocator: not timed
         fit(Dataset(data.name, data.x_train[:4096], data.y_train[:4096], data.x_test[:256],
@@ -162,7 +175,8 @@ def main(argv: list[str]) -> None:
         "arch": r["arch"], "epochs": epochs, "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "m": args.m, "tau": args.tau,
-        "clean": {"ba": clean_record["test_accuracy"], "seconds": clean_record["wall_seconds"]},
+        "clean": {"ba": clean_record["test_accuracy"], "seconds": clean_record["wall_seconds"],
+                  **({"cached": True} if clean_record.get("cached") else {})},
     }
     save_partial("ubw", out, args.partial)
     keys: dict[str, list[Any]] = {}
@@ -195,7 +209,8 @@ def main(argv: list[str]) -> None:
                     metrics = ubw_metrics(suspect, data, mk).to_dict()
                     claim = claim_p_value(mk, suspect, args.m, args.seed)
                     row = {"key_seed": key_seed, "suspect_seed": args.seed + 100 + j,
-                           **metrics, **claim, "train_seconds": record["wall_seconds"]}
+                           **metrics, **claim, "train_seconds": record["wall_seconds"],
+                           **({"cached": True} if record.get("cached") else {})}
                     if scheme == "ubw-c":
                         row.update(crafting_seconds=mark["crafting_seconds"],
                                    final_alignment=mark["final_alignment"])
@@ -220,12 +235,15 @@ def main(argv: list[str]) -> None:
             metrics, claim, record, mark, first_row = first
             baseline = ubw_metrics(clean, data, keys[scheme][0])
             entry = {**metrics, **claim, "train_seconds": record["wall_seconds"],
+                     **({"cached": True} if record.get("cached") else {}),
                      **({"control": first_row["control"]} if "control" in first_row else {}),
                      "clean_model": {"asr_a": baseline.asr_a, "asr_c": baseline.asr_c,
                                      "dp": baseline.dp}}
             if scheme == "ubw-c":
                 entry.update(crafting_seconds=mark["crafting_seconds"],
                              ratio_crafting_to_clean=mark["crafting_seconds"] / clean_record["wall_seconds"],
+                             # a reused clean model was timed in another run
+                             ratio_in_one_run=not clean_record.get("cached"),
                              surrogate=args.surrogate,
                              crafting={k: mark[k] for k in ("poisoned", "surrogate_epochs",
                                                             "surrogate_trainings", "steps",
@@ -248,9 +266,11 @@ def main(argv: list[str]) -> None:
     nulls: dict[str, list[float]] = {s: [] for s in schemes}
     null_ranks: dict[str, list[float]] = {s: [] for s in schemes}
     null_ba: list[float] = []
+    null_cached = 0
 
     def independents() -> dict[str, Any]:
-        return {"count": len(null_ba), "ba": null_ba, "keys_per_scheme": args.keys,
+        return {"count": len(null_ba), "ba": null_ba, "cached": null_cached,
+                "keys_per_scheme": args.keys,
                 **{f"{s.replace('-', '_')}_p_values": v for s, v in nulls.items()},
                 **{f"{s.replace('-', '_')}_control_p_rank": v
                    for s, v in null_ranks.items() if v},
@@ -260,6 +280,7 @@ def main(argv: list[str]) -> None:
     for i in range(args.nulls):
         model, record = (clean, clean_record) if i == 0 else fit(data, args.seed + 1000 + i)
         null_ba.append(record["test_accuracy"])
+        null_cached += bool(record.get("cached"))
         for scheme, key_list in keys.items():
             nulls[scheme] += [claim_p_value(mk, model, args.m, args.seed)["p_value"]
                               for mk in key_list]
