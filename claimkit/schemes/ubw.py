@@ -24,8 +24,10 @@ Schemes (one backend each, sharing this module):
   learns the corner rather than the square, and other owners' squares pass Prop. 1 too:
   on digits 3 of 12 claims by other UBW-P keys were accepted (none with decoys), and at
   8,000 Fashion-MNIST images one of two (p = 0.0036), while a suspect of a third key lost
-  more than τ under 93 % of random squares in its corner (1 % with decoys). Decoys cost
-  effect (ASR-A), not validity (docs/benchmarks.md, "UBW-P at 8,000 images"). A warping
+  more than τ under 93 % of random squares in its corner (1 % with decoys); at 16,000,
+  97 % (1 % with decoys). Decoys cost some effect at small scale (ASR-A −3 points at
+  8,000 images on the same key, none measured at 16,000), not validity
+  (docs/benchmarks.md, "UBW-P at 8,000 images" and "… at 16,000 images"). A warping
   trigger (``trigger=warp``) gets none: it has no corner to share.
 * ``ubw-c`` (§3.4, App. B): clean labels; the γ·N training images with the largest
   gradient norms get ε-bounded perturbations crafted by gradient matching
