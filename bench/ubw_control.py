@@ -28,6 +28,12 @@ same side drawn here, over the images the model classifies correctly, and two te
 white pixels and the P_b − P_p it costs the model: whether an owner could grind a key by
 brightness. ``same_white`` repeats the rank test among the fresh patterns with the key's
 number of white pixels only (fewer of them, so its smallest p_rank is larger).
+``matched_white`` is the rank test against ``fresh`` further patterns drawn with exactly
+the key's number of white pixels at uniformly random positions: the distribution of
+:func:`~claimkit.schemes.ubw.make_patch` given the key's count, so the test stays exact
+for an honest key and brightness buys nothing. It is the reference a claim would need:
+on 2026-12-04 an independent clean model ranked a 71 %-white key above all 199 uniform
+fresh patterns (p_rank 0.005; docs/benchmarks.md, "UBW-C at 16,000 images").
 
 ``delta_fresh.above_tau`` is the share of fresh patterns whose mean P_b − P_p exceeds the
 key's τ: how often another owner's random trigger would clear Prop. 1's margin on this
@@ -89,6 +95,12 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     key_white = np.count_nonzero(trigger.pattern)
     same = white == key_white
     reached_same = int((delta_fresh[same] >= delta_key).sum())
+    side = trigger.pattern.shape[0]
+    matched = [Trigger("patch", ((rng.permutation(side * side) < key_white) * 255)
+                       .astype(np.uint8).reshape(side, side), trigger.placement, None, 0.0)
+               for _ in range(fresh)]
+    delta_matched = (p_b - np.array([p_true(t) for t in matched]))[:, correct].mean(1)
+    reached_matched = int((delta_matched >= delta_key).sum())
     return {"correct": int(correct.sum()), "key_white": key_white / trigger.pattern.size,
             "delta_key": delta_key,
             "delta_fresh": {"min": float(delta_fresh.min()),
@@ -100,6 +112,10 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
             "white_spearman": float(spearmanr(white, delta_fresh).statistic),
             "same_white": {"fresh": int(same.sum()), "reaching_key": reached_same,
                            "p_rank": (1 + reached_same) / (int(same.sum()) + 1)},
+            "matched_white": {"median": float(np.median(delta_matched)),
+                              "max": float(delta_matched.max()),
+                              "reaching_key": reached_matched,
+                              "p_rank": (1 + reached_matched) / (fresh + 1)},
             "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value}
 
 
