@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -96,9 +97,8 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     same = white == key_white
     reached_same = int((delta_fresh[same] >= delta_key).sum())
     side = trigger.pattern.shape[0]
-    matched = [Trigger("patch", ((rng.permutation(side * side) < key_white) * 255)
-                       .astype(np.uint8).reshape(side, side), trigger.placement, None, 0.0)
-               for _ in range(fresh)]
+    matched = [replace(trigger, pattern=((rng.permutation(side * side) < key_white) * 255)
+                       .astype(np.uint8).reshape(side, side)) for _ in range(fresh)]
     delta_matched = (p_b - np.array([p_true(t) for t in matched]))[:, correct].mean(1)
     reached_matched = int((delta_matched >= delta_key).sum())
     return {"correct": int(correct.sum()), "key_white": key_white / trigger.pattern.size,
