@@ -61,6 +61,13 @@ from claimkit.schemes.ubw import Trigger, evaluation_images, key_params, make_pa
 from .common import emit
 
 
+def rank(delta_fresh: np.ndarray, delta_key: float) -> tuple[int, float]:
+    """How many fresh patterns cost the model at least what the key's does, and the Monte
+    Carlo p-value of the key's rank among them, (1 + that many) / (fresh + 1)."""
+    reached = int((delta_fresh >= delta_key).sum())
+    return reached, (1 + reached) / (len(delta_fresh) + 1)
+
+
 def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
             seed: int = 12345, limit: int = 0) -> dict[str, Any]:
     """The split of one model's answer for a square-trigger key: P_b − P_p under the key's
@@ -88,19 +95,19 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     fresh_mean = p_fresh.mean(0)[correct]
     delta_key = float((p_b - p_key)[correct].mean())
     delta_fresh = (p_b - p_fresh)[:, correct].mean(1)
-    reached = int((delta_fresh >= delta_key).sum())
+    reached, p_rank = rank(delta_fresh, delta_key)
     # Grinding (docs/proposals/ubw-c-key-specific-test.md): does a brighter square cost
     # this model more? Then the fresh patterns to rank the key among are those with the
     # key's number of white pixels.
     white = np.array([np.count_nonzero(t.pattern) for t in patterns])
     key_white = np.count_nonzero(trigger.pattern)
     same = white == key_white
-    reached_same = int((delta_fresh[same] >= delta_key).sum())
+    reached_same, p_same = rank(delta_fresh[same], delta_key)
     side = trigger.pattern.shape[0]
     matched = [replace(trigger, pattern=((rng.permutation(side * side) < key_white) * 255)
                        .astype(np.uint8).reshape(side, side)) for _ in range(fresh)]
     delta_matched = (p_b - np.array([p_true(t) for t in matched]))[:, correct].mean(1)
-    reached_matched = int((delta_matched >= delta_key).sum())
+    reached_matched, p_matched = rank(delta_matched, delta_key)
     return {"correct": int(correct.sum()), "key_white": key_white / trigger.pattern.size,
             "delta_key": delta_key,
             "delta_fresh": {"min": float(delta_fresh.min()),
@@ -108,14 +115,14 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
                             "max": float(delta_fresh.max()),
                             "above_tau": float((delta_fresh > key_params(mk).tau).mean())},
             "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
-            "fresh_reaching_key": reached, "p_rank": (1 + reached) / (fresh + 1),
+            "fresh_reaching_key": reached, "p_rank": p_rank,
             "white_spearman": float(spearmanr(white, delta_fresh).statistic),
             "same_white": {"fresh": int(same.sum()), "reaching_key": reached_same,
-                           "p_rank": (1 + reached_same) / (int(same.sum()) + 1)},
+                           "p_rank": p_same},
             "matched_white": {"median": float(np.median(delta_matched)),
                               "max": float(delta_matched.max()),
                               "reaching_key": reached_matched,
-                              "p_rank": (1 + reached_matched) / (fresh + 1)},
+                              "p_rank": p_matched},
             "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value}
 
 
