@@ -77,6 +77,21 @@ class Memory:
         return self.probabilities(images).argmax(1).tolist()
 
 
+def fit_model(arch: str, cfg: TrainConfig, d: Dataset,
+              cache: ModelCache | None) -> tuple[Memory, dict[str, Any]]:
+    """A model of ``arch`` trained on ``d`` with ``cfg`` (its seed included), or the one
+    ``cache`` already holds for exactly that recipe, with its training record."""
+    device = resolve_device(cfg.device)
+    digest = recipe_digest(arch, cfg, d) if cache else ""
+    if cache and (hit := cache.load(digest, device)):
+        return Memory(hit[0], device, d.num_classes), hit[1]
+    model = build(arch, num_classes=d.num_classes, input_shape=d.input_shape, seed=cfg.seed)
+    record = train(model, d, cfg, progress=False).to_dict()
+    if cache:
+        cache.store(digest, model, record, arch=arch, data=d)
+    return Memory(model, device, d.num_classes), record
+
+
 def seeded(seed: int):
     rng = np.random.default_rng(seed)
     return lambda n: rng.bytes(n)
@@ -156,15 +171,7 @@ def main(argv: list[str]) -> None:
     cache = ModelCache(args.models) if args.models else None
 
     def fit(d: Dataset, seed: int) -> tuple[Memory, dict[str, Any]]:
-        run = replace(cfg, seed=seed)
-        digest = recipe_digest(r["arch"], run, d) if cache else ""
-        if cache and (hit := cache.load(digest, device)):
-            return Memory(hit[0], device, d.num_classes), hit[1]
-        model = build(r["arch"], num_classes=d.num_classes, input_shape=d.input_shape, seed=seed)
-        record = train(model, d, run, progress=False).to_dict()
-        if cache:
-            cache.store(digest, model, record, arch=r["arch"], data=d)
-        return Memory(model, device, d.num_classes), record
+        return fit_model(r["arch"], replace(cfg, seed=seed), d, cache)
 
     if device.type == "cuda":   # CUDA context, cuDNN autotuning, allocator: not timed
         fit(Dataset(data.name, data.x_train[:4096], data.y_train[:4096], data.x_test[:256],
