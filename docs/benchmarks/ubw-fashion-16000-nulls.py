@@ -4,7 +4,7 @@ the UBW-C key the rank tests of bench/ubw_control.py (199 uniform and 199 white-
 fresh patterns). UBW-P's rank tests are left out: on this CPU they cost about ten
 minutes a model (1,000 images × 399 patterns), as long as training one.
 
-    PYTHONPATH=. python docs/benchmarks/ubw-fashion-16000-nulls.py OUT.json [MODELS_DIR]
+    PYTHONPATH=. python docs/benchmarks/ubw-fashion-16000-nulls.py OUT.json [MODELS_DIR [SEEDS]]
 
 The models are those ``python -m bench ubw --subset 16000 --test-subset 2000 --epochs 20
 --seed 0 --nulls 10 --models MODELS_DIR`` trains as its null models: the clean model
@@ -13,7 +13,9 @@ cache digest (a model the bench already trained is loaded, not trained again). T
 are re-made with the bench's generators and parameters: UBW-P's (key seed 0; its square
 and items do not depend on the decoys, which only the release uses) and the seed-0 UBW-C
 key of docs/benchmarks.md (key seed 1, steps 40, target contrast). Writes OUT after each
-model, so a run stopped early keeps what it finished.
+model, so a run stopped early keeps what it finished. SEEDS (comma-separated, default the
+ten above) splits the models between processes, e.g. two of one thread each
+(``OMP_NUM_THREADS=1``), whose OUT files are then concatenated.
 """
 import json
 import sys
@@ -48,7 +50,8 @@ same_claims = plain.verification_key == keys["ubw-p"].verification_key
 cache = ModelCache(sys.argv[2] if len(sys.argv) > 2 else ".models")
 out = {"train_images": 16000, "test_images": 2000, "epochs": 20, "m": M, "tau": TAU,
        "fresh": FRESH, "ubw_p_decoys_share_verification_key": same_claims, "models": []}
-for seed in (0, *range(1001, 1010)):
+seeds = [int(s) for s in sys.argv[3].split(",")] if len(sys.argv) > 3 else [0, *range(1001, 1010)]
+for seed in seeds:
     model, record = fit_model(r["arch"], replace(cfg, seed=seed), data, cache)
     started = time.perf_counter()
     row = {"seed": seed, "ba": record["test_accuracy"], "train_seconds": record["wall_seconds"],
