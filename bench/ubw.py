@@ -77,6 +77,15 @@ class Memory:
         return self.probabilities(images).argmax(1).tolist()
 
 
+def recipe_config(r: dict[str, Any], epochs: int, device: str, seed: int, *,
+                  compile: bool = False) -> TrainConfig:
+    """The bench's training run for a data set's recipe ``r``: what every model of a run,
+    and the ``--models`` cache's digest, share."""
+    return TrainConfig(epochs=epochs, batch_size=r["batch"], lr=r["lr"], seed=seed,
+                       device=device, label_smoothing=r["label_smoothing"], shift=r["shift"],
+                       compile=compile)
+
+
 def fit_model(arch: str, cfg: TrainConfig, d: Dataset,
               cache: ModelCache | None) -> tuple[Memory, dict[str, Any]]:
     """A model of ``arch`` trained on ``d`` with ``cfg`` (its seed included), or the one
@@ -154,9 +163,7 @@ def main(argv: list[str]) -> None:
     r = recipe(data.name, data.input_shape)
     epochs = r["epochs"] if args.epochs is None else args.epochs
     device = resolve_device(args.device)
-    cfg = TrainConfig(epochs=epochs, batch_size=r["batch"], lr=r["lr"], seed=args.seed,
-                      device=str(device), label_smoothing=r["label_smoothing"], shift=r["shift"],
-                      compile=args.compile)
+    cfg = recipe_config(r, epochs, str(device), args.seed, compile=args.compile)
 
     def controlled(scheme: str) -> bool:
         """The rank test needs a square trigger: UBW-C's, and UBW-P's unless it warps."""

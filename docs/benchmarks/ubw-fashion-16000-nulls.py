@@ -23,11 +23,10 @@ import time
 from dataclasses import replace
 
 from bench.model_cache import ModelCache
-from bench.ubw import MS, claim_p_value, fit_model, seeded
+from bench.ubw import MS, claim_p_value, fit_model, recipe_config, seeded
 from bench.ubw_control import control
 from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.recipes import recipe
-from claimkit.ml.train import TrainConfig
 from claimkit.schemes.base import get_backend
 
 M, TAU, FRESH = 100, 0.25, 199
@@ -35,8 +34,7 @@ d = load_dataset("fashion-mnist")
 data = Dataset(d.name, d.x_train[:16000], d.y_train[:16000], d.x_test[:2000], d.y_test[:2000],
                d.num_classes)
 r = recipe(data.name, data.input_shape)
-cfg = TrainConfig(epochs=20, batch_size=r["batch"], lr=r["lr"], seed=0, device="cpu",
-                  label_smoothing=r["label_smoothing"], shift=r["shift"])
+cfg = recipe_config(r, 20, "cpu", 0)
 base = {"m": str(M), "items": str(max(MS) + M), "tau": str(TAU)}
 ubw_p = get_backend("ubw-p")
 keys = {
