@@ -86,6 +86,9 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     rows = np.arange(len(y))
     benign = oracle.probabilities(x)
     correct = benign.argmax(1) == y
+    if correct.sum() < 2:   # a toy model: no images to rank on, so no evidence (p = 1)
+        return {"correct": int(correct.sum()), "p_rank": 1.0,
+                "skipped": "fewer than 2 correctly classified images"}
 
     def p_true(t: Trigger) -> np.ndarray:
         return oracle.probabilities(ev.triggered(t, limit))[rows, y]

@@ -40,3 +40,17 @@ def test_a_bright_key_outranks_uniform_patterns_but_not_matched_ones():
     matched = result["matched_white"]
     assert matched["p_rank"] > 0.05                     # among its peers, nothing special
     assert abs(matched["median"] - result["delta_key"]) < 0.01
+
+
+def test_a_model_that_gets_every_image_wrong_gives_no_evidence():
+    """A toy suspect (one epoch on a subset) may classify none of the items correctly:
+    the rank test then has nothing to rank on and says so, p = 1, instead of crashing."""
+    data = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    mk = get_backend("ubw-c").keygen(data, {"items": "40", "m": "30", "patch_size": "4"},
+                                     rng=lambda n: rng.bytes(n))
+    source = int(evaluation_images(mk, data).y[0])
+    wrong = (source + 1) % data.num_classes
+    result = control(BrightnessModel(wrong, data.num_classes), mk, data, fresh=99)
+    assert result == {"correct": 0, "p_rank": 1.0,
+                      "skipped": "fewer than 2 correctly classified images"}
