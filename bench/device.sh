@@ -10,10 +10,13 @@
 # Here, once:   bash ../shared/tools/device-wheels.sh && bash ../shared/tools/device-data.sh
 # The call:     run(command="bash bench/device.sh", carry=[".whl", ".data"], timeout_s=600)
 # Then, if steps were skipped: run(command="bash bench/device.sh --from N", ...) at once.
-# At most 8 files come back: device.log, 4 JSON, 2 plots and the tests' output.
+# At most 8 files come back from a call: device.log (with the tests' output folded in), 5
+# JSON and 2 plots.
 #
-# Estimates (seconds) from fmnist-net on an H100: 8 epochs of 60,000 images train in 9.2 s
-# (docs/benchmarks.md, issue 4); UBW-C crafting there is not yet measured (guessed 30 s).
+# Estimates (seconds): steps 1-4 as measured on an H200 on 2026-12-04 (docs/benchmarks.md,
+# "UBW on the GPU": step 1 429 s alone; 2, 3 and 4 side by side 246, 168 and 66 s; there
+# fmnist-net trains 8 epochs of 60,000 images in 6.2 s and UBW-C crafts a release in 30 s).
+# MOVE's steps are guesses: one call of both together did not end in 136 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-device-out}
@@ -83,25 +86,30 @@ wait_group() { [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"; pids=(); }
 #    App. E tables and plots, crafting / clean run, 10 independent models under every key
 #    (last: --partial keeps the rest if the deadline cuts them short). UBW-C as every
 #    accepted CPU run had it. Alone on the GPU: its seconds are the crafting ratio's.
-step ubw.json 360 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
+step ubw.json 440 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
   --control 199 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots" \
   --partial "$OUT/ubw.json"
 # 2.-4. Side by side (fmnist-net leaves the GPU mostly idle; none of their seconds is a
 #    figure); 2 and 3 on the same keys and suspect seeds as step 1:
 # 2. UBW-C with the paper's matched gradient (the default target): with step 1, what
 #    decides UBW-C's default target.
-together ubw-c-paper.json 200 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 \
+together ubw-c-paper.json 250 python3 -m bench ubw "${data[@]}" --schemes ubw-c --nulls 1 \
   --keys 3 --suspects 2 --control 199 "${ubw_c[@]}" --partial "$OUT/ubw-c-paper.json"
 # 3. UBW-P without decoys (the paper's release): with step 1 (decoys, the default),
 #    whether UBW-P needs them at full scale.
-together ubw-p-paper.json 200 python3 -m bench ubw "${data[@]}" --schemes ubw-p --nulls 1 \
+together ubw-p-paper.json 180 python3 -m bench ubw "${data[@]}" --schemes ubw-p --nulls 1 \
   --keys 3 --suspects 2 --control 199 --ubw-p decoys=0 --partial "$OUT/ubw-p-paper.json"
 # 4. The gpu-marked tests (their three files: collecting the rest needs more wheels).
-together pytest-gpu.txt 80 python3 -m pytest -q -m gpu -p no:cacheprovider \
+together pytest-gpu.txt 70 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
 wait_group
-# 5. MOVE per-sample gradients (vmap against a batch-1 loop) and MOVE/EWE marking
-#    overheads: alone, since its figures are speed ratios.
-step move.json 110 python3 -m bench move "${data[@]}" --only speed --only overhead
+if [ -f "$OUT/pytest-gpu.txt" ]; then   # into the log: a call brings back 8 files at most
+  { echo "== the gpu tests' output"; cat "$OUT/pytest-gpu.txt"; } >>"$log" && rm "$OUT/pytest-gpu.txt"
+fi
+# 5.-6. MOVE per-sample gradients (vmap against a batch-1 loop), then MOVE/EWE keygen and
+#    marking overheads: each alone, since their figures are speed ratios, and each its own
+#    step, since bench move writes its JSON only at the end.
+step move-speed.json 60 python3 -m bench move "${data[@]}" --only speed
+step move-overhead.json 300 python3 -m bench move "${data[@]}" --only overhead
 echo "done in $((SECONDS - start)) s; results in $OUT${skipped:+; go on with --from $skipped}" \
   | tee -a "$log"
