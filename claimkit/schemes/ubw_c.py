@@ -40,8 +40,11 @@ Subtracting instead the loss under fresh random squares (``target=specific``, to
 only toward what the key's pattern adds beyond any square) was tried on three 4,000-image
 releases and dropped: it implanted far less (P_b − P_p 0.04–0.23, no Prop. 1 acceptance)
 and stood out from random squares no better on two of the three (commit d8a43d5;
-docs/benchmarks.md, "tried and dropped"). The default stays the paper's until the
-full-scale run compares the two targets here.
+docs/benchmarks.md, "tried and dropped"). The default stays the paper's: the
+full-scale run (all 60,000 Fashion images, 8 epochs, an H200, 3 keys × 2 suspects each
+way) gave the paper's target the larger P_b − P_p on all 6 paired suspects (median 0.22
+against 0.11), though neither implanted (no claim accepted; docs/benchmarks.md, "UBW on
+the GPU").
 
 The samples to poison are the γ·N training images with the largest gradient norms
 (App. B 1)), batched in the order of their norms as the authors' code does, so the
@@ -245,7 +248,7 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
         model.eval()
         weights = [p for p in model.parameters() if p.requires_grad]
         grad = torch.zeros_like(delta)
-        total = 0.0
+        total = torch.zeros((), device=device)   # summed on the device: no sync per batch
         for i in range(0, count, batch):
             d = delta.detach()[i:i + batch].requires_grad_(True)
             with _autocast(device):
@@ -255,8 +258,8 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
             dot = sum((a * b).sum() for a, b in zip(g, target))
             loss = 1 - dot / torch.sqrt(sum(a.pow(2).sum() for a in g))
             grad[i:i + batch] = torch.autograd.grad(loss, d)[0]
-            total += float(loss.detach()) * len(d)
-        alignment = 1 - total / count
+            total += loss.detach() * len(d)
+        alignment = 1 - float(total) / count
         delta.grad = grad.sign_()
         optimizer.step()
         if step + 1 in decay:
