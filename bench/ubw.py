@@ -262,7 +262,7 @@ def main(argv: list[str]) -> None:
                              crafting={k: mark[k] for k in ("poisoned", "surrogate_epochs",
                                                             "surrogate_trainings", "steps",
                                                             "selection", "target", "epsilon",
-                                                            "final_alignment")})
+                                                            "final_alignment", "phase_seconds")})
             else:
                 entry["poisoned"] = mark["poisoned"]
             name = scheme.replace("-", "_")

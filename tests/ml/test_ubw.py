@@ -496,6 +496,10 @@ def test_ubw_c_crafting_does_not_depend_on_the_storage_order(digits, clean_model
     changed = np.abs(x_by_class.astype(int) - x[by_class].astype(int))
     assert (changed.reshape(len(x), -1).max(1) > 1).sum() == 0   # float rounding: ±1 level
     assert abs(record["final_alignment"] - record_by_class["final_alignment"]) < 1e-3
+    # Where the time went: every phase of this schedule, and no more than the whole.
+    phases = record["phase_seconds"]
+    assert set(phases) == {"surrogate", "selection", "target", "steps", "write"}
+    assert 0 < sum(phases.values()) <= record["crafting_seconds"] + 1e-6
 
 
 @pytest.mark.gpu
