@@ -164,9 +164,10 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, how: s
 
 
 def _target_gradient(model: nn.Module, triggered: torch.Tensor, y: torch.Tensor, lam: float,
-                     batch: int, benign: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """−∇_w L_i for L_i = mean[CE + λ·H] on the triggered source images, unit norm; with
-    ``benign`` (``target=contrast``), −∇_w [L_i(G(x)) − L_i(x)]."""
+                     batch: int, benign: torch.Tensor | None = None) -> torch.Tensor:
+    """−∇_w L_i for L_i = mean[CE + λ·H] on the triggered source images, unit norm, as one
+    flat vector over the parameters in their order; with ``benign``
+    (``target=contrast``), −∇_w [L_i(G(x)) − L_i(x)]."""
     model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
@@ -182,8 +183,8 @@ def _target_gradient(model: nn.Module, triggered: torch.Tensor, y: torch.Tensor,
                     + lam * entropy.sum()) / len(x)
             for t, g in zip(total, torch.autograd.grad(loss, params)):
                 t.add_(g, alpha=sign)
-    norm = torch.sqrt(sum(t.pow(2).sum() for t in total))
-    return [t / norm for t in total]
+    flat = torch.cat([t.reshape(-1) for t in total])
+    return flat / flat.norm()
 
 
 def _surrogate(data: Dataset, arch: str, r: dict[str, Any], epochs: int, lr: float, seed: int,
@@ -259,8 +260,10 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
                 logits = model(_shift(x_p[i:i + batch] + d, r["shift"], generator)).float()
             g = torch.autograd.grad(F.cross_entropy(logits, y_p[i:i + batch]), weights,
                                     create_graph=True)
-            dot = sum((a * b).sum() for a, b in zip(g, target))
-            loss = 1 - dot / torch.sqrt(sum(a.pow(2).sum() for a in g))
+            # One flat vector, not a sum over the parameter tensors: a quarter fewer ops
+            # (kernel launches on a GPU) for the batch, the same cosine.
+            flat = torch.cat([a.reshape(-1) for a in g])
+            loss = 1 - (flat @ target) / flat.norm()
             grad[i:i + batch] = torch.autograd.grad(loss, d)[0]
             total += loss.detach() * len(d)
         alignment = 1 - float(total) / count
