@@ -103,9 +103,9 @@ together ubw-c-budget.json 200 python3 -m bench ubw "${data[@]}" --schemes ubw-c
   --partial "$OUT/ubw-c-budget.json"
 # 4. Or longer training? The same release recipe with the suspects (and the clean model
 #    and surrogate) trained 40 epochs instead of the recipe's 8: the paper's victims train
-#    200, and CPU runs at 20 epochs (2,000-16,000 images) gave 0.14-0.45 against 0.04-0.28
-#    at 8 (an untested reading: data size differs too). The crafting ratio is then against
-#    a 40-epoch clean run.
+#    200, and at 4,000 CPU-scale images 40 epochs raised one key's effect from 0.05-0.10 to
+#    0.28-0.30, most of it with the surrogate (docs/benchmarks.md, "UBW-C and the suspect's
+#    training length"). The crafting ratio is then against a 40-epoch clean run.
 together ubw-c-epochs.json 250 python3 -m bench ubw "${data[@]}" --schemes ubw-c --keys 1 \
   --suspects 2 --nulls 1 --control 199 --epochs 40 "${ubw_c[@]}" \
   --partial "$OUT/ubw-c-epochs.json"
