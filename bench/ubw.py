@@ -106,6 +106,18 @@ def seeded(seed: int):
     return lambda n: rng.bytes(n)
 
 
+def bench_key(scheme: str, data: Dataset, key_seed: int, *, m: int = 100, tau: float = 0.25,
+              epochs: int, chosen: dict[str, str] | None = None) -> Any:
+    """The marking key this bench makes for ``scheme``: m items a claim opens and as many
+    again as App. E's largest m, τ, UBW-C's surrogate trained for a quarter of the run's
+    ``epochs``, then the run's own parameters ``chosen`` (``--ubw-c``/``--ubw-p``)."""
+    params = {"m": str(m), "items": str(max(MS) + m), "tau": str(tau)}
+    if scheme == "ubw-c":
+        params["surrogate_epochs"] = str(max(1, epochs // 4))
+    params.update(chosen or {})
+    return get_backend(scheme).keygen(data, params, rng=seeded(key_seed))
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m bench ubw")
     p.add_argument("--data", default="fashion-mnist")
@@ -204,14 +216,11 @@ def main(argv: list[str]) -> None:
                        num_classes=data.num_classes)
         for scheme in schemes:
             backend = get_backend(scheme)
-            params = {"m": str(args.m), "items": str(max(MS) + args.m), "tau": str(args.tau)}
-            if scheme == "ubw-c":
-                params["surrogate_epochs"] = str(max(1, epochs // 4))
-            params.update(chosen[scheme])
             runs, trained = [], []
             for k in range(args.keys):
                 key_seed = args.seed + (scheme == "ubw-c") + 1000 * k
-                mk = backend.keygen(data, params, rng=seeded(key_seed))
+                mk = bench_key(scheme, data, key_seed, m=args.m, tau=args.tau, epochs=epochs,
+                               chosen=chosen[scheme])
                 folder = Path(tmp) / f"{scheme}-{k}"
                 mark = backend.mark(mk, data, folder, MarkOptions(
                     device=str(device), seed=args.seed, progress=False,

@@ -10,18 +10,16 @@ seed-0 clean model equals the bench run's, 0.075); the models were the bench's
 import json
 import sys
 
-from bench.ubw import MS, seeded
+from bench.ubw import bench_key
 from bench.ubw_control import control
 from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.oracle import LocalModel
-from claimkit.schemes.base import get_backend
 
 d = load_dataset("fashion-mnist")
 data = Dataset(d.name, d.x_train[:16000], d.y_train[:16000], d.x_test[:2000], d.y_test[:2000],
                d.num_classes)
-params = {"m": "100", "items": str(max(MS) + 100), "tau": "0.25", "surrogate_epochs": "5",
-          "steps": "40", "retrains": "0", "target": "contrast"}
-mk = get_backend("ubw-c").keygen(data, params, rng=seeded(1))     # bench: key seed = seed + 1
+mk = bench_key("ubw-c", data, 1, epochs=20,      # bench: key seed = seed + 1
+               chosen={"steps": "40", "retrains": "0", "target": "contrast"})
 out = {path: control(LocalModel.from_file(path, device="cpu"), mk, data, fresh=199)
        for path in sys.argv[2:]}
 with open(sys.argv[1], "w") as f:

@@ -7,7 +7,7 @@ surrogate's. Mirrors bench/ubw.py main for --subset 4000 --test-subset 2000 --sc
 import json, sys, tempfile, time
 from dataclasses import replace
 from pathlib import Path
-from bench.ubw import recipe_config, fit_model, seeded, claim_p_value, MS
+from bench.ubw import bench_key, claim_p_value, fit_model, recipe_config
 from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.models import save_model
 from claimkit.ml.recipes import recipe
@@ -25,9 +25,7 @@ t = time.perf_counter()
 clean, rec = fit_model(r["arch"], cfg8, data, None)
 out["clean_8ep_ba"] = rec["test_accuracy"]
 backend = get_backend("ubw-c")
-params = {"m": "100", "items": str(max(MS) + 100), "tau": "0.25", "surrogate_epochs": "2",
-          "steps": "40", "retrains": "0"}
-mk = backend.keygen(data, params, rng=seeded(1))
+mk = bench_key("ubw-c", data, 1, epochs=8, chosen={"steps": "40", "retrains": "0"})
 with tempfile.TemporaryDirectory() as tmp:
     surrogate = str(Path(tmp) / "clean.safetensors")
     save_model(clean.model, surrogate, arch=r["arch"], input_shape=data.input_shape,

@@ -23,11 +23,10 @@ import time
 from dataclasses import replace
 
 from bench.model_cache import ModelCache
-from bench.ubw import MS, claim_p_value, fit_model, recipe_config, seeded
+from bench.ubw import bench_key, claim_p_value, fit_model, recipe_config
 from bench.ubw_control import control
 from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.recipes import recipe
-from claimkit.schemes.base import get_backend
 
 M, TAU, FRESH = 100, 0.25, 199
 d = load_dataset("fashion-mnist")
@@ -35,15 +34,12 @@ data = Dataset(d.name, d.x_train[:16000], d.y_train[:16000], d.x_test[:2000], d.
                d.num_classes)
 r = recipe(data.name, data.input_shape)
 cfg = recipe_config(r, 20, "cpu", 0)
-base = {"m": str(M), "items": str(max(MS) + M), "tau": str(TAU)}
-ubw_p = get_backend("ubw-p")
 keys = {
-    "ubw-p": ubw_p.keygen(data, {**base, "decoys": "0.1"}, rng=seeded(0)),
-    "ubw-c": get_backend("ubw-c").keygen(
-        data, {**base, "surrogate_epochs": "5", "steps": "40", "retrains": "0",
-               "target": "contrast"}, rng=seeded(1)),
+    "ubw-p": bench_key("ubw-p", data, 0, m=M, tau=TAU, epochs=20, chosen={"decoys": "0.1"}),
+    "ubw-c": bench_key("ubw-c", data, 1, m=M, tau=TAU, epochs=20,
+                       chosen={"steps": "40", "retrains": "0", "target": "contrast"}),
 }
-plain = ubw_p.keygen(data, {**base, "decoys": "0"}, rng=seeded(0))
+plain = bench_key("ubw-p", data, 0, m=M, tau=TAU, epochs=20, chosen={"decoys": "0"})
 same_claims = plain.verification_key == keys["ubw-p"].verification_key
 cache = ModelCache(sys.argv[2] if len(sys.argv) > 2 else ".models")
 out = {"train_images": 16000, "test_images": 2000, "epochs": 20, "m": M, "tau": TAU,
