@@ -109,11 +109,11 @@ def seeded(seed: int):
 def bench_key(scheme: str, data: Dataset, key_seed: int, *, m: int = 100, tau: float = 0.25,
               epochs: int, chosen: dict[str, str] | None = None) -> Any:
     """The marking key this bench makes for ``scheme``: m items a claim opens and as many
-    again as App. E's largest m, τ, UBW-C's surrogate trained for a quarter of the run's
-    ``epochs``, then the run's own parameters ``chosen`` (``--ubw-c``/``--ubw-p``)."""
+    again as App. E's largest m, τ, UBW-C's surrogates trained as long as the run's
+    suspects (``epochs``), then the run's own parameters ``chosen`` (``--ubw-c``/``--ubw-p``)."""
     params = {"m": str(m), "items": str(max(MS) + m), "tau": str(tau)}
     if scheme == "ubw-c":
-        params["surrogate_epochs"] = str(max(1, epochs // 4))
+        params["surrogate_epochs"] = str(epochs)
     params.update(chosen or {})
     return get_backend(scheme).keygen(data, params, rng=seeded(key_seed))
 

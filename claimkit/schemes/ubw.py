@@ -185,9 +185,9 @@ class UBWCParams(UBWParams):
     source: int = 0             # the class whose triggered images are attacked (App. B 2))
     epsilon: int = 16           # L∞ budget of the perturbations, in 1/255 steps (16/255)
     lam: float = 2.0            # λ, weight of the entropy (dispersibility) term (§5.2)
-    steps: int = 10             # projected gradient steps in all
-    retrains: int = 1           # surrogate re-trainings between them (the lower level)
-    surrogate_epochs: int = 0   # epochs per surrogate training; 0: a quarter of the recipe's
+    steps: int = 200            # projected gradient steps in all (App. B: 5 rounds of PGA-40)
+    retrains: int = 4           # surrogate re-trainings between them (the lower level)
+    surrogate_epochs: int = 0   # epochs per surrogate training; 0: the recipe's
     step_size: float = 0.025    # Adam learning rate on signed gradients (the authors' code)
     selection: str = "last-layer"  # gradient norm for picking poisons: "last-layer" or "full"
     target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources) or
