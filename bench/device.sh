@@ -10,14 +10,13 @@
 # Here, once:   bash ../shared/tools/device-wheels.sh && bash ../shared/tools/device-data.sh
 # The call:     run(command="bash bench/device.sh", carry=[".whl", ".data"], timeout_s=600)
 # Then, if steps were skipped: run(command="bash bench/device.sh --from N", ...) at once.
-# At most 8 files come back from a call: device.log (with the tests' output folded in), 7
-# JSON and 2 plots would be 10, but steps 1-7 and step 8 never share a call (estimates).
+# At most 8 files come back from a call: device.log (with the tests' output folded in) and
+# the steps' JSON.
 #
-# Estimates (seconds) from the H200 run of 2026-12-04 (docs/benchmarks.md, "UBW on the
-# GPU": there fmnist-net trains 8 epochs of 60,000 images in 6.2 s, UBW-C crafts a release
-# with 40 steps in 30 s, and step 8 took 429 s alone). Steps 2-4 scale those
-# (5x the steps plus 4 trainings; twice the poisons; 5x the epochs); MOVE's are guesses: one call of both
-# MOVE steps together did not end in 136 s.
+# Estimates (seconds) from the two H200 leases of 2026-12-04 (docs/benchmarks.md, "UBW on
+# the GPU" and "UBW-C with the paper's schedule"): fmnist-net trains 8 epochs of 60,000
+# images in 6.2-6.8 s, a UBW-C crafting step over 6,000 poisons takes 0.62 s, so the
+# paper's schedule (200 steps, 4 re-trainings) about 151 s a key.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-device-out}
@@ -41,7 +40,7 @@ log=$OUT/device.log
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c 'import torch; print("torch", torch.__version__)'; } >>"$log" 2>&1
 data=(--data fashion-mnist --data-root .data/fashion-mnist --device cuda)
-ubw_c=(--surrogate clean --ubw-c steps=40 --ubw-c retrains=0)
+one=(--schemes ubw-c --keys 1 --suspects 2 --nulls 1 --control 199 --surrogate clean)
 start=$SECONDS
 n=0
 skipped=
@@ -80,53 +79,39 @@ together() {   # together NAME ESTIMATE COMMAND...: start it beside the others o
 }
 wait_group() { [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"; pids=(); }
 
-# Steps 1-4 of the H200 run of 2026-12-04 are measured (docs/benchmarks.md, "UBW on the
-# GPU"): UBW-P met its targets but ASR-A, UBW-C did not implant and crafted at 4.87x a
-# clean run. What is left, most decisive first:
-# 1. UBW-C's crafting ratio again, alone (its seconds are the figure), after the per-batch
-#    sync was taken out and the cosine flattened, with the record's phase_seconds saying
-#    where the time goes.
-step ubw-c-crafting.json 90 python3 -m bench ubw "${data[@]}" --schemes ubw-c --keys 1 \
-  --suspects 1 --nulls 1 "${ubw_c[@]}" --partial "$OUT/ubw-c-crafting.json"
-# 2.-5. Side by side (none of their seconds is a figure):
-# 2. Does UBW-C implant with the paper's own schedule at full scale? 5 alternations of
-#    40 steps and a surrogate trained to convergence (App. B: 5 x (PGA-40 + re-training);
-#    the recipe's 8 epochs stand for the paper's 50), far over the 1.0x budget: if this
-#    implants, the task is making it cheap; if not, the crafting itself is wrong.
-together ubw-c-schedule.json 300 python3 -m bench ubw "${data[@]}" --schemes ubw-c --keys 1 \
-  --suspects 2 --nulls 1 --control 199 --surrogate clean --ubw-c steps=200 \
-  --ubw-c retrains=4 --ubw-c surrogate_epochs=8 --partial "$OUT/ubw-c-schedule.json"
-# 3. Or does it need a larger budget? epsilon 32/255 and gamma 0.2 (twice the paper's
-#    each; at 3,000 CPU-scale images this gave the larger effect), the 40-step schedule.
-together ubw-c-budget.json 200 python3 -m bench ubw "${data[@]}" --schemes ubw-c --keys 1 \
-  --suspects 2 --nulls 1 --control 199 "${ubw_c[@]}" --ubw-c epsilon=32 --ubw-c gamma=0.2 \
-  --partial "$OUT/ubw-c-budget.json"
-# 4. Or longer training? The same release recipe with the suspects (and the clean model
-#    and surrogate) trained 40 epochs instead of the recipe's 8: the paper's victims train
-#    200, and at 4,000 CPU-scale images 40 epochs raised one key's effect from 0.05-0.10 to
-#    0.28-0.30, most of it with the surrogate (docs/benchmarks.md, "UBW-C and the suspect's
-#    training length"). The crafting ratio is then against a 40-epoch clean run.
-together ubw-c-epochs.json 250 python3 -m bench ubw "${data[@]}" --schemes ubw-c --keys 1 \
-  --suspects 2 --nulls 1 --control 199 --epochs 40 "${ubw_c[@]}" \
-  --partial "$OUT/ubw-c-epochs.json"
-# 5. The gpu-marked tests (their three files: collecting the rest needs more wheels); the
-#    data-free attack's bound was changed after the last run.
+# What is left of issue 5 after the leases of 2026-12-04 (docs/benchmarks.md, "UBW-C with
+# the paper's schedule"): UBW-C implants with the paper's schedule, now the default, but at
+# about 22x a clean run (estimated), and claims under other owners' keys against its
+# suspects were never made. Most decisive first:
+# 1. Where a crafting step's time goes: the heaviest kernels, and the step under a larger
+#    batch, channels_last and cuDNN's autotuner, against a training epoch (20-30 s).
+step ubw-c-profile.json 40 python3 -m bench ubw-c-profile "${data[@]}"
+# 2. The default schedule on two keys, alone (its seconds are the crafting figure): both
+#    keys' suspects claimed under the other key too (soundness: half the fresh squares
+#    cost the last lease's suspect more than tau), the rank tests.
+#    Keys 1 and 2 have the triggers and items of the first lease's (only the crafting
+#    parameters differ), whose 10 null models gave p = 1.0 under them: one null here.
+step ubw-c-default.json 420 python3 -m bench ubw "${data[@]}" --schemes ubw-c --keys 2 \
+  --suspects 2 --nulls 1 --control 199 --surrogate clean --partial "$OUT/ubw-c-default.json"
+# 3.-6. Side by side (none of their seconds is a figure):
+# 3. The owner's whole flow from the CLI on all of Fashion-MNIST with the default schedule
+#    (examples/ubw_fashion_cli.sh: keygen, clean model, mark --from it, register, train a
+#    suspect, metrics, claim and verify it and an independent model; m = 500).
+together ubw-c-cli.txt 300 bash -c 'claimkit() { python3 -m claimkit.cli "$@"; }
+  export -f claimkit; FASHION_ROOT=$PWD/.data/fashion-mnist \
+  bash examples/ubw_fashion_cli.sh 60000 10000 8 /tmp/ubw-cli'
+# 4.-5. Cheaper schedules that keep the re-trainings: 5 rounds of 8 steps (about 52 s a key
+#    by the estimates above), and the same with 2-epoch surrogates (about 32 s).
+together ubw-c-rounds.json 150 python3 -m bench ubw "${data[@]}" "${one[@]}" \
+  --ubw-c steps=40 --partial "$OUT/ubw-c-rounds.json"
+together ubw-c-rounds-short.json 150 python3 -m bench ubw "${data[@]}" "${one[@]}" \
+  --ubw-c steps=40 --ubw-c surrogate_epochs=2 --partial "$OUT/ubw-c-rounds-short.json"
+# 6. The gpu tests (UBW-C's CUDA test now names its schedule).
 together pytest-gpu.txt 70 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
 wait_group
-if [ -f "$OUT/pytest-gpu.txt" ]; then   # into the log: a call brings back 8 files at most
-  { echo "== the gpu tests' output"; cat "$OUT/pytest-gpu.txt"; } >>"$log" && rm "$OUT/pytest-gpu.txt"
-fi
-# 6.-7. MOVE per-sample gradients (vmap against a batch-1 loop), then MOVE/EWE keygen and
-#    marking overheads: each alone, since their figures are speed ratios, and each its own
-#    step, since bench move writes its JSON only at the end.
-step move-speed.json 60 python3 -m bench move "${data[@]}" --only speed
-step move-overhead.json 300 python3 -m bench move "${data[@]}" --only overhead
-# 8. The whole UBW measurement of 2026-12-04 again (3 keys x 2 suspects per scheme, 10
-#    nulls under every key, the rank tests, App. E's tables and plots; alone, its seconds
-#    give the crafting ratio), for when something in UBW has changed since.
-step ubw.json 440 python3 -m bench ubw "${data[@]}" --nulls 10 --keys 3 --suspects 2 \
-  --control 199 "${ubw_c[@]}" --ubw-c target=contrast --plots "$OUT/ubw-plots" \
-  --partial "$OUT/ubw.json"
+for f in ubw-c-cli.txt pytest-gpu.txt; do   # into the log: a call brings back 8 files at most
+  [ -f "$OUT/$f" ] && { echo "== $f"; cat "$OUT/$f"; } >>"$log" && rm "$OUT/$f"
+done
 echo "done in $((SECONDS - start)) s; results in $OUT${skipped:+; go on with --from $skipped}" \
   | tee -a "$log"
