@@ -69,10 +69,12 @@ length: 200 steps, a surrogate trained for the recipe's epochs (or a clean model
 with ``--from``, App. C.1: "the initial model parameters are obtained by training on the
 benign dataset") and re-trained 4 times, so the crafting costs 4 clean runs plus the
 steps. Each step is one forward, one backward with ``create_graph`` and one backward to
-the perturbations per batch of poisons: about 2.75 training passes per poison on a CPU,
-about 7 on an H200, where a step over γ = 10 % of Fashion-MNIST took 0.62 s against 0.85 s
-for a clean epoch. In all about 22× a clean run on the H200 (estimated from those parts;
-docs/benchmarks.md). ``steps=40 retrains=0`` from a clean model costs 3.8× there and does
+the perturbations per batch of poisons: about 5.5 training passes per poison on a 2-core
+CPU (``bench ubw-c-profile``) and 7 on an H200, where a step over γ = 10 % of
+Fashion-MNIST took 0.62 s against 0.85 s for a clean epoch. So S steps cost about
+S·γ·5.5–7 epochs, and one clean run's budget of E epochs holds at most E / (γ·5.5–7)
+steps and no re-training: 11–14 for the recipe's 8 epochs. The default costs about 22×
+a clean run on the H200 (estimated from those parts; docs/benchmarks.md). ``steps=40 retrains=0`` from a clean model costs 3.8× there and does
 not implant. ``bench/ubw.py`` reports the measured ratio and ``phase_seconds``.
 """
 
