@@ -21,28 +21,13 @@ The bi-level problem (§3.4, Eq. 6–7) is solved by alternating its two levels:
 
 ``target=contrast`` (ours, not the paper's) matches −∇_w[L_i(G(x)) − L_i(x)] instead:
 the same loss on the *benign* source images is subtracted, so the poisons are steered
-toward what the trigger adds rather than toward hurting the source class as a whole,
-which clean training on the other source images repairs. Prop. 1 tests exactly that
-difference (P_b − P_p). On a 3,000-image Fashion-MNIST subset (one suspect each) it
-raised the suspect's mean P_b − P_p from 0.10 to 0.18 at ε = 32/255, γ = 0.2, and from
-0.06 to 0.13 at the paper's ε = 16/255, γ = 0.1 (docs/benchmarks.md). On 4,000 images
-× 20 epochs (BA 90 %), with 40 steps from the clean model, one key in three was accepted
-(0.39, p = 7e-5; the others 0.24 and 0.15–0.21); on 8,000 images three keys gave 0.45
-(p = 4e-7, the key accepted at 4,000), 0.32 (p = 0.018) and 0.14. At that scale the
-effect depends on the release (its key and data, not the alignment the crafting
-reaches) and on the suspect's own training: three suspects of one 4,000-image release
-gave 0.35, 0.29 and 0.23.
-But at 8,000 images the suspects also lose about as much under random squares of the
-trigger's size as under the key's (the median of 199 fresh patterns 0.34–0.36, the keys'
-patterns at the 62nd and 76th percentiles): what the release teaches is not yet
-specific to its key (docs/proposals/ubw-c-key-specific-test.md).
-Subtracting instead the loss under fresh random squares (``target=specific``, to pull
-only toward what the key's pattern adds beyond any square) was tried on three 4,000-image
-releases and dropped: it implanted far less (P_b − P_p 0.04–0.23, no Prop. 1 acceptance)
-and stood out from random squares no better on two of the three (commit d8a43d5;
-docs/benchmarks.md, "tried and dropped"). The matched gradient stays the paper's: on all
-60,000 Fashion images (8 epochs, an H200, 3 keys × 2 suspects each way) it gave the larger
-P_b − P_p on all 6 paired suspects (median 0.22 against 0.11).
+toward what the trigger adds (the difference P_b − P_p that Prop. 1 tests) rather than
+toward hurting the source class as a whole. It won on small CPU subsets (2,000–3,000
+images) and lost at full scale: on all 60,000 Fashion images (8 epochs, an H200, 3 keys ×
+2 suspects each way) the paper's gradient gave the larger P_b − P_p on all 6 paired
+suspects (median 0.22 against 0.11), so the paper's is the default. A third target,
+subtracting the loss under fresh random squares, implanted far less and was dropped
+(commit d8a43d5). The CPU-scale history is in docs/benchmarks.md.
 
 The schedule is the paper's (App. B: 5 rounds of PGA-40, the surrogate re-trained between
 them), because nothing cheaper implanted at full scale. With 40 steps from the clean
