@@ -73,6 +73,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ..errors import MalformedInputError
 from ..ml.data import Dataset
@@ -269,10 +270,13 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     retrain_at = {round(params.steps * (k + 1) / (params.retrains + 1))
                   for k in range(params.retrains)}
     alignment = float("nan")
-    for step in range(params.steps):
+    bar = tqdm(range(params.steps), desc="craft", unit="step", leave=False,
+               disable=not options.progress or None)
+    for step in bar:
         grad, total = matching_gradient(model, x_p, y_p, delta.detach(), target, batch=batch,
                                         shift=r["shift"], generator=generator)
         alignment = 1 - float(total) / count
+        bar.set_postfix(alignment=f"{alignment:.3f}", refresh=False)
         delta.grad = grad.sign_()
         optimizer.step()
         if step + 1 in decay:
