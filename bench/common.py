@@ -27,6 +27,14 @@ def device() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
+def sync(device: Any) -> None:
+    """Wait for a CUDA device's queued work, so a timer reads the work's end (no-op on a CPU)."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 def per_call(fn: Callable[[], Any], *, repeat: int, rounds: int = 5) -> dict[str, float]:
     """Median and min over ``rounds`` of the mean time of ``repeat`` calls, in ms."""
     fn()

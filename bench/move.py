@@ -48,12 +48,7 @@ from claimkit.schemes.ewe import _interleave
 from claimkit.schemes.move import marked_dataset
 from claimkit.schemes.move_features import gradient_sign_features, gradient_sign_features_loop
 
-from .common import emit
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from .common import emit, sync
 
 
 def _seeded(seed: int):
@@ -69,13 +64,13 @@ def speed(data: Dataset, arch: str, device: torch.device, n: int) -> dict[str, A
     gradient_sign_features(model, images[:chunk], labels[:chunk], num_classes=data.num_classes,
                            chunk=chunk)   # warm-up
     gradient_sign_features_loop(model, images[:8], labels[:8], num_classes=data.num_classes)
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     fast = gradient_sign_features(model, images, labels, num_classes=data.num_classes, chunk=chunk)
-    _sync(device)
+    sync(device)
     t1 = time.perf_counter()
     slow = gradient_sign_features_loop(model, images, labels, num_classes=data.num_classes)
-    _sync(device)
+    sync(device)
     t2 = time.perf_counter()
     return {"arch": arch, "samples": n, "features": int(fast.shape[1]), "chunk": chunk,
             "vmap_seconds": t1 - t0, "loop_seconds": t2 - t1, "speedup": (t2 - t1) / (t1 - t0),

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from bench.common import emit
+from .common import emit, sync
 from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.models import build
 from claimkit.ml.recipes import recipe
@@ -35,17 +35,12 @@ from claimkit.schemes.ubw_c import matching_gradient
 def _seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
     """Mean wall seconds of ``fn`` over ``repeats`` calls after one warm-up."""
     fn()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - start) / repeats
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def profile_step(data: Dataset, device: torch.device, poisons: int, repeats: int,
@@ -89,7 +84,7 @@ def profile_step(data: Dataset, device: torch.device, poisons: int, repeats: int
     run = step(r["batch"])
     with torch.profiler.profile(activities=activities) as prof:
         run()
-        _sync(device)
+        sync(device)
     field = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     events = sorted(prof.key_averages(), key=lambda e: getattr(e, field), reverse=True)
     total = sum(getattr(e, field) for e in events)
