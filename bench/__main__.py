@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 BENCHES = {"registry": "bench.registry", "train": "bench.train", "claim": "bench.claim",
-           "ubw": "bench.ubw", "ubw-control": "bench.ubw_control", "ubw-c-profile": "bench.ubw_c_profile",
-           "move": "bench.move"}
+           "ubw": "bench.ubw", "ubw-control": "bench.ubw_control",
+           "ubw-c-profile": "bench.ubw_c_profile", "move": "bench.move"}
 
 
 def main() -> None:

@@ -4,8 +4,8 @@
 
 On an H200 (docs/benchmarks.md, 2026-12-04) one crafting step over 6,000 Fashion-MNIST
 poisons took 0.62 s, three quarters of a clean epoch over all 60,000 images: per image
-about 7 training passes, where a CPU spends 2.75. The paper's schedule takes 200 steps, so
-the steps are most of its price. This times one step
+about 7 training passes (this bench on a 2-core CPU: 5.5). The paper's schedule takes 200
+steps, so the steps are most of its price. This times one step
 (:func:`claimkit.schemes.ubw_c.matching_gradient`) on the same model and images under
 variants of what the GPU may be slow at: the batch (the recipe's; 4× larger, a quarter of
 the kernel launches but the cosine taken over larger batches, so not the same crafting),
@@ -24,12 +24,13 @@ from typing import Any, Callable
 
 import torch
 
-from .common import emit, sync
 from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.models import build
 from claimkit.ml.recipes import recipe
 from claimkit.ml.train import TrainConfig, as_tensor, resolve_device, train
 from claimkit.schemes.ubw_c import matching_gradient
+
+from .common import emit, sync
 
 
 def _seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
@@ -63,9 +64,9 @@ def profile_step(data: Dataset, device: torch.device, poisons: int, repeats: int
     seconds = {"default": _seconds(step(r["batch"]), device, repeats),
                "batch_x4": _seconds(step(4 * r["batch"]), device, repeats)}
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        prior, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
         seconds["cudnn_benchmark"] = _seconds(step(r["batch"]), device, repeats)
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.benchmark = prior
     model.to(memory_format=torch.channels_last)
     seconds["channels_last"] = _seconds(step(r["batch"]), device, repeats)
     model.to(memory_format=torch.contiguous_format)

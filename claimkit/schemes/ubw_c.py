@@ -59,8 +59,9 @@ CPU (``bench ubw-c-profile``) and 7 on an H200, where a step over γ = 10 % of
 Fashion-MNIST took 0.62 s against 0.85 s for a clean epoch. So S steps cost about
 S·γ·5.5–7 epochs, and one clean run's budget of E epochs holds at most E / (γ·5.5–7)
 steps and no re-training: 11–14 for the recipe's 8 epochs. The default costs about 22×
-a clean run on the H200 (estimated from those parts; docs/benchmarks.md). ``steps=40 retrains=0`` from a clean model costs 3.8× there and does
-not implant. ``bench/ubw.py`` reports the measured ratio and ``phase_seconds``.
+a clean run on the H200 (estimated from those parts; docs/benchmarks.md);
+``steps=40 retrains=0`` from a clean model costs 3.8× there and does not implant.
+``bench/ubw.py`` reports the measured ratio and ``phase_seconds``.
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ def matching_gradient(model: nn.Module, x_p: torch.Tensor, y_p: torch.Tensor,
     device tensor: no host sync per batch). ``bench/ubw_c_profile.py`` profiles it."""
     model.eval()
     weights = [p for p in model.parameters() if p.requires_grad]
+    delta = delta.detach()
     grad = torch.zeros_like(delta)
     total = torch.zeros((), device=delta.device)
     for i in range(0, len(delta), batch):
@@ -273,7 +275,7 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     bar = tqdm(range(params.steps), desc="craft", unit="step", leave=False,
                disable=not options.progress or None)
     for step in bar:
-        grad, total = matching_gradient(model, x_p, y_p, delta.detach(), target, batch=batch,
+        grad, total = matching_gradient(model, x_p, y_p, delta, target, batch=batch,
                                         shift=r["shift"], generator=generator)
         alignment = 1 - float(total) / count
         bar.set_postfix(alignment=f"{alignment:.3f}", refresh=False)
