@@ -507,6 +507,25 @@ def test_ubw_c_crafting_does_not_depend_on_the_storage_order(digits, clean_model
     assert 0 < sum(phases.values()) <= record["crafting_seconds"] + 1e-6
 
 
+def test_ubw_c_alternates_with_surrogates_trained_as_long_as_the_recipe(digits, clean_models):
+    """The lower level of App. B: between rounds of steps the surrogate is re-trained on the
+    current poisons, by default for the recipe's epochs (digits: 15), the paper's
+    "train the model" rather than a shortened run."""
+    from claimkit.ml.recipes import recipe
+    from claimkit.schemes.ubw import UBWCParams, make_patch
+    from claimkit.schemes.ubw_c import craft
+
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=2, retrains=1)
+    options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
+    x, record = craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
+                      np.random.default_rng(2), options)
+    assert record["surrogate_trainings"] == 1
+    assert record["surrogate_epochs"] == recipe("digits")["epochs"] == 15
+    assert set(record["phase_seconds"]) == {"surrogate", "selection", "target", "steps",
+                                           "retraining", "write"}
+    assert np.abs(x.astype(int) - digits.x_train.astype(int)).max() <= params.epsilon
+
+
 @pytest.mark.gpu
 def test_ubw_c_crafts_on_cuda(tmp_path, digits):
     import torch
