@@ -9,6 +9,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -33,6 +35,21 @@ def sync(device: Any) -> None:
         import torch
 
         torch.cuda.synchronize(device)
+
+
+@contextmanager
+def blocking_copies() -> Iterator[None]:
+    """The engine's per-batch host→device copies as they were until 2026-12-04: a plain
+    ``.to(device)``, which on CUDA waits for every queued kernel. The baseline against
+    which a bench measures :func:`claimkit.ml.train.to_device` (queued copies)."""
+    import claimkit.ml.train as engine
+
+    queued = engine.to_device
+    engine.to_device = lambda t, device: t.to(device)
+    try:
+        yield
+    finally:
+        engine.to_device = queued
 
 
 def per_call(fn: Callable[[], Any], *, repeat: int, rounds: int = 5) -> dict[str, float]:

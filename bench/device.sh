@@ -84,32 +84,41 @@ wait_group() { [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"; pids=(); }
 # about 22x a clean run (estimated), and claims under other owners' keys against its
 # suspects were never made. Most decisive first:
 # 1. Where a crafting step's time goes: the heaviest kernels, and the step under a larger
-#    batch, channels_last and cuDNN's autotuner, against a training epoch (20-30 s).
-step ubw-c-profile.json 40 python3 -m bench ubw-c-profile "${data[@]}"
-# 2. The default schedule on two keys, alone (its seconds are the crafting figure): both
+#    batch, channels_last, cuDNN's autotuner and the old blocking copies, against a
+#    training epoch (20-30 s).
+step ubw-c-profile.json 45 python3 -m bench ubw-c-profile "${data[@]}"
+# 2. The engine's per-batch copies no longer wait for the GPU (to_device, 2026-12-04): the
+#    clean 8-epoch run against the same run with the old blocking copies, and the marked
+#    one (3 x 2 runs of about 6.5 s and a warm-up epoch).
+step train-copies.json 60 python3 -m bench train "${data[@]}" --epochs 8 --repeats 2 \
+  --blocking-copies
+# 3. The default schedule on two keys, alone (its seconds are the crafting figure): both
 #    keys' suspects claimed under the other key too (soundness: half the fresh squares
 #    cost the last lease's suspect more than tau), the rank tests.
 #    Keys 1 and 2 have the triggers and items of the first lease's (only the crafting
 #    parameters differ), whose 10 null models gave p = 1.0 under them: one null here.
 step ubw-c-default.json 420 python3 -m bench ubw "${data[@]}" --schemes ubw-c --keys 2 \
   --suspects 2 --nulls 1 --control 199 --surrogate clean --partial "$OUT/ubw-c-default.json"
-# 3.-6. Side by side (none of their seconds is a figure):
-# 3. The owner's whole flow from the CLI on all of Fashion-MNIST with the default schedule
+# 4.-7. Side by side (none of their seconds is a figure):
+# 4. The owner's whole flow from the CLI on all of Fashion-MNIST with the default schedule
 #    (examples/ubw_fashion_cli.sh: keygen, clean model, mark --from it, register, train a
 #    suspect, metrics, claim and verify it and an independent model; m = 500).
 together ubw-c-cli.txt 300 bash -c 'claimkit() { python3 -m claimkit.cli "$@"; }
   export -f claimkit; FASHION_ROOT=$PWD/.data/fashion-mnist \
   bash examples/ubw_fashion_cli.sh 60000 10000 8 /tmp/ubw-cli'
-# 4.-5. Cheaper schedules that keep the re-trainings: 5 rounds of 8 steps (about 52 s a key
+# 5.-6. Cheaper schedules that keep the re-trainings: 5 rounds of 8 steps (about 52 s a key
 #    by the estimates above), and the same with 2-epoch surrogates (about 32 s).
 together ubw-c-rounds.json 150 python3 -m bench ubw "${data[@]}" "${one[@]}" \
   --ubw-c steps=40 --partial "$OUT/ubw-c-rounds.json"
 together ubw-c-rounds-short.json 150 python3 -m bench ubw "${data[@]}" "${one[@]}" \
   --ubw-c steps=40 --ubw-c surrogate_epochs=2 --partial "$OUT/ubw-c-rounds-short.json"
-# 6. The gpu tests (UBW-C's CUDA test now names its schedule).
+# 7. The gpu tests (UBW-C's CUDA test now names its schedule; the new no-host-sync tests).
 together pytest-gpu.txt 70 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
 wait_group
+# 8. EWE's marking overhead after its watermark batches stopped waiting for the GPU (1.68x
+#    on the last lease; target 1.5x) and MOVE's, alone (137 s on the last lease).
+step move-overhead.json 150 python3 -m bench move "${data[@]}" --only overhead
 for f in ubw-c-cli.txt pytest-gpu.txt; do   # into the log: a call brings back 8 files at most
   [ -f "$OUT/$f" ] && { echo "== $f"; cat "$OUT/$f"; } >>"$log" && rm "$OUT/$f"
 done

@@ -6,12 +6,17 @@ Trains the same architecture twice from the same initial weights and seed: clean
 marked with a 100-image trigger set (Adi et al. 2018, FromScratch). Prints clean and
 marked test accuracy, trigger accuracy and the marked/clean wall-time ratio. Without a
 GPU, run it with --subset and few epochs and record the figures as a CPU-scale run.
+
+``--blocking-copies`` adds a third run: clean, with the engine's per-batch host→device
+copies blocking as they were until 2026-12-04 (:func:`bench.common.blocking_copies`), and
+prints the clean run's time over it. On a CPU both are the same code.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from contextlib import nullcontext
 from dataclasses import replace
 
 import numpy as np
@@ -23,7 +28,7 @@ from claimkit.ml.recipes import recipe
 from claimkit.ml.train import TrainConfig, resolve_device, train
 from claimkit.schemes.trigger_set import TriggerSetParams, keygen, trigger_images
 
-from .common import emit
+from .common import blocking_copies, emit
 
 
 def main(argv: list[str]) -> None:
@@ -39,6 +44,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=2,
                    help="clean/marked pairs, alternating which goes first; medians reported")
+    p.add_argument("--blocking-copies", action="store_true",
+                   help="also time the clean run with the copies blocking (the old engine)")
     args = p.parse_args(argv)
     data = load_dataset(args.data, root=args.data_root)
     arch = recipe(data.name, data.input_shape)["arch"]
@@ -48,19 +55,21 @@ def main(argv: list[str]) -> None:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       device=args.device, trigger_per_batch=args.trigger_per_batch)
     mk = keygen(TriggerSetParams(data.num_classes, data.input_shape, items=100))
-    triggers = {"clean": None, "marked": trigger_images(mk)}
+    triggers = {"clean": None, "marked": trigger_images(mk), "blocking": None}
 
     def run(name: str, c: TrainConfig = cfg) -> dict:
         model = build(arch, num_classes=data.num_classes, input_shape=data.input_shape,
                       seed=args.seed)
-        return train(model, data, c, triggers=triggers[name], progress=False).to_dict()
+        with blocking_copies() if name == "blocking" else nullcontext():
+            return train(model, data, c, triggers=triggers[name], progress=False).to_dict()
 
-    # One throw-away epoch first (CUDA context, cuDNN autotuning, allocator), then pairs in
-    # alternating order so neither variant always runs on a cold or warm machine.
+    # One throw-away epoch first (CUDA context, cuDNN autotuning, allocator), then rounds in
+    # rotating order so no variant always runs on a cold or warm machine.
     run("marked", replace(cfg, epochs=1))
-    samples: dict[str, list[dict]] = {"clean": [], "marked": []}
+    names = ["clean", "marked"] + (["blocking"] if args.blocking_copies else [])
+    samples: dict[str, list[dict]] = {name: [] for name in names}
     for i in range(max(1, args.repeats)):
-        for name in (("clean", "marked") if i % 2 == 0 else ("marked", "clean")):
+        for name in names[i % len(names):] + names[:i % len(names)]:
             samples[name].append(run(name))
     runs = {name: {**recs[0], "wall_seconds": statistics.median(r["wall_seconds"] for r in recs),
                    "all_wall_seconds": [r["wall_seconds"] for r in recs]}
@@ -80,4 +89,10 @@ def main(argv: list[str]) -> None:
         "ratio_marked_to_clean": runs["marked"]["wall_seconds"] / runs["clean"]["wall_seconds"],
         "accuracy_drop_points": 100 * (runs["clean"]["test_accuracy"] - runs["marked"]["test_accuracy"]),
         "trigger_labels_histogram": np.bincount(trigger_images(mk)[1], minlength=data.num_classes).tolist(),
+        **({"blocking_copies_seconds": runs["blocking"]["wall_seconds"],
+            "all_blocking_copies_seconds": runs["blocking"]["all_wall_seconds"],
+            "blocking_copies_test_accuracy": runs["blocking"]["test_accuracy"],
+            "ratio_clean_to_blocking_copies":
+                runs["clean"]["wall_seconds"] / runs["blocking"]["wall_seconds"]}
+           if "blocking" in runs else {}),
     })

@@ -10,7 +10,9 @@ steps, so the steps are most of its price. This times one step
 variants of what the GPU may be slow at: the batch (the recipe's; 4× larger, a quarter of
 the kernel launches but the cosine taken over larger batches, so not the same crafting),
 the model's memory format (contiguous; channels_last, as the training engine uses on
-CUDA) and cuDNN's autotuner; against one training epoch over the same images on the
+CUDA), cuDNN's autotuner, and the random shifts' copies to the device blocking as they
+were until 2026-12-04 (:func:`bench.common.blocking_copies`; the same code on a CPU);
+against one training epoch over the same images on the
 engine (:func:`claimkit.ml.train.train`). Then it lists the heaviest ops of the default
 step under :mod:`torch.profiler`, by their own device time. The model is an untrained
 one of the recipe's architecture: its weights do not change the kernels. Prints JSON.
@@ -30,7 +32,7 @@ from claimkit.ml.recipes import recipe
 from claimkit.ml.train import TrainConfig, as_tensor, resolve_device, train
 from claimkit.schemes.ubw_c import matching_gradient
 
-from .common import emit, sync
+from .common import blocking_copies, emit, sync
 
 
 def _seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
@@ -63,6 +65,8 @@ def profile_step(data: Dataset, device: torch.device, poisons: int, repeats: int
 
     seconds = {"default": _seconds(step(r["batch"]), device, repeats),
                "batch_x4": _seconds(step(4 * r["batch"]), device, repeats)}
+    with blocking_copies():
+        seconds["blocking_copies"] = _seconds(step(r["batch"]), device, repeats)
     if device.type == "cuda":
         prior, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
         seconds["cudnn_benchmark"] = _seconds(step(r["batch"]), device, repeats)

@@ -50,6 +50,7 @@ from ..ml.train import (
     as_tensor,
     evaluate,
     resolve_device,
+    to_device,
 )
 from .common import (
     Target,
@@ -133,7 +134,7 @@ def distill_train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, teacher:
     for _ in tqdm(range(cfg.epochs), desc="distill", unit="epoch", disable=not progress or None,
                   leave=False):
         model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
+        order = to_device(torch.randperm(len(x_train), generator=generator), device)
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             xb = _translate(x_train[idx], cfg.shift, generator)

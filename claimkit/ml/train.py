@@ -2,8 +2,10 @@
 
 A watermark's cost is measured as a ratio to the clean run on the same engine, so
 every model claimkit makes goes through :func:`train`. The data set is moved to the
-device once and stays there; augmentation (random translations) runs on the device;
-on CUDA the step uses bf16 autocast and channels_last, and can be compiled. On a CPU
+device once and stays there; augmentation (random translations) runs on the device,
+from offsets drawn on the CPU (the same on every device) and copied without waiting for
+the GPU (:func:`to_device`); on CUDA the step uses bf16 autocast and channels_last, and
+can be compiled. On a CPU
 the same code runs in float32. Runs are seeded and return a :class:`RunRecord`
 (config, seed, device, versions, wall time, accuracies) that callers write beside the
 model::
@@ -41,7 +43,7 @@ from . import distributed
 from .data import Dataset
 
 __all__ = ["TrainConfig", "RunRecord", "Interleave", "resolve_device", "train", "evaluate",
-           "predict", "as_tensor"]
+           "predict", "as_tensor", "to_device", "random_offsets"]
 
 
 @dataclass(frozen=True)
@@ -120,14 +122,35 @@ def as_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).float().div_(255)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device`` without making the host wait for the GPU.
+
+    A copy from pageable memory into CUDA returns only once every kernel already queued
+    on the stream has run, so a copy per batch drains the GPU's queue each time (the
+    training loop's random draws are made on the CPU, so that every device sees the same
+    ones). Staged in pinned memory, the copy is queued like a kernel; the caching host
+    allocator keeps the pinned block until the copy is done.
+    """
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def random_offsets(n: int, shift: int, generator: torch.Generator,
+                   device: torch.device) -> torch.Tensor:
+    """(2, n) offsets in [0, 2·shift], drawn on the CPU from ``generator`` as two draws of n
+    (the same values on every device), on ``device`` in one :func:`to_device` copy."""
+    draws = [torch.randint(0, 2 * shift + 1, (n,), generator=generator) for _ in range(2)]
+    return to_device(torch.stack(draws), device)
+
+
 def _translate(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
     """Random per-image translation by up to ``shift`` pixels, zero-filled, on x's device."""
     if shift == 0:
         return x
     n, _, h, w = x.shape
     padded = F.pad(x, (shift, shift, shift, shift))
-    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator, device="cpu").to(x.device)
-    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator, device="cpu").to(x.device)
+    dx, dy = random_offsets(n, shift, generator, x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])          # (n, h)
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])          # (n, w)
     idx_n = torch.arange(n, device=x.device)[:, None, None]
@@ -218,7 +241,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *,
     for _ in tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress or None,
                   leave=False):
         model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
+        order = to_device(torch.randperm(len(x_train), generator=generator), device)
         for i in range(0, len(order) - tail, cfg.batch_size):
             idx = order[i:i + cfg.batch_size][shard]
             xb = _translate(x_train[idx], cfg.shift, augment)

@@ -283,7 +283,7 @@ def keygen(p: EweParams, data: Any, *, rng: Callable[[int], bytes] = os.urandom,
 def _interleave(mk: MarkingKey, data: Any, device: Any, batch_size: int, seed: int) -> Any:
     import torch
 
-    from ..ml.train import Interleave, as_tensor
+    from ..ml.train import Interleave, as_tensor, to_device
     from .trigger_set import decode_queries
 
     cfg = mk.secret.get("training")
@@ -295,15 +295,17 @@ def _interleave(mk: MarkingKey, data: Any, device: Any, batch_size: int, seed: i
     xt = as_tensor(data.x_train[data.y_train == target], device)
     temps = torch.full((SNNL_LAYERS,), float(cfg["temperature"]), device=device, requires_grad=True)
     half = max(1, batch_size // 2)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)   # on the CPU: the same draws on every device
+    offsets = torch.arange(half, device=device)
+    groups = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
+    labels = torch.full((2 * half,), target, device=device)
     cursor = [0]
 
     def loss(model: Any) -> Any:
-        pick = (torch.arange(half) + cursor[0]) % len(xw)
+        # Nothing here waits for the GPU: the one draw per batch is copied asynchronously.
+        a = xw[(offsets + cursor[0]) % len(xw)]
         cursor[0] = (cursor[0] + half) % len(xw)
-        a = xw[pick.to(device)]
-        b = xt[torch.randint(0, len(xt), (half,), generator=gen).to(device)]
-        groups = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
+        b = xt[to_device(torch.randint(0, len(xt), (half,), generator=gen), device)]
         logits, hidden = _forward(model, torch.cat([a, b]))
         used = temps.clone()   # the update below must not touch what backward saved
         total = sum(snnl(h, groups, t) for h, t in zip(hidden, used))
@@ -311,7 +313,6 @@ def _interleave(mk: MarkingKey, data: Any, device: Any, batch_size: int, seed: i
         with torch.no_grad():
             temps.sub_(float(cfg["temperature_lr"]) * grad).clamp_(min=1e-2)
         temps.grad = None
-        labels = torch.full((2 * half,), target, device=device)
         return torch.nn.functional.cross_entropy(logits.float(), labels) \
             - float(cfg["kappa"]) * total
 

@@ -80,7 +80,7 @@ from ..errors import MalformedInputError
 from ..ml.data import Dataset
 from ..ml.models import build, load_model
 from ..ml.recipes import recipe
-from ..ml.train import TrainConfig, as_tensor, evaluate, resolve_device, train
+from ..ml.train import TrainConfig, as_tensor, evaluate, random_offsets, resolve_device, train
 from .base import MarkOptions
 from .ubw import UBWBackend, UBWCParams, Trigger
 
@@ -99,8 +99,7 @@ def _shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Ten
         return x
     n, c, h, w = x.shape
     padded = F.pad(x, (shift, shift, shift, shift))
-    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(x.device)
+    dy, dx = random_offsets(n, shift, generator, x.device)
     rows = dy[:, None] + torch.arange(h, device=x.device)
     cols = dx[:, None] + torch.arange(w, device=x.device)
     return padded[torch.arange(n, device=x.device)[:, None, None, None],

@@ -12,7 +12,7 @@ from claimkit.errors import MalformedInputError
 from claimkit.ml.data import load_dataset
 from claimkit.ml.models import build, load_model, save_model
 from claimkit.ml.oracle import LocalModel
-from claimkit.ml.train import TrainConfig, train
+from claimkit.ml.train import TrainConfig, random_offsets, to_device, train
 from claimkit.schemes.trigger_set import (TriggerSetParams, decode_queries, keygen, make_triggers,
                                           trigger_images)
 from claimkit.weights import weights_digest
@@ -45,6 +45,18 @@ def test_training_is_repeatable_with_a_seed(digits):
     ra, rb = train(a, digits, cfg, progress=False), train(b, digits, cfg, progress=False)
     assert ra.test_accuracy == rb.test_accuracy
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_the_random_offsets_are_the_cpu_generators_two_draws():
+    # Training on a GPU queues these copies instead of waiting (to_device); the values must
+    # stay the CPU generator's, the same on every device.
+    offsets = random_offsets(50, 2, torch.Generator().manual_seed(3), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(3)
+    first, second = (torch.randint(0, 5, (50,), generator=gen) for _ in range(2))
+    assert offsets.shape == (2, 50) and torch.equal(offsets[0], first)
+    assert torch.equal(offsets[1], second) and int(offsets.max()) <= 4
+    x = torch.arange(6)
+    assert torch.equal(to_device(x, torch.device("cpu")), x)
 
 
 def test_marking_embeds_the_triggers(digits):
