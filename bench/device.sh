@@ -117,8 +117,10 @@ together pytest-gpu.txt 70 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
 wait_group
 # 8. EWE's marking overhead after its watermark batches stopped waiting for the GPU (1.68x
-#    on the last lease; target 1.5x) and MOVE's, alone (137 s on the last lease).
-step move-overhead.json 150 python3 -m bench move "${data[@]}" --only overhead
+#    on the last lease; target 1.5x) and MOVE's, alone (137 s on the last lease); and
+#    MOVE's feature paths with TF32 off and against the CPU (the last lease: no row of
+#    512 identical between vmap and the loop on the GPU).
+step move.json 180 python3 -m bench move "${data[@]}" --only speed --only overhead
 for f in ubw-c-cli.txt pytest-gpu.txt; do   # into the log: a call brings back 8 files at most
   [ -f "$OUT/$f" ] && { echo "== $f"; cat "$OUT/$f"; } >>"$log" && rm "$OUT/$f"
 done
