@@ -35,7 +35,7 @@ from torch import nn
 
 from ..errors import MalformedInputError
 from ..ml.data import Dataset
-from ..ml.train import TrainConfig, resolve_device
+from ..ml.train import TrainConfig, resolve_device, to_device
 from .common import Target, finish, has_weights, resolve_victim, student
 from .config import DataFreeConfig
 from .distill import sgd
@@ -104,7 +104,7 @@ def data_free(victim: Target, data: Dataset, out: str | os.PathLike[str],
     g_optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.generator_lr)
 
     def images() -> torch.Tensor:
-        return generator(torch.randn(cfg.batch_size, cfg.latent, generator=noise).to(dev))
+        return generator(to_device(torch.randn(cfg.batch_size, cfg.latent, generator=noise), dev))
 
     model.train()
     generator.train()
