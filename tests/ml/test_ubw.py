@@ -446,7 +446,8 @@ def test_ubw_p_from_the_command_line(owner, clean_models):
 
 def test_ubw_c_from_the_command_line(owner, digits, keys, clean_models):
     """The flow and the release's clean-label, ε-bounded form. The suspect's acceptance
-    is not asserted: on digits the safe budget does not implant the backdoor (PARAMS)."""
+    is not asserted: on digits neither this schedule (PARAMS) nor the paper's implants the
+    backdoor (0 of 6 suspects, docs/benchmarks.md, "Nor do the digits")."""
     _, rel, suspect = mark_register_train(owner, "ubw-c")
     released = load_release(rel)
     assert (released.y_train == digits.y_train).all()
