@@ -89,8 +89,9 @@ wait_group() { [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"; pids=(); }
 step ubw-c-profile.json 45 python3 -m bench ubw-c-profile "${data[@]}"
 # 2. The engine's per-batch copies no longer wait for the GPU (to_device, 2026-12-04): the
 #    clean 8-epoch run against the same run with the old blocking copies, and the marked
-#    one (3 x 2 runs of about 6.5 s and a warm-up epoch).
-step train-copies.json 60 python3 -m bench train "${data[@]}" --epochs 8 --repeats 2 \
+#    one (3 runs of about 6.5 s and a warm-up epoch; one round, so that call 2 still holds
+#    step 4's estimate).
+step train-copies.json 35 python3 -m bench train "${data[@]}" --epochs 8 --repeats 1 \
   --blocking-copies
 # 3. The default schedule on two keys, alone (its seconds are the crafting figure): both
 #    keys' suspects claimed under the other key too (soundness: half the fresh squares
