@@ -87,7 +87,7 @@ def test_the_per_batch_work_of_training_and_crafting_never_waits_for_the_gpu(dig
 
 
 def test_ewes_watermark_batches_never_wait_for_the_gpu(digits):
-    mk = ewe.BACKEND.keygen(digits, {"items": "40", "fgsm_iters": "0", "reference_epochs": "1",
+    mk = ewe.BACKEND.keygen(digits, {"items": "40", "fgsm_iters": "0", "reference_epochs": "4",
                                      "device": "cuda"}, rng=lambda n: bytes(n))
     model = build("digits-cnn", num_classes=10, seed=0).to("cuda").train()
     interleave = ewe._interleave(mk, digits, torch.device("cuda"), 64, seed=0)
