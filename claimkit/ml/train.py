@@ -5,10 +5,9 @@ every model claimkit makes goes through :func:`train`. The data set is moved to 
 device once and stays there; augmentation (random translations) runs on the device,
 from offsets drawn on the CPU (the same on every device) and copied without waiting for
 the GPU (:func:`to_device`); on CUDA the step uses bf16 autocast and channels_last, and
-can be compiled. On a CPU
-the same code runs in float32. Runs are seeded and return a :class:`RunRecord`
-(config, seed, device, versions, wall time, accuracies) that callers write beside the
-model::
+can be compiled. On a CPU the same code runs in float32. Runs are seeded and return a
+:class:`RunRecord` (config, seed, device, versions, wall time, accuracies) that callers
+write beside the model::
 
     model = build("digits-cnn", num_classes=10)
     record = train(model, load_dataset("digits"), TrainConfig(epochs=8, seed=1))
