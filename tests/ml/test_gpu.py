@@ -62,11 +62,12 @@ def test_compiled_training_step_matches_eager_quality(digits):
 def no_host_sync():
     """Any operation that makes the host wait for the GPU raises inside (CUDA's sync debug
     mode): a copy from pageable memory, ``.item()``, ``nonzero`` and the like."""
+    prior = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
     try:
         yield
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.set_sync_debug_mode(prior)
 
 
 def test_the_per_batch_work_of_training_and_crafting_never_waits_for_the_gpu(digits):
