@@ -42,7 +42,7 @@ from . import distributed
 from .data import Dataset
 
 __all__ = ["TrainConfig", "RunRecord", "Interleave", "resolve_device", "train", "evaluate",
-           "predict", "as_tensor", "to_device", "random_offsets"]
+           "predict", "as_tensor", "to_device", "random_offsets", "translate"]
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,15 @@ def _translate(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch
     """Random per-image translation by up to ``shift`` pixels, zero-filled, on x's device."""
     if shift == 0:
         return x
+    dx, dy = random_offsets(len(x), shift, generator, x.device)
+    return translate(x, shift, dy, dx)
+
+
+def translate(x: torch.Tensor, shift: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Each image of x moved by (dy − shift, dx − shift) pixels, zero-filled: a gather, so
+    differentiable in x (UBW-C optimises its perturbations through it)."""
     n, _, h, w = x.shape
     padded = F.pad(x, (shift, shift, shift, shift))
-    dx, dy = random_offsets(n, shift, generator, x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])          # (n, h)
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])          # (n, w)
     idx_n = torch.arange(n, device=x.device)[:, None, None]

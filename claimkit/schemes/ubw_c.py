@@ -80,7 +80,8 @@ from ..errors import MalformedInputError
 from ..ml.data import Dataset
 from ..ml.models import build, load_model
 from ..ml.recipes import recipe
-from ..ml.train import TrainConfig, as_tensor, evaluate, random_offsets, resolve_device, train
+from ..ml.train import (TrainConfig, as_tensor, evaluate, random_offsets, resolve_device,
+                        train, translate)
 from .base import MarkOptions
 from .ubw import UBWBackend, UBWCParams, Trigger
 
@@ -94,17 +95,12 @@ def _autocast(device: torch.device) -> Any:
 
 def _shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
     """Per-image random translation by up to ``shift`` pixels, zero-filled; differentiable
-    in ``x`` (advanced indexing), so perturbations are optimised through it."""
+    in ``x``, so perturbations are optimised through it. Rows drawn first (the order
+    crafting has always used)."""
     if shift == 0:
         return x
-    n, c, h, w = x.shape
-    padded = F.pad(x, (shift, shift, shift, shift))
-    dy, dx = random_offsets(n, shift, generator, x.device)
-    rows = dy[:, None] + torch.arange(h, device=x.device)
-    cols = dx[:, None] + torch.arange(w, device=x.device)
-    return padded[torch.arange(n, device=x.device)[:, None, None, None],
-                  torch.arange(c, device=x.device)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
+    dy, dx = random_offsets(len(x), shift, generator, x.device)
+    return translate(x, shift, dy, dx)
 
 
 def _last_linear(model: nn.Module) -> nn.Linear:
