@@ -271,7 +271,8 @@ def main(argv: list[str]) -> None:
                              crafting={k: mark[k] for k in ("poisoned", "surrogate_epochs",
                                                             "surrogate_trainings", "steps",
                                                             "selection", "target", "epsilon",
-                                                            "final_alignment", "phase_seconds")})
+                                                            "final_alignment", "phase_seconds",
+                                                            "surrogate_gaps")})
             else:
                 entry["poisoned"] = mark["poisoned"]
             name = scheme.replace("-", "_")

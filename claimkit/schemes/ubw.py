@@ -190,8 +190,9 @@ class UBWCParams(UBWParams):
     surrogate_epochs: int = 0   # epochs per surrogate training; 0: the recipe's
     step_size: float = 0.025    # Adam learning rate on signed gradients (the authors' code)
     selection: str = "last-layer"  # gradient norm for picking poisons: "last-layer" or "full"
-    target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources) or
-                                # "contrast" (minus the same on the benign sources; ubw_c)
+    target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources),
+                                # "contrast" (minus the same on the benign sources) or
+                                # "specific" (minus the same under fresh random squares; ubw_c)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -206,8 +207,8 @@ class UBWCParams(UBWParams):
                                       "step_size within (0, 1]")
         if self.selection not in ("last-layer", "full"):
             raise MalformedInputError("ubw-c: selection must be last-layer or full")
-        if self.target not in ("paper", "contrast"):
-            raise MalformedInputError("ubw-c: target must be paper or contrast")
+        if self.target not in ("paper", "contrast", "specific"):
+            raise MalformedInputError("ubw-c: target must be paper, contrast or specific")
 
     @property
     def per_32(self) -> int:
@@ -262,16 +263,8 @@ class Trigger:
             return _warp(images, self.field, self.strength)
         assert self.pattern is not None
         n, _, h, w = images.shape
-        s = self.pattern.shape[0]
         rows, cols = self.places(n, h, w, rng) if places is None else places
-        out = images.copy()
-        # One indexed assignment for all images: (n, s, s) row and column indices; the
-        # channel slice between them puts it last, so the pattern broadcasts over it.
-        span = np.arange(s)
-        r = rows[:, None, None] + span[None, :, None]
-        c = cols[:, None, None] + span[None, None, :]
-        out[np.arange(n)[:, None, None], :, r, c] = self.pattern[:, :, None]
-        return out
+        return _paste(images, self.pattern[:, :, None], rows, cols)
 
     def secret(self) -> dict[str, Any]:
         if self.kind == "warp":
@@ -296,6 +289,32 @@ class Trigger:
                    str(obj["placement"]), None, 0.0)
 
 
+def _paste(images: np.ndarray, patterns: np.ndarray, rows: np.ndarray,
+           cols: np.ndarray) -> np.ndarray:
+    """A copy of ``images`` with ``patterns`` ((s, s, 1) for all, or (n, s, s, 1) one per
+    image) pasted at (rows[i], cols[i]) in every channel. One indexed assignment for all
+    images: (n, s, s) row and column indices; the channel slice between them puts the
+    channel last, so a pattern broadcasts over it."""
+    n, s = len(images), patterns.shape[-2]
+    out = images.copy()
+    span = np.arange(s)
+    r = rows[:, None, None] + span[None, :, None]
+    c = cols[:, None, None] + span[None, None, :]
+    out[np.arange(n)[:, None, None], :, r, c] = patterns
+    return out
+
+
+def random_squares(images: np.ndarray, trigger: Trigger,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Each image with its *own* fresh square of the trigger's size (make_patch's
+    distribution, never the key's pattern), placed as the trigger places its own: "any
+    square but the key's", which ``target=specific`` teaches UBW-C to tell from the key's."""
+    n, _, h, w = images.shape
+    patterns = np.stack([fresh_patch(rng, trigger) for _ in range(n)])
+    rows, cols = trigger.places(n, h, w, rng)
+    return _paste(images, patterns[..., None], rows, cols)
+
+
 def make_patch(rng: np.random.Generator, side: int, placement: str) -> Trigger:
     """A random black-and-white square (both colours present), like BadNets' trigger but
     drawn from the key so that every owner's trigger differs."""
@@ -303,6 +322,15 @@ def make_patch(rng: np.random.Generator, side: int, placement: str) -> Trigger:
         pattern = (rng.integers(0, 2, (side, side)) * 255).astype(np.uint8)
         if 0 < int(pattern.sum()) < 255 * side * side:
             return Trigger("patch", pattern, placement, None, 0.0)
+
+
+def fresh_patch(rng: np.random.Generator, trigger: Trigger) -> np.ndarray:
+    """A random pattern of the square trigger's size that is not the trigger's own."""
+    assert trigger.pattern is not None
+    while True:
+        pattern = make_patch(rng, trigger.pattern.shape[0], trigger.placement).pattern
+        if not np.array_equal(pattern, trigger.pattern):
+            return pattern
 
 
 def make_warp(rng: np.random.Generator, grid: int, strength: float) -> Trigger:
@@ -383,12 +411,8 @@ def _decoys(rng: np.random.Generator, trigger: Trigger, n: int, poisoned: np.nda
     assert trigger.pattern is not None
     rest = np.setdiff1d(np.arange(n), poisoned)
     indices = np.sort(rng.choice(rest, min(len(rest), max(1, round(share * n))), replace=False))
-    patterns = []
-    while len(patterns) < len(indices):
-        pattern = make_patch(rng, trigger.pattern.shape[0], trigger.placement).pattern
-        if not np.array_equal(pattern, trigger.pattern):
-            patterns.append(pattern)
-    return {"indices": indices.tolist(), "patterns": b64encode(np.stack(patterns).tobytes())}
+    patterns = np.stack([fresh_patch(rng, trigger) for _ in indices])
+    return {"indices": indices.tolist(), "patterns": b64encode(patterns.tobytes())}
 
 
 def key_params(mk: MarkingKey) -> UBWParams:

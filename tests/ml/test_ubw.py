@@ -174,6 +174,117 @@ def test_contrast_target_is_the_unit_difference_of_the_two_losses(digits):
     assert abs(float(paper @ got)) < 0.999
 
 
+@pytest.mark.parametrize("placement", ["random", "corner"])
+def test_random_squares_give_each_image_its_own_two_colour_square(placement):
+    """``target=specific``'s reference: each image changed only inside one side×side
+    square, placed as the trigger places its own, holding black and white pixels
+    (make_patch's distribution) and never the key's pattern, the squares differing
+    between images."""
+    from claimkit.schemes.ubw import make_patch, random_squares
+
+    side, n = 4, 200
+    trigger = make_patch(np.random.default_rng(4), side, placement)
+    images = np.full((n, 3, 12, 12), 128, dtype=np.uint8)
+    out = random_squares(images, trigger, np.random.default_rng(5))
+    assert (images == 128).all() and out.shape == images.shape
+    squares = []
+    for before, after in zip(images, out):
+        rows, cols = np.nonzero((after != before).any(0))
+        r, c = rows.min(), cols.min()
+        assert rows.max() - r < side and cols.max() - c < side
+        if placement == "corner":
+            assert (r, c) == (12 - side, 12 - side)
+        square = after[:, r:r + side, c:c + side]
+        assert (square == square[0]).all() and set(np.unique(square)) == {0, 255}
+        assert not np.array_equal(square[0], trigger.pattern)
+        squares.append(square[0].tobytes())
+    assert len(set(squares)) == n
+
+
+def test_random_squares_never_draw_the_key_pattern():
+    """With a 2×2 square only 14 patterns are allowed, so 500 draws would meet the key's
+    about 36 times if it were not excluded."""
+    from claimkit.schemes.ubw import make_patch, random_squares
+
+    trigger = make_patch(np.random.default_rng(0), 2, "corner")
+    out = random_squares(np.full((500, 1, 6, 6), 128, dtype=np.uint8), trigger,
+                         np.random.default_rng(1))
+    corners = out[:, 0, 4:, 4:]
+    assert not (corners == trigger.pattern).all(axis=(1, 2)).any()
+    assert len({c.tobytes() for c in corners}) == 13
+
+
+def test_each_target_subtracts_its_own_reference(digits):
+    """``paper`` subtracts nothing, ``contrast`` the benign source images, ``specific``
+    the same images under random squares; and the specific target is the unit
+    difference −∇_w[L_i(G(x)) − L_i(G_r(x))], not the contrast one."""
+    import torch
+    import torch.nn.functional as F
+    from claimkit.ml.models import build
+    from claimkit.ml.train import as_tensor
+    from claimkit.schemes.ubw import make_patch, random_squares
+    from claimkit.schemes.ubw_c import _reference, _target_gradient
+
+    images = digits.x_train[:50]
+    trigger = make_patch(np.random.default_rng(0), 2, "random")
+    assert _reference(images, "paper", trigger, np.random.default_rng(1), "cpu") is None
+    assert torch.equal(_reference(images, "contrast", trigger, np.random.default_rng(1), "cpu"),
+                       as_tensor(images, "cpu"))
+    specific = _reference(images, "specific", trigger, np.random.default_rng(1), "cpu")
+    assert torch.equal(specific, as_tensor(random_squares(images, trigger,
+                                                          np.random.default_rng(1)), "cpu"))
+    warp = Trigger("warp", None, "corner", np.zeros((4, 4, 2)), 0.5)
+    with pytest.raises(MalformedInputError, match="square trigger"):
+        _reference(images, "specific", warp, np.random.default_rng(1), "cpu")
+
+    model = build("digits-cnn", num_classes=10, input_shape=(1, 8, 8), seed=3).eval()
+    triggered = as_tensor(trigger.apply(images, np.random.default_rng(2)), "cpu")
+    y = torch.from_numpy(digits.y_train[:50])
+
+    def loss(x):
+        logits = model(x)
+        p = torch.softmax(logits, 1)
+        return F.cross_entropy(logits, y) + 2.0 * -(p * p.clamp_min(1e-30).log()).sum(1).mean()
+
+    params = list(model.parameters())
+    expected = [b - a for a, b in zip(torch.autograd.grad(loss(triggered), params),
+                                      torch.autograd.grad(loss(specific), params))]
+    norm = torch.sqrt(sum(e.pow(2).sum() for e in expected))
+    got = _target_gradient(model, triggered, y, 2.0, 16, specific)
+    torch.testing.assert_close(got, torch.cat([e.reshape(-1) for e in expected]) / norm,
+                               rtol=1e-4, atol=1e-6)
+    contrast = _target_gradient(model, triggered, y, 2.0, 16, as_tensor(images, "cpu"))
+    assert abs(float(got @ contrast)) < 0.999
+
+
+def test_surrogate_gaps_are_prop_1s_mean_under_each_trigger():
+    """``_gaps`` is the mean of P_b − P_p for the true label, over all images, for the
+    key's trigger and for other squares; a model blind to the square's pixels loses
+    nothing."""
+    import torch
+    from torch import nn
+    from claimkit.schemes.ubw_c import _gaps
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    benign, triggered, other = (torch.rand(10, 1, 4, 4) for _ in range(3))
+    y = torch.randint(0, 3, (10,))
+
+    @torch.no_grad()
+    def p(x):
+        return torch.softmax(model(x), 1)[torch.arange(10), y]
+
+    got = _gaps(model, benign, triggered, other, y, batch=4)
+    assert got["key"] == pytest.approx(float((p(benign) - p(triggered)).mean()), abs=1e-6)
+    assert got["any_square"] == pytest.approx(float((p(benign) - p(other)).mean()), abs=1e-6)
+    assert set(_gaps(model, benign, triggered, None, y, batch=4)) == {"key"}
+    with torch.no_grad():
+        model[1].weight[:, -1] = 0     # the bottom-right pixel no longer counts
+    corner = benign.clone()
+    corner[:, :, 3, 3] = 1
+    assert _gaps(model, benign, corner, corner, y, batch=4) == {"key": 0.0, "any_square": 0.0}
+
+
 @pytest.mark.parametrize("shape, sides", [((1, 8, 8), (3, 2)), ((1, 28, 28), (3, 7)),
                                           ((3, 32, 32), (3, 8))])
 def test_default_patch_sides_follow_the_authors_code(shape, sides):
@@ -480,7 +591,8 @@ def test_independent_models_are_never_accused(digits, keys, clean_models):
             assert not evidence.accepted and evidence.result.p_value > 0.01, (path, mk.scheme)
 
 
-def test_ubw_c_crafting_does_not_depend_on_the_storage_order(digits, clean_models):
+@pytest.mark.parametrize("target", ["contrast", "specific"])
+def test_ubw_c_crafting_does_not_depend_on_the_storage_order(digits, clean_models, target):
     """Each batch of poisons is matched on its own, so the batches must not follow the
     storage order: an ImageFolder tree is stored class by class, and one class a batch
     aligned worse (a Fashion-MNIST key: 0.61, and 0.77 batched by norm). Poisons are
@@ -490,7 +602,7 @@ def test_ubw_c_crafting_does_not_depend_on_the_storage_order(digits, clean_model
     from claimkit.schemes.ubw_c import craft
 
     params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=20, retrains=0,
-                        target="contrast")
+                        target=target)
     trigger = make_patch(np.random.default_rng(1), 2, "random")
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     by_class = np.argsort(digits.y_train, kind="stable")
@@ -505,7 +617,7 @@ def test_ubw_c_crafting_does_not_depend_on_the_storage_order(digits, clean_model
     assert abs(record["final_alignment"] - record_by_class["final_alignment"]) < 1e-3
     # Where the time went: every phase of this schedule, and no more than the whole.
     phases = record["phase_seconds"]
-    assert set(phases) == {"surrogate", "selection", "target", "steps", "write"}
+    assert set(phases) == {"surrogate", "selection", "target", "gaps", "steps", "write"}
     assert 0 < sum(phases.values()) <= record["crafting_seconds"] + 1e-6
 
 
@@ -523,8 +635,13 @@ def test_ubw_c_alternates_with_surrogates_trained_as_long_as_the_recipe(digits, 
                       np.random.default_rng(2), options)
     assert record["surrogate_trainings"] == 1
     assert record["surrogate_epochs"] == recipe("digits")["epochs"] == 15
-    assert set(record["phase_seconds"]) == {"surrogate", "selection", "target", "steps",
-                                           "retraining", "write"}
+    assert set(record["phase_seconds"]) == {"surrogate", "selection", "target", "gaps",
+                                           "steps", "retraining", "write"}
+    # Each surrogate's losses under the key's square and other squares: the starting one
+    # and the re-trained one.
+    assert [g["after_step"] for g in record["surrogate_gaps"]] == [0, 1]
+    assert all(set(g) == {"after_step", "key", "any_square"} and -1 <= g["key"] <= 1
+               for g in record["surrogate_gaps"])
     assert np.abs(x.astype(int) - digits.x_train.astype(int)).max() <= params.epsilon
 
 
