@@ -127,12 +127,26 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
              + (f", {record['decoys']} decoys" if record.get("decoys") else "")
              + f") in {record['wall_seconds']:.1f} s; dataset digest "
              f"{record['dataset_digest'][:16]}; register it before release: claimkit register "
-             f"{keydir} --dataset {out} --registry DIR --identity KEY --out receipt.json")
+             f"{keydir} --dataset {out} --registry DIR --identity KEY --out receipt.json"
+             + _specificity_line(record))
         return
     trigger = record.get("trigger_accuracy")
     emit(as_json, record, f"wrote {out}: test accuracy {record.get('test_accuracy', 0):.4f}"
          + (f", trigger accuracy {trigger:.4f}" if trigger is not None else "")
          + f", {record.get('wall_seconds', 0):.1f} s on {record.get('device')}")
+
+
+def _specificity_line(record: dict[str, Any]) -> str:
+    """UBW-C's last surrogate (trained on the poisons) as an early look at what the release
+    teaches: a suspect that loses as much under any square as under the key's gives
+    Prop. 1 no way to tell this owner's claim from another's."""
+    gaps = record.get("surrogate_gaps") or []
+    if len(gaps) < 2 or "any_square" not in gaps[-1]:
+        return ""
+    last = gaps[-1]
+    return (f"\nthe last surrogate loses {last['key']:.2f} of the source class's probability "
+            f"under the key's square and {last['any_square']:.2f} under other squares (a "
+            f"release specific to its key keeps the second far below the first)")
 
 
 @cli.command("claim")
