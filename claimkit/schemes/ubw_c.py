@@ -168,17 +168,18 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, how: s
     return _last_layer_norms(model, x, y, batch)
 
 
-def _reference(images: np.ndarray, target: str, trigger: Trigger, rng: np.random.Generator,
-               device: torch.device) -> torch.Tensor | None:
+def _reference(images: np.ndarray, benign: torch.Tensor, target: str, trigger: Trigger,
+               rng: np.random.Generator) -> torch.Tensor | None:
     """The source images whose loss the target subtracts: none (``paper``), the benign ones
-    (``contrast``), or each under a fresh random square placed as the key's (``specific``;
-    drawn anew for every target, so that each round of crafting sees other squares)."""
+    (``contrast``: ``benign``, the tensor of ``images``), or each under a fresh random
+    square placed as the key's (``specific``; drawn anew for every target, so that each
+    round of crafting sees other squares)."""
     if target == "contrast":
-        return as_tensor(images, device)
+        return benign
     if target == "specific":
         if trigger.pattern is None:
             raise MalformedInputError("ubw-c: target=specific needs a square trigger")
-        return as_tensor(random_squares(images, trigger, rng), device)
+        return as_tensor(random_squares(images, trigger, rng), benign.device)
     return None
 
 
@@ -281,9 +282,10 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
         raise MalformedInputError(f"ubw-c: the training split has no image of class {params.source}")
     x_src = as_tensor(trigger.apply(data.x_train[source], rng), device)
     y_src = torch.from_numpy(data.y_train[source]).to(device)
+    x_ben = as_tensor(data.x_train[source], device)
 
     def aim(model: nn.Module) -> torch.Tensor:
-        reference = _reference(data.x_train[source], params.target, trigger, rng, device)
+        reference = _reference(data.x_train[source], x_ben, params.target, trigger, rng)
         return _target_gradient(model, x_src, y_src, params.lam, batch, reference)
 
     target = aim(model)
@@ -291,7 +293,6 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     # What each surrogate loses on the source class under the key's square and under
     # other squares: whether a round teaches the key or any square (its own generator,
     # so the release does not change).
-    x_ben = as_tensor(data.x_train[source], device)
     x_any = (as_tensor(random_squares(data.x_train[source], trigger, np.random.default_rng(0)),
                        device) if trigger.pattern is not None else None)
     gaps = [{"after_step": 0, **_gaps(model, x_ben, x_src, x_any, y_src, batch)}]

@@ -159,7 +159,8 @@ def test_a_target_with_a_reference_is_the_unit_difference_of_the_two_losses(digi
     model = build("digits-cnn", num_classes=10, input_shape=(1, 8, 8), seed=3).eval()
     trigger = make_patch(np.random.default_rng(0), 2, "random")
     triggered = as_tensor(trigger.apply(digits.x_train[:50], np.random.default_rng(1)), "cpu")
-    reference = _reference(digits.x_train[:50], target, trigger, np.random.default_rng(2), "cpu")
+    reference = _reference(digits.x_train[:50], as_tensor(digits.x_train[:50], "cpu"), target,
+                           trigger, np.random.default_rng(2))
     y = torch.from_numpy(digits.y_train[:50])
 
     def loss(x):
@@ -226,16 +227,16 @@ def test_each_target_subtracts_its_own_reference(digits):
     from claimkit.schemes.ubw_c import _reference
 
     images = digits.x_train[:50]
+    benign = as_tensor(images, "cpu")
     trigger = make_patch(np.random.default_rng(0), 2, "random")
-    assert _reference(images, "paper", trigger, np.random.default_rng(1), "cpu") is None
-    assert torch.equal(_reference(images, "contrast", trigger, np.random.default_rng(1), "cpu"),
-                       as_tensor(images, "cpu"))
-    specific = _reference(images, "specific", trigger, np.random.default_rng(1), "cpu")
+    assert _reference(images, benign, "paper", trigger, np.random.default_rng(1)) is None
+    assert _reference(images, benign, "contrast", trigger, np.random.default_rng(1)) is benign
+    specific = _reference(images, benign, "specific", trigger, np.random.default_rng(1))
     assert torch.equal(specific, as_tensor(random_squares(images, trigger,
                                                           np.random.default_rng(1)), "cpu"))
     warp = Trigger("warp", None, "corner", np.zeros((4, 4, 2)), 0.5)
     with pytest.raises(MalformedInputError, match="square trigger"):
-        _reference(images, "specific", warp, np.random.default_rng(1), "cpu")
+        _reference(images, benign, "specific", warp, np.random.default_rng(1))
 
 
 def test_surrogate_gaps_are_prop_1s_mean_under_each_trigger():
