@@ -272,7 +272,8 @@ def main(argv: list[str]) -> None:
                                                             "surrogate_trainings", "steps",
                                                             "selection", "target", "epsilon",
                                                             "final_alignment", "phase_seconds",
-                                                            "surrogate_gaps")})
+                                                            "surrogate_gaps", "decoys")
+                                       if k in mark})
             else:
                 entry["poisoned"] = mark["poisoned"]
             name = scheme.replace("-", "_")

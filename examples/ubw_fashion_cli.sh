@@ -15,13 +15,15 @@
 # 35 minutes there: TARGET=contrast PARAMS="-p steps=40 -p retrains=0" (TARGET picks the
 # matched gradient, paper or contrast). PARAMS adds keygen parameters, e.g.
 # SCHEME=ubw-p PARAMS="-p decoys=0.1" (docs/benchmarks.md, "UBW-P at 8,000 images").
+# Run again with the same WORKDIR to resume: a step whose output is there is skipped (every
+# output is written whole or not at all), so an interrupted crafting keeps its clean model.
 set -euo pipefail
 N=${1:-4000}; T=${2:-2000}; EPOCHS=${3:-20}; W=${4:-ubw-fashion}; SCHEME=${SCHEME:-ubw-c}
 case $SCHEME in ubw-c|ubw-p) ;; *) echo "SCHEME must be ubw-c or ubw-p" >&2; exit 2 ;; esac
 export CLAIMKIT_PASSPHRASE=${CLAIMKIT_PASSPHRASE:-example} CLAIMKIT_LOG_PASSPHRASE=${CLAIMKIT_LOG_PASSPHRASE:-example}
 mkdir -p "$W" && cd "$W"
 
-python3 - "$N" "$T" "${FASHION_ROOT:-}" <<'EOF'
+[ -d data ] || { rm -rf data.part && python3 - "$N" "$T" "${FASHION_ROOT:-}" <<'EOF'
 import sys
 from pathlib import Path
 from PIL import Image
@@ -31,33 +33,36 @@ n, t, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None
 d = load_dataset("fashion-mnist", root=root)
 for split, x, y in (("train", d.x_train[:n], d.y_train[:n]), ("test", d.x_test[:t], d.y_test[:t])):
     for i, (image, label) in enumerate(zip(x, y)):
-        folder = Path("data", split, f"{int(label):02d}")
+        folder = Path("data.part", split, f"{int(label):02d}")
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image[0]).save(folder / f"{i:05d}.png")
 EOF
+mv data.part data; }
 
-claimkit keys new --out owner.key
-claimkit registry init reg
+[ -f owner.key ] || claimkit keys new --out owner.key
+[ -d reg ] || claimkit registry init reg
 if [ "$SCHEME" = ubw-c ]; then
     # Items are the source class's test images (class 0, about a tenth of T): two claims
     # of half of them each, so the independent model's claim opens fresh items.
     ITEMS=$(find data/test/00 -name '*.png' | wc -l)
     OPEN=$((ITEMS / 2))
-    claimkit keygen --scheme ubw-c --data data -p items="$ITEMS" -p m="$OPEN" \
+    [ -d key ] || claimkit keygen --scheme ubw-c --data data -p items="$ITEMS" -p m="$OPEN" \
         ${TARGET:+-p target="$TARGET"} ${PARAMS:-} --out key
-    claimkit train --data data --epochs "$EPOCHS" --seed 0 --out clean.safetensors
-    claimkit mark key --data data --from clean.safetensors --epochs "$EPOCHS" --out release
+    [ -f clean.safetensors ] || claimkit train --data data --epochs "$EPOCHS" --seed 0 --out clean.safetensors
+    [ -f release/claimkit-dataset.json ] || { rm -rf release
+        claimkit mark key --data data --from clean.safetensors --epochs "$EPOCHS" --out release; }
 else
     OPEN=100           # of the default 300 items, drawn from the whole test split
-    claimkit keygen --scheme "$SCHEME" --data data ${PARAMS:-} --out key
-    claimkit mark key --data data --out release
+    [ -d key ] || claimkit keygen --scheme "$SCHEME" --data data ${PARAMS:-} --out key
+    [ -f release/claimkit-dataset.json ] || { rm -rf release; claimkit mark key --data data --out release; }
 fi
-claimkit register key --registry reg --identity owner.key --dataset release --out key.receipt
-claimkit train --data release --epochs "$EPOCHS" --seed 7 --out suspect.safetensors
+[ -f key.receipt ] || claimkit register key --registry reg --identity owner.key --dataset release --out key.receipt
+[ -f suspect.safetensors ] || claimkit train --data release --epochs "$EPOCHS" --seed 7 --out suspect.safetensors
 claimkit metrics key --data data --model suspect.safetensors
-claimkit train --data data --epochs "$EPOCHS" --seed 11 --out independent.safetensors
+[ -f independent.safetensors ] || claimkit train --data data --epochs "$EPOCHS" --seed 11 --out independent.safetensors
 for model in suspect independent; do
-    claimkit claim key --receipt key.receipt --registry reg --model "$model.safetensors" \
+    # a claim opens items for good, so a resumed run does not make it again
+    [ -f "$model.bundle.json" ] || claimkit claim key --receipt key.receipt --registry reg --model "$model.safetensors" \
         --identity owner.key --open "$OPEN" --out "$model.bundle.json"
     status=0
     claimkit verify "$model.bundle.json" --registry-key reg/log.vkey --model "$model.safetensors" \

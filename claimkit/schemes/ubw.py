@@ -100,6 +100,7 @@ __all__ = [
     "evaluation_images",
     "keygen",
     "mark",
+    "stamp_decoys",
     "stream",
     "ubw_metrics",
 ]
@@ -123,6 +124,7 @@ class UBWParams:
     m: int = 100                # pairs a claim should open (App. C.2)
     tau: float = 0.25           # margin of Prop. 1's H1: P_b > P_p + τ (§5.3)
     alpha: float = 0.01         # significance level
+    decoys: float = 0.0         # share given other random squares, labels kept (ours; module doc)
 
     def __post_init__(self) -> None:
         c, h, w = self.input_shape
@@ -137,6 +139,8 @@ class UBWParams:
             raise MalformedInputError("ubw: tau must be within [0, 1)")
         if not 1e-12 <= self.alpha <= 0.5:
             raise MalformedInputError("ubw: alpha must be within [1e-12, 0.5]")
+        if not 0.0 <= self.decoys <= 0.5:
+            raise MalformedInputError("ubw: decoys must be within [0, 0.5]")
 
     @property
     def side(self) -> int:
@@ -166,15 +170,12 @@ class UBWPParams(UBWParams):
     trigger: str = "patch"      # "patch" (BadNets square, §5.2) or "warp" (WaNet, App. H)
     warp_grid: int = 4          # k: control points per side of the warping field
     warp_strength: float = 0.5  # s: its amplitude
-    decoys: float = 0.1         # share given other random squares, labels kept (ours; 0: the
-                                # paper's release; module doc)
+    decoys: float = 0.1         # UBW-P's default has them (0: the paper's release)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.trigger not in ("patch", "warp"):
             raise MalformedInputError("ubw-p: trigger must be patch or warp")
-        if not 0.0 <= self.decoys <= 0.5:
-            raise MalformedInputError("ubw-p: decoys must be within [0, 0.5]")
         if not 2 <= self.warp_grid <= min(self.input_shape[1:]) or not 0 < self.warp_strength <= 4:
             raise MalformedInputError("ubw-p: warp_grid within [2, image side], "
                                       "warp_strength within (0, 4]")
@@ -399,20 +400,30 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
         indices = np.sort(poison.choice(n, max(1, round(params.gamma * n)), replace=False))
         secret["poison"] = {"indices": indices.tolist(),
                             "labels": poison.integers(0, params.num_classes, len(indices)).tolist()}
-        if params.decoys and params.trigger == "patch":   # a warping field has no corner
-            secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, n, indices, params.decoys)
+    else:
+        indices = np.empty(0, dtype=np.int64)    # UBW-C picks its poisons when it marks
+    if params.decoys and trigger.pattern is not None:   # a warping field has no square
+        secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, data.x_train.shape,
+                                   indices, params.decoys)
     return MarkingKey.create(scheme, params.public(), values, rng=rng, secret=secret)
 
 
-def _decoys(rng: np.random.Generator, trigger: Trigger, n: int, poisoned: np.ndarray,
-            share: float) -> dict[str, Any]:
-    """``share``·n training images outside the poisoned ones, each with its own random
-    square (not the key's) for the trigger's place; their labels stay."""
+def _decoys(rng: np.random.Generator, trigger: Trigger, shape: tuple[int, ...],
+            poisoned: np.ndarray, share: float) -> dict[str, Any]:
+    """``share``·n of the n training images (``shape``: the split's), outside the poisoned
+    ones, each with its own random square (not the key's) placed as the trigger places
+    its own: the corner (``ubw-p``), or a random place stored with it (``ubw-c``, whose
+    poisons are picked at marking and avoid these). Their labels stay."""
     assert trigger.pattern is not None
+    n, _, h, w = shape
     rest = np.setdiff1d(np.arange(n), poisoned)
     indices = np.sort(rng.choice(rest, min(len(rest), max(1, round(share * n))), replace=False))
     patterns = np.stack([fresh_patch(rng, trigger) for _ in indices])
-    return {"indices": indices.tolist(), "patterns": b64encode(patterns.tobytes())}
+    out = {"indices": indices.tolist(), "patterns": b64encode(patterns.tobytes())}
+    if trigger.placement == "random":
+        rows, cols = trigger.places(len(indices), h, w, rng)
+        out |= {"rows": rows.tolist(), "cols": cols.tolist()}
+    return out
 
 
 def key_params(mk: MarkingKey) -> UBWParams:
@@ -444,7 +455,8 @@ def mark(mk: MarkingKey, data: Any, out: str | os.PathLike[str],
         from .ubw_c import craft
 
         x_train, record = craft(data, params, Trigger.from_secret(mk.secret["trigger"]),
-                                stream(key_seed(mk), _CRAFT), options)
+                                stream(key_seed(mk), _CRAFT), options,
+                                decoys=mk.secret.get("decoys"))
         y_train = data.y_train
     else:
         if (options.start_from, options.arch, options.epochs, options.lr) != (None,) * 4:
@@ -458,8 +470,7 @@ def mark(mk: MarkingKey, data: Any, out: str | os.PathLike[str],
         record = {"poisoned": len(indices),
                   "relabelled": int((y_train[indices] != data.y_train[indices]).sum())}
         if "decoys" in mk.secret:
-            assert trigger.pattern is not None
-            record["decoys"] = _stamp_decoys(x_train, mk.secret["decoys"], trigger.pattern.shape[0])
+            record["decoys"] = len(stamp_decoys(x_train, mk.secret["decoys"], trigger))
     marked = Dataset(data.name, x_train, y_train, data.x_test, data.y_test, data.num_classes)
     digest = write_release(marked, out, base_digest=data.digest, scheme=mk.scheme,
                            key_digest=mk.verification_key.digest)
@@ -468,15 +479,24 @@ def mark(mk: MarkingKey, data: Any, out: str | os.PathLike[str],
             "wall_seconds": time.perf_counter() - start, **record}
 
 
-def _stamp_decoys(x_train: np.ndarray, decoys: Mapping[str, Any], side: int) -> int:
-    """Put each decoy's square (``side`` pixels, the trigger's) in the bottom-right corner
-    of its image, in place."""
+def stamp_decoys(x_train: np.ndarray, decoys: Mapping[str, Any], trigger: Trigger) -> np.ndarray:
+    """Put each decoy's square (the trigger's size) at its place, in place; returns the
+    decoys' indices. The places are the corner, or (``ubw-c``) those stored with them."""
+    assert trigger.pattern is not None
     indices = np.asarray(decoys["indices"], dtype=np.int64)
+    n, s = len(indices), trigger.pattern.shape[0]
     _, _, h, w = x_train.shape
-    raw = b64decode(decoys["patterns"], field="decoys.patterns", size=len(indices) * side * side)
-    patterns = np.frombuffer(raw, dtype=np.uint8).reshape(len(indices), 1, side, side)
-    x_train[indices, :, h - side:, w - side:] = patterns
-    return len(indices)
+    raw = b64decode(decoys["patterns"], field="decoys.patterns", size=n * s * s)
+    patterns = np.frombuffer(raw, dtype=np.uint8).reshape(n, s, s, 1)
+    if "rows" in decoys:
+        rows, cols = (np.asarray(decoys[k], dtype=np.int64) for k in ("rows", "cols"))
+        if rows.shape != (n,) or cols.shape != (n,) or rows.min(initial=0) < 0 \
+                or cols.min(initial=0) < 0 or rows.max(initial=0) > h - s or cols.max(initial=0) > w - s:
+            raise MalformedInputError("marking key: decoy places outside the images")
+    else:
+        rows, cols = trigger.places(n, h, w)
+    x_train[indices] = _paste(x_train[indices], patterns, rows, cols)
+    return indices
 
 
 # -- verify (the torch side) ----------------------------------------------------------------

@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,7 @@ from ..ml.recipes import recipe
 from ..ml.train import (TrainConfig, as_tensor, evaluate, random_offsets, resolve_device,
                         train, translate)
 from .base import MarkOptions
-from .ubw import UBWBackend, UBWCParams, Trigger, random_squares
+from .ubw import UBWBackend, UBWCParams, Trigger, random_squares, stamp_decoys
 
 __all__ = ["BACKEND", "craft", "gradient_norms", "matching_gradient"]
 
@@ -243,8 +244,12 @@ def _surrogate(data: Dataset, arch: str, r: dict[str, Any], epochs: int, lr: flo
 
 
 def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Generator,
-          options: MarkOptions) -> tuple[np.ndarray, dict[str, Any]]:
-    """The poisoned training images (uint8) and a record of how they were made."""
+          options: MarkOptions, *, decoys: Mapping[str, Any] | None = None
+          ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The poisoned training images (uint8) and a record of how they were made. With
+    ``decoys`` (the key's), their squares are in the release and in every re-trained
+    surrogate's data, and no decoy is picked as a poison; the source images that the
+    target is computed on stay without them."""
     device = resolve_device(options.device)
     phases: dict[str, float] = {}
     lap = _phase_clock(device, phases)
@@ -267,10 +272,17 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     lap("surrogate")
 
     # Upper level, setup: the poisons (largest gradient norms) and the triggered sources.
-    x_all = as_tensor(data.x_train, device)
+    base, kept = data, np.empty(0, dtype=np.int64)
+    if decoys is not None:
+        x_decoyed = data.x_train.copy()
+        kept = stamp_decoys(x_decoyed, decoys, trigger)
+        base = Dataset(data.name, x_decoyed, data.y_train, data.x_test, data.y_test,
+                       data.num_classes)
+    x_all = as_tensor(base.x_train, device)
     y_all = torch.from_numpy(data.y_train).to(device)
     count = max(1, round(params.gamma * len(y_all)))
     norms = gradient_norms(model, x_all, y_all, how=params.selection, batch=batch)
+    norms[torch.from_numpy(kept).to(device)] = -float("inf")   # a decoy is never a poison
     # Largest norm first, the batches in that order (the authors' code keeps argsort's
     # order). Each batch's gradient is matched on its own; batched in storage order, an
     # ImageFolder tree (stored class by class) gave one class a batch and aligned worse.
@@ -324,7 +336,7 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
             delta.copy_(torch.max(torch.min(delta, 1 - x_p), -x_p))
         lap("steps")
         if step + 1 in retrain_at:   # lower level: re-train the surrogate on the current poisons
-            poisoned = _poisoned(data, chosen, x_p, delta)
+            poisoned = _poisoned(base, chosen, x_p, delta)
             model = _surrogate(poisoned, arch, r, epochs, lr, options.seed + 1 + trainings,
                                options.device, options.progress).to(device)
             trainings += 1
@@ -335,13 +347,13 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
                          **_gaps(model, x_ben, x_src, x_any, y_src, batch)})
             lap("gaps")
 
-    x_train = _poisoned(data, chosen, x_p, delta).x_train
+    x_train = _poisoned(base, chosen, x_p, delta).x_train
     seconds = lap("write") - start
     return x_train, {
         "poisoned": count, "surrogate_arch": arch, "surrogate_epochs": epochs,
         "surrogate_trainings": trainings, "steps": params.steps, "selection": params.selection,
         "epsilon": params.epsilon, "lam": params.lam, "source": params.source,
-        "target": params.target,
+        "target": params.target, **({"decoys": len(kept)} if decoys is not None else {}),
         "final_alignment": alignment, "surrogate_gaps": gaps,
         "surrogate_test_accuracy": evaluate(model, as_tensor(data.x_test, device),
                                             torch.from_numpy(data.y_test).to(device)),

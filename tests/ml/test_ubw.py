@@ -629,6 +629,51 @@ def test_ubw_c_alternates_with_surrogates_trained_as_long_as_the_recipe(digits, 
     assert np.abs(x.astype(int) - digits.x_train.astype(int)).max() <= params.epsilon
 
 
+def test_ubw_c_decoys_are_other_squares_at_random_places_and_never_poisons(tmp_path, digits,
+                                                                           clean_models):
+    """UBW-C's decoys (ours): other squares at random places, labels kept, in the release
+    and in the re-trained surrogates' data; no decoy is picked as a poison."""
+    backend = get_backend("ubw-c")
+    mk = backend.keygen(digits, {**PARAMS["ubw-c"], "steps": "4", "decoys": "0.2"},
+                        rng=seeded(5))
+    decoys = mk.secret["decoys"]
+    idx, rows, cols = (np.asarray(decoys[k]) for k in ("indices", "rows", "cols"))
+    assert len(idx) == round(0.2 * len(digits.y_train)) and len(set(zip(rows, cols))) > 1
+    record = backend.mark(mk, digits, tmp_path / "rel", MarkOptions(
+        device="cpu", progress=False, start_from=str(clean_models[0])))
+    assert record["decoys"] == len(idx) and record["surrogate_trainings"] == 1
+    data = load_release(tmp_path / "rel")
+    key = Trigger.from_secret(mk.secret["trigger"]).pattern
+    s = key.shape[0]
+    squares = np.stack([data.x_train[i, 0, r:r + s, c:c + s] for i, r, c in zip(idx, rows, cols)])
+    assert not (squares == key).all(axis=(1, 2)).any()
+    assert ((squares == 0).any(axis=(1, 2)) & (squares == 255).any(axis=(1, 2))).all()
+    # Outside its square a decoy is the base image, so it was not perturbed as a poison.
+    outside = np.ones(data.x_train[idx].shape, dtype=bool)
+    for j, (r, c) in enumerate(zip(rows, cols)):
+        outside[j, :, r:r + s, c:c + s] = False
+    assert (data.x_train[idx][outside] == digits.x_train[idx][outside]).all()
+    assert (data.y_train == digits.y_train).all()
+    rest = np.setdiff1d(np.arange(len(digits.y_train)), idx)
+    moved = np.abs(data.x_train[rest].astype(int) - digits.x_train[rest].astype(int))
+    assert moved.max() <= mk.secret["params"]["epsilon"]
+    assert record["poisoned"] // 2 < (moved.reshape(len(rest), -1).max(1) > 0).sum() <= record["poisoned"]
+    plain = backend.keygen(digits, PARAMS["ubw-c"], rng=seeded(5))
+    assert "decoys" not in plain.secret and plain.secret["trigger"] == mk.secret["trigger"]
+
+
+def test_decoy_places_outside_the_images_are_refused(digits):
+    from claimkit.schemes.ubw import make_patch, stamp_decoys
+    from claimkit.wire import b64encode
+
+    trigger = make_patch(np.random.default_rng(1), 2, "random")
+    decoys = {"indices": [0], "patterns": b64encode(bytes([0, 255, 0, 255])), "rows": [7],
+              "cols": [0]}
+    with pytest.raises(MalformedInputError, match="decoy places"):
+        stamp_decoys(digits.x_train.copy(), decoys, trigger)
+    stamp_decoys(digits.x_train.copy(), {**decoys, "rows": [6]}, trigger)
+
+
 @pytest.mark.gpu
 def test_ubw_c_crafts_on_cuda(tmp_path, digits):
     import torch
