@@ -33,6 +33,8 @@ Schemes (one backend each, sharing this module):
   gradient norms get ε-bounded perturbations crafted by gradient matching
   (:mod:`claimkit.schemes.ubw_c`); the inference trigger is the same kind of square at a
   random position (App. B: G_i(x) = (1 − α)⊗x + α⊗t, the authors' ``random_patch``).
+  It takes ``-p decoys=ρ`` too (default 0): the same decoys at random places, stored in
+  the key, which its crafting keeps out of the poisons (:mod:`claimkit.schemes.ubw_c`).
 
 Keys. KeyGen draws a 32-byte secret seed; every random choice (pattern, warping field,
 poisoned indices and labels, items, trigger positions, crafting) comes from an

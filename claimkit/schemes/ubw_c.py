@@ -42,6 +42,14 @@ default (docs/benchmarks.md, "crafted against fresh squares"). Each surrogate's 
 under the key's square and under other squares is in the record (``surrogate_gaps``),
 so every crafting shows which of the two its rounds teach.
 
+``-p decoys=ρ`` (ours, default 0: the paper's release) adds UBW-P's decoys to the crafting:
+ρ·N training images, none of them poisons, each with its own fresh square (never the key's)
+at a random place stored in the key, labels kept. They are in the release and in every
+re-trained surrogate's data, so the rounds are matched against surrogates that have seen
+other squares leave the label alone; the target's source images stay without them. They
+are the lever that made UBW-P's claims the key's (:mod:`claimkit.schemes.ubw`); what they
+do for UBW-C is measured in docs/benchmarks.md ("UBW-C with decoys").
+
 The schedule is the paper's (App. B: 5 rounds of PGA-40, the surrogate re-trained between
 them), because nothing cheaper implanted at full scale. With 40 steps from the clean
 model (our earlier default) no claim of 12 was accepted on all of Fashion-MNIST, and
