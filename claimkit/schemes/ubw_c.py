@@ -90,8 +90,7 @@ a clean run on the H200 (estimated from those parts; docs/benchmarks.md);
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
