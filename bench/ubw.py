@@ -269,7 +269,7 @@ def main(argv: list[str]) -> None:
                              ratio_in_one_run=not clean_record.get("cached"),
                              surrogate=args.surrogate,
                              crafting={k: mark[k] for k in ("poisoned", "surrogate_epochs",
-                                                            "surrogate_trainings", "steps",
+                                                            "surrogate_trainings", "warm", "steps",
                                                             "selection", "target", "epsilon",
                                                             "final_alignment", "phase_seconds",
                                                             "surrogate_gaps", "decoys")

@@ -191,6 +191,8 @@ class UBWCParams(UBWParams):
     steps: int = 200            # projected gradient steps in all (App. B: 5 rounds of PGA-40)
     retrains: int = 4           # surrogate re-trainings between them (the lower level)
     surrogate_epochs: int = 0   # epochs per surrogate training; 0: the recipe's
+    warm: int = 0               # >0 (ours): each re-training continues the current surrogate
+                                # for this many epochs; 0: from scratch (Eq. 9; ubw_c)
     step_size: float = 0.025    # Adam learning rate on signed gradients (the authors' code)
     selection: str = "last-layer"  # gradient norm for picking poisons: "last-layer" or "full"
     target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources),
@@ -208,6 +210,8 @@ class UBWCParams(UBWParams):
         if not 0 <= self.surrogate_epochs <= 1000 or not 0 < self.step_size <= 1:
             raise MalformedInputError("ubw-c: surrogate_epochs within [0, 1000], "
                                       "step_size within (0, 1]")
+        if not 0 <= self.warm <= 1000:
+            raise MalformedInputError("ubw-c: warm within [0, 1000] epochs")
         if self.selection not in ("last-layer", "full"):
             raise MalformedInputError("ubw-c: selection must be last-layer or full")
         if self.target not in ("paper", "contrast", "specific"):

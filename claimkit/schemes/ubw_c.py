@@ -243,12 +243,15 @@ def matching_gradient(model: nn.Module, x_p: torch.Tensor, y_p: torch.Tensor,
     return grad, total
 
 
+def _config(r: dict[str, Any], epochs: int, lr: float, seed: int, device: str) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=r["batch"], lr=lr, seed=seed, device=device,
+                       label_smoothing=r["label_smoothing"], shift=r["shift"])
+
+
 def _surrogate(data: Dataset, arch: str, r: dict[str, Any], epochs: int, lr: float, seed: int,
                device: str, progress: bool) -> nn.Module:
     model = build(arch, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed)
-    train(model, data, TrainConfig(epochs=epochs, batch_size=r["batch"], lr=lr, seed=seed,
-                                   device=device, label_smoothing=r["label_smoothing"],
-                                   shift=r["shift"]), progress=progress)
+    train(model, data, _config(r, epochs, lr, seed, device), progress=progress)
     return model
 
 
@@ -346,8 +349,14 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
         lap("steps")
         if step + 1 in retrain_at:   # lower level: re-train the surrogate on the current poisons
             poisoned = _poisoned(base, chosen, x_p, delta)
-            model = _surrogate(poisoned, arch, r, epochs, lr, options.seed + 1 + trainings,
-                               options.device, options.progress).to(device)
+            seed = options.seed + 1 + trainings
+            if params.warm:
+                train(model, poisoned, _config(r, params.warm, lr, seed, options.device),
+                      progress=options.progress)
+            else:
+                model = _surrogate(poisoned, arch, r, epochs, lr, seed, options.device,
+                                   options.progress)
+            model.to(device)
             trainings += 1
             lap("retraining")
             target = aim(model)
@@ -360,7 +369,7 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     seconds = lap("write") - start
     return x_train, {
         "poisoned": count, "surrogate_arch": arch, "surrogate_epochs": epochs,
-        "surrogate_trainings": trainings, "steps": params.steps, "selection": params.selection,
+        "surrogate_trainings": trainings, "warm": params.warm, "steps": params.steps, "selection": params.selection,
         "epsilon": params.epsilon, "lam": params.lam, "source": params.source,
         "target": params.target, **({"decoys": len(kept)} if decoys is not None else {}),
         "final_alignment": alignment, "surrogate_gaps": gaps,

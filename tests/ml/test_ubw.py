@@ -287,6 +287,7 @@ def test_default_patch_sides_follow_the_authors_code(shape, sides):
     ("ubw-c", {"m": "100"}, "fewer than m"),           # 36 source images in digits' test split
     ("ubw-c", {"selection": "random", "m": "20"}, "selection"),
     ("ubw-c", {"target": "targeted", "m": "20"}, "target"),
+    ("ubw-c", {"warm": "-1", "m": "20"}, "warm"),
 ])
 def test_bad_parameters_are_refused(digits, scheme, params, message):
     with pytest.raises(MalformedInputError, match=message):
@@ -627,6 +628,40 @@ def test_ubw_c_alternates_with_surrogates_trained_as_long_as_the_recipe(digits, 
     assert all(set(g) == {"after_step", "key", "any_square"} and -1 <= g["key"] <= 1
                for g in record["surrogate_gaps"])
     assert np.abs(x.astype(int) - digits.x_train.astype(int)).max() <= params.epsilon
+
+
+def test_ubw_c_warm_retraining_continues_the_surrogate_on_the_current_poisons(
+        digits, clean_models, monkeypatch):
+    """``warm=k`` (ours, the cheap lower level): each re-training continues the current
+    surrogate for k epochs on the poisoned set as it stands, instead of a new model
+    trained for the recipe's epochs."""
+    import claimkit.schemes.ubw_c as ubw_c
+    from claimkit.schemes.ubw import UBWCParams, make_patch
+
+    calls = []
+    real_train = ubw_c.train
+
+    def spy(model, data, config, **kwargs):
+        calls.append((model, data.x_train.copy(), config.epochs))
+        return real_train(model, data, config, **kwargs)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a warm re-training builds no new model")
+
+    monkeypatch.setattr(ubw_c, "train", spy)
+    monkeypatch.setattr(ubw_c, "build", no_build)
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=4, retrains=2, warm=1)
+    options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
+    x, record = ubw_c.craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
+                            np.random.default_rng(2), options)
+    assert [epochs for _, _, epochs in calls] == [1, 1]
+    assert calls[0][0] is calls[1][0]                 # one surrogate, continued
+    assert record["warm"] == 1 and record["surrogate_trainings"] == 2
+    assert [g["after_step"] for g in record["surrogate_gaps"]] == [0, 1, 3]
+    for _, x_seen, _ in calls:                        # the poisons as they stood
+        moved = (x_seen != digits.x_train).reshape(len(x_seen), -1).any(1).sum()
+        assert 0 < moved <= record["poisoned"]
+    assert not np.array_equal(calls[0][1], calls[1][1])   # steps came between the two
 
 
 def test_ubw_c_decoys_are_other_squares_at_random_places_and_never_poisons(tmp_path, digits,
