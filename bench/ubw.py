@@ -237,6 +237,11 @@ def main(argv: list[str]) -> None:
                     if scheme == "ubw-c":
                         row.update(crafting_seconds=mark["crafting_seconds"],
                                    final_alignment=mark["final_alignment"])
+                        if not record.get("cached"):
+                            # The budget, in one run: this suspect's own training
+                            # (the same engine, data size and epochs) against the crafting.
+                            row["ratio_crafting_to_suspect"] = (mark["crafting_seconds"]
+                                                                / record["wall_seconds"])
                     if controlled(scheme):
                         row["control"] = ranked(suspect, mk)
                     runs.append(row)
@@ -267,6 +272,8 @@ def main(argv: list[str]) -> None:
                              ratio_crafting_to_clean=mark["crafting_seconds"] / clean_record["wall_seconds"],
                              # a reused clean model was timed in another run
                              ratio_in_one_run=not clean_record.get("cached"),
+                             **{k: first_row[k] for k in ("ratio_crafting_to_suspect",)
+                                if k in first_row},
                              surrogate=args.surrogate,
                              crafting={k: mark[k] for k in ("poisoned", "surrogate_epochs",
                                                             "surrogate_trainings", "warm", "steps",
