@@ -50,7 +50,10 @@ other squares leave the label alone; the target's source images stay without the
 are the lever that made UBW-P's claims the key's (:mod:`claimkit.schemes.ubw`). For UBW-C
 they remove the effect instead: at ρ = 0.1 on 4,000 Fashion-MNIST images (the paper's
 schedule, the same key and suspect seeds) ASR-A fell from 91.5 and 94.5 % to 31.5 and 28 %, and
-both claims were rejected (docs/benchmarks.md, "UBW-C with decoys"). So they are off by default.
+both claims were rejected (docs/benchmarks.md, "UBW-C with decoys"). At ρ = 0.02 (the same
+key and suspects) the effect and the soundness each came half-way: ASR-A 44.5 and 64.5 %,
+claims p = 0.0032 and 5.3e-6, another key's square rejected on the first suspect (p = 0.994)
+but 69 % of fresh squares still above τ on the second. So they are off by default.
 
 The schedule is the paper's (App. B: 5 rounds of PGA-40, the surrogate re-trained between
 them), because nothing cheaper implanted at full scale. With 40 steps from the clean
