@@ -272,8 +272,6 @@ def main(argv: list[str]) -> None:
                              ratio_crafting_to_clean=mark["crafting_seconds"] / clean_record["wall_seconds"],
                              # a reused clean model was timed in another run
                              ratio_in_one_run=not clean_record.get("cached"),
-                             **{k: first_row[k] for k in ("ratio_crafting_to_suspect",)
-                                if k in first_row},
                              surrogate=args.surrogate,
                              crafting={k: mark[k] for k in ("poisoned", "surrogate_epochs",
                                                             "surrogate_trainings", "warm", "steps",
@@ -281,6 +279,8 @@ def main(argv: list[str]) -> None:
                                                             "final_alignment", "phase_seconds",
                                                             "surrogate_gaps", "decoys")
                                        if k in mark})
+                if "ratio_crafting_to_suspect" in first_row:
+                    entry["ratio_crafting_to_suspect"] = first_row["ratio_crafting_to_suspect"]
             else:
                 entry["poisoned"] = mark["poisoned"]
             name = scheme.replace("-", "_")

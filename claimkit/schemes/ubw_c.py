@@ -379,7 +379,8 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     seconds = lap("write") - start
     return x_train, {
         "poisoned": count, "surrogate_arch": arch, "surrogate_epochs": epochs,
-        "surrogate_trainings": trainings, "warm": params.warm, "steps": params.steps, "selection": params.selection,
+        "surrogate_trainings": trainings, "warm": params.warm, "steps": params.steps,
+        "selection": params.selection,
         "epsilon": params.epsilon, "lam": params.lam, "source": params.source,
         "target": params.target, **({"decoys": len(kept)} if decoys is not None else {}),
         "final_alignment": alignment, "surrogate_gaps": gaps,
