@@ -9,7 +9,8 @@ steps, so the steps are most of its price. This times one step
 (:func:`claimkit.schemes.ubw_c.matching_gradient`) on the same model and images under
 variants of what the GPU may be slow at: the batch (the recipe's; 4× larger, a quarter of
 the kernel launches but the cosine taken over larger batches, so not the same crafting),
-the model's memory format (contiguous; channels_last, as the training engine uses on
+the gradient matched over the last 1–3 layers only (``-p match_layers``, not the same
+crafting), the model's memory format (contiguous; channels_last, as the training engine uses on
 CUDA), cuDNN's autotuner, and the random shifts' copies to the device blocking as they
 were until 2026-12-04 (:func:`bench.common.blocking_copies`; the same code on a CPU);
 against one training epoch over the same images on the
@@ -30,7 +31,7 @@ from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.models import build
 from claimkit.ml.recipes import recipe
 from claimkit.ml.train import TrainConfig, as_tensor, resolve_device, train
-from claimkit.schemes.ubw_c import matching_gradient
+from claimkit.schemes.ubw_c import matched_parameters, matching_gradient
 
 from .common import blocking_copies, emit, sync
 
@@ -54,17 +55,24 @@ def profile_step(data: Dataset, device: torch.device, poisons: int, repeats: int
     x_p = as_tensor(data.x_train[:poisons], device)
     y_p = torch.from_numpy(data.y_train[:poisons]).to(device)
     delta = torch.zeros_like(x_p)
-    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    target = torch.randn(size, generator=torch.Generator().manual_seed(0)).to(device)
-    target /= target.norm()
 
-    def step(batch: int) -> Callable[[], Any]:
+    def unit(size: int) -> torch.Tensor:
+        v = torch.randn(size, generator=torch.Generator().manual_seed(0)).to(device)
+        return v / v.norm()
+
+    target = unit(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+    def step(batch: int, layers: int = 0) -> Callable[[], Any]:
         generator = torch.Generator().manual_seed(0)
-        return lambda: matching_gradient(model, x_p, y_p, delta, target, batch=batch,
-                                         shift=r["shift"], generator=generator)
+        weights = matched_parameters(model, layers)
+        aim = target if layers == 0 else unit(sum(w.numel() for w in weights))
+        return lambda: matching_gradient(model, x_p, y_p, delta, aim, batch=batch,
+                                         shift=r["shift"], generator=generator, weights=weights)
 
     seconds = {"default": _seconds(step(r["batch"]), device, repeats),
                "batch_x4": _seconds(step(4 * r["batch"]), device, repeats)}
+    for layers in (1, 2, 3):   # -p match_layers=k: the gradient of the last k layers only
+        seconds[f"match_layers_{layers}"] = _seconds(step(r["batch"], layers), device, repeats)
     with blocking_copies():
         seconds["blocking_copies"] = _seconds(step(r["batch"]), device, repeats)
     if device.type == "cuda":

@@ -193,6 +193,8 @@ class UBWCParams(UBWParams):
     surrogate_epochs: int = 0   # epochs per surrogate training; 0: the recipe's
     warm: int = 0               # >0 (ours): each re-training continues the current surrogate
                                 # for this many epochs; 0: from scratch (Eq. 9; ubw_c)
+    match_layers: int = 0       # >0 (ours): match the gradient of the last k weight layers
+                                # only, a cheaper step; 0: all parameters (Eq. 8; ubw_c)
     step_size: float = 0.025    # Adam learning rate on signed gradients (the authors' code)
     selection: str = "last-layer"  # gradient norm for picking poisons: "last-layer" or "full"
     target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources),
@@ -212,6 +214,8 @@ class UBWCParams(UBWParams):
                                       "step_size within (0, 1]")
         if not 0 <= self.warm <= 1000:
             raise MalformedInputError("ubw-c: warm within [0, 1000] epochs")
+        if not 0 <= self.match_layers <= 1000:
+            raise MalformedInputError("ubw-c: match_layers within [0, 1000] (0: all)")
         if self.selection not in ("last-layer", "full"):
             raise MalformedInputError("ubw-c: selection must be last-layer or full")
         if self.target not in ("paper", "contrast", "specific"):

@@ -118,7 +118,7 @@ from ..ml.train import (TrainConfig, as_tensor, evaluate, random_offsets, resolv
 from .base import MarkOptions
 from .ubw import UBWBackend, UBWCParams, Trigger, random_squares, stamp_decoys
 
-__all__ = ["BACKEND", "craft", "gradient_norms", "matching_gradient"]
+__all__ = ["BACKEND", "craft", "gradient_norms", "matched_parameters", "matching_gradient"]
 
 
 def _autocast(device: torch.device) -> Any:
@@ -188,6 +188,17 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, how: s
     return _last_layer_norms(model, x, y, batch)
 
 
+def matched_parameters(model: nn.Module, layers: int = 0) -> list[nn.Parameter]:
+    """The parameters whose gradients are matched: all of them (``layers`` 0, App. B), or
+    the weights and biases of the last ``layers`` convolutional and linear layers (ours:
+    the double backward then stops at the first of them, a cheaper step)."""
+    if layers == 0:
+        return [p for p in model.parameters() if p.requires_grad]
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    chosen = [m for m in model.modules() if isinstance(m, kinds)][-layers:]
+    return [p for m in chosen for p in m.parameters() if p.requires_grad]
+
+
 def _reference(images: np.ndarray, benign: torch.Tensor, target: str, trigger: Trigger,
                rng: np.random.Generator) -> torch.Tensor | None:
     """The source images whose loss the target subtracts: none (``paper``), the benign ones
@@ -204,12 +215,13 @@ def _reference(images: np.ndarray, benign: torch.Tensor, target: str, trigger: T
 
 
 def _target_gradient(model: nn.Module, triggered: torch.Tensor, y: torch.Tensor, lam: float,
-                     batch: int, reference: torch.Tensor | None = None) -> torch.Tensor:
+                     batch: int, reference: torch.Tensor | None = None,
+                     params: list[nn.Parameter] | None = None) -> torch.Tensor:
     """−∇_w L_i for L_i = mean[CE + λ·H] on the triggered source images, unit norm, as one
-    flat vector over the parameters in their order; with ``reference`` (x, or x under
-    random squares), −∇_w [L_i(G(x)) − L_i(reference)]."""
+    flat vector over the parameters ``params`` (default all) in their order; with
+    ``reference`` (x, or x under random squares), −∇_w [L_i(G(x)) − L_i(reference)]."""
     model.eval()
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = matched_parameters(model) if params is None else params
     total = [torch.zeros_like(p) for p in params]
     for x, sign in ((triggered, -1.0), (reference, 1.0)):
         if x is None:
@@ -229,12 +241,14 @@ def _target_gradient(model: nn.Module, triggered: torch.Tensor, y: torch.Tensor,
 
 def matching_gradient(model: nn.Module, x_p: torch.Tensor, y_p: torch.Tensor,
                       delta: torch.Tensor, target: torch.Tensor, *, batch: int, shift: int,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                      generator: torch.Generator, weights: list[nn.Parameter] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """One upper-level step's work: for each batch of poisons, the gradient of
-    1 − cos(∇_w L_t, target) with respect to its perturbations, and the summed loss (a
-    device tensor: no host sync per batch). ``bench/ubw_c_profile.py`` profiles it."""
+    1 − cos(∇_w L_t, target) with respect to its perturbations, w over ``weights`` (default
+    all parameters; ``target`` over the same), and the summed loss (a device tensor: no
+    host sync per batch). ``bench/ubw_c_profile.py`` profiles it."""
     model.eval()
-    weights = [p for p in model.parameters() if p.requires_grad]
+    weights = matched_parameters(model) if weights is None else weights
     delta = delta.detach()
     grad = torch.zeros_like(delta)
     total = torch.zeros((), device=delta.device)
@@ -320,7 +334,8 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
 
     def aim(model: nn.Module) -> torch.Tensor:
         reference = _reference(data.x_train[source], x_ben, params.target, trigger, rng)
-        return _target_gradient(model, x_src, y_src, params.lam, batch, reference)
+        return _target_gradient(model, x_src, y_src, params.lam, batch, reference,
+                                matched_parameters(model, params.match_layers))
 
     target = aim(model)
     lap("target")
@@ -345,7 +360,8 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
                disable=not options.progress or None)
     for step in bar:
         grad, total = matching_gradient(model, x_p, y_p, delta, target, batch=batch,
-                                        shift=r["shift"], generator=generator)
+                                        shift=r["shift"], generator=generator,
+                                        weights=matched_parameters(model, params.match_layers))
         alignment = 1 - float(total) / count
         bar.set_postfix(alignment=f"{alignment:.3f}", refresh=False)
         delta.grad = grad.sign_()
@@ -380,6 +396,7 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     return x_train, {
         "poisoned": count, "surrogate_arch": arch, "surrogate_epochs": epochs,
         "surrogate_trainings": trainings, "warm": params.warm, "steps": params.steps,
+        "match_layers": params.match_layers,
         "selection": params.selection,
         "epsilon": params.epsilon, "lam": params.lam, "source": params.source,
         "target": params.target, **({"decoys": len(kept)} if decoys is not None else {}),

@@ -9,7 +9,8 @@ def test_profile_times_every_variant_and_names_the_heaviest_ops():
     report = profile_step(load_dataset("digits"), torch.device("cpu"), poisons=70, repeats=1,
                           top=4)
     assert set(report["step_seconds"]) == {"default", "batch_x4", "channels_last",
-                                            "blocking_copies"}
+                                            "blocking_copies", "match_layers_1",
+                                            "match_layers_2", "match_layers_3"}
     assert all(s > 0 for s in report["step_seconds"].values())
     assert report["training_epoch_seconds"] > 0 and report["batch"] == 64
     ops = report["heaviest_ops"]

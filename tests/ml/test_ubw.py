@@ -288,6 +288,7 @@ def test_default_patch_sides_follow_the_authors_code(shape, sides):
     ("ubw-c", {"selection": "random", "m": "20"}, "selection"),
     ("ubw-c", {"target": "targeted", "m": "20"}, "target"),
     ("ubw-c", {"warm": "-1", "m": "20"}, "warm"),
+    ("ubw-c", {"match_layers": "-1", "m": "20"}, "match_layers"),
 ])
 def test_bad_parameters_are_refused(digits, scheme, params, message):
     with pytest.raises(MalformedInputError, match=message):
@@ -662,6 +663,58 @@ def test_ubw_c_warm_retraining_continues_the_surrogate_on_the_current_poisons(
         moved = (x_seen != digits.x_train).reshape(len(x_seen), -1).any(1).sum()
         assert 0 < moved <= record["poisoned"]
     assert not np.array_equal(calls[0][1], calls[1][1])   # steps came between the two
+
+
+def test_ubw_c_can_match_the_last_layers_only(digits, clean_models):
+    """``match_layers=k`` (ours, a cheaper step): the cosine is taken over the gradient of
+    the last k convolutional and linear layers only. For the last linear layer W·h + b the
+    gradient of the mean cross-entropy has the closed form ((p − y)·hᵀ, p − y)/n, so the
+    step's loss and its gradient to the perturbations are checked against that."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from claimkit.ml.models import load_model
+    from claimkit.ml.train import as_tensor
+    from claimkit.schemes.ubw import UBWCParams, make_patch
+    from claimkit.schemes.ubw_c import craft, matched_parameters, matching_gradient
+
+    model, _ = load_model(clean_models[0], device="cpu")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linear = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    assert matched_parameters(model) == list(model.parameters())
+    assert matched_parameters(model, 1) == [linear.weight, linear.bias]
+    assert matched_parameters(model, 2) == [convs[-1].weight, linear.weight, linear.bias]
+
+    x = as_tensor(digits.x_train[:40], torch.device("cpu"))
+    y = torch.from_numpy(digits.y_train[:40])
+    delta = torch.full_like(x, 0.02)
+    target = torch.randn(linear.weight.numel() + linear.bias.numel(),
+                         generator=torch.Generator().manual_seed(0))
+    target /= target.norm()
+    grad, total = matching_gradient(model, x, y, delta, target, batch=40, shift=0,
+                                    generator=torch.Generator(),
+                                    weights=matched_parameters(model, 1))
+
+    d = delta.clone().requires_grad_(True)
+    features = []
+    hook = linear.register_forward_hook(lambda m, i, o: features.append(i[0]))
+    logits = model(x + d)
+    hook.remove()
+    error = (torch.softmax(logits, 1) - F.one_hot(y, 10)) / len(y)
+    closed = torch.cat([(error.T @ features[0]).reshape(-1), error.sum(0)])
+    loss = 1 - closed @ target / closed.norm()
+    loss.backward()
+    assert float(total) == pytest.approx(loss.item() * len(y), rel=1e-4)
+    assert torch.allclose(grad, d.grad, rtol=1e-3, atol=1e-7) and d.grad.abs().sum() > 0
+
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=2, retrains=0,
+                        match_layers=2)
+    options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
+    x_marked, record = craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
+                             np.random.default_rng(2), options)
+    assert record["match_layers"] == 2 and 0 < record["final_alignment"] <= 1
+    moved = np.abs(x_marked.astype(int) - digits.x_train.astype(int))
+    assert 0 < moved.max() <= params.epsilon
 
 
 def test_ubw_c_decoys_are_other_squares_at_random_places_and_never_poisons(tmp_path, digits,
