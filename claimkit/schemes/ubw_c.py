@@ -349,9 +349,9 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
 
     def aim(model: nn.Module) -> torch.Tensor:
         reference = _reference(data.x_train[source], x_ben, params.target, trigger, rng)
-        return _target_gradient(model, x_src, y_src, params.lam, batch, reference,
-                                matched_parameters(model, params.match_layers))
+        return _target_gradient(model, x_src, y_src, params.lam, batch, reference, weights)
 
+    weights = matched_parameters(model, params.match_layers)
     target = aim(model)
     lap("target")
     # What each surrogate loses on the source class under the key's square and under
@@ -376,7 +376,7 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     for step in bar:
         grad, total = matching_gradient(model, x_p, y_p, delta, target, batch=batch,
                                         shift=r["shift"], generator=generator,
-                                        weights=matched_parameters(model, params.match_layers))
+                                        weights=weights)
         alignment = 1 - float(total) / count
         bar.set_postfix(alignment=f"{alignment:.3f}", refresh=False)
         delta.grad = grad.sign_()
@@ -400,6 +400,7 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
             model.to(device)
             trainings += 1
             lap("retraining")
+            weights = matched_parameters(model, params.match_layers)
             target = aim(model)
             lap("target")
             gaps.append({"after_step": step + 1,
