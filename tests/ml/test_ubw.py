@@ -528,8 +528,23 @@ def mark_register_train(owner, scheme: str) -> tuple:
     return keydir, rel, suspect
 
 
-def test_ubw_p_from_the_command_line(owner, clean_models):
-    keydir, rel, suspect = mark_register_train(owner, "ubw-p")
+@pytest.fixture(scope="module")
+def flow(owner):
+    """``flow(scheme)``: mark → register → train a suspect, once per module for each scheme,
+    whichever test asks first (the UBW-C test claims under the UBW-P key too, so it must not
+    rely on the UBW-P test having run)."""
+    done: dict[str, tuple] = {}
+
+    def run_flow(scheme: str) -> tuple:
+        if scheme not in done:
+            done[scheme] = mark_register_train(owner, scheme)
+        return done[scheme]
+
+    return run_flow
+
+
+def test_ubw_p_from_the_command_line(owner, flow, clean_models):
+    keydir, rel, suspect = flow("ubw-p")
     result = run("metrics", keydir, "--data", rel, "--model", suspect, "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)
@@ -541,11 +556,11 @@ def test_ubw_p_from_the_command_line(owner, clean_models):
     assert claim_and_verify(owner, "ubw-p", clean_models[0], 30)[0] == 1
 
 
-def test_ubw_c_from_the_command_line(owner, digits, keys, clean_models):
+def test_ubw_c_from_the_command_line(owner, flow, digits, keys, clean_models):
     """The flow and the release's clean-label, ε-bounded form. The suspect's acceptance
     is not asserted: on digits neither this schedule (PARAMS) nor the paper's implants the
     backdoor (0 of 6 suspects, docs/benchmarks.md, "Nor do the digits")."""
-    _, rel, suspect = mark_register_train(owner, "ubw-c")
+    _, rel, suspect = flow("ubw-c")
     released = load_release(rel)
     assert (released.y_train == digits.y_train).all()
     diff = released.x_train.astype(int) - digits.x_train.astype(int)
@@ -555,6 +570,7 @@ def test_ubw_c_from_the_command_line(owner, digits, keys, clean_models):
     claim_and_verify(owner, "ubw-c", suspect, 19)                  # 38 items: two claims of 19
     assert claim_and_verify(owner, "ubw-c", clean_models[0], 19)[0] == 1
     # A model trained on another owner's watermarked set: the UBW-P owner has no claim on it.
+    flow("ubw-p")                                                  # its key registered
     assert claim_and_verify(owner, "ubw-p", suspect, 30)[0] == 1
 
 
