@@ -78,7 +78,8 @@ for k = 2 (the last convolution, 53 % of the weights, and the classifier) agains
 all parameters. With the paper's 200 steps on one surrogate, k = 2 implanted *more* than
 all parameters did (4,000 Fashion images × 40 epochs, the same key and suspects: mean
 P_b − P_p 0.53 against 0.47, claims p = 1.5e-9 and 1.3e-11) at 0.79× a suspect's training
-against 2.2× (docs/benchmarks.md, "A cheaper step"). 80 steps gave 0.35 and 300 gave 0.52;
+with the tests sharing the cores (200 such steps took 184 s alone, about 0.45×), against
+2.2× (docs/benchmarks.md, "A cheaper step"). 80 steps gave 0.35 and 300 gave 0.52;
 4 warm re-trainings in the rest of the budget did not add to it. It is not the default:
 the paper's schedule implants more (0.71), and at the recipe's 8 epochs on all of
 Fashion-MNIST even the cheap step's 200 come to about 2.4× a clean run by the arithmetic
