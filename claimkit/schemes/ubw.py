@@ -196,6 +196,8 @@ class UBWCParams(UBWParams):
     match_layers: int = 0       # >0 (ours): match the gradient of the last k weight layers
                                 # only, a cheaper step; 0: all parameters (Eq. 8; ubw_c)
     step_size: float = 0.025    # Adam learning rate on signed gradients (the authors' code)
+    decay: str = "all"          # step size ×0.1 at 3/8, 5/8 and 7/8 of "all" steps (the
+                                # authors' code) or of each "round" between re-trainings (ours)
     selection: str = "last-layer"  # gradient norm for picking poisons: "last-layer" or "full"
     target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources),
                                 # "contrast" (minus the same on the benign sources) or
@@ -216,6 +218,8 @@ class UBWCParams(UBWParams):
             raise MalformedInputError("ubw-c: warm within [0, 1000] epochs")
         if not 0 <= self.match_layers <= 1000:
             raise MalformedInputError("ubw-c: match_layers within [0, 1000] (0: all)")
+        if self.decay not in ("all", "round"):
+            raise MalformedInputError("ubw-c: decay must be all or round")
         if self.selection not in ("last-layer", "full"):
             raise MalformedInputError("ubw-c: selection must be last-layer or full")
         if self.target not in ("paper", "contrast", "specific"):

@@ -283,6 +283,18 @@ def matching_gradient(model: nn.Module, x_p: torch.Tensor, y_p: torch.Tensor,
     return grad, total
 
 
+def decay_steps(steps: int, retrain_at: set[int], how: str) -> set[int]:
+    """The steps after which the step size is cut ×0.1: at 3/8, 5/8 and 7/8 of all the
+    steps (``decay=all``, the authors' MultiStepLR over the whole crafting, so the rounds
+    after a re-training start at a decayed size) or of each round between re-trainings
+    (``decay=round``, ours: each round re-aligns to its new surrogate at the full size)."""
+    cuts = (3 / 8, 5 / 8, 7 / 8)
+    if how == "all":
+        return {int(steps * f) for f in cuts}
+    edges = [0, *sorted(retrain_at), steps]
+    return {a + int((b - a) * f) for a, b in zip(edges, edges[1:]) for f in cuts}
+
+
 def _config(r: dict[str, Any], epochs: int, lr: float, seed: int, device: str) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=r["batch"], lr=lr, seed=seed, device=device,
                        label_smoothing=r["label_smoothing"], shift=r["shift"])
@@ -368,9 +380,9 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     delta = ((torch.rand(x_p.shape, generator=generator) * 2 - 1) * eps).to(device)
     delta = torch.max(torch.min(delta, 1 - x_p), -x_p).requires_grad_(True)
     optimizer = torch.optim.Adam([delta], lr=params.step_size)
-    decay = {int(params.steps * f) for f in (3 / 8, 5 / 8, 7 / 8)}
     retrain_at = {round(params.steps * (k + 1) / (params.retrains + 1))
                   for k in range(params.retrains)}
+    decay = decay_steps(params.steps, retrain_at, params.decay)
     alignment = float("nan")
     bar = tqdm(range(params.steps), desc="craft", unit="step", leave=False,
                disable=not options.progress or None)
@@ -400,6 +412,9 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
                                    options.progress)
             model.to(device)
             trainings += 1
+            if params.decay == "round":   # a new round starts at the full step size
+                for group in optimizer.param_groups:
+                    group["lr"] = params.step_size
             lap("retraining")
             weights = matched_parameters(model, params.match_layers)
             target = aim(model)
@@ -413,7 +428,7 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     return x_train, {
         "poisoned": count, "surrogate_arch": arch, "surrogate_epochs": epochs,
         "surrogate_trainings": trainings, "warm": params.warm, "steps": params.steps,
-        "match_layers": params.match_layers,
+        "match_layers": params.match_layers, "decay": params.decay,
         "selection": params.selection,
         "epsilon": params.epsilon, "lam": params.lam, "source": params.source,
         "target": params.target, **({"decoys": len(kept)} if decoys is not None else {}),

@@ -289,6 +289,7 @@ def test_default_patch_sides_follow_the_authors_code(shape, sides):
     ("ubw-c", {"target": "targeted", "m": "20"}, "target"),
     ("ubw-c", {"warm": "-1", "m": "20"}, "warm"),
     ("ubw-c", {"match_layers": "-1", "m": "20"}, "match_layers"),
+    ("ubw-c", {"decay": "cosine", "m": "20"}, "decay"),
 ])
 def test_bad_parameters_are_refused(digits, scheme, params, message):
     with pytest.raises(MalformedInputError, match=message):
@@ -679,6 +680,36 @@ def test_ubw_c_warm_retraining_continues_the_surrogate_on_the_current_poisons(
         moved = (x_seen != digits.x_train).reshape(len(x_seen), -1).any(1).sum()
         assert 0 < moved <= record["poisoned"]
     assert not np.array_equal(calls[0][1], calls[1][1])   # steps came between the two
+
+
+@pytest.mark.parametrize("decay, sizes", [
+    ("all", [0, 0, 0, 1, 1, 2, 2, 3]),      # the authors': ×0.1 after steps 3, 5 and 7 of 8
+    ("round", [0, 1, 2, 3, 0, 1, 2, 3]),    # ours: each of the two rounds from the full size
+])
+def test_ubw_c_step_size_decays_over_all_steps_or_each_round(digits, clean_models,
+                                                             monkeypatch, decay, sizes):
+    """``decay``: the step size is cut ×0.1 at 3/8, 5/8 and 7/8 of all the steps (the
+    authors' MultiStepLR) or of each round between re-trainings, the next round starting
+    at the full size again. The sizes each step was taken with, as 0.025·10^−k."""
+    import torch
+    import claimkit.schemes.ubw_c as ubw_c
+    from claimkit.schemes.ubw import UBWCParams, make_patch
+
+    taken = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        taken.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=8, retrains=1, warm=1,
+                        decay=decay)
+    options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
+    _, record = ubw_c.craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
+                            np.random.default_rng(2), options)
+    assert record["decay"] == decay and record["surrogate_trainings"] == 1
+    assert taken == pytest.approx([0.025 * 10.0 ** -k for k in sizes])
 
 
 def test_ubw_c_can_match_the_last_layers_only(digits, clean_models):
