@@ -95,8 +95,10 @@ same key and suspect seeds) the crafting cost 0.82–0.85× a suspect's training
 mean P_b − P_p 0.67 and 0.62, claims p = 9.9e-21 and 2.5e-14 (ASR-A 92.5 and 77 %), against
 0.58 and 0.42 for the 160 steps alone and 0.64 and 0.42 with the authors' decay, whose
 second round starts at a tenth of the size (docs/benchmarks.md, "One re-training in the
-cheap step's budget"). Another key's square still passes Prop. 1 on those suspects. It is
-not the default: ``surrogate_epochs`` is absolute while the budget is relative to the
+cheap step's budget"). 200 steps (the re-training at 100) gave 0.71 and 0.59 and left the
+second suspect's ASR-A at 75.5 %; two 12-epoch re-trainings gave only 0.41 and 0.29, their
+surrogates not yet trained far enough to show what the release teaches. Another key's
+square still passes Prop. 1 on those suspects. It is not the default: ``surrogate_epochs`` is absolute while the budget is relative to the
 suspect's epochs, and the paper's schedule is the one measured to implant on all of
 Fashion-MNIST on a GPU (``bench/device.sh`` step 6 measures this one there).
 
