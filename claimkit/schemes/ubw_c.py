@@ -98,9 +98,10 @@ second round starts at a tenth of the size (docs/benchmarks.md, "One re-training
 cheap step's budget"). 200 steps (the re-training at 100) gave 0.71 and 0.59 and left the
 second suspect's ASR-A at 75.5 %; two 12-epoch re-trainings gave only 0.41 and 0.29, their
 surrogates not yet trained far enough to show what the release teaches. Another key's
-square still passes Prop. 1 on those suspects. It is not the default: ``surrogate_epochs`` is absolute while the budget is relative to the
-suspect's epochs, and the paper's schedule is the one measured to implant on all of
-Fashion-MNIST on a GPU (``bench/device.sh`` step 6 measures this one there).
+square still passes Prop. 1 on those suspects. It is not the default: ``surrogate_epochs``
+is absolute while the budget is relative to the suspect's epochs, and the paper's schedule
+is the one measured to implant on all of Fashion-MNIST on a GPU (``bench/device.sh`` step
+6 measures this one there).
 
 The samples to poison are the γ·N training images with the largest gradient norms
 (App. B 1)), batched in the order of their norms as the authors' code does, so the
