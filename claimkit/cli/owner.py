@@ -138,15 +138,15 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
 
 def _specificity_line(record: dict[str, Any]) -> str:
     """UBW-C's last surrogate (trained on the poisons) as an early look at what the release
-    teaches: a suspect that loses as much under any square as under the key's gives
+    teaches: a suspect that loses as much under any trigger as under the key's gives
     Prop. 1 no way to tell this owner's claim from another's."""
     gaps = record.get("surrogate_gaps") or []
-    if len(gaps) < 2 or "any_square" not in gaps[-1]:
+    if len(gaps) < 2 or "any_other" not in gaps[-1]:
         return ""
     last = gaps[-1]
     return (f"\nthe last surrogate loses {last['key']:.2f} of the source class's probability "
-            f"under the key's square and {last['any_square']:.2f} under other squares (a "
-            f"release specific to its key keeps the second far below the first)")
+            f"under the key's trigger and {last['any_other']:.2f} under other triggers of its "
+            f"kind (a release specific to its key keeps the second far below the first)")
 
 
 @cli.command("claim")

@@ -126,10 +126,18 @@ class UBWParams:
     m: int = 100                # pairs a claim should open (App. C.2)
     tau: float = 0.25           # margin of Prop. 1's H1: P_b > P_p + τ (§5.3)
     alpha: float = 0.01         # significance level
-    decoys: float = 0.0         # share given other random squares, labels kept (ours; module doc)
+    decoys: float = 0.0         # share given other random triggers, labels kept (ours; module doc)
+    trigger: str = "patch"      # "patch" (BadNets square, §5.2) or "warp" (WaNet, App. H)
+    warp_grid: int = 4          # k: control points per side of the warping field
+    warp_strength: float = 0.5  # s: its amplitude
 
     def __post_init__(self) -> None:
         c, h, w = self.input_shape
+        if self.trigger not in ("patch", "warp"):
+            raise MalformedInputError("ubw: trigger must be patch or warp")
+        if not 2 <= self.warp_grid <= min(h, w) or not 0 < self.warp_strength <= 4:
+            raise MalformedInputError("ubw: warp_grid within [2, image side], "
+                                      "warp_strength within (0, 4]")
         if not 0.0 < self.gamma <= 0.5:
             raise MalformedInputError("ubw: gamma (poisoning rate) must be within (0, 0.5]")
         if not 0 <= self.patch_size <= min(h, w) // 2:
@@ -169,18 +177,7 @@ class UBWParams:
 
 @dataclass(frozen=True)
 class UBWPParams(UBWParams):
-    trigger: str = "patch"      # "patch" (BadNets square, §5.2) or "warp" (WaNet, App. H)
-    warp_grid: int = 4          # k: control points per side of the warping field
-    warp_strength: float = 0.5  # s: its amplitude
     decoys: float = 0.1         # UBW-P's default has them (0: the paper's release)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.trigger not in ("patch", "warp"):
-            raise MalformedInputError("ubw-p: trigger must be patch or warp")
-        if not 2 <= self.warp_grid <= min(self.input_shape[1:]) or not 0 < self.warp_strength <= 4:
-            raise MalformedInputError("ubw-p: warp_grid within [2, image side], "
-                                      "warp_strength within (0, 4]")
 
 
 @dataclass(frozen=True)
@@ -319,12 +316,18 @@ def _paste(images: np.ndarray, patterns: np.ndarray, rows: np.ndarray,
     return out
 
 
-def random_squares(images: np.ndarray, trigger: Trigger,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Each image with its *own* fresh square of the trigger's size (make_patch's
-    distribution, never the key's pattern), placed as the trigger places its own: "any
-    square but the key's", which ``target=specific`` teaches UBW-C to tell from the key's."""
+def random_triggers(images: np.ndarray, trigger: Trigger,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Each image under its *own* fresh trigger of the key's kind, never the key's: a
+    square of its size (make_patch's distribution) placed as the key places its own, or a
+    warping field of its grid and strength (make_warp's). "Any trigger but the key's",
+    which ``target=specific`` teaches UBW-C to tell from the key's."""
     n, _, h, w = images.shape
+    if trigger.kind == "warp":
+        assert trigger.field is not None
+        fields = np.stack([make_warp(rng, trigger.field.shape[0], trigger.strength).field
+                           for _ in range(n)])
+        return _warp(images, fields, trigger.strength)
     patterns = np.stack([fresh_patch(rng, trigger) for _ in range(n)])
     rows, cols = trigger.places(n, h, w, rng)
     return _paste(images, patterns[..., None], rows, cols)
@@ -356,21 +359,23 @@ def make_warp(rng: np.random.Generator, grid: int, strength: float) -> Trigger:
 
 
 def _warp(images: np.ndarray, field: np.ndarray | None, strength: float) -> np.ndarray:
-    """Warp uint8 images by the field: upsampled bicubically, scaled by s / H, sampled
-    bilinearly with ``grid_sample`` (WaNet's generator), rounded back to uint8."""
+    """Warp uint8 images by the field ((k, k, 2), or (n, k, k, 2): one per image):
+    upsampled bicubically, scaled by s / H, sampled bilinearly with ``grid_sample``
+    (WaNet's generator), rounded back to uint8."""
     import torch
     import torch.nn.functional as F
 
     assert field is not None
     n, _, h, w = images.shape
-    noise = torch.from_numpy(field).permute(2, 0, 1)[None].float()
+    noise = torch.from_numpy(field.reshape(-1, *field.shape[-3:])).permute(0, 3, 1, 2).float()
     up = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     grid = (torch.stack((xs, ys), 2)[None] + strength * up / h).clamp(-1, 1)
     out = []
     for i in range(0, n, 4096):
         x = torch.from_numpy(np.ascontiguousarray(images[i:i + 4096])).float()
-        warped = F.grid_sample(x, grid.expand(len(x), -1, -1, -1), align_corners=True)
+        g = grid[i:i + 4096] if len(grid) > 1 else grid.expand(len(x), -1, -1, -1)
+        warped = F.grid_sample(x, g, align_corners=True)
         out.append(warped.round().clamp(0, 255).to(torch.uint8).numpy())
     return np.concatenate(out) if out else images.copy()
 
@@ -389,7 +394,7 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
     """A marking key: the trigger, (``ubw-p``) the poisoned indices and their labels, and
     ℓ committed items of test images with their triggered versions."""
     seed = rng(32)
-    if isinstance(params, UBWPParams) and params.trigger == "warp":
+    if params.trigger == "warp":
         trigger = make_warp(stream(seed, _PATTERN), params.warp_grid, params.warp_strength)
     else:
         trigger = make_patch(stream(seed, _PATTERN), params.side,
@@ -416,7 +421,7 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
                             "labels": poison.integers(0, params.num_classes, len(indices)).tolist()}
     else:
         indices = np.empty(0, dtype=np.int64)    # UBW-C picks its poisons when it marks
-    if params.decoys and trigger.pattern is not None:   # a warping field has no square
+    if params.decoys:
         secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, data.x_train.shape,
                                    indices, params.decoys)
     return MarkingKey.create(scheme, params.public(), values, rng=rng, secret=secret)
@@ -425,13 +430,18 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
 def _decoys(rng: np.random.Generator, trigger: Trigger, shape: tuple[int, ...],
             poisoned: np.ndarray, share: float) -> dict[str, Any]:
     """``share``·n of the n training images (``shape``: the split's), outside the poisoned
-    ones, each with its own random square (not the key's) placed as the trigger places
-    its own: the corner (``ubw-p``), or a random place stored with it (``ubw-c``, whose
-    poisons are picked at marking and avoid these). Their labels stay."""
-    assert trigger.pattern is not None
+    ones, each with its own random trigger of the key's kind (never the key's): a square
+    placed as the trigger places its own, the corner (``ubw-p``) or a random place stored
+    with it (``ubw-c``, whose poisons are picked at marking and avoid these), or a warping
+    field of the key's grid and strength (stored as float32). Their labels stay."""
     n, _, h, w = shape
     rest = np.setdiff1d(np.arange(n), poisoned)
     indices = np.sort(rng.choice(rest, min(len(rest), max(1, round(share * n))), replace=False))
+    if trigger.kind == "warp":
+        assert trigger.field is not None
+        fields = np.stack([make_warp(rng, trigger.field.shape[0], trigger.strength).field
+                           for _ in indices]).astype("<f4")
+        return {"indices": indices.tolist(), "fields": b64encode(fields.tobytes())}
     patterns = np.stack([fresh_patch(rng, trigger) for _ in indices])
     out = {"indices": indices.tolist(), "patterns": b64encode(patterns.tobytes())}
     if trigger.placement == "random":
@@ -494,12 +504,22 @@ def mark(mk: MarkingKey, data: Any, out: str | os.PathLike[str],
 
 
 def stamp_decoys(x_train: np.ndarray, decoys: Mapping[str, Any], trigger: Trigger) -> np.ndarray:
-    """Put each decoy's square (the trigger's size) at its place, in place; returns the
-    decoys' indices. The places are the corner, or (``ubw-c``) those stored with them."""
-    assert trigger.pattern is not None
+    """Put each decoy's trigger on its image, in place; returns the decoys' indices. A
+    square (the key's size) goes to the corner or (``ubw-c``) the place stored with it; a
+    warping field (the key's grid and strength) warps the whole image."""
     indices = np.asarray(decoys["indices"], dtype=np.int64)
-    n, s = len(indices), trigger.pattern.shape[0]
-    _, _, h, w = x_train.shape
+    n, (_, _, h, w) = len(indices), x_train.shape
+    if trigger.kind == "warp":
+        assert trigger.field is not None
+        k = trigger.field.shape[0]
+        raw = b64decode(decoys.get("fields"), field="decoys.fields", size=n * k * k * 2 * 4)
+        fields = np.frombuffer(raw, dtype="<f4").reshape(n, k, k, 2).astype(np.float64)
+        if not np.isfinite(fields).all():
+            raise MalformedInputError("marking key: decoy fields are not finite")
+        x_train[indices] = _warp(x_train[indices], fields, trigger.strength)
+        return indices
+    assert trigger.pattern is not None
+    s = trigger.pattern.shape[0]
     raw = b64decode(decoys["patterns"], field="decoys.patterns", size=n * s * s)
     patterns = np.frombuffer(raw, dtype=np.uint8).reshape(n, s, s, 1)
     if "rows" in decoys:

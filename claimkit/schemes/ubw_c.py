@@ -150,7 +150,7 @@ from ..ml.recipes import recipe
 from ..ml.train import (TrainConfig, as_tensor, evaluate, random_offsets, resolve_device,
                         train, translate)
 from .base import MarkOptions
-from .ubw import UBWBackend, UBWCParams, Trigger, random_squares, stamp_decoys
+from .ubw import UBWBackend, UBWCParams, Trigger, random_triggers, stamp_decoys
 
 __all__ = ["BACKEND", "craft", "gradient_norms", "matched_parameters", "matching_gradient"]
 
@@ -237,14 +237,12 @@ def _reference(images: np.ndarray, benign: torch.Tensor, target: str, trigger: T
                rng: np.random.Generator) -> torch.Tensor | None:
     """The source images whose loss the target subtracts: none (``paper``), the benign ones
     (``contrast``: ``benign``, the tensor of ``images``), or each under a fresh random
-    square placed as the key's (``specific``; drawn anew for every target, so that each
-    round of crafting sees other squares)."""
+    trigger of the key's kind (``specific``; drawn anew for every target, so that each
+    round of crafting sees other squares or fields)."""
     if target == "contrast":
         return benign
     if target == "specific":
-        if trigger.pattern is None:
-            raise MalformedInputError("ubw-c: target=specific needs a square trigger")
-        return as_tensor(random_squares(images, trigger, rng), benign.device)
+        return as_tensor(random_triggers(images, trigger, rng), benign.device)
     return None
 
 
@@ -385,11 +383,11 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     weights = matched_parameters(model, params.match_layers)
     target = aim(model)
     lap("target")
-    # What each surrogate loses on the source class under the key's square and under
-    # other squares: whether a round teaches the key or any square (its own generator,
-    # so the release does not change).
-    x_any = (as_tensor(random_squares(data.x_train[source], trigger, np.random.default_rng(0)),
-                       device) if trigger.pattern is not None else None)
+    # What each surrogate loses on the source class under the key's trigger and under
+    # other triggers of its kind: whether a round teaches the key or any square (its own
+    # generator, so the release does not change).
+    x_any = as_tensor(random_triggers(data.x_train[source], trigger, np.random.default_rng(0)),
+                      device)
     gaps = [{"after_step": 0, **_gaps(model, x_ben, x_src, x_any, y_src, batch)}]
     lap("gaps")
 
@@ -460,10 +458,11 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
 
 @torch.no_grad()
 def _gaps(model: nn.Module, benign: torch.Tensor, triggered: torch.Tensor,
-          any_square: torch.Tensor | None, y: torch.Tensor, batch: int) -> dict[str, float]:
+          other: torch.Tensor, y: torch.Tensor, batch: int) -> dict[str, float]:
     """The model's mean P_b − P_p on the source images (Prop. 1's quantity, over all of
-    them) under the key's trigger (``key``) and under other random squares at the same
-    kind of places (``any_square``, one per image)."""
+    them) under the key's trigger (``key``) and under other random triggers of its kind,
+    one per image (``any_other``: other squares at the same kind of places, or other
+    warping fields)."""
     model.eval()
 
     def p_true(x: torch.Tensor) -> torch.Tensor:
@@ -471,10 +470,8 @@ def _gaps(model: nn.Module, benign: torch.Tensor, triggered: torch.Tensor,
                           .gather(1, y[i:i + batch, None])[:, 0] for i in range(0, len(x), batch)])
 
     p_b = p_true(benign)
-    out = {"key": float((p_b - p_true(triggered)).mean())}
-    if any_square is not None:
-        out["any_square"] = float((p_b - p_true(any_square)).mean())
-    return out
+    return {"key": float((p_b - p_true(triggered)).mean()),
+            "any_other": float((p_b - p_true(other)).mean())}
 
 
 def _phase_clock(device: torch.device, phases: dict[str, float]) -> Callable[[str | None], float]:

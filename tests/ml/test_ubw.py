@@ -179,17 +179,17 @@ def test_a_target_with_a_reference_is_the_unit_difference_of_the_two_losses(digi
 
 
 @pytest.mark.parametrize("placement", ["random", "corner"])
-def test_random_squares_give_each_image_its_own_two_colour_square(placement):
+def test_random_triggers_give_each_image_its_own_two_colour_square(placement):
     """``target=specific``'s reference: each image changed only inside one side×side
     square, placed as the trigger places its own, holding black and white pixels
     (make_patch's distribution) and never the key's pattern, the squares differing
     between images."""
-    from claimkit.schemes.ubw import make_patch, random_squares
+    from claimkit.schemes.ubw import make_patch, random_triggers
 
     side, n = 4, 200
     trigger = make_patch(np.random.default_rng(4), side, placement)
     images = np.full((n, 3, 12, 12), 128, dtype=np.uint8)
-    out = random_squares(images, trigger, np.random.default_rng(5))
+    out = random_triggers(images, trigger, np.random.default_rng(5))
     assert (images == 128).all() and out.shape == images.shape
     squares = []
     for before, after in zip(images, out):
@@ -205,13 +205,13 @@ def test_random_squares_give_each_image_its_own_two_colour_square(placement):
     assert len(set(squares)) == n
 
 
-def test_random_squares_never_draw_the_key_pattern():
+def test_random_triggers_never_draw_the_key_pattern():
     """With a 2×2 square only 14 patterns are allowed, so 500 draws would meet the key's
     about 36 times if it were not excluded."""
-    from claimkit.schemes.ubw import make_patch, random_squares
+    from claimkit.schemes.ubw import make_patch, random_triggers
 
     trigger = make_patch(np.random.default_rng(0), 2, "corner")
-    out = random_squares(np.full((500, 1, 6, 6), 128, dtype=np.uint8), trigger,
+    out = random_triggers(np.full((500, 1, 6, 6), 128, dtype=np.uint8), trigger,
                          np.random.default_rng(1))
     corners = out[:, 0, 4:, 4:]
     assert not (corners == trigger.pattern).all(axis=(1, 2)).any()
@@ -223,7 +223,7 @@ def test_each_target_subtracts_its_own_reference(digits):
     the same images under random squares (only for a square trigger)."""
     import torch
     from claimkit.ml.train import as_tensor
-    from claimkit.schemes.ubw import make_patch, random_squares
+    from claimkit.schemes.ubw import make_patch, random_triggers
     from claimkit.schemes.ubw_c import _reference
 
     images = digits.x_train[:50]
@@ -232,11 +232,29 @@ def test_each_target_subtracts_its_own_reference(digits):
     assert _reference(images, benign, "paper", trigger, np.random.default_rng(1)) is None
     assert _reference(images, benign, "contrast", trigger, np.random.default_rng(1)) is benign
     specific = _reference(images, benign, "specific", trigger, np.random.default_rng(1))
-    assert torch.equal(specific, as_tensor(random_squares(images, trigger,
+    assert torch.equal(specific, as_tensor(random_triggers(images, trigger,
                                                           np.random.default_rng(1)), "cpu"))
-    warp = Trigger("warp", None, "corner", np.zeros((4, 4, 2)), 0.5)
-    with pytest.raises(MalformedInputError, match="square trigger"):
-        _reference(images, benign, "specific", warp, np.random.default_rng(1))
+    warp = make_warp(np.random.default_rng(0), 4, 2.0)
+    specific = _reference(images, benign, "specific", warp, np.random.default_rng(1))
+    assert torch.equal(specific, as_tensor(random_triggers(images, warp,
+                                                          np.random.default_rng(1)), "cpu"))
+
+
+def test_random_triggers_warp_each_image_by_its_own_fresh_field(digits):
+    """For a warping key the reference is each image under its own field of the key's grid
+    and strength (make_warp's distribution, drawn in order from the generator), not the
+    key's field."""
+    from claimkit.schemes.ubw import random_triggers
+
+    key = make_warp(np.random.default_rng(0), 4, 2.0)
+    images = np.repeat(digits.x_test[:1], 6, axis=0)
+    out = random_triggers(images, key, np.random.default_rng(7))
+    rng = np.random.default_rng(7)
+    for image, got in zip(images, out):
+        own = make_warp(rng, 4, 2.0)
+        assert (got == own.apply(image[None])[0]).all()
+    assert len({o.tobytes() for o in out}) == 6
+    assert not (out == key.apply(images)).all(axis=(1, 2, 3)).any()
 
 
 def test_surrogate_gaps_are_prop_1s_mean_under_each_trigger():
@@ -258,13 +276,12 @@ def test_surrogate_gaps_are_prop_1s_mean_under_each_trigger():
 
     got = _gaps(model, benign, triggered, other, y, batch=4)
     assert got["key"] == pytest.approx(float((p(benign) - p(triggered)).mean()), abs=1e-6)
-    assert got["any_square"] == pytest.approx(float((p(benign) - p(other)).mean()), abs=1e-6)
-    assert set(_gaps(model, benign, triggered, None, y, batch=4)) == {"key"}
+    assert got["any_other"] == pytest.approx(float((p(benign) - p(other)).mean()), abs=1e-6)
     with torch.no_grad():
         model[1].weight[:, -1] = 0     # the bottom-right pixel no longer counts
     corner = benign.clone()
     corner[:, :, 3, 3] = 1
-    assert _gaps(model, benign, corner, corner, y, batch=4) == {"key": 0.0, "any_square": 0.0}
+    assert _gaps(model, benign, corner, corner, y, batch=4) == {"key": 0.0, "any_other": 0.0}
 
 
 @pytest.mark.parametrize("shape, sides", [((1, 8, 8), (3, 2)), ((1, 28, 28), (3, 7)),
@@ -306,7 +323,57 @@ def test_warping_trigger_is_a_small_smooth_deterministic_change(digits):
     assert Trigger.from_secret(trigger.secret()).field.tolist() == trigger.field.tolist()
     mk = get_backend("ubw-p").keygen(digits, {"trigger": "warp", "items": "30", "m": "20"},
                                      rng=seeded(3))
-    assert Trigger.from_secret(mk.secret["trigger"]).kind == "warp" and "decoys" not in mk.secret
+    assert Trigger.from_secret(mk.secret["trigger"]).kind == "warp"
+
+
+def test_warp_decoys_are_images_warped_by_fields_of_their_own(tmp_path, digits):
+    """A warping key's decoys (WaNet's noise mode in spirit): each decoy image warped by
+    its own field of the key's grid and strength, stored in the key, labels kept; the
+    poisons carry the key's field."""
+    from claimkit.schemes.ubw import stamp_decoys
+
+    backend = get_backend("ubw-p")
+    mk = backend.keygen(digits, {**PARAMS["ubw-p"], "trigger": "warp", "warp_strength": "2",
+                                 "decoys": "0.2"}, rng=seeded(4))
+    key = Trigger.from_secret(mk.secret["trigger"])
+    decoys = mk.secret["decoys"]
+    idx = np.asarray(decoys["indices"])
+    fields = np.frombuffer(base64.b64decode(decoys["fields"]), "<f4").reshape(len(idx), 4, 4, 2)
+    assert len(idx) == round(0.2 * len(digits.y_train))
+    assert not set(idx) & set(mk.secret["poison"]["indices"])
+    record = backend.mark(mk, digits, tmp_path / "rel", MarkOptions(progress=False))
+    data = load_release(tmp_path / "rel")
+    assert record["decoys"] == len(idx) and (data.y_train[idx] == digits.y_train[idx]).all()
+    for i, field in zip(idx[:10], fields):
+        own = Trigger("warp", None, "corner", field.astype(np.float64), key.strength)
+        assert (data.x_train[i] == own.apply(digits.x_train[i:i + 1])[0]).all()
+    assert (data.x_train[idx] != key.apply(digits.x_train[idx])).any(axis=(1, 2, 3)).mean() > 0.9
+    poisoned = np.asarray(mk.secret["poison"]["indices"])
+    assert (data.x_train[poisoned] == key.apply(digits.x_train[poisoned])).all()
+    with pytest.raises(MalformedInputError, match="decoys.fields"):
+        stamp_decoys(digits.x_train.copy(), {**decoys, "fields": decoys["fields"][:-8]}, key)
+
+
+def test_ubw_c_can_warp_instead_of_a_square(tmp_path, digits, clean_models):
+    """``trigger=warp`` (ours for UBW-C; App. H gives it to UBW-P): the key holds a warping
+    field, its items are the source images warped by it, and the crafting targets the
+    warped source images and records what other fields cost each surrogate."""
+    backend = get_backend("ubw-c")
+    mk = backend.keygen(digits, {**PARAMS["ubw-c"], "steps": "3", "retrains": "0",
+                                 "trigger": "warp", "warp_strength": "2"}, rng=seeded(6))
+    trigger = Trigger.from_secret(mk.secret["trigger"])
+    assert trigger.kind == "warp" and trigger.strength == 2.0
+    items = mk.items.values
+    benign, triggered = (np.stack([np.frombuffer(base64.b64decode(v[k]), np.uint8)
+                                   for v in items]).reshape(-1, 1, 8, 8)
+                         for k in ("image", "triggered"))
+    assert (triggered == trigger.apply(benign)).all() and {v["label"] for v in items} == {0}
+    record = backend.mark(mk, digits, tmp_path / "rel", MarkOptions(
+        device="cpu", progress=False, start_from=str(clean_models[0])))
+    assert all(set(g) == {"after_step", "key", "any_other"} for g in record["surrogate_gaps"])
+    data = load_release(tmp_path / "rel")
+    moved = np.abs(data.x_train.astype(int) - digits.x_train.astype(int))
+    assert 0 < moved.max() <= mk.secret["params"]["epsilon"]
 
 
 def test_dispersibility_is_definition_1():
@@ -643,7 +710,7 @@ def test_ubw_c_alternates_with_surrogates_trained_as_long_as_the_recipe(digits, 
     # Each surrogate's losses under the key's square and other squares: the starting one
     # and the re-trained one.
     assert [g["after_step"] for g in record["surrogate_gaps"]] == [0, 1]
-    assert all(set(g) == {"after_step", "key", "any_square"} and -1 <= g["key"] <= 1
+    assert all(set(g) == {"after_step", "key", "any_other"} and -1 <= g["key"] <= 1
                for g in record["surrogate_gaps"])
     assert np.abs(x.astype(int) - digits.x_train.astype(int)).max() <= params.epsilon
 
