@@ -585,7 +585,7 @@ def mark_register_train(owner, scheme: str) -> tuple:
     assert result.exit_code == 0, result.output
     assert "register it before release" in result.output
     # UBW-C (re-trained once here) shows its last surrogate's losses before the release.
-    assert ("under the key's square and" in result.output) == (scheme == "ubw-c")
+    assert ("under the key's trigger and" in result.output) == (scheme == "ubw-c")
     result = run("register", keydir, "--registry", owner / "reg", "--identity", owner / "owner.key",
                  "--dataset", rel, "--out", owner / f"{scheme}.receipt", "--json")
     assert result.exit_code == 0, result.output
