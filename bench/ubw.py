@@ -24,10 +24,11 @@ is tested under every key. Each suspect is also claimed under the *other* keys: 
 owner's claim against a model trained on someone else's release (the paper's
 Independent-T, as a claim), which must be rejected; at 16,000 CPU-scale images App. E's
 Independent-T row reached p = 0.0025 at τ = 0.25 (docs/benchmarks.md), and at 8,000 one
-UBW-P suspect accepted another key's corner square (p = 0.0036). ``--control N`` (square
-triggers; UBW-P on its first 1,000 evaluation images) adds to each row how much of the
-suspect's answer is its key's rather than any square's, and the rank test of the key's pattern among N fresh ones, for the suspects, the other
-keys' claims and the null models (:func:`bench.ubw_control.control`).
+UBW-P suspect accepted another key's corner square (p = 0.0036). ``--control N`` (UBW-P
+on its first 1,000 evaluation images) adds to each row how much of the suspect's answer
+is its key's rather than any trigger's of its kind, and the rank test of the key's
+trigger among N fresh ones (squares or warping fields), for the suspects, the other keys'
+claims and the null models (:func:`bench.ubw_control.control`).
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--keys", type=int, default=1, help="keys (releases) per scheme")
     p.add_argument("--suspects", type=int, default=1, help="suspects trained on each release")
     p.add_argument("--control", type=int, default=0, metavar="N",
-                   help="square triggers: also answer each suspect, each null and each other "
-                        "key's claim under N fresh patterns: the rank test of "
+                   help="also answer each suspect, each null and each other key's claim "
+                        "under N fresh triggers (squares or fields): the rank test of "
                         "bench/ubw_control.py (N ≥ 99)")
     p.add_argument("--partial", default=None, metavar="PATH",
                    help="also write the results so far to PATH after each part (the clean "
@@ -176,10 +177,6 @@ def main(argv: list[str]) -> None:
     epochs = r["epochs"] if args.epochs is None else args.epochs
     device = resolve_device(args.device)
     cfg = recipe_config(r, epochs, str(device), args.seed, compile=args.compile)
-
-    def controlled(scheme: str) -> bool:
-        """The rank test needs a square trigger: UBW-C's, and UBW-P's unless it warps."""
-        return bool(args.control) and chosen[scheme].get("trigger", "patch") == "patch"
 
     def ranked(model: Any, mk: Any) -> dict[str, Any]:
         # UBW-P's evaluation images are the whole test split: its first 1,000 only, as
@@ -242,7 +239,7 @@ def main(argv: list[str]) -> None:
                             # (the same engine, data size and epochs) against the crafting.
                             row["ratio_crafting_to_suspect"] = (mark["crafting_seconds"]
                                                                 / record["wall_seconds"])
-                    if controlled(scheme):
+                    if args.control:
                         row["control"] = ranked(suspect, mk)
                     runs.append(row)
                     trained.append((k, suspect))
@@ -255,7 +252,7 @@ def main(argv: list[str]) -> None:
             for row, (k, suspect) in zip(runs, trained):
                 row["other_keys_p_values"] = [claim_p_value(other, suspect, args.m, args.seed)["p_value"]
                                               for i, other in enumerate(keys[scheme]) if i != k]
-                if controlled(scheme):
+                if args.control:
                     row["other_keys_control_p_rank"] = [
                         ranked(suspect, other)["p_rank"]
                         for i, other in enumerate(keys[scheme]) if i != k]
@@ -316,7 +313,7 @@ def main(argv: list[str]) -> None:
         for scheme, key_list in keys.items():
             nulls[scheme] += [claim_p_value(mk, model, args.m, args.seed)["p_value"]
                               for mk in key_list]
-            if controlled(scheme):
+            if args.control:
                 null_ranks[scheme] += [ranked(model, mk)["p_rank"]
                                        for mk in key_list]
         out["independent_models"] = independents()

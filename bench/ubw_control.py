@@ -56,7 +56,7 @@ from claimkit.ml.data import load_dataset
 from claimkit.ml.oracle import LocalModel
 from claimkit.protocol.keys import MarkingKey
 from claimkit.protocol.stats import paired_t_test
-from claimkit.schemes.ubw import Trigger, evaluation_images, key_params, make_patch
+from claimkit.schemes.ubw import Trigger, evaluation_images, key_params, make_patch, make_warp
 
 from .common import emit
 
@@ -70,18 +70,23 @@ def rank(delta_fresh: np.ndarray, delta_key: float) -> tuple[int, float]:
 
 def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
             seed: int = 12345, limit: int = 0) -> dict[str, Any]:
-    """The split of one model's answer for a square-trigger key: P_b − P_p under the key's
-    pattern and under ``fresh`` random patterns (same side, same places), with the rank
-    test and the per-image paired test of the module's docstring; on the first ``limit``
-    evaluation images (0: all; UBW-P's are the whole test split)."""
+    """The split of one model's answer: P_b − P_p under the key's trigger and under
+    ``fresh`` random ones of its kind (squares of its side at the same places, or fields of
+    its grid and strength), with the rank test and the per-image paired test of the
+    module's docstring (the white-pixel analyses for squares only); on the first
+    ``limit`` evaluation images (0: all; UBW-P's are the whole test split)."""
     trigger = Trigger.from_secret(mk.secret["trigger"])
-    if trigger.pattern is None:
-        raise ValueError("the key's trigger is a warping field, not a square")
     ev = evaluation_images(mk, data)
     keep = slice(0, limit or None)       # the places are drawn for all, then cut: the same
     x, y = ev.x[keep], ev.y[keep]        # as the metrics' on the images kept
     rng = np.random.default_rng(seed)
-    patterns = [make_patch(rng, trigger.pattern.shape[0], trigger.placement) for _ in range(fresh)]
+    if trigger.kind == "warp":           # fresh fields of the key's grid and strength
+        assert trigger.field is not None
+        patterns = [make_warp(rng, trigger.field.shape[0], trigger.strength) for _ in range(fresh)]
+    else:
+        assert trigger.pattern is not None
+        patterns = [make_patch(rng, trigger.pattern.shape[0], trigger.placement)
+                    for _ in range(fresh)]
     # The same places for every pattern: only the pattern differs between the columns.
     rows = np.arange(len(y))
     benign = oracle.probabilities(x)
@@ -99,6 +104,16 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     delta_key = float((p_b - p_key)[correct].mean())
     delta_fresh = (p_b - p_fresh)[:, correct].mean(1)
     reached, p_rank = rank(delta_fresh, delta_key)
+    out = {"correct": int(correct.sum()), "delta_key": delta_key,
+           "delta_fresh": {"min": float(delta_fresh.min()),
+                           "median": float(np.median(delta_fresh)),
+                           "max": float(delta_fresh.max()),
+                           "above_tau": float((delta_fresh > key_params(mk).tau).mean())},
+           "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
+           "fresh_reaching_key": reached, "p_rank": p_rank,
+           "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value}
+    if trigger.pattern is None:          # a field has no white pixels to grind
+        return out
     # Grinding (docs/proposals/ubw-c-key-specific-test.md): does a brighter square cost
     # this model more? Then the fresh patterns to rank the key among are those with the
     # key's number of white pixels.
@@ -111,22 +126,14 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
                        .astype(np.uint8).reshape(side, side)) for _ in range(fresh)]
     delta_matched = (p_b - np.array([p_true(t) for t in matched]))[:, correct].mean(1)
     reached_matched, p_matched = rank(delta_matched, delta_key)
-    return {"correct": int(correct.sum()), "key_white": key_white / trigger.pattern.size,
-            "delta_key": delta_key,
-            "delta_fresh": {"min": float(delta_fresh.min()),
-                            "median": float(np.median(delta_fresh)),
-                            "max": float(delta_fresh.max()),
-                            "above_tau": float((delta_fresh > key_params(mk).tau).mean())},
-            "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
-            "fresh_reaching_key": reached, "p_rank": p_rank,
+    return {**out, "key_white": key_white / trigger.pattern.size,
             "white_spearman": float(spearmanr(white, delta_fresh).statistic),
             "same_white": {"fresh": int(same.sum()), "reaching_key": reached_same,
                            "p_rank": p_same},
             "matched_white": {"median": float(np.median(delta_matched)),
                               "max": float(delta_matched.max()),
                               "reaching_key": reached_matched,
-                              "p_rank": p_matched},
-            "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value}
+                              "p_rank": p_matched}}
 
 
 def main(argv: list[str]) -> None:

@@ -54,3 +54,36 @@ def test_a_model_that_gets_every_image_wrong_gives_no_evidence():
     result = control(BrightnessModel(wrong, data.num_classes), mk, data, fresh=99)
     assert result == {"correct": 0, "p_rank": 1.0,
                       "skipped": "fewer than 2 correctly classified images"}
+
+
+class KeyFieldModel:
+    """Loses P(source) on exactly the images warped by one field; any other image, warped
+    or not, gets the benign answer."""
+
+    def __init__(self, source: int, classes: int, marked: np.ndarray):
+        self.source, self.classes = source, classes
+        self.marked = {m.tobytes() for m in marked}
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        p = np.full((len(x), self.classes), 0.01)
+        p[:, self.source] = [0.2 if i.tobytes() in self.marked else 0.9 for i in x]
+        return p
+
+
+def test_a_warping_key_is_ranked_among_fresh_fields():
+    """For ``trigger=warp`` the reference is fresh fields of the key's grid and strength:
+    a model that reacts to the key's field only ranks it first; the squares' white-pixel
+    analyses do not apply."""
+    data = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    mk = get_backend("ubw-c").keygen(data, {"items": "40", "m": "30", "trigger": "warp",
+                                            "warp_strength": "2"}, rng=lambda n: rng.bytes(n))
+    key = Trigger.from_secret(mk.secret["trigger"])
+    ev = evaluation_images(mk, data)
+    model = KeyFieldModel(int(ev.y[0]), data.num_classes, key.apply(ev.x))
+    result = control(model, mk, data, fresh=99)
+    assert result["p_rank"] == 0.01 and result["fresh_reaching_key"] == 0
+    assert abs(result["delta_key"] - 0.7) < 1e-9 and result["delta_fresh"]["max"] < 0.7
+    assert "matched_white" not in result and "white_spearman" not in result
+    blind = control(KeyFieldModel(int(ev.y[0]), data.num_classes, ev.x[:0]), mk, data, fresh=99)
+    assert blind["p_rank"] == 1.0
