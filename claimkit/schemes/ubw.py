@@ -28,13 +28,21 @@ Schemes (one backend each, sharing this module):
   97 % (1 % with decoys). Decoys cost some effect at small scale (ASR-A −3 points at
   8,000 images on the same key, none measured at 16,000), not validity
   (docs/benchmarks.md, "UBW-P at 8,000 images" and "… at 16,000 images"). A warping
-  trigger (``trigger=warp``) gets none: it has no corner to share.
+  trigger (``trigger=warp``) gets decoys of its own kind: images warped by fields of
+  their own (the key's grid and strength), labels kept, like WaNet's noise mode (Nguyen &
+  Tran 2021, which keeps the labels of images warped by the key's field plus noise; ours
+  are other owners' fields). Without them one of two other owners' warping claims was
+  accepted at 4,000 Fashion-MNIST images (p = 1.2e-4), with them neither (p ≥ 0.998), at
+  the price decoys have for squares (ASR-A 70 and 63 % → 58 and 44 %; docs/benchmarks.md,
+  "A warping trigger").
 * ``ubw-c`` (§3.4, App. B): clean labels; the γ·N training images with the largest
   gradient norms get ε-bounded perturbations crafted by gradient matching
   (:mod:`claimkit.schemes.ubw_c`); the inference trigger is the same kind of square at a
-  random position (App. B: G_i(x) = (1 − α)⊗x + α⊗t, the authors' ``random_patch``).
-  It takes ``-p decoys=ρ`` too (default 0): the same decoys at random places, stored in
-  the key, which its crafting keeps out of the poisons (:mod:`claimkit.schemes.ubw_c`).
+  random position (App. B: G_i(x) = (1 − α)⊗x + α⊗t, the authors' ``random_patch``), or
+  with ``-p trigger=warp`` (ours for UBW-C) a warping field as for ``ubw-p``.
+  It takes ``-p decoys=ρ`` too (default 0): the same decoys (squares at random places,
+  stored in the key, or fields), which its crafting keeps out of the poisons
+  (:mod:`claimkit.schemes.ubw_c`).
 
 Keys. KeyGen draws a 32-byte secret seed; every random choice (pattern, warping field,
 poisoned indices and labels, items, trigger positions, crafting) comes from an

@@ -103,6 +103,18 @@ is absolute while the budget is relative to the suspect's epochs, and the paper'
 is the one measured to implant on all of Fashion-MNIST on a GPU (``bench/device.sh`` step
 6 measures this one there).
 
+``-p trigger=warp`` (ours for UBW-C; App. H gives WaNet's field to UBW-P) puts a warping
+field of ``warp_grid`` k and ``warp_strength`` s on the items and the target's source
+images instead of the square; ``target=specific`` then subtracts fresh fields. With the
+round schedule above and s = 1 it implanted on two keys within the budget (4,000 Fashion
+images × 40 epochs, a 2-core CPU: 0.89× and 0.92×, ASR-A 91 and 85 %, claims p = 4.4e-18
+and 4.4e-15), where the square left one suspect at 77 %; but each suspect accepted the
+other key's field too (p = 6.5e-4 and 7.1e-17), and 98.5 and 99.5 % of 199 fresh fields
+cost them more than τ: a field teaches "any field of that strength" as a square teaches
+"any square" (docs/benchmarks.md, "A warping trigger"). s = 1 because on a clean model
+random fields cost the source class up to 0.10 at s = 1 and 0.33 at s = 2 (τ = 0.25); the
+default s = 0.5 (WaNet's) is untried for UBW-C.
+
 The samples to poison are the γ·N training images with the largest gradient norms
 (App. B 1)), batched in the order of their norms as the authors' code does, so the
 storage order does not decide which poisons share a batch; the target is the source
