@@ -119,11 +119,18 @@ together ubw-c-match2.json 150 python3 -m bench ubw "${data[@]}" "${one[@]}" \
 together ubw-c-match2-round.json 150 python3 -m bench ubw "${data[@]}" "${one[@]}" \
   --ubw-c match_layers=2 --ubw-c steps=160 --ubw-c retrains=1 --ubw-c surrogate_epochs=4 \
   --ubw-c decay=round --partial "$OUT/ubw-c-match2-round.json"
-# 7. The gpu tests (UBW-C's CUDA test now names its schedule; the new no-host-sync tests).
+# 7. The same round schedule with a warping field (s = 1), two keys each claimed under the
+#    other: on the CPU both implanted within the budget (0.89-0.92x, ASR-A 91 and 85 %) and
+#    both accepted the other owner's field too ("A warping trigger").
+together ubw-c-warp-round.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-c \
+  --keys 2 --suspects 1 --nulls 1 --control 199 --surrogate clean --ubw-c trigger=warp \
+  --ubw-c warp_strength=1 --ubw-c match_layers=2 --ubw-c steps=160 --ubw-c retrains=1 \
+  --ubw-c surrogate_epochs=4 --ubw-c decay=round --partial "$OUT/ubw-c-warp-round.json"
+# 8. The gpu tests (UBW-C's CUDA test now names its schedule; the new no-host-sync tests).
 together pytest-gpu.txt 70 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
 wait_group
-# 8. EWE's marking overhead after its watermark batches stopped waiting for the GPU (1.68x
+# 9. EWE's marking overhead after its watermark batches stopped waiting for the GPU (1.68x
 #    on the last lease; target 1.5x) and MOVE's, alone (137 s on the last lease); and
 #    MOVE's feature paths with TF32 off and against the CPU (the last lease: no row of
 #    512 identical between vmap and the loop on the GPU).

@@ -108,12 +108,13 @@ field of ``warp_grid`` k and ``warp_strength`` s on the items and the target's s
 images instead of the square; ``target=specific`` then subtracts fresh fields. With the
 round schedule above and s = 1 it implanted on two keys within the budget (4,000 Fashion
 images × 40 epochs, a 2-core CPU: 0.89× and 0.92×, ASR-A 91 and 85 %, claims p = 4.4e-18
-and 4.4e-15), where the square left one suspect at 77 %; but each suspect accepted the
-other key's field too (p = 6.5e-4 and 7.1e-17), and 98.5 and 99.5 % of 199 fresh fields
-cost them more than τ: a field teaches "any field of that strength" as a square teaches
-"any square" (docs/benchmarks.md, "A warping trigger"). With ``target=specific`` (the same
-keys, 0.84× and 0.90×) one suspect kept its claim (p = 3.4e-16) and rejected the other
-owner's (p = 0.22) while the other still accepted it (p = 6.3e-4; its own 5.0e-10). s = 1 because on a clean model
+and 4.4e-15; a second suspect of the first release 88.5 %, p = 6.7e-20), where the square
+left one suspect at 77 %; but each suspect accepted the other key's field too (p = 6.5e-4
+and 7.1e-17), and 98.5 and 99.5 % of 199 fresh fields cost them more than τ: a field
+teaches "any field of that strength" as a square teaches "any square" (docs/benchmarks.md,
+"A warping trigger"). With ``target=specific`` (the same keys, 0.84× and 0.90×) one
+suspect kept its claim (p = 3.4e-16) and rejected the other owner's (p = 0.22) while the
+other still accepted it (p = 6.3e-4; its own 5.0e-10). s = 1 because on a clean model
 random fields cost the source class up to 0.10 at s = 1 and 0.33 at s = 2 (τ = 0.25); the
 default s = 0.5 (WaNet's) is untried for UBW-C.
 
