@@ -56,7 +56,7 @@ from claimkit.ml.data import load_dataset
 from claimkit.ml.oracle import LocalModel
 from claimkit.protocol.keys import MarkingKey
 from claimkit.protocol.stats import paired_t_test
-from claimkit.schemes.ubw import Trigger, evaluation_images, key_params, make_patch, make_warp
+from claimkit.schemes.ubw import Trigger, evaluation_images, fresh_field, key_params, make_patch
 
 from .common import emit
 
@@ -81,8 +81,7 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     x, y = ev.x[keep], ev.y[keep]        # as the metrics' on the images kept
     rng = np.random.default_rng(seed)
     if trigger.kind == "warp":           # fresh fields of the key's grid and strength
-        assert trigger.field is not None
-        patterns = [make_warp(rng, trigger.field.shape[0], trigger.strength) for _ in range(fresh)]
+        patterns = [replace(trigger, field=fresh_field(rng, trigger)) for _ in range(fresh)]
     else:
         assert trigger.pattern is not None
         patterns = [make_patch(rng, trigger.pattern.shape[0], trigger.placement)

@@ -333,8 +333,7 @@ def random_triggers(images: np.ndarray, trigger: Trigger,
     n, _, h, w = images.shape
     if trigger.kind == "warp":
         assert trigger.field is not None
-        fields = np.stack([make_warp(rng, trigger.field.shape[0], trigger.strength).field
-                           for _ in range(n)])
+        fields = np.stack([fresh_field(rng, trigger) for _ in range(n)])
         return _warp(images, fields, trigger.strength)
     patterns = np.stack([fresh_patch(rng, trigger) for _ in range(n)])
     rows, cols = trigger.places(n, h, w, rng)
@@ -364,6 +363,13 @@ def make_warp(rng: np.random.Generator, grid: int, strength: float) -> Trigger:
     absolute value."""
     field = rng.uniform(-1, 1, (grid, grid, 2))
     return Trigger("warp", None, "corner", field / np.mean(np.abs(field)), strength)
+
+
+def fresh_field(rng: np.random.Generator, trigger: Trigger) -> np.ndarray:
+    """A random warping field of the warping trigger's grid (make_warp's distribution; a
+    continuous draw, so never the key's own)."""
+    assert trigger.field is not None
+    return make_warp(rng, trigger.field.shape[0], trigger.strength).field
 
 
 def _warp(images: np.ndarray, field: np.ndarray | None, strength: float) -> np.ndarray:
@@ -446,9 +452,7 @@ def _decoys(rng: np.random.Generator, trigger: Trigger, shape: tuple[int, ...],
     rest = np.setdiff1d(np.arange(n), poisoned)
     indices = np.sort(rng.choice(rest, min(len(rest), max(1, round(share * n))), replace=False))
     if trigger.kind == "warp":
-        assert trigger.field is not None
-        fields = np.stack([make_warp(rng, trigger.field.shape[0], trigger.strength).field
-                           for _ in indices]).astype("<f4")
+        fields = np.stack([fresh_field(rng, trigger) for _ in indices]).astype("<f4")
         return {"indices": indices.tolist(), "fields": b64encode(fields.tobytes())}
     patterns = np.stack([fresh_patch(rng, trigger) for _ in indices])
     out = {"indices": indices.tolist(), "patterns": b64encode(patterns.tobytes())}

@@ -399,8 +399,8 @@ def craft(data: Dataset, params: UBWCParams, trigger: Trigger, rng: np.random.Ge
     target = aim(model)
     lap("target")
     # What each surrogate loses on the source class under the key's trigger and under
-    # other triggers of its kind: whether a round teaches the key or any square (its own
-    # generator, so the release does not change).
+    # other triggers of its kind: whether a round teaches the key or any trigger of that
+    # kind (its own generator, so the release does not change).
     x_any = as_tensor(random_triggers(data.x_train[source], trigger, np.random.default_rng(0)),
                       device)
     gaps = [{"after_step": 0, **_gaps(model, x_ben, x_src, x_any, y_src, batch)}]
