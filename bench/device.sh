@@ -107,15 +107,22 @@ step ubw-c-default.json 420 python3 -m bench ubw "${data[@]}" --schemes ubw-c --
 together ubw-c-cli.txt 300 bash -c 'claimkit() { python3 -m claimkit.cli "$@"; }
   export -f claimkit; FASHION_ROOT=$PWD/.data/fashion-mnist \
   bash examples/ubw_fashion_cli.sh 60000 10000 8 /tmp/ubw-cli'
-# 5.-6. The cheap step (-p match_layers=2: the last two layers' gradient only; on a 2-core
-#    CPU 0.96 training passes per poison against 4.9, and 200 such steps implanted more than
-#    200 all-parameter ones, docs/benchmarks.md "A cheaper step"): 200 steps on the clean
-#    model, no re-training; and 160 with one re-training from scratch for half the recipe's
-#    8 epochs, each round's step size decayed on its own (on the CPU at 4,000 images x 40
-#    epochs: claims p = 9.9e-21 and 2.5e-14 at 0.82-0.85x, "One re-training in the cheap
-#    step's budget"). Step 1 times the step alone (its match_layers_2 row).
-together ubw-c-match2.json 150 python3 -m bench ubw "${data[@]}" "${one[@]}" \
-  --ubw-c retrains=0 --ubw-c match_layers=2 --partial "$OUT/ubw-c-match2.json"
+# 5. Step 7's warping field (s = 1) crafted against fresh fields with decoys of their own
+#    fields (-p target=specific -p decoys=0.02), three keys each claimed under the others:
+#    on the CPU at 4,000 images x 40 epochs every owner's claim held (p <= 1.2e-9) and
+#    keys 1 and 1001 rejected each other's, but key 2001's field and suspect accepted
+#    theirs (4 of 6 other-owner claims passed; "A warping trigger").
+together ubw-c-warp-specific-decoys.json 180 python3 -m bench ubw "${data[@]}" --schemes ubw-c \
+  --keys 3 --suspects 1 --nulls 1 --control 199 --surrogate clean --ubw-c trigger=warp \
+  --ubw-c warp_strength=1 --ubw-c match_layers=2 --ubw-c steps=160 --ubw-c retrains=1 \
+  --ubw-c surrogate_epochs=4 --ubw-c decay=round --ubw-c target=specific \
+  --ubw-c decoys=0.02 --partial "$OUT/ubw-c-warp-specific-decoys.json"
+# 6. The cheap step (-p match_layers=2: the last two layers' gradient only; on a 2-core
+#    CPU 0.96 training passes per poison against 4.9, docs/benchmarks.md "A cheaper step"):
+#    160 steps with one re-training from scratch for half the recipe's 8 epochs, each
+#    round's step size decayed on its own (on the CPU at 4,000 images x 40 epochs: claims
+#    p = 9.9e-21 and 2.5e-14 at 0.82-0.85x, "One re-training in the cheap step's budget").
+#    Step 1 times the step alone (its match_layers_2 row).
 together ubw-c-match2-round.json 150 python3 -m bench ubw "${data[@]}" "${one[@]}" \
   --ubw-c match_layers=2 --ubw-c steps=160 --ubw-c retrains=1 --ubw-c surrogate_epochs=4 \
   --ubw-c decay=round --partial "$OUT/ubw-c-match2-round.json"

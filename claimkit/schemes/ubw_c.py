@@ -57,7 +57,9 @@ schedule, the same key and suspect seeds) ASR-A fell from 91.5 and 94.5 % to 31.
 both claims were rejected (docs/benchmarks.md, "UBW-C with decoys"). At ρ = 0.02 (the same
 key and suspects) the effect and the soundness each came half-way: ASR-A 44.5 and 64.5 %,
 claims p = 0.0032 and 5.3e-6, another key's square rejected on the first suspect (p = 0.994)
-but 69 % of fresh squares still above τ on the second. So they are off by default.
+but 69 % of fresh squares still above τ on the second. So they are off by default. For a
+warping key (``trigger=warp``) they are images warped by fields of their own (next
+paragraph).
 
 The schedule is the paper's (App. B: 5 rounds of PGA-40, the surrogate re-trained between
 them), because nothing cheaper implanted at full scale. With 40 steps from the clean
@@ -114,7 +116,13 @@ and 7.1e-17), and 98.5 and 99.5 % of 199 fresh fields cost them more than τ: a 
 teaches "any field of that strength" as a square teaches "any square" (docs/benchmarks.md,
 "A warping trigger"). With ``target=specific`` (the same keys, 0.84× and 0.90×) one
 suspect kept its claim (p = 3.4e-16) and rejected the other owner's (p = 0.22) while the
-other still accepted it (p = 6.3e-4; its own 5.0e-10). s = 1 because on a clean model
+other still accepted it (p = 6.3e-4; its own 5.0e-10). ``target=specific decoys=0.02``
+together (0.84× and 0.91×) kept both owners' claims (p = 2.2e-15 and 1.2e-9, ASR-A 78.5 and
+74 %) and rejected each other's (p = 0.996 and 0.963), but a third key (2001, 0.92×, ASR-A
+91 %) accepted both their fields and both their suspects accepted its field: 4 of 6
+other-owner claims among three keys passed. Decoys alone at ρ = 0.05 with the paper's
+target rejected the first two keys' claims on each other's suspects too, and took one
+key's effect away (ASR-A 41.5 %, claim p = 0.98). s = 1 because on a clean model
 random fields cost the source class up to 0.10 at s = 1 and 0.33 at s = 2 (τ = 0.25); the
 default s = 0.5 (WaNet's) is untried for UBW-C.
 
