@@ -41,6 +41,10 @@ log=$OUT/device.log
   python3 -c 'import torch; print("torch", torch.__version__)'; } >>"$log" 2>&1
 data=(--data fashion-mnist --data-root .data/fashion-mnist --device cuda)
 one=(--schemes ubw-c --keys 1 --suspects 2 --nulls 1 --control 199 --surrogate clean)
+# Steps 5 and 7: a warping field (s = 1) under the cheap round schedule, one suspect a key.
+warp=(--schemes ubw-c --suspects 1 --nulls 1 --control 199 --surrogate clean
+      --ubw-c trigger=warp --ubw-c warp_strength=1 --ubw-c match_layers=2 --ubw-c steps=160
+      --ubw-c retrains=1 --ubw-c surrogate_epochs=4 --ubw-c decay=round)
 start=$SECONDS
 n=0
 skipped=
@@ -112,11 +116,8 @@ together ubw-c-cli.txt 300 bash -c 'claimkit() { python3 -m claimkit.cli "$@"; }
 #    on the CPU at 4,000 images x 40 epochs every owner's claim held (p <= 1.2e-9) and
 #    keys 1 and 1001 rejected each other's, but key 2001's field and suspect accepted
 #    theirs (4 of 6 other-owner claims passed; "A warping trigger").
-together ubw-c-warp-specific-decoys.json 180 python3 -m bench ubw "${data[@]}" --schemes ubw-c \
-  --keys 3 --suspects 1 --nulls 1 --control 199 --surrogate clean --ubw-c trigger=warp \
-  --ubw-c warp_strength=1 --ubw-c match_layers=2 --ubw-c steps=160 --ubw-c retrains=1 \
-  --ubw-c surrogate_epochs=4 --ubw-c decay=round --ubw-c target=specific \
-  --ubw-c decoys=0.02 --partial "$OUT/ubw-c-warp-specific-decoys.json"
+together ubw-c-warp-specific-decoys.json 180 python3 -m bench ubw "${data[@]}" "${warp[@]}" \
+  --keys 3 --ubw-c target=specific --ubw-c decoys=0.02 --partial "$OUT/ubw-c-warp-specific-decoys.json"
 # 6. The cheap step (-p match_layers=2: the last two layers' gradient only; on a 2-core
 #    CPU 0.96 training passes per poison against 4.9, docs/benchmarks.md "A cheaper step"):
 #    160 steps with one re-training from scratch for half the recipe's 8 epochs, each
@@ -129,10 +130,8 @@ together ubw-c-match2-round.json 150 python3 -m bench ubw "${data[@]}" "${one[@]
 # 7. The same round schedule with a warping field (s = 1), two keys each claimed under the
 #    other: on the CPU both implanted within the budget (0.89-0.92x, ASR-A 91 and 85 %) and
 #    both accepted the other owner's field too ("A warping trigger").
-together ubw-c-warp-round.json 150 python3 -m bench ubw "${data[@]}" --schemes ubw-c \
-  --keys 2 --suspects 1 --nulls 1 --control 199 --surrogate clean --ubw-c trigger=warp \
-  --ubw-c warp_strength=1 --ubw-c match_layers=2 --ubw-c steps=160 --ubw-c retrains=1 \
-  --ubw-c surrogate_epochs=4 --ubw-c decay=round --partial "$OUT/ubw-c-warp-round.json"
+together ubw-c-warp-round.json 150 python3 -m bench ubw "${data[@]}" "${warp[@]}" \
+  --keys 2 --partial "$OUT/ubw-c-warp-round.json"
 # 8. The gpu tests (UBW-C's CUDA test now names its schedule; the new no-host-sync tests).
 together pytest-gpu.txt 70 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
