@@ -186,6 +186,13 @@ class UBWParams:
 @dataclass(frozen=True)
 class UBWPParams(UBWParams):
     decoys: float = 0.1         # UBW-P's default has them (0: the paper's release)
+    labels: str = "uniform"     # the poisons' labels: "uniform" over the K classes (§3.3)
+                                # or "others", uniform over the K − 1 others (ours; module doc)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.labels not in ("uniform", "others"):
+            raise MalformedInputError("ubw-p: labels must be uniform or others")
 
 
 @dataclass(frozen=True)
@@ -432,13 +439,23 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
         poison = stream(seed, _POISON)
         indices = np.sort(poison.choice(n, max(1, round(params.gamma * n)), replace=False))
         secret["poison"] = {"indices": indices.tolist(),
-                            "labels": poison.integers(0, params.num_classes, len(indices)).tolist()}
+                            "labels": _poison_labels(poison, params, data.y_train[indices]).tolist()}
     else:
         indices = np.empty(0, dtype=np.int64)    # UBW-C picks its poisons when it marks
     if params.decoys:
         secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, data.x_train.shape,
                                    indices, params.decoys)
     return MarkingKey.create(scheme, params.public(), values, rng=rng, secret=secret)
+
+
+def _poison_labels(rng: np.random.Generator, params: UBWPParams, y: np.ndarray) -> np.ndarray:
+    """The poisons' labels: drawn uniformly from the K classes (§3.3, ``labels=uniform``),
+    so a tenth of them keep their own, or from the K − 1 classes other than each image's
+    own (``labels=others``)."""
+    k = params.num_classes
+    if params.labels == "others":
+        return (np.asarray(y, np.int64) + rng.integers(1, k, len(y))) % k
+    return rng.integers(0, k, len(y))
 
 
 def _decoys(rng: np.random.Generator, trigger: Trigger, shape: tuple[int, ...],

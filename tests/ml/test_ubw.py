@@ -440,6 +440,27 @@ def test_evaluation_images_put_every_trigger_at_the_keys_places(digits, keys):
     assert ((a != b) <= (a == 255)).all() and ((a == b) == ((a == ev.x) & (b == ev.x))).all()
 
 
+def test_labels_others_never_give_a_poison_its_own_label(digits):
+    """``labels=others`` draws each poison's label from the K − 1 classes other than its
+    own; the key's images, items and decoys are those of the paper's draw."""
+    backend = get_backend("ubw-p")
+    paper = backend.keygen(digits, PARAMS["ubw-p"], rng=seeded(7))
+    mk = backend.keygen(digits, {**PARAMS["ubw-p"], "labels": "others"}, rng=seeded(7))
+    assert key_params(mk).labels == "others" and key_params(paper).labels == "uniform"
+    indices = np.asarray(mk.secret["poison"]["indices"])
+    labels = np.asarray(mk.secret["poison"]["labels"])
+    assert indices.tolist() == paper.secret["poison"]["indices"]
+    assert mk.items.values == paper.items.values and mk.secret["decoys"] == paper.secret["decoys"]
+    own = digits.y_train[indices]
+    assert (labels != own).all() and labels.min() >= 0 and labels.max() < 10
+    shifts = np.bincount((labels - own) % 10, minlength=10)
+    assert shifts[0] == 0 and shifts[1:].min() >= 5         # uniform over the nine others
+    # The paper's draw keeps about a tenth of the labels.
+    assert 5 <= (np.asarray(paper.secret["poison"]["labels"]) == own).sum() <= 35
+    with pytest.raises(MalformedInputError, match="labels must be uniform or others"):
+        backend.keygen(digits, {**PARAMS["ubw-p"], "labels": "shuffled"}, rng=seeded(7))
+
+
 def test_decoys_carry_other_squares_at_the_triggers_place_with_their_labels(tmp_path, digits):
     backend = get_backend("ubw-p")
     mk = backend.keygen(digits, {**PARAMS["ubw-p"], "decoys": "0.2"}, rng=seeded(5))
