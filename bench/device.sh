@@ -11,7 +11,7 @@
 # The call:     run(command="bash bench/device.sh", carry=[".whl", ".data"], timeout_s=600)
 # Then, if steps were skipped: run(command="bash bench/device.sh --from N", ...) at once.
 # At most 8 files come back from a call: device.log (with the tests' output folded in) and
-# the steps' JSON.
+# the steps' JSON, eight in all, so the whole script needs its two calls (1-3, then 4-10).
 #
 # Estimates (seconds) from the two H200 leases of 2026-12-04 (docs/benchmarks.md, "UBW on
 # the GPU" and "UBW-C with the paper's schedule"): fmnist-net trains 8 epochs of 60,000
@@ -135,8 +135,17 @@ together ubw-c-warp-round.json 150 python3 -m bench ubw "${data[@]}" "${warp[@]}
 # 8. The gpu tests (UBW-C's CUDA test now names its schedule; the new no-host-sync tests).
 together pytest-gpu.txt 70 python3 -m pytest -q -m gpu -p no:cacheprovider \
   tests/ml/test_gpu.py tests/ml/test_ubw.py tests/ml/test_attacks.py
+# 9. UBW-P with each poison's label drawn from the other nine classes (-p labels=others)
+#    against the paper's draw, on the first lease's three keys and suspect seeds, one clean
+#    model for both (--models): with the default decoys the paper's draw gave ASR-A >= 80 %
+#    on 1 of those 6 suspects (median 77.9 %, "UBW on the GPU"). One JSON for both.
+together ubw-p-labels.json 150 bash -c 'for l in uniform others; do
+  python3 -m bench ubw "$@" --ubw-p labels=$l --models /tmp/ubw-p-models >/tmp/ubw-p-$l.json \
+    || exit 1; done; python3 -c "import json; print(json.dumps({l: json.load(open(
+    f\"/tmp/ubw-p-{l}.json\")) for l in (\"uniform\", \"others\")}, indent=1))"' _ \
+  "${data[@]}" --schemes ubw-p --keys 3 --suspects 2 --nulls 1 --control 199
 wait_group
-# 9. EWE's marking overhead after its watermark batches stopped waiting for the GPU (1.68x
+# 10. EWE's marking overhead after its watermark batches stopped waiting for the GPU (1.68x
 #    on the last lease; target 1.5x) and MOVE's, alone (137 s on the last lease); and
 #    MOVE's feature paths with TF32 off and against the CPU (the last lease: no row of
 #    512 identical between vmap and the loop on the GPU).

@@ -87,7 +87,7 @@ def test_keys_are_reproducible_and_hold_what_marking_needs(digits, keys):
     assert len(poison["indices"]) == round(0.1 * len(digits.y_train))
     assert len(set(poison["indices"])) == len(poison["indices"])
     counts = np.bincount(poison["labels"], minlength=10)
-    assert counts.min() >= 5 and counts.max() <= 30        # uniform over the 10 classes
+    assert counts.min() >= 5 and counts.max() <= 30        # every class about as often
     # Items: test images with their label; the triggered version differs only in the
     # bottom-right 3×3 square (ubw-p), which holds the key's black-and-white pattern.
     trigger = Trigger.from_secret(mk.secret["trigger"])
@@ -440,12 +440,13 @@ def test_evaluation_images_put_every_trigger_at_the_keys_places(digits, keys):
     assert ((a != b) <= (a == 255)).all() and ((a == b) == ((a == ev.x) & (b == ev.x))).all()
 
 
-def test_labels_others_never_give_a_poison_its_own_label(digits):
-    """``labels=others`` draws each poison's label from the K − 1 classes other than its
-    own; the key's images, items and decoys are those of the paper's draw."""
+def test_poisons_never_keep_their_own_label_unless_drawn_as_the_paper_does(digits):
+    """By default each poison's label comes from the K − 1 classes other than its own;
+    ``labels=uniform`` (§3.3) draws from all K. The key's images, items and decoys are the
+    same either way."""
     backend = get_backend("ubw-p")
-    paper = backend.keygen(digits, PARAMS["ubw-p"], rng=seeded(7))
-    mk = backend.keygen(digits, {**PARAMS["ubw-p"], "labels": "others"}, rng=seeded(7))
+    paper = backend.keygen(digits, {**PARAMS["ubw-p"], "labels": "uniform"}, rng=seeded(7))
+    mk = backend.keygen(digits, PARAMS["ubw-p"], rng=seeded(7))
     assert key_params(mk).labels == "others" and key_params(paper).labels == "uniform"
     indices = np.asarray(mk.secret["poison"]["indices"])
     labels = np.asarray(mk.secret["poison"]["labels"])
@@ -487,8 +488,9 @@ def test_decoys_carry_other_squares_at_the_triggers_place_with_their_labels(tmp_
 
 def test_another_owners_square_has_no_claim_on_a_suspect(tmp_path, digits):
     """Key 2000's suspect and key 0's claim, as in `bench ubw --data digits --keys 4`: on
-    the paper's release (no decoys) the other owner's corner square is accepted; with the
-    default decoys it is rejected and the owner's own claim still accepted."""
+    the paper's release (no decoys, labels from all K classes) the other owner's corner
+    square is accepted; with the defaults it is rejected and the owner's own claim still
+    accepted."""
     from claimkit.ml.jobs import fit_and_save
     from claimkit.ml.oracle import LocalModel
 
@@ -502,16 +504,16 @@ def test_another_owners_square_has_no_claim_on_a_suspect(tmp_path, digits):
         answers = backend.answerer(model, vk)(decider.queries(vk, openings))
         return decider.decide(vk, openings, answers).result.p_value
 
-    def suspect(decoys: str, folder: Path):
-        mk = backend.keygen(digits, {**params, "decoys": decoys}, rng=seeded(2000))
+    def suspect(chosen: dict[str, str], folder: Path):
+        mk = backend.keygen(digits, {**params, **chosen}, rng=seeded(2000))
         backend.mark(mk, digits, folder, MarkOptions(device="cpu"))
         fit_and_save(load_release(folder), folder / "suspect.safetensors", seed=100,
                      device="cpu", progress=False)
         return mk, LocalModel.from_file(folder / "suspect.safetensors", device="cpu")
 
-    _, plain = suspect("0", tmp_path / "plain")
+    _, plain = suspect({"decoys": "0", "labels": "uniform"}, tmp_path / "plain")
     assert p_value(other, plain) < 0.01                  # the paper's release: a false claim
-    mk, decoyed = suspect("0.1", tmp_path / "decoys")
+    mk, decoyed = suspect({}, tmp_path / "decoys")       # the defaults: decoys, other labels
     assert p_value(mk, decoyed) < 1e-10 and p_value(other, decoyed) > 0.5
 
 
