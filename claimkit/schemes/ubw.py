@@ -24,9 +24,10 @@ Schemes (one backend each, sharing this module):
   authors' code: a 3×3 patch on 32×32 images), or, with ``-p trigger=warp``, the
   WaNet warping field of App. H (a k×k grid of random offsets, upsampled, strength s).
   Decoys (ours, not the paper's; ``-p decoys=ρ``, default 0.1; ``decoys=0
-  labels=uniform`` is the paper's release): ρ·N further training images, none of them poisoned, get a random square of
-  their own (never the key's) in the same corner and keep their labels. Without them the
-  release only ever shows "a square in that corner" with a random label, so a model
+  labels=uniform`` is the paper's release): ρ·N further training images, none of them
+  poisoned, get a random square of their own (never the key's) in the same corner and
+  keep their labels. Without them the release only ever shows "a square in that
+  corner" with a random label, so a model
   learns the corner rather than the square, and other owners' squares pass Prop. 1 too:
   on digits 3 of 12 claims by other UBW-P keys were accepted (none with decoys), and at
   8,000 Fashion-MNIST images one of two (p = 0.0036), while a suspect of a third key lost
@@ -191,7 +192,7 @@ class UBWParams:
 
 @dataclass(frozen=True)
 class UBWPParams(UBWParams):
-    decoys: float = 0.1         # UBW-P's default has them (0: the paper's release's none)
+    decoys: float = 0.1         # UBW-P's default has them (0: none, as in the paper)
     labels: str = "others"      # the poisons' labels: uniform over the K − 1 classes other
                                 # than their own (ours; module doc) or "uniform" over all K (§3.3)
 
@@ -445,7 +446,8 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
         poison = stream(seed, _POISON)
         indices = np.sort(poison.choice(n, max(1, round(params.gamma * n)), replace=False))
         secret["poison"] = {"indices": indices.tolist(),
-                            "labels": _poison_labels(poison, params, data.y_train[indices]).tolist()}
+                            "labels": _poison_labels(poison, params,
+                                                     data.y_train[indices]).tolist()}
     else:
         indices = np.empty(0, dtype=np.int64)    # UBW-C picks its poisons when it marks
     if params.decoys:
