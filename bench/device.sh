@@ -40,9 +40,14 @@ log=$OUT/device.log
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c 'import torch; print("torch", torch.__version__)'; } >>"$log" 2>&1
 data=(--data fashion-mnist --data-root .data/fashion-mnist --device cuda)
-one=(--schemes ubw-c --keys 1 --suspects 2 --nulls 1 --control 199 --surrogate clean)
+# UBW-C keys draw their source class since 2026-12-06; steps 3, 5-7 pin class 0 for all
+# keys, as the earlier leases had it: two owners sharing the class is the case in which
+# only the trigger can tell their claims apart (keys drawing different classes rejected
+# each other's claims on a CPU).
+one=(--schemes ubw-c --keys 1 --suspects 2 --nulls 1 --control 199 --surrogate clean
+     --ubw-c source=0)
 # Steps 5 and 7: a warping field (s = 1) under the cheap round schedule, one suspect a key.
-warp=(--schemes ubw-c --suspects 1 --nulls 1 --control 199 --surrogate clean
+warp=(--schemes ubw-c --suspects 1 --nulls 1 --control 199 --surrogate clean --ubw-c source=0
       --ubw-c trigger=warp --ubw-c warp_strength=1 --ubw-c match_layers=2 --ubw-c steps=160
       --ubw-c retrains=1 --ubw-c surrogate_epochs=4 --ubw-c decay=round)
 start=$SECONDS
@@ -103,7 +108,8 @@ step train-copies.json 35 python3 -m bench train "${data[@]}" --epochs 8 --repea
 #    Keys 1 and 2 have the triggers and items of the first lease's (only the crafting
 #    parameters differ), whose 10 null models gave p = 1.0 under them: one null here.
 step ubw-c-default.json 420 python3 -m bench ubw "${data[@]}" --schemes ubw-c --keys 2 \
-  --suspects 2 --nulls 1 --control 199 --surrogate clean --partial "$OUT/ubw-c-default.json"
+  --suspects 2 --nulls 1 --control 199 --surrogate clean --ubw-c source=0 \
+  --partial "$OUT/ubw-c-default.json"
 # 4.-7. Side by side (none of their seconds is a figure):
 # 4. The owner's whole flow from the CLI on all of Fashion-MNIST with the default schedule
 #    (examples/ubw_fashion_cli.sh: keygen, clean model, mark --from it, register, train a

@@ -52,7 +52,7 @@ from claimkit.ml.train import TrainConfig, as_tensor, resolve_device, train
 from claimkit.protocol.scheme import decider_for
 from claimkit.protocol.stats import paired_t_margin_test
 from claimkit.schemes.base import MarkOptions, get_backend
-from claimkit.schemes.ubw import ubw_metrics
+from claimkit.schemes.ubw import key_params, ubw_metrics
 
 from .common import emit, save_partial
 from .model_cache import ModelCache, recipe_digest
@@ -358,11 +358,13 @@ def tables(keys: dict[str, Any], suspects: dict[str, Any], clean: Any, data: Dat
            seed: int, chosen: dict[str, dict[str, str]]) -> dict[str, list[dict[str, Any]]]:
     """App. E, Tables 3 and 4: p-values against τ (m = 100) and against m (τ = 0.25).
     Independent-T's other key is made with the parameters ``chosen`` for the scheme, so
-    that its trigger is of the same kind (a warping field against a warping field)."""
+    that its trigger is of the same kind (a warping field against a warping field), and
+    for UBW-C on the key's source class: the paper's Independent-T changes the trigger only."""
     out: dict[str, list[dict[str, Any]]] = {"p_value_vs_tau": [], "p_value_vs_m": []}
     for scheme, mk in keys.items():
+        same = {"source": str(key_params(mk).source)} if scheme == "ubw-c" else {}
         other = get_backend(scheme).keygen(
-            data, {**chosen.get(scheme, {}), "m": "20", "items": str(max(MS))},
+            data, {**chosen.get(scheme, {}), **same, "m": "20", "items": str(max(MS))},
             rng=seeded(seed + 77))
         scenarios = {"Independent-T": (other, suspects[scheme]), "Independent-M": (mk, clean),
                      "Malicious": (mk, suspects[scheme])}

@@ -144,7 +144,8 @@ def _specificity_line(record: dict[str, Any]) -> str:
     if len(gaps) < 2 or "any_other" not in gaps[-1]:
         return ""
     last = gaps[-1]
-    return (f"\nthe last surrogate loses {last['key']:.2f} of the source class's probability "
+    source = f"class {record['source']}" if "source" in record else "the source class"
+    return (f"\nthe last surrogate loses {last['key']:.2f} of {source}'s probability "
             f"under the key's trigger and {last['any_other']:.2f} under other triggers of its "
             f"kind (a release specific to its key keeps the second far below the first)")
 

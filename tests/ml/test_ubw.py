@@ -101,8 +101,27 @@ def test_keys_are_reproducible_and_hold_what_marking_needs(digits, keys):
         assert (triggered[0, 5:, 5:] == pattern).all() and (triggered[0, :5] == image[0, :5]).all()
     # ubw-c: items from the source class, a square at random places.
     c = keys["ubw-c"]
-    assert {v["label"] for v in c.items.values} == {0} and key_params(c).source == 0
+    assert {v["label"] for v in c.items.values} == {key_params(c).source}
     assert Trigger.from_secret(c.secret["trigger"]).placement == "random"
+
+
+def test_ubw_c_keys_draw_their_source_class_from_those_with_m_test_images(digits):
+    """Two owners' UBW-C releases teach different classes unless their keys draw the same
+    one; a class with fewer than m test images (digits: 3 has 28, 7 has 27) cannot give a
+    claim its m items and is never drawn. An explicit ``source`` is kept, and the trigger
+    does not depend on the class."""
+    backend, params = get_backend("ubw-c"), {"items": "40", "m": "30"}
+    drawn = []
+    for seed in range(40):
+        mk = backend.keygen(digits, params, rng=seeded(seed))
+        source = key_params(mk).source
+        assert {v["label"] for v in mk.items.values} == {source}
+        drawn.append(source)
+    assert set(drawn) <= {0, 1, 2, 4, 5, 6, 8, 9} and len(set(drawn)) >= 6
+    chosen = backend.keygen(digits, {**params, "source": "3", "m": "20"}, rng=seeded(0))
+    again = backend.keygen(digits, params, rng=seeded(0))
+    assert key_params(chosen).source == 3 and key_params(again).source == drawn[0] != 3
+    assert chosen.secret["trigger"] == again.secret["trigger"]
 
 
 @pytest.mark.parametrize("shape, side, placement", [((40, 3, 32, 32), 8, "random"),
@@ -301,7 +320,8 @@ def test_default_patch_sides_follow_the_authors_code(shape, sides):
     ("ubw-p", {"epsilon": "8"}, "unknown for this scheme"),
     ("ubw-p", {"decoys": "0.6"}, "decoys"),
     ("ubw-c", {"source": "10"}, "source"),
-    ("ubw-c", {"m": "100"}, "fewer than m"),           # 36 source images in digits' test split
+    ("ubw-c", {"m": "100"}, "no class has m = 100"),    # digits' test split: 27–47 a class
+    ("ubw-c", {"m": "30", "source": "7"}, "fewer than m"),     # class 7 has 27
     ("ubw-c", {"selection": "random", "m": "20"}, "selection"),
     ("ubw-c", {"target": "targeted", "m": "20"}, "target"),
     ("ubw-c", {"warm": "-1", "m": "20"}, "warm"),
@@ -367,7 +387,8 @@ def test_ubw_c_can_warp_instead_of_a_square(tmp_path, digits, clean_models):
     benign, triggered = (np.stack([np.frombuffer(base64.b64decode(v[k]), np.uint8)
                                    for v in items]).reshape(-1, 1, 8, 8)
                          for k in ("image", "triggered"))
-    assert (triggered == trigger.apply(benign)).all() and {v["label"] for v in items} == {0}
+    assert (triggered == trigger.apply(benign)).all()
+    assert {v["label"] for v in items} == {key_params(mk).source}
     record = backend.mark(mk, digits, tmp_path / "rel", MarkOptions(
         device="cpu", progress=False, start_from=str(clean_models[0])))
     assert all(set(g) == {"after_step", "key", "any_other"} for g in record["surrogate_gaps"])
@@ -720,7 +741,7 @@ def test_ubw_c_crafting_does_not_depend_on_the_storage_order(digits, clean_model
     from claimkit.schemes.ubw import UBWCParams, make_patch
     from claimkit.schemes.ubw_c import craft
 
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=20, retrains=0,
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=20, retrains=0,
                         target=target)
     trigger = make_patch(np.random.default_rng(1), 2, "random")
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
@@ -748,7 +769,7 @@ def test_ubw_c_alternates_with_surrogates_trained_as_long_as_the_recipe(digits, 
     from claimkit.schemes.ubw import UBWCParams, make_patch
     from claimkit.schemes.ubw_c import craft
 
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=2, retrains=1)
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=2, retrains=1)
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     x, record = craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
                       np.random.default_rng(2), options)
@@ -784,7 +805,8 @@ def test_ubw_c_warm_retraining_continues_the_surrogate_on_the_current_poisons(
 
     monkeypatch.setattr(ubw_c, "train", spy)
     monkeypatch.setattr(ubw_c, "build", no_build)
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=4, retrains=2, warm=1)
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=4, retrains=2,
+                        warm=1)
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     x, record = ubw_c.craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
                             np.random.default_rng(2), options)
@@ -819,8 +841,8 @@ def test_ubw_c_step_size_decays_over_all_steps_or_each_round(digits, clean_model
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=8, retrains=1, warm=1,
-                        decay=decay)
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=8, retrains=1,
+                        warm=1, decay=decay)
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     _, record = ubw_c.craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
                             np.random.default_rng(2), options)
@@ -870,7 +892,7 @@ def test_ubw_c_can_match_the_last_layers_only(digits, clean_models):
     assert float(total) == pytest.approx(loss.item() * len(y), rel=1e-4)
     assert torch.allclose(grad, d.grad, rtol=1e-3, atol=1e-7) and d.grad.abs().sum() > 0
 
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=2, retrains=0,
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=2, retrains=0,
                         match_layers=2)
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     x_marked, record = craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
