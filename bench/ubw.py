@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from claimkit.errors import MalformedInputError
 from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.models import build, save_model
 from claimkit.ml.recipes import recipe
@@ -148,6 +149,10 @@ def main(argv: list[str]) -> None:
                    help="also answer each suspect, each null and each other key's claim "
                         "under N fresh triggers (squares or fields): the rank test of "
                         "bench/ubw_control.py (N ≥ 99)")
+    p.add_argument("--classes", action="store_true",
+                   help="also claim each UBW-C suspect and the clean model under every key's "
+                        "trigger on every class (the key's seed with -p source=c): whether "
+                        "what a release teaches stays on its source class")
     p.add_argument("--partial", default=None, metavar="PATH",
                    help="also write the results so far to PATH after each part (the clean "
                         "model, each scheme, App. E's tables, each null model): a run "
@@ -186,6 +191,9 @@ def main(argv: list[str]) -> None:
 
     cache = ModelCache(args.models) if args.models else None
 
+    def seed_of(scheme: str, k: int) -> int:
+        return args.seed + (scheme == "ubw-c") + 1000 * k
+
     def fit(d: Dataset, seed: int) -> tuple[Memory, dict[str, Any]]:
         return fit_model(r["arch"], replace(cfg, seed=seed), d, cache)
 
@@ -215,7 +223,7 @@ def main(argv: list[str]) -> None:
             backend = get_backend(scheme)
             runs, trained = [], []
             for k in range(args.keys):
-                key_seed = args.seed + (scheme == "ubw-c") + 1000 * k
+                key_seed = seed_of(scheme, k)
                 mk = bench_key(scheme, data, key_seed, m=args.m, tau=args.tau, epochs=epochs,
                                chosen=chosen[scheme])
                 folder = Path(tmp) / f"{scheme}-{k}"
@@ -256,6 +264,18 @@ def main(argv: list[str]) -> None:
                     row["other_keys_control_p_rank"] = [
                         ranked(suspect, other)["p_rank"]
                         for i, other in enumerate(keys[scheme]) if i != k]
+            if args.classes and scheme == "ubw-c":
+                def rekey(i: int, c: int) -> Any:
+                    try:
+                        return bench_key(scheme, data, seed_of(scheme, i), m=args.m,
+                                         tau=args.tau, epochs=epochs,
+                                         chosen={**chosen[scheme], "source": str(c)})
+                    except MalformedInputError:      # a class short of m test images
+                        return None
+
+                out["ubw_c_classes"] = by_class(
+                    keys[scheme], runs, trained, clean, data, args,
+                    [rekey(i, c) for i in range(args.keys) for c in range(data.num_classes)])
             del trained
             metrics, claim, record, mark, first_row = first
             baseline = ubw_metrics(clean, data, keys[scheme][0])
@@ -346,6 +366,44 @@ def pairs(mk: Any, oracle: Any, count: int, seed: int) -> tuple[list[Any], Any]:
     openings = mk.open(chosen.tolist())
     ask = get_backend(mk.scheme).answerer(oracle, mk.verification_key)
     return ask(decider_for(mk.scheme).queries(mk.verification_key, openings)), openings
+
+
+def by_class(keys: list[Any], runs: list[dict[str, Any]], trained: list[tuple[int, Any]],
+             clean: Any, data: Dataset, args: Any, rekeyed: list[Any]) -> dict[str, Any]:
+    """``--classes``: each suspect (and the clean model) claimed under every key's trigger
+    re-keyed to every class (``rekeyed``: key i's class c at i·K + c, None where the class
+    has fewer than m test images). The claims of other
+    keys on the suspect's own source class are ``other_keys_p_values``; here the rest: other
+    keys on other classes, and the key's own trigger on other classes."""
+    k_classes = data.num_classes
+    sources = [key_params(mk).source for mk in keys]
+
+    def claims(model: Any) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for j, mk in enumerate(rekeyed):
+            i, c = divmod(j, k_classes)
+            out[f"{i}/{c}"] = (claim_p_value(mk, model, args.m, args.seed)["p_value"]
+                               if mk is not None else None)
+        return out
+
+    other, own = [], []
+    for row, (k, suspect) in zip(runs, trained):
+        row["classes_p_values"] = claims(suspect)
+        for name, p in row["classes_p_values"].items():
+            i, c = map(int, name.split("/"))
+            if p is not None and c != sources[k]:
+                (own if i == k else other).append(p)
+    alpha = 0.01
+
+    def count(ps: list[float]) -> dict[str, Any]:
+        return {"claims": len(ps), "accepted": sum(p < alpha for p in ps),
+                "min_p_value": min(ps) if ps else None}
+
+    clean_claims = claims(clean)
+    return {"sources": sources, "alpha": alpha, "other_keys_other_classes": count(other),
+            "own_key_other_classes": count(own),
+            "clean": count([p for p in clean_claims.values() if p is not None]),
+            "clean_p_values": clean_claims}
 
 
 def claim_p_value(mk: Any, oracle: Any, m: int, seed: int) -> dict[str, float]:
