@@ -342,6 +342,12 @@ def main(argv: list[str]) -> None:
     emit("ubw", out)
 
 
+def counted(p_values: list[float], alpha: float) -> dict[str, Any]:
+    """Claims, how many of them were accepted at ``alpha``, and the smallest p-value."""
+    return {"claims": len(p_values), "accepted": sum(p < alpha for p in p_values),
+            "min_p_value": min(p_values, default=None)}
+
+
 def summary(runs: list[dict[str, Any]], tau: float, alpha: float) -> dict[str, Any]:
     """How the key×suspect rows spread: the share accepted, and the mean P_b − P_p's range
     against the margin τ."""
@@ -353,8 +359,7 @@ def summary(runs: list[dict[str, Any]], tau: float, alpha: float) -> dict[str, A
             "alpha": alpha, "above_tau": sum(d > tau for d in deltas),
             "delta_p": {"min": min(deltas), "median": statistics.median(deltas),
                         "max": max(deltas)},
-            "other_keys": {"claims": len(others), "accepted": sum(p < alpha for p in others),
-                           "min_p_value": min(others, default=None)},
+            "other_keys": counted(others, alpha),
             **({"control": {"accepted": sum(p < alpha for p in ranks),
                             "other_keys_accepted": sum(p < alpha for p in other_ranks)}}
                if ranks else {})}
@@ -394,15 +399,11 @@ def by_class(keys: list[Any], runs: list[dict[str, Any]], trained: list[tuple[in
             if p is not None and c != sources[k]:
                 (own if i == k else other).append(p)
     alpha = 0.01
-
-    def count(ps: list[float]) -> dict[str, Any]:
-        return {"claims": len(ps), "accepted": sum(p < alpha for p in ps),
-                "min_p_value": min(ps) if ps else None}
-
     clean_claims = claims(clean)
-    return {"sources": sources, "alpha": alpha, "other_keys_other_classes": count(other),
-            "own_key_other_classes": count(own),
-            "clean": count([p for p in clean_claims.values() if p is not None]),
+    return {"sources": sources, "alpha": alpha,
+            "other_keys_other_classes": counted(other, alpha),
+            "own_key_other_classes": counted(own, alpha),
+            "clean": counted([p for p in clean_claims.values() if p is not None], alpha),
             "clean_p_values": clean_claims}
 
 
