@@ -40,10 +40,10 @@ log=$OUT/device.log
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c 'import torch; print("torch", torch.__version__)'; } >>"$log" 2>&1
 data=(--data fashion-mnist --data-root .data/fashion-mnist --device cuda)
-# UBW-C keys draw their source class since 2026-12-06; steps 3, 5-7 pin class 0 for all
-# keys, as the earlier leases had it: two owners sharing the class is the case in which
-# only the trigger can tell their claims apart (keys drawing different classes rejected
-# each other's claims on a CPU).
+# UBW-C keys can draw their source class (-p source=-1, 2026-12-06; not the default);
+# steps 3, 5-7 pin class 0, the default, for all keys: two owners sharing the class is the
+# case in which only the trigger can tell their claims apart (across classes 2 of 270
+# other-owner claims passed on a CPU).
 one=(--schemes ubw-c --keys 1 --suspects 2 --nulls 1 --control 199 --surrogate clean
      --ubw-c source=0)
 # Steps 5 and 7: a warping field (s = 1) under the cheap round schedule, one suspect a key.
@@ -121,9 +121,12 @@ together ubw-c-cli.txt 300 bash -c 'claimkit() { python3 -m claimkit.cli "$@"; }
 #    fields (-p target=specific -p decoys=0.02), three keys each claimed under the others:
 #    on the CPU at 4,000 images x 40 epochs every owner's claim held (p <= 1.2e-9) and
 #    keys 1 and 1001 rejected each other's, but key 2001's field and suspect accepted
-#    theirs (4 of 6 other-owner claims passed; "A warping trigger").
+#    theirs (4 of 6 other-owner claims passed; "A warping trigger"; on six keys 7 of 30).
+#    --classes: every suspect under every key's field on every class (on the CPU 2 of 270
+#    other-class claims passed: what keys drawing their class rests on).
 together ubw-c-warp-specific-decoys.json 180 python3 -m bench ubw "${data[@]}" "${warp[@]}" \
-  --keys 3 --ubw-c target=specific --ubw-c decoys=0.02 --partial "$OUT/ubw-c-warp-specific-decoys.json"
+  --keys 3 --ubw-c target=specific --ubw-c decoys=0.02 --classes \
+  --partial "$OUT/ubw-c-warp-specific-decoys.json"
 # 6. The cheap step (-p match_layers=2: the last two layers' gradient only; on a 2-core
 #    CPU 0.96 training passes per poison against 4.9, docs/benchmarks.md "A cheaper step"):
 #    160 steps with one re-training from scratch for half the recipe's 8 epochs, each

@@ -47,16 +47,14 @@ Schemes (one backend each, sharing this module):
   (:mod:`claimkit.schemes.ubw_c`); the inference trigger is the same kind of square at a
   random position (App. B: G_i(x) = (1 − α)⊗x + α⊗t, the authors' ``random_patch``), or
   with ``-p trigger=warp`` (ours for UBW-C) a warping field as for ``ubw-p``. The
-  source class, whose triggered images the crafting attacks (App. B 2)), is drawn from the
-  key's seed, uniformly over the classes with at least m test images (ours; the paper
-  fixes one; ``-p source=N`` names it). A release teaches its suspect to lose confidence
-  on the source class under the key's trigger and, less, under any trigger of its kind,
-  and hardly on other classes: over six releases (4,000 Fashion-MNIST images, a CPU)
+  source class, whose triggered images the crafting attacks (App. B 2)), is 0 unless
+  ``-p source=N`` names another, or ``-p source=-1`` draws it from the key's seed,
+  uniformly over the classes with at least m test images (ours). Drawing would make
+  another owner's claim rarer: over six releases (4,000 Fashion-MNIST images, a CPU)
   another owner's claim passed Prop. 1 in 7 of 30 cases where the two keys shared the
-  class and in 2 of 270 where they did not (both on shirts against a T-shirt release
-  whose owner's claim had failed; docs/benchmarks.md, "Each UBW-C key draws its source
-  class"). The draw makes sharing a class a 1/K event; it does not make a claim name
-  one owner.
+  class and in 2 of 270 where they did not. It is not the default because the two
+  releases measured on drawn classes (sandals, ankle boots) implanted nothing where the
+  same keys on T-shirts did (docs/benchmarks.md, "Six keys of that release").
   It takes ``-p decoys=ρ`` too (default 0): the same decoys (squares at random places,
   stored in the key, or fields), which its crafting keeps out of the poisons
   (:mod:`claimkit.schemes.ubw_c`).
@@ -214,8 +212,8 @@ class UBWPParams(UBWParams):
 
 @dataclass(frozen=True)
 class UBWCParams(UBWParams):
-    source: int | None = None   # the class whose triggered images are attacked (App. B 2));
-                                # None: drawn from the key's seed at KeyGen (ours; module doc)
+    source: int = 0             # the class whose triggered images are attacked (App. B 2));
+                                # -1: drawn from the key's seed at KeyGen (ours; module doc)
     epsilon: int = 16           # L∞ budget of the perturbations, in 1/255 steps (16/255)
     lam: float = 2.0            # λ, weight of the entropy (dispersibility) term (§5.2)
     steps: int = 200            # projected gradient steps in all (App. B: 5 rounds of PGA-40)
@@ -235,8 +233,9 @@ class UBWCParams(UBWParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.source is not None and not 0 <= self.source < self.num_classes:
-            raise MalformedInputError(f"ubw-c: source must be a class in [0, {self.num_classes})")
+        if not -1 <= self.source < self.num_classes:
+            raise MalformedInputError(f"ubw-c: source must be a class in [0, {self.num_classes}) "
+                                      f"or -1 (drawn)")
         if not 1 <= self.epsilon <= 64 or not 0 <= self.lam <= 100:
             raise MalformedInputError("ubw-c: epsilon within [1, 64] (/255), lam within [0, 100]")
         if not 1 <= self.steps <= 10_000 or not 0 <= self.retrains < self.steps:
@@ -429,11 +428,11 @@ def _item_candidates(params: UBWParams, y_test: np.ndarray) -> np.ndarray:
 
 
 def _draw_source(rng: np.random.Generator, params: UBWCParams, y_test: np.ndarray) -> int:
-    """UBW-C's source class, uniform over the classes with at least m test images (all of
-    them on Fashion-MNIST; a class short of items could not make a claim). Two owners'
-    releases then attack different classes unless they draw the same one (1/K), and
-    another owner's claim passes far less often across classes than within one (module
-    doc)."""
+    """UBW-C's source class for ``source=-1``: uniform over the classes with at least m test
+    images (all of them on Fashion-MNIST; a class short of items could not make a claim).
+    Two owners' releases then attack different classes unless they draw the same one
+    (1/K), and another owner's claim passes far less often across classes than within one
+    (module doc)."""
     counts = np.bincount(y_test, minlength=params.num_classes)[:params.num_classes]
     eligible = np.flatnonzero(counts >= params.m)
     if not len(eligible):
@@ -447,7 +446,7 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
     """A marking key: the trigger, (``ubw-p``) the poisoned indices and their labels, and
     ℓ committed items of test images with their triggered versions."""
     seed = rng(32)
-    if isinstance(params, UBWCParams) and params.source is None:
+    if isinstance(params, UBWCParams) and params.source == -1:
         params = dataclasses.replace(params, source=_draw_source(stream(seed, _SOURCE), params,
                                                                   data.y_test))
     if params.trigger == "warp":

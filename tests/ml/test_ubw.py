@@ -105,12 +105,12 @@ def test_keys_are_reproducible_and_hold_what_marking_needs(digits, keys):
     assert Trigger.from_secret(c.secret["trigger"]).placement == "random"
 
 
-def test_ubw_c_keys_draw_their_source_class_from_those_with_m_test_images(digits):
-    """Two owners' UBW-C releases teach different classes unless their keys draw the same
-    one; a class with fewer than m test images (digits: 3 has 28, 7 has 27) cannot give a
-    claim its m items and is never drawn. An explicit ``source`` is kept, and the trigger
-    does not depend on the class."""
-    backend, params = get_backend("ubw-c"), {"items": "40", "m": "30"}
+def test_ubw_c_keys_can_draw_their_source_class_from_those_with_m_test_images(digits):
+    """``source=-1``: two owners' UBW-C releases then attack different classes unless their
+    keys draw the same one; a class with fewer than m test images (digits: 3 has 28, 7 has
+    27) cannot give a claim its m items and is never drawn. An explicit ``source`` is kept,
+    the default is class 0, and the trigger does not depend on the class."""
+    backend, params = get_backend("ubw-c"), {"items": "40", "m": "30", "source": "-1"}
     drawn = []
     for seed in range(40):
         mk = backend.keygen(digits, params, rng=seeded(seed))
@@ -121,6 +121,8 @@ def test_ubw_c_keys_draw_their_source_class_from_those_with_m_test_images(digits
     chosen = backend.keygen(digits, {**params, "source": "3", "m": "20"}, rng=seeded(0))
     again = backend.keygen(digits, params, rng=seeded(0))
     assert key_params(chosen).source == 3 and key_params(again).source == drawn[0] != 3
+    plain = backend.keygen(digits, {"items": "40", "m": "30"}, rng=seeded(0))
+    assert key_params(plain).source == 0
     assert chosen.secret["trigger"] == again.secret["trigger"]
 
 
@@ -320,7 +322,8 @@ def test_default_patch_sides_follow_the_authors_code(shape, sides):
     ("ubw-p", {"epsilon": "8"}, "unknown for this scheme"),
     ("ubw-p", {"decoys": "0.6"}, "decoys"),
     ("ubw-c", {"source": "10"}, "source"),
-    ("ubw-c", {"m": "100"}, "no class has m = 100"),    # digits' test split: 27–47 a class
+    ("ubw-c", {"m": "100"}, "fewer than m"),            # digits' test split: 27–47 a class
+    ("ubw-c", {"m": "100", "source": "-1"}, "no class has m = 100"),
     ("ubw-c", {"m": "30", "source": "7"}, "fewer than m"),     # class 7 has 27
     ("ubw-c", {"selection": "random", "m": "20"}, "selection"),
     ("ubw-c", {"target": "targeted", "m": "20"}, "target"),
