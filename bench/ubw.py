@@ -394,8 +394,8 @@ def by_class(keys: list[Any], runs: list[dict[str, Any]], trained: list[tuple[in
     other, own = [], []
     for row, (k, suspect) in zip(runs, trained):
         row["classes_p_values"] = claims(suspect)
-        for name, p in row["classes_p_values"].items():
-            i, c = map(int, name.split("/"))
+        for j, p in enumerate(row["classes_p_values"].values()):    # in rekeyed's order
+            i, c = divmod(j, k_classes)
             if p is not None and c != sources[k]:
                 (own if i == k else other).append(p)
     alpha = 0.01

@@ -42,9 +42,9 @@ mv data.part data; }
 [ -f owner.key ] || claimkit keys new --out owner.key
 [ -d reg ] || claimkit registry init reg
 if [ "$SCHEME" = ubw-c ]; then
-    # Items are the source class's test images (the key draws the class): as many as the
-    # smallest class has, about a tenth of T, and two claims of half of them each, so the
-    # independent model's claim opens fresh items.
+    # Items are the source class's test images (class 0, or another that PARAMS names or
+    # draws with -p source=-1): as many as the smallest class has, about a tenth of T, and
+    # two claims of half of them each, so the independent model's claim opens fresh items.
     ITEMS=$(for class in data/test/*/; do find "$class" -name '*.png' | wc -l; done | sort -n | head -1)
     OPEN=$((ITEMS / 2))
     [ -d key ] || claimkit keygen --scheme ubw-c --data data -p items="$ITEMS" -p m="$OPEN" \

@@ -101,7 +101,7 @@ def test_keys_are_reproducible_and_hold_what_marking_needs(digits, keys):
         assert (triggered[0, 5:, 5:] == pattern).all() and (triggered[0, :5] == image[0, :5]).all()
     # ubw-c: items from the source class, a square at random places.
     c = keys["ubw-c"]
-    assert {v["label"] for v in c.items.values} == {key_params(c).source}
+    assert {v["label"] for v in c.items.values} == {0} and key_params(c).source == 0
     assert Trigger.from_secret(c.secret["trigger"]).placement == "random"
 
 
@@ -390,8 +390,7 @@ def test_ubw_c_can_warp_instead_of_a_square(tmp_path, digits, clean_models):
     benign, triggered = (np.stack([np.frombuffer(base64.b64decode(v[k]), np.uint8)
                                    for v in items]).reshape(-1, 1, 8, 8)
                          for k in ("image", "triggered"))
-    assert (triggered == trigger.apply(benign)).all()
-    assert {v["label"] for v in items} == {key_params(mk).source}
+    assert (triggered == trigger.apply(benign)).all() and {v["label"] for v in items} == {0}
     record = backend.mark(mk, digits, tmp_path / "rel", MarkOptions(
         device="cpu", progress=False, start_from=str(clean_models[0])))
     assert all(set(g) == {"after_step", "key", "any_other"} for g in record["surrogate_gaps"])
@@ -744,7 +743,7 @@ def test_ubw_c_crafting_does_not_depend_on_the_storage_order(digits, clean_model
     from claimkit.schemes.ubw import UBWCParams, make_patch
     from claimkit.schemes.ubw_c import craft
 
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=20, retrains=0,
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=20, retrains=0,
                         target=target)
     trigger = make_patch(np.random.default_rng(1), 2, "random")
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
@@ -772,7 +771,7 @@ def test_ubw_c_alternates_with_surrogates_trained_as_long_as_the_recipe(digits, 
     from claimkit.schemes.ubw import UBWCParams, make_patch
     from claimkit.schemes.ubw_c import craft
 
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=2, retrains=1)
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=2, retrains=1)
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     x, record = craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
                       np.random.default_rng(2), options)
@@ -808,8 +807,7 @@ def test_ubw_c_warm_retraining_continues_the_surrogate_on_the_current_poisons(
 
     monkeypatch.setattr(ubw_c, "train", spy)
     monkeypatch.setattr(ubw_c, "build", no_build)
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=4, retrains=2,
-                        warm=1)
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=4, retrains=2, warm=1)
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     x, record = ubw_c.craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
                             np.random.default_rng(2), options)
@@ -844,8 +842,8 @@ def test_ubw_c_step_size_decays_over_all_steps_or_each_round(digits, clean_model
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=8, retrains=1,
-                        warm=1, decay=decay)
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=8, retrains=1, warm=1,
+                        decay=decay)
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     _, record = ubw_c.craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
                             np.random.default_rng(2), options)
@@ -895,7 +893,7 @@ def test_ubw_c_can_match_the_last_layers_only(digits, clean_models):
     assert float(total) == pytest.approx(loss.item() * len(y), rel=1e-4)
     assert torch.allclose(grad, d.grad, rtol=1e-3, atol=1e-7) and d.grad.abs().sum() > 0
 
-    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), source=0, steps=2, retrains=0,
+    params = UBWCParams(num_classes=10, input_shape=(1, 8, 8), steps=2, retrains=0,
                         match_layers=2)
     options = MarkOptions(device="cpu", progress=False, start_from=str(clean_models[0]))
     x_marked, record = craft(digits, params, make_patch(np.random.default_rng(1), 2, "random"),
