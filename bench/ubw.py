@@ -240,8 +240,12 @@ def main(argv: list[str]) -> None:
                            **metrics, **claim, "train_seconds": record["wall_seconds"],
                            **({"cached": True} if record.get("cached") else {})}
                     if scheme == "ubw-c":
-                        row.update(crafting_seconds=mark["crafting_seconds"],
-                                   final_alignment=mark["final_alignment"])
+                        # The class and what the surrogates lost under the key's trigger
+                        # and others: whether the crafting predicts the suspect's implant.
+                        row.update(source=key_params(mk).source,
+                                   crafting_seconds=mark["crafting_seconds"],
+                                   final_alignment=mark["final_alignment"],
+                                   surrogate_gaps=mark.get("surrogate_gaps"))
                         if not record.get("cached"):
                             # The budget, in one run: this suspect's own training
                             # (the same engine, data size and epochs) against the crafting.
