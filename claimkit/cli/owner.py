@@ -128,7 +128,7 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
              + f") in {record['wall_seconds']:.1f} s; dataset digest "
              f"{record['dataset_digest'][:16]}; register it before release: claimkit register "
              f"{keydir} --dataset {out} --registry DIR --identity KEY --out receipt.json"
-             + _specificity_line(record))
+             + _specificity_line(record, float(mk.params.get("tau", 0.25))))
         return
     trigger = record.get("trigger_accuracy")
     emit(as_json, record, f"wrote {out}: test accuracy {record.get('test_accuracy', 0):.4f}"
@@ -136,18 +136,27 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
          + f", {record.get('wall_seconds', 0):.1f} s on {record.get('device')}")
 
 
-def _specificity_line(record: dict[str, Any]) -> str:
+def _specificity_line(record: dict[str, Any], tau: float) -> str:
     """UBW-C's last surrogate (trained on the poisons) as an early look at what the release
     teaches: a suspect that loses as much under any trigger as under the key's gives
-    Prop. 1 no way to tell this owner's claim from another's."""
+    Prop. 1 no way to tell this owner's claim from another's, and one that loses no more
+    than τ under the key's gives the owner's own claim little to stand on. At CPU scale
+    every release whose last surrogate lost less than τ under the key's trigger failed
+    its owner's claim (docs/benchmarks.md, "Which classes take a UBW-C release"), so the
+    owner hears it before releasing, when a new key costs nothing."""
     gaps = record.get("surrogate_gaps") or []
     if len(gaps) < 2 or "any_other" not in gaps[-1]:
         return ""
     last = gaps[-1]
     source = f"class {record['source']}" if "source" in record else "the source class"
-    return (f"\nthe last surrogate loses {last['key']:.2f} of {source}'s probability "
+    line = (f"\nthe last surrogate loses {last['key']:.2f} of {source}'s probability "
             f"under the key's trigger and {last['any_other']:.2f} under other triggers of its "
             f"kind (a release specific to its key keeps the second far below the first)")
+    if last["key"] <= tau:
+        line += (f"\nwarning: not more than the key's margin τ = {tau:g}: a suspect trained on "
+                 f"this release may lose too little for a claim to pass; consider a new key "
+                 f"(another seed or -p source) before releasing")
+    return line
 
 
 @cli.command("claim")

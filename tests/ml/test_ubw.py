@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from claimkit.cli import cli
+from claimkit.cli.owner import _specificity_line
 from claimkit.errors import DataMissingError, MalformedInputError
 from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.release import DATA_FILE, MANIFEST, load_release, write_release
@@ -712,6 +713,22 @@ def test_ubw_c_from_the_command_line(owner, flow, digits, keys, clean_models):
     # A model trained on another owner's watermarked set: the UBW-P owner has no claim on it.
     flow("ubw-p")                                                  # its key registered
     assert claim_and_verify(owner, "ubw-p", suspect, 30)[0] == 1
+
+
+def test_mark_warns_when_the_last_surrogate_loses_no_more_than_tau():
+    """At CPU scale no UBW-C release whose last surrogate lost less than τ under the key's
+    trigger gave its owner a claim (docs/benchmarks.md, "Which classes take a UBW-C
+    release"): `mark` says so before the release, and only then."""
+    gaps = [{"after_step": 0, "key": 0.15, "any_other": 0.13},
+            {"after_step": 80, "key": 0.73, "any_other": 0.44}]
+    line = _specificity_line({"source": 4, "surrogate_gaps": gaps}, 0.25)
+    assert "loses 0.73 of class 4's probability" in line and "0.44 under other" in line
+    assert "warning" not in line
+    gaps[-1]["key"] = 0.25
+    assert "warning: not more than the key's margin τ = 0.25" in _specificity_line(
+        {"surrogate_gaps": gaps}, 0.25)
+    assert "warning" not in _specificity_line({"surrogate_gaps": gaps}, 0.2)
+    assert _specificity_line({"surrogate_gaps": gaps[:1]}, 0.25) == ""   # never re-trained
 
 
 def test_metrics_refuses_other_keys(tmp_path, clean_models):
