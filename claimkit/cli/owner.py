@@ -128,7 +128,7 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
              + f") in {record['wall_seconds']:.1f} s; dataset digest "
              f"{record['dataset_digest'][:16]}; register it before release: claimkit register "
              f"{keydir} --dataset {out} --registry DIR --identity KEY --out receipt.json"
-             + _specificity_line(record, float(mk.params.get("tau", 0.25))))
+             + _specificity_line(record, float(mk.params["tau"])))
         return
     trigger = record.get("trigger_accuracy")
     emit(as_json, record, f"wrote {out}: test accuracy {record.get('test_accuracy', 0):.4f}"
@@ -141,7 +141,7 @@ def _specificity_line(record: dict[str, Any], tau: float) -> str:
     teaches: a suspect that loses as much under any trigger as under the key's gives
     Prop. 1 no way to tell this owner's claim from another's, and one that loses no more
     than τ under the key's gives the owner's own claim little to stand on. At CPU scale
-    every release whose last surrogate lost less than τ under the key's trigger failed
+    every release whose last surrogate lost no more than τ under the key's trigger failed
     its owner's claim (docs/benchmarks.md, "Which classes take a UBW-C release"), so the
     owner hears it before releasing, when a new key costs nothing."""
     gaps = record.get("surrogate_gaps") or []

@@ -716,7 +716,7 @@ def test_ubw_c_from_the_command_line(owner, flow, digits, keys, clean_models):
 
 
 def test_mark_warns_when_the_last_surrogate_loses_no_more_than_tau():
-    """At CPU scale no UBW-C release whose last surrogate lost less than τ under the key's
+    """At CPU scale no UBW-C release whose last surrogate lost no more than τ under the key's
     trigger gave its owner a claim (docs/benchmarks.md, "Which classes take a UBW-C
     release"): `mark` says so before the release, and only then."""
     gaps = [{"after_step": 0, "key": 0.15, "any_other": 0.13},
