@@ -18,7 +18,9 @@ with another key's trigger). ``--plots DIR`` draws the two tables.
 and, for UBW-C, its own crafting) and train S suspects (seeds seed+100, +101, …) on each
 release: at 4,000–8,000 Fashion-MNIST images one UBW-C release gave suspects from 0.23 to
 0.35 in mean P_b − P_p and keys differed by more (docs/benchmarks.md), so one suspect of
-one key cannot decide a default. Every key×suspect pair is a row of ``<scheme>_runs``;
+one key cannot decide a default. Key k's seed is seed + 1000·k (+ 1 for UBW-C);
+``--first-key K0`` starts at k = K0, so one key of a larger run can be re-run alone, or
+the keys split across processes. Every key×suspect pair is a row of ``<scheme>_runs``;
 the first is the one the main entry and App. E's tables describe, and every null model
 is tested under every key. Each suspect is also claimed under the *other* keys: another
 owner's claim against a model trained on someone else's release (the paper's
@@ -144,6 +146,9 @@ def main(argv: list[str]) -> None:
                         "baseline model (App. C.1; its training is then not in crafting_seconds)")
     p.add_argument("--plots", default=None, help="folder for p_vs_tau.png and p_vs_m.png")
     p.add_argument("--keys", type=int, default=1, help="keys (releases) per scheme")
+    p.add_argument("--first-key", type=int, default=0, metavar="K",
+                   help="start at the K-th key (seed + 1000·K), so that one key of a "
+                        "larger run can be re-run alone, or runs split across processes")
     p.add_argument("--suspects", type=int, default=1, help="suspects trained on each release")
     p.add_argument("--control", type=int, default=0, metavar="N",
                    help="also answer each suspect, each null and each other key's claim "
@@ -162,8 +167,8 @@ def main(argv: list[str]) -> None:
                         "(arch, config, seed, device, data) already trained there: a later "
                         "run with more --nulls adds models instead of retraining them")
     args = p.parse_args(argv)
-    if args.keys < 1 or args.suspects < 1:
-        p.error("--keys and --suspects must be at least 1")
+    if args.keys < 1 or args.suspects < 1 or args.first_key < 0:
+        p.error("--keys and --suspects must be at least 1, --first-key at least 0")
     if args.control < 0:
         p.error("--control must be 0 (off) or a number of fresh patterns")
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
@@ -192,7 +197,7 @@ def main(argv: list[str]) -> None:
     cache = ModelCache(args.models) if args.models else None
 
     def seed_of(scheme: str, k: int) -> int:
-        return args.seed + (scheme == "ubw-c") + 1000 * k
+        return args.seed + (scheme == "ubw-c") + 1000 * (args.first_key + k)
 
     def fit(d: Dataset, seed: int) -> tuple[Memory, dict[str, Any]]:
         return fit_model(r["arch"], replace(cfg, seed=seed), d, cache)

@@ -230,9 +230,13 @@ class UBWCParams(UBWParams):
     target: str = "paper"       # matched gradient: "paper" (−∇L_i on triggered sources),
                                 # "contrast" (minus the same on the benign sources) or
                                 # "specific" (minus the same under fresh random squares; ubw_c)
+    decoy_class: str = "all"    # decoys drawn from "all" training images or the "source"
+                                # class's only (ours; ubw_c)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.decoy_class not in ("all", "source"):
+            raise MalformedInputError("ubw-c: decoy_class must be all or source")
         if not -1 <= self.source < self.num_classes:
             raise MalformedInputError(f"ubw-c: source must be a class in [0, {self.num_classes}) "
                                       f"or -1 (drawn)")
@@ -475,11 +479,17 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
         secret["poison"] = {"indices": indices.tolist(),
                             "labels": _poison_labels(poison, params,
                                                      data.y_train[indices]).tolist()}
+        pool = np.setdiff1d(np.arange(n), indices)
+    elif params.decoy_class == "source":         # UBW-C picks its poisons when it marks
+        pool = np.flatnonzero(data.y_train == params.source)
+        if params.decoys and not len(pool):
+            raise MalformedInputError(f"ubw-c: no training image of class {params.source} "
+                                      f"to be a decoy")
     else:
-        indices = np.empty(0, dtype=np.int64)    # UBW-C picks its poisons when it marks
+        pool = np.arange(len(data.y_train))
     if params.decoys:
         secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, data.x_train.shape,
-                                   indices, params.decoys)
+                                   pool, params.decoys)
     return MarkingKey.create(scheme, params.public(), values, rng=rng, secret=secret)
 
 
@@ -494,15 +504,15 @@ def _poison_labels(rng: np.random.Generator, params: UBWPParams, y: np.ndarray) 
 
 
 def _decoys(rng: np.random.Generator, trigger: Trigger, shape: tuple[int, ...],
-            poisoned: np.ndarray, share: float) -> dict[str, Any]:
-    """``share``·n of the n training images (``shape``: the split's), outside the poisoned
-    ones, each with its own random trigger of the key's kind (never the key's): a square
-    placed as the trigger places its own, the corner (``ubw-p``) or a random place stored
-    with it (``ubw-c``, whose poisons are picked at marking and avoid these), or a warping
-    field of the key's grid and strength (stored as float32). Their labels stay."""
+            pool: np.ndarray, share: float) -> dict[str, Any]:
+    """``share``·n of the n training images (``shape``: the split's), drawn from ``pool``
+    (``ubw-p``: those not poisoned; ``ubw-c``: all, or the source class's), each with its
+    own random trigger of the key's kind (never the key's): a square placed as the trigger
+    places its own, the corner (``ubw-p``) or a random place stored with it (``ubw-c``,
+    whose poisons are picked at marking and avoid these), or a warping field of the key's
+    grid and strength (stored as float32). Their labels stay."""
     n, _, h, w = shape
-    rest = np.setdiff1d(np.arange(n), poisoned)
-    indices = np.sort(rng.choice(rest, min(len(rest), max(1, round(share * n))), replace=False))
+    indices = np.sort(rng.choice(pool, min(len(pool), max(1, round(share * n))), replace=False))
     if trigger.kind == "warp":
         fields = np.stack([fresh_field(rng, trigger) for _ in indices]).astype("<f4")
         return {"indices": indices.tolist(), "fields": b64encode(fields.tobytes())}

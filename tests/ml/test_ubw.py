@@ -331,6 +331,8 @@ def test_default_patch_sides_follow_the_authors_code(shape, sides):
     ("ubw-c", {"warm": "-1", "m": "20"}, "warm"),
     ("ubw-c", {"match_layers": "-1", "m": "20"}, "match_layers"),
     ("ubw-c", {"decay": "cosine", "m": "20"}, "decay"),
+    ("ubw-c", {"decoy_class": "target", "m": "20"}, "decoy_class"),
+    ("ubw-p", {"decoy_class": "source"}, "decoy_class"),
 ])
 def test_bad_parameters_are_refused(digits, scheme, params, message):
     with pytest.raises(MalformedInputError, match=message):
@@ -951,6 +953,24 @@ def test_ubw_c_decoys_are_other_squares_at_random_places_and_never_poisons(tmp_p
     assert record["poisoned"] // 2 < (moved.reshape(len(rest), -1).max(1) > 0).sum() <= record["poisoned"]
     plain = backend.keygen(digits, PARAMS["ubw-c"], rng=seeded(5))
     assert "decoys" not in plain.secret and plain.secret["trigger"] == mk.secret["trigger"]
+
+
+def test_ubw_c_decoys_can_come_from_the_source_class_only(digits):
+    """``decoy_class=source`` (ours): the same share of the training set, every decoy an
+    image of the attacked class, where a release must learn that other triggers change
+    nothing; the default draws them from all classes, as it did before the option."""
+    backend = get_backend("ubw-c")
+    params = {**PARAMS["ubw-c"], "decoys": "0.02", "source": "3", "m": "20"}
+    drawn = backend.keygen(digits, params, rng=seeded(5)).secret["decoys"]["indices"]
+    assert len(set(digits.y_train[drawn].tolist())) > 1
+    mk = backend.keygen(digits, {**params, "decoy_class": "source"}, rng=seeded(5))
+    idx = np.asarray(mk.secret["decoys"]["indices"])
+    assert len(idx) == round(0.02 * len(digits.y_train)) and (digits.y_train[idx] == 3).all()
+    assert len(set(idx.tolist())) == len(idx)
+    # A share beyond the class takes the whole class, once each.
+    whole = backend.keygen(digits, {**params, "decoys": "0.5", "decoy_class": "source"},
+                           rng=seeded(5)).secret["decoys"]["indices"]
+    assert sorted(whole) == np.flatnonzero(digits.y_train == 3).tolist()
 
 
 def test_decoy_places_outside_the_images_are_refused(digits):
