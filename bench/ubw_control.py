@@ -37,7 +37,12 @@ fresh patterns (p_rank 0.005; docs/benchmarks.md, "UBW-C at 16,000 images").
 
 ``delta_fresh.above_tau`` is the share of fresh patterns whose mean P_b − P_p exceeds the
 key's τ: how often another owner's random trigger would clear Prop. 1's margin on this
-model.
+model. ``prop1_fresh`` runs Prop. 1 itself under each fresh trigger, as a claim would:
+the paired margin test at the key's τ and α on the first m evaluation images, correct or
+not (the decider does not filter), so ``accepted`` estimates how often another owner's
+claim with a random trigger of the kind would pass on this model (five other keys give
+five draws of that; 199 fresh triggers give 199). The key's own test on the same images
+is ``key_p``.
 
 Prints JSON. An analysis, not a verifier: the fresh patterns are not committed anywhere.
 """
@@ -55,7 +60,7 @@ from scipy.stats import spearmanr
 from claimkit.ml.data import load_dataset
 from claimkit.ml.oracle import LocalModel
 from claimkit.protocol.keys import MarkingKey
-from claimkit.protocol.stats import paired_t_test
+from claimkit.protocol.stats import paired_t_margin_test, paired_t_test
 from claimkit.schemes.ubw import Trigger, evaluation_images, fresh_field, key_params, make_patch
 
 from .common import emit
@@ -103,14 +108,25 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     delta_key = float((p_b - p_key)[correct].mean())
     delta_fresh = (p_b - p_fresh)[:, correct].mean(1)
     reached, p_rank = rank(delta_fresh, delta_key)
+    params = key_params(mk)
+    first = slice(0, params.m)           # a claim's m pairs, every image of them
+
+    def prop1(p_p: np.ndarray) -> float:
+        return paired_t_margin_test(p_b[first].tolist(), p_p[first].tolist(), tau=params.tau,
+                                    alpha=params.alpha).p_value
+
+    fresh_p = np.array([prop1(p) for p in p_fresh])
     out = {"correct": int(correct.sum()), "delta_key": delta_key,
            "delta_fresh": {"min": float(delta_fresh.min()),
                            "median": float(np.median(delta_fresh)),
                            "max": float(delta_fresh.max()),
-                           "above_tau": float((delta_fresh > key_params(mk).tau).mean())},
+                           "above_tau": float((delta_fresh > params.tau).mean())},
            "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
            "fresh_reaching_key": reached, "p_rank": p_rank,
-           "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value}
+           "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value,
+           "prop1_fresh": {"m": len(p_b[first]), "key_p": prop1(p_key),
+                           "accepted": float((fresh_p <= params.alpha).mean()),
+                           "min_p": float(fresh_p.min())}}
     if trigger.pattern is None:          # a field has no white pixels to grind
         return out
     # Grinding (docs/proposals/ubw-c-key-specific-test.md): does a brighter square cost

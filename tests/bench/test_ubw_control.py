@@ -85,5 +85,27 @@ def test_a_warping_key_is_ranked_among_fresh_fields():
     assert result["p_rank"] == 0.01 and result["fresh_reaching_key"] == 0
     assert abs(result["delta_key"] - 0.7) < 1e-9 and result["delta_fresh"]["max"] < 0.7
     assert "matched_white" not in result and "white_spearman" not in result
+    # Prop. 1 as a claim runs it, on the first m = 30 images: the key's passes, no fresh one.
+    assert result["prop1_fresh"]["m"] == 30 and result["prop1_fresh"]["key_p"] < 1e-8
+    assert result["prop1_fresh"]["accepted"] == 0.0
     blind = control(KeyFieldModel(int(ev.y[0]), data.num_classes, ev.x[:0]), mk, data, fresh=99)
-    assert blind["p_rank"] == 1.0
+    assert blind["p_rank"] == 1.0 and blind["prop1_fresh"]["key_p"] > 0.5
+
+
+class AnyWarpModel(KeyFieldModel):
+    """Loses P(source) on every image but the benign ones: any field passes Prop. 1."""
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        p = np.full((len(x), self.classes), 0.01)
+        p[:, self.source] = [0.9 if i.tobytes() in self.marked else 0.2 for i in x]
+        return p
+
+
+def test_fresh_triggers_that_pass_prop_1_are_counted_as_other_owners_claims():
+    data = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    mk = get_backend("ubw-c").keygen(data, {"items": "40", "m": "30", "trigger": "warp",
+                                            "warp_strength": "2"}, rng=lambda n: rng.bytes(n))
+    ev = evaluation_images(mk, data)
+    result = control(AnyWarpModel(int(ev.y[0]), data.num_classes, ev.x), mk, data, fresh=99)
+    assert result["prop1_fresh"]["accepted"] == 1.0 and result["prop1_fresh"]["min_p"] < 1e-8
