@@ -118,14 +118,14 @@ together ubw-c-cli.txt 300 bash -c 'claimkit() { python3 -m claimkit.cli "$@"; }
   export -f claimkit; FASHION_ROOT=$PWD/.data/fashion-mnist \
   bash examples/ubw_fashion_cli.sh 60000 10000 8 /tmp/ubw-cli'
 # 5. Step 7's warping field (s = 1) crafted against fresh fields with decoys of their own
-#    fields (-p target=specific -p decoys=0.02), three keys each claimed under the others:
-#    on the CPU at 4,000 images x 40 epochs every owner's claim held (p <= 1.2e-9) and
-#    keys 1 and 1001 rejected each other's, but key 2001's field and suspect accepted
-#    theirs (4 of 6 other-owner claims passed; "A warping trigger"; on six keys 7 of 30).
-#    --classes: every suspect under every key's field on every class (on the CPU 2 of 270
-#    other-class claims passed: what keys drawing their class rests on).
+#    fields on the attacked class only (-p target=specific -p decoys=0.005
+#    -p decoy_class=source), three keys each claimed under the others: on the CPU at 4,000
+#    images x 40 epochs other keys' claims passed 0 of 20 (7 of 20 with 0.02 on all
+#    classes) and Prop. 1 under 199 fresh fields 1-4.5 % (--control's prop1_fresh), but
+#    the owners' claims only 3 of 4, p 7.3e-4 to 1.4e-7 ("Decoys on the attacked class
+#    only"). --classes: every suspect under every key's field on every class.
 together ubw-c-warp-specific-decoys.json 180 python3 -m bench ubw "${data[@]}" "${warp[@]}" \
-  --keys 3 --ubw-c target=specific --ubw-c decoys=0.02 --classes \
+  --keys 3 --ubw-c target=specific --ubw-c decoys=0.005 --ubw-c decoy_class=source --classes \
   --partial "$OUT/ubw-c-warp-specific-decoys.json"
 # 6. The cheap step (-p match_layers=2: the last two layers' gradient only; on a 2-core
 #    CPU 0.96 training passes per poison against 4.9, docs/benchmarks.md "A cheaper step"):

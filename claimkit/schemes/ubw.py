@@ -56,7 +56,8 @@ Schemes (one backend each, sharing this module):
   releases measured on drawn classes (sandals, ankle boots) implanted nothing where the
   same keys on T-shirts did (docs/benchmarks.md, "Six keys of that release").
   It takes ``-p decoys=ρ`` too (default 0): the same decoys (squares at random places,
-  stored in the key, or fields), which its crafting keeps out of the poisons
+  stored in the key, or fields), which its crafting keeps out of the poisons, drawn
+  from all classes or, with ``-p decoy_class=source``, from the source class only
   (:mod:`claimkit.schemes.ubw_c`).
 
 Keys. KeyGen draws a 32-byte secret seed; every random choice (pattern, warping field,

@@ -126,6 +126,17 @@ key's effect away (ASR-A 41.5 %, claim p = 0.98). s = 1 because on a clean model
 random fields cost the source class up to 0.10 at s = 1 and 0.33 at s = 2 (τ = 0.25); the
 default s = 0.5 (WaNet's) is untried for UBW-C.
 
+``-p decoy_class=source`` (ours, default ``all``) draws the decoys from the source class
+alone, the only class a claim tests; drawn from all classes, 7 of ρ = 0.02's 80 decoys
+at 4,000 images were T-shirts. With the warping field, ``target=specific`` and ρ = 0.005
+(20 T-shirts) on the four keys whose release took (4,000 Fashion images × 40 epochs, a
+2-core CPU, 2026-12-06), other keys' claims passed 0 of 20 where ρ = 0.02 on all classes
+passed 7 of 20, and Prop. 1 under 199 fresh fields accepted 1.0–4.5 % instead of
+9–41 %; but the owners' claims held on 3 of 4 only (p = 7.3e-4 to 1.4e-7, ASR-A
+53.5–72 %), and ρ = 0.01 (40 T-shirts) lost them both (docs/benchmarks.md, "Decoys on
+the attacked class only"). The best trade measured, not the default: neither the owner's
+target nor the other owners' α is met.
+
 The samples to poison are the γ·N training images with the largest gradient norms
 (App. B 1)), batched in the order of their norms as the authors' code does, so the
 storage order does not decide which poisons share a batch; the target is the source
