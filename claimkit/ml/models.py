@@ -180,9 +180,3 @@ def load_model(path: str | os.PathLike[str], *, arch: str | None = None,
     model.eval()
     digest = weights_digest(path)
     return model.to(device), ModelInfo(file_arch, shape, classes, digest)  # type: ignore[arg-type]
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
