@@ -192,7 +192,7 @@ def main(argv: list[str]) -> None:
         # UBW-P's evaluation images are the whole test split: its first 1,000 only, as
         # many as UBW-C's source class has on Fashion-MNIST's full test split.
         return control(model, mk, data, fresh=args.control,
-                       limit=1000 if mk.scheme == "ubw-p" else 0)
+                       limit=1000 if mk.scheme == "ubw-p" else 0, reference=clean)
 
     cache = ModelCache(args.models) if args.models else None
 

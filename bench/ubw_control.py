@@ -42,7 +42,11 @@ the paired margin test at the key's τ and α on the first m evaluation images, 
 not (the decider does not filter), so ``accepted`` estimates how often another owner's
 claim with a random trigger of the kind would pass on this model (five other keys give
 five draws of that; 199 fresh triggers give 199). The key's own test on the same images
-is ``key_p``.
+is ``key_p``. With a ``reference`` model (``bench ubw`` passes its clean model, the owner's
+surrogate), ``prop1_fresh.reference_correct`` runs the same on the first m evaluation images
+the reference classifies correctly: items an owner could choose at KeyGen, before any
+suspect exists, closer to Prop. 1's "samples that can be correctly classified" than a
+uniform draw (docs/benchmarks.md, "Items the owner's clean model classifies correctly").
 
 Prints JSON. An analysis, not a verifier: the fresh patterns are not committed anywhere.
 """
@@ -74,12 +78,13 @@ def rank(delta_fresh: np.ndarray, delta_key: float) -> tuple[int, float]:
 
 
 def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
-            seed: int = 12345, limit: int = 0) -> dict[str, Any]:
+            seed: int = 12345, limit: int = 0, reference: Any = None) -> dict[str, Any]:
     """The split of one model's answer: P_b − P_p under the key's trigger and under
     ``fresh`` random ones of its kind (squares of its side at the same places, or fields of
     its grid and strength), with the rank test and the per-image paired test of the
     module's docstring (the white-pixel analyses for squares only); on the first
-    ``limit`` evaluation images (0: all; UBW-P's are the whole test split)."""
+    ``limit`` evaluation images (0: all; UBW-P's are the whole test split). ``reference``
+    (an oracle) adds Prop. 1 on the images it classifies correctly."""
     trigger = Trigger.from_secret(mk.secret["trigger"])
     ev = evaluation_images(mk, data)
     keep = slice(0, limit or None)       # the places are drawn for all, then cut: the same
@@ -111,11 +116,22 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
     params = key_params(mk)
     first = slice(0, params.m)           # a claim's m pairs, every image of them
 
-    def prop1(p_p: np.ndarray) -> float:
-        return paired_t_margin_test(p_b[first].tolist(), p_p[first].tolist(), tau=params.tau,
+    def prop1(p_p: np.ndarray, items: Any = first) -> float:
+        return paired_t_margin_test(p_b[items].tolist(), p_p[items].tolist(), tau=params.tau,
                                     alpha=params.alpha).p_value
 
-    fresh_p = np.array([prop1(p) for p in p_fresh])
+    def prop1_summary(items: Any) -> dict[str, Any]:
+        fresh_p = np.array([prop1(p, items) for p in p_fresh])
+        return {"m": len(p_b[items]), "key_p": prop1(p_key, items),
+                "accepted": float((fresh_p <= params.alpha).mean()),
+                "min_p": float(fresh_p.min())}
+
+    prop1_fresh = prop1_summary(first)
+    if reference is not None:
+        owner_correct = np.flatnonzero(np.asarray(reference.labels(x)) == y)[:params.m]
+        prop1_fresh["reference_correct"] = (
+            prop1_summary(owner_correct) if len(owner_correct) >= 2
+            else {"m": len(owner_correct), "skipped": "fewer than 2 such images"})
     out = {"correct": int(correct.sum()), "delta_key": delta_key,
            "delta_fresh": {"min": float(delta_fresh.min()),
                            "median": float(np.median(delta_fresh)),
@@ -124,9 +140,7 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
            "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
            "fresh_reaching_key": reached, "p_rank": p_rank,
            "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value,
-           "prop1_fresh": {"m": len(p_b[first]), "key_p": prop1(p_key),
-                           "accepted": float((fresh_p <= params.alpha).mean()),
-                           "min_p": float(fresh_p.min())}}
+           "prop1_fresh": prop1_fresh}
     if trigger.pattern is None:          # a field has no white pixels to grind
         return out
     # Grinding (docs/proposals/ubw-c-key-specific-test.md): does a brighter square cost
@@ -161,13 +175,16 @@ def main(argv: list[str]) -> None:
     p.add_argument("--seed", type=int, default=12345, help="seed of the fresh patterns")
     p.add_argument("--limit", type=int, default=0,
                    help="the first N evaluation images only (0: all)")
+    p.add_argument("--reference", default=None, metavar="MODEL",
+                   help="the owner's clean model: also Prop. 1 on the images it gets right")
     args = p.parse_args(argv)
     if args.fresh < 1 or args.limit < 0:
         p.error("--fresh must be at least 1, --limit at least 0")
     mk = MarkingKey.load(args.keydir, os.environ["CLAIMKIT_PASSPHRASE"])
     data = load_dataset(args.data)
+    reference = LocalModel.from_file(args.reference) if args.reference else None
     models = {path: control(LocalModel.from_file(path), mk, data, fresh=args.fresh, seed=args.seed,
-                            limit=args.limit)
+                            limit=args.limit, reference=reference)
               for path in args.models}
     emit("ubw-control", {"key": args.keydir, "fresh": args.fresh, "seed": args.seed,
-                         "limit": args.limit, "models": models})
+                         "limit": args.limit, "reference": args.reference, "models": models})

@@ -109,3 +109,38 @@ def test_fresh_triggers_that_pass_prop_1_are_counted_as_other_owners_claims():
     ev = evaluation_images(mk, data)
     result = control(AnyWarpModel(int(ev.y[0]), data.num_classes, ev.x), mk, data, fresh=99)
     assert result["prop1_fresh"]["accepted"] == 1.0 and result["prop1_fresh"]["min_p"] < 1e-8
+
+
+class Labeller:
+    """A reference model (the owner's clean one) that classifies exactly ``right`` correctly."""
+
+    def __init__(self, source: int, classes: int, right: np.ndarray):
+        self.source, self.classes = source, classes
+        self.right = {r.tobytes() for r in right}
+
+    def labels(self, x: np.ndarray) -> list[int]:
+        return [self.source if i.tobytes() in self.right else (self.source + 1) % self.classes
+                for i in x]
+
+
+def test_prop_1_on_the_images_a_reference_model_classifies_correctly():
+    """Items an owner could choose at KeyGen with their clean model: the first m evaluation
+    images the reference gets right, so the key's images that the suspect answers without
+    the backdoor drop out of the test."""
+    data = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    mk = get_backend("ubw-c").keygen(data, {"items": "40", "m": "16", "trigger": "warp",
+                                            "warp_strength": "2"}, rng=lambda n: rng.bytes(n))
+    key = Trigger.from_secret(mk.secret["trigger"])
+    ev = evaluation_images(mk, data)
+    source = int(ev.y[0])
+    half = KeyFieldModel(source, data.num_classes, key.apply(ev.x[::2]))   # the backdoor on half
+    plain = control(half, mk, data, fresh=19)
+    assert "reference_correct" not in plain["prop1_fresh"]
+    chosen = control(half, mk, data, fresh=19,
+                     reference=Labeller(source, data.num_classes, ev.x[::2]))["prop1_fresh"]
+    ref = chosen["reference_correct"]
+    assert ref["m"] == 16 and ref["key_p"] == 2.0 ** -16      # every d = 0.7 − τ: the sign test
+    assert ref["key_p"] < plain["prop1_fresh"]["key_p"] and ref["accepted"] == 0.0
+    none = control(half, mk, data, fresh=19, reference=Labeller(source, data.num_classes, ev.x[:1]))
+    assert none["prop1_fresh"]["reference_correct"] == {"m": 1, "skipped": "fewer than 2 such images"}
