@@ -31,7 +31,7 @@ from typing import Any
 from .errors import MalformedInputError
 from .wire import Digest, Fields, canonical_json, load_json
 
-__all__ = ["DTYPE_SIZES", "TensorInfo", "SafetensorsHeader", "read_header", "weights_digest",
+__all__ = ["DTYPE_SIZES", "TensorInfo", "SafetensorsHeader", "header_from_bytes", "read_header", "weights_digest",
            "WEIGHTS_DOMAIN"]
 
 WEIGHTS_DOMAIN = b"claimkit/weights/v1\n"
@@ -91,37 +91,53 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            prefix = fh.read(8)
-            if len(prefix) < 8:
-                raise MalformedInputError(f"{path}: not a safetensors file (too short)")
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
-                raise MalformedInputError(f"{path}: not a safetensors file (bad header length)")
+            header_len = _header_length(fh.read(8), size, path)
             raw = fh.read(header_len)
     except OSError as e:
         raise MalformedInputError(f"{path}: cannot read ({e.strerror})") from None
+    return _checked_header(raw, size, path)
+
+
+def header_from_bytes(blob: bytes, where: str | os.PathLike[str]) -> SafetensorsHeader:
+    """The same checks on a whole file already in memory (``where`` names it in errors):
+    for a caller that hashed these bytes and must parse exactly them."""
+    header_len = _header_length(blob[:8], len(blob), where)
+    return _checked_header(blob[8:8 + header_len], len(blob), where)
+
+
+def _header_length(prefix: bytes, size: int, where: str | os.PathLike[str]) -> int:
+    if len(prefix) < 8:
+        raise MalformedInputError(f"{where}: not a safetensors file (too short)")
+    (header_len,) = struct.unpack("<Q", prefix)
+    if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+        raise MalformedInputError(f"{where}: not a safetensors file (bad header length)")
+    return header_len
+
+
+def _checked_header(raw: bytes, size: int, where: str | os.PathLike[str]) -> SafetensorsHeader:
+    """The header JSON ``raw`` of a ``size``-byte file, checked strictly."""
     if not raw.startswith(b"{"):
-        raise MalformedInputError(f"{path}: not a safetensors file (header is not JSON)")
-    header = load_json(raw.rstrip(b" "), what=f"{path} header", max_bytes=MAX_HEADER_BYTES)
+        raise MalformedInputError(f"{where}: not a safetensors file (header is not JSON)")
+    header = load_json(raw.rstrip(b" "), what=f"{where} header", max_bytes=MAX_HEADER_BYTES)
     if not isinstance(header, dict):
-        raise MalformedInputError(f"{path}: safetensors header must be a JSON object")
+        raise MalformedInputError(f"{where}: safetensors header must be a JSON object")
     metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise MalformedInputError(f"{path}: __metadata__ must map strings to strings")
+        raise MalformedInputError(f"{where}: __metadata__ must map strings to strings")
     if len(header) > MAX_TENSORS:
-        raise MalformedInputError(f"{path}: more than {MAX_TENSORS} tensors")
-    tensors = sorted((_tensor(name, value, f"{path}: tensor {name!r}")
+        raise MalformedInputError(f"{where}: more than {MAX_TENSORS} tensors")
+    tensors = sorted((_tensor(name, value, f"{where}: tensor {name!r}")
                       for name, value in header.items()), key=lambda t: t.name.encode("utf-8"))
     # The tensors must tile the byte buffer exactly: no holes, no overlap, nothing after.
     position = 0
     for t in sorted(tensors, key=lambda t: (t.begin, t.end)):
         if t.begin != position:
-            raise MalformedInputError(f"{path}: tensor {t.name!r} leaves a hole or overlaps")
+            raise MalformedInputError(f"{where}: tensor {t.name!r} leaves a hole or overlaps")
         position = t.end
-    data_start = 8 + header_len
+    data_start = 8 + len(raw)
     if data_start + position != size:
-        raise MalformedInputError(f"{path}: tensors cover {position} bytes, the buffer has "
+        raise MalformedInputError(f"{where}: tensors cover {position} bytes, the buffer has "
                                   f"{size - data_start}")
     return SafetensorsHeader(tuple(tensors), dict(metadata), data_start)
 

@@ -237,7 +237,14 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
     if sum(v is not None for v in (model_path, dataset_dir, subject_digest)) > 1:
         raise MalformedInputError("give one of --model, --dataset, --subject-digest")
     if dataset_dir is not None:
-        from ..ml.release import load_release
+        from ..ml.release import load_release, read_manifest
+        # A release names the key it was marked with; binding it to another key would
+        # register a claim that key's items cannot support.
+        marked_with = read_manifest(dataset_dir)["verification_key"]
+        if not marked_with.matches(vk.digest):
+            raise MalformedInputError(
+                f"{dataset_dir} was marked with the key whose verification-key digest is "
+                f"{marked_with.hex}, not {keydir} ({vk.digest.hex}); register it with that key")
         subject = load_release(dataset_dir).digest
     if model_path is not None:
         from ..weights import weights_digest

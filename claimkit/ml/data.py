@@ -71,12 +71,19 @@ class Dataset:
     num_classes: int
 
     def __post_init__(self) -> None:
+        """Refuse what would train or score on nothing: an empty split, test images of
+        another shape than train's (a mixed-up file), labels outside the classes."""
         for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
             if x.dtype != np.uint8 or x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
                 raise MalformedInputError(f"{self.name} {split}: expected uint8 (N, C, H, W) "
                                           "images and one label per image")
-            if len(y) and not (0 <= int(y.min()) and int(y.max()) < self.num_classes):
+            if not len(y):
+                raise MalformedInputError(f"{self.name} {split}: the split holds no images")
+            if not (0 <= int(y.min()) and int(y.max()) < self.num_classes):
                 raise MalformedInputError(f"{self.name} {split}: labels outside [0, {self.num_classes})")
+        if self.x_test.shape[1:] != self.x_train.shape[1:]:
+            raise MalformedInputError(f"{self.name}: test images are {list(self.x_test.shape[1:])}, "
+                                      f"train images {list(self.x_train.shape[1:])} (C, H, W)")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -112,7 +119,12 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     dtype = np.dtype(_IDX_TYPES[data[2]])
     body = data[4 + 4 * ndim:]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = dtype.itemsize
+    for d in shape:         # Python ints: numpy's product wraps around for huge sizes
+        expected *= d
+    if expected > MAX_IDX_BYTES:
+        raise MalformedInputError(f"{path}: the IDX header says {expected} bytes, more than "
+                                  f"{MAX_IDX_BYTES}")
     if len(body) != expected:
         raise MalformedInputError(f"{path}: IDX data has {len(body)} bytes, the header says {expected}")
     return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
@@ -132,8 +144,9 @@ def _load_idx_set(name: str, root: Path, num_classes: int, how_to_get: str) -> D
             raise MalformedInputError(f"{name}: {IDX_FILES[key]} must hold uint8 images (N, H, W)")
         arrays[key] = arrays[key][:, None, :, :]
     for key in ("y_train", "y_test"):
-        if arrays[key].ndim != 1:
-            raise MalformedInputError(f"{name}: {IDX_FILES[key]} must hold one label per image")
+        if arrays[key].ndim != 1 or arrays[key].dtype.kind not in "iu":
+            raise MalformedInputError(f"{name}: {IDX_FILES[key]} must hold one integer label "
+                                      "per image")
         arrays[key] = arrays[key].astype(np.int64)
     return Dataset(name, num_classes=num_classes, **arrays)
 

@@ -35,25 +35,41 @@ _MODES = {1: "L", 3: "RGB"}
 
 
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files under ``folder`` (hidden names skipped), sorted by relative path."""
+    """Image files under ``folder``, sorted by relative path.
+
+    Hidden names and anything but regular files (after symlinks) are skipped, as other
+    non-image files are: opening a FIFO named ``x.png`` would block for ever.
+    """
     folder = Path(folder)
     found = []
     for top, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found += [Path(top, f) for f in files
-                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
+                  and Path(top, f).is_file()]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _open(path: Path):  # -> PIL.Image.Image
+def _open(path: Path, mode: str | None = None):  # -> PIL.Image.Image
+    """The decoded image, converted to ``mode`` if given.
+
+    Converting is checked too: Pillow decodes some modes it cannot convert (LAB to RGB
+    raises ValueError), and that is as much the file's fault as a damaged one.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as img:
             img.load()
-            return img.copy()     # closing the file closes the image too
+            img = img.copy()     # closing the file closes the image too
     except Exception as e:  # noqa: BLE001 - Pillow raises OSError, ValueError, SyntaxError, ...
         raise MalformedInputError(f"{path}: not a readable image ({type(e).__name__})") from None
+    if mode is None or img.mode == mode:
+        return img
+    try:
+        return img.convert(mode)
+    except Exception:  # noqa: BLE001 - ValueError, OSError, ... from Pillow's converters
+        raise MalformedInputError(f"{path}: cannot convert its {img.mode} pixels to {mode}") from None
 
 
 def image_spec(path: str | os.PathLike[str]) -> tuple[int, tuple[int, int]]:
@@ -75,7 +91,7 @@ def read_image(path: str | os.PathLike[str], *, channels: int,
     h, w = size
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise MalformedInputError(f"image size {h}×{w} is outside 1…{MAX_SIDE} pixels a side")
-    img = _open(Path(path)).convert(_MODES[channels])
+    img = _open(Path(path), _MODES[channels])
     if img.size != (w, h):
         img = img.resize((w, h), Image.Resampling.BILINEAR)
     array = np.asarray(img, dtype=np.uint8)

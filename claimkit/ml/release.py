@@ -21,10 +21,11 @@ The folder holds two files:
 
 Reading is strict: every manifest field is typed and unknown fields are refused, the
 file's SHA-256 and the recomputed dataset digest must equal the manifest's (compared in
-constant time), and the file must hold exactly the four arrays with the manifest's
-shapes. Anything else is one :class:`~claimkit.errors.MalformedInputError` (exit 2)
-naming the file and the field. The released set keeps the base set's ``name``, so the
-training recipes of :mod:`claimkit.ml.recipes` apply to it unchanged.
+constant time), and the file must be a regular file holding exactly the four arrays with
+the manifest's shapes, at least one image in each split. Anything else is one
+:class:`~claimkit.errors.MalformedInputError` (exit 2) naming the file and the field.
+The released set keeps the base set's ``name``, so the training recipes of
+:mod:`claimkit.ml.recipes` apply to it unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ import numpy as np
 
 from ..errors import DataMissingError, MalformedInputError
 from ..wire import Digest, Fields, atomic_write, ct_equal, pretty_json, read_json_file
-from ..weights import read_header
+from ..weights import header_from_bytes
 from .data import RELEASE_MANIFEST, Dataset
 
 __all__ = ["DATA_FILE", "MANIFEST", "MANIFEST_TYPE", "load_release", "read_manifest",
@@ -115,7 +117,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise MalformedInputError(f"{path}.input_shape: expected [C, H, W], each within [1, 4096]")
     out["input_shape"] = tuple(shape)
     out["train"] = f.int("train", lo=1, hi=1 << 32)
-    out["test"] = f.int("test", lo=0, hi=1 << 32)
+    out["test"] = f.int("test", lo=1, hi=1 << 32)
     g = Fields(f.obj("file"), f"{path}.file")
     g.str("name", choices=(DATA_FILE,))
     sha = g.str("sha256", max_len=64)
@@ -129,6 +131,36 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
+def _read_data_file(file: Path, limit: int, folder: Path) -> bytes:
+    """The data file's bytes: a regular file of at most ``limit`` bytes.
+
+    The file is opened once (non-blocking, so a FIFO cannot hang the open) and checked
+    through its descriptor: a size check on the path would say nothing about what is then
+    read (``/dev/zero`` has size 0), and the bytes read are the ones hashed and parsed.
+    """
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise DataMissingError(f"missing {file}, which {folder / MANIFEST} lists") from None
+    except OSError as e:
+        raise MalformedInputError(f"{file}: cannot read ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MalformedInputError(f"{file}: not a regular file")
+        if st.st_size > limit:
+            raise MalformedInputError(f"{file}: larger than the manifest's arrays allow")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            blob = fh.read(st.st_size + 1)      # read(n) allocates n bytes: not limit + 1
+    except OSError as e:
+        raise MalformedInputError(f"{file}: cannot read ({e.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(blob) != st.st_size:
+        raise MalformedInputError(f"{file}: changed while it was read")
+    return blob
+
+
 def load_release(path: str | os.PathLike[str]) -> Dataset:
     """Read a release folder, checking the file and the data against the manifest."""
     folder = Path(path)
@@ -138,16 +170,11 @@ def load_release(path: str | os.PathLike[str]) -> Dataset:
     sizes = {"x_train": manifest["train"] * c * h * w, "y_train": manifest["train"] * 8,
              "x_test": manifest["test"] * c * h * w, "y_test": manifest["test"] * 8}
     limit = min(MAX_DATA_BYTES, sum(sizes.values()) + (1 << 20))
-    try:
-        if file.stat().st_size > limit:
-            raise MalformedInputError(f"{file}: larger than the manifest's arrays allow")
-        blob = file.read_bytes()
-    except FileNotFoundError:
-        raise DataMissingError(f"missing {file}, which {folder / MANIFEST} lists") from None
+    blob = _read_data_file(file, limit, folder)
     if not ct_equal(hashlib.sha256(blob).digest(), manifest["file_sha256"]):
         raise MalformedInputError(f"{file}: SHA-256 differs from the manifest's "
                                   "(the file was changed or damaged)")
-    header = read_header(file)
+    header = header_from_bytes(blob, file)     # the bytes just hashed, not the file again
     shapes = {"x_train": (manifest["train"], c, h, w), "y_train": (manifest["train"],),
               "x_test": (manifest["test"], c, h, w), "y_test": (manifest["test"],)}
     found = {t.name: t for t in header.tensors}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import struct
+import warnings
 
 import numpy as np
 import pytest
 
 from claimkit.errors import DataMissingError, MalformedInputError
-from claimkit.ml.data import FASHION_MNIST_ROOT, IDX_FILES, load_dataset, read_idx
+from claimkit.ml.data import FASHION_MNIST_ROOT, IDX_FILES, Dataset, load_dataset, read_idx
 
 
 def write_idx(path, array: np.ndarray, *, compress: bool) -> None:
@@ -80,6 +81,48 @@ def test_damaged_gzip_is_refused(tmp_path):
     (tmp_path / "x.gz").write_bytes((tmp_path / "x.gz").read_bytes()[:-8])
     with pytest.raises(MalformedInputError):
         read_idx(tmp_path / "x.gz")
+
+
+def test_idx_sizes_are_multiplied_without_wrapping_around(tmp_path):
+    # 2^22 · 2^21 · 2^21 = 2^64 is 0 in int64: the empty body used to pass the size check.
+    (tmp_path / "x").write_bytes(struct.pack(">HBB3I", 0, 0x08, 3, 1 << 22, 1 << 21, 1 << 21))
+    with pytest.raises(MalformedInputError, match=r"header says 18446744073709551616 bytes, more than"):
+        read_idx(tmp_path / "x")
+
+
+@pytest.mark.parametrize("labels", [np.array([9.7, 1, 2]), np.array([np.nan, 1, 2])])
+def test_idx_labels_must_be_integers(tmp_path, labels):
+    make_idx_set(tmp_path, n_train=3)
+    raw = struct.pack(">HBBI", 0, 0x0D, 1, 3) + labels.astype(">f4").tobytes()
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # NaN once warned before the error
+        with pytest.raises(MalformedInputError, match="must hold one integer label per image"):
+            load_dataset("mnist", root=tmp_path)
+
+
+def test_idx_splits_must_hold_images(tmp_path):
+    make_idx_set(tmp_path, n_test=0)
+    with pytest.raises(MalformedInputError, match="mnist test: the split holds no images"):
+        load_dataset("mnist", root=tmp_path)
+
+
+def test_idx_test_images_must_have_the_train_images_shape(tmp_path):
+    make_idx_set(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((2, 20, 20), np.uint8), compress=True)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(2, np.uint8), compress=True)
+    with pytest.raises(MalformedInputError, match=r"test images are \[1, 20, 20\], train images "
+                                                  r"\[1, 28, 28\]"):
+        load_dataset("mnist", root=tmp_path)
+
+
+def test_datasets_refuse_empty_splits():
+    x, y = np.zeros((2, 1, 4, 4), np.uint8), np.zeros(2, np.int64)
+    for split in ("train", "test"):
+        parts = {"x_train": x, "y_train": y, "x_test": x, "y_test": y}
+        parts[f"x_{split}"], parts[f"y_{split}"] = x[:0], y[:0]
+        with pytest.raises(MalformedInputError, match=f"t {split}: the split holds no images"):
+            Dataset("t", num_classes=2, **parts)
 
 
 def test_labels_must_match_images(tmp_path):

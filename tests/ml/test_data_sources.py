@@ -22,6 +22,7 @@ from claimkit.cli.base import DATA_NAMES
 from claimkit.errors import DataMissingError, MalformedInputError
 from claimkit.ml.cifar10 import BIN_DIR, PY_DIR, RestrictedUnpickler
 from claimkit.ml.data import DATASETS, RELEASE_MANIFEST, load_dataset
+from claimkit.ml.imagefiles import image_files
 from claimkit.ml.recipes import GENERIC, RECIPES, recipe
 from claimkit.schemes.trigger_set import BACKEND, folder_triggers, trigger_images
 
@@ -242,6 +243,25 @@ def test_imagefolder_errors_name_what_is_wrong(tmp_path, damage, error, message)
     damage(tmp_path)
     with pytest.raises(error, match=message):
         load_dataset(tmp_path)
+
+
+def test_imagefolder_images_pillow_cannot_convert_are_refused(tmp_path):
+    make_tree(tmp_path)
+    Image.new("LAB", (5, 6)).save(tmp_path / "train/cat/lab.tif")   # Pillow: LAB to L fails
+    with pytest.raises(MalformedInputError, match=r"train/cat/lab\.tif: cannot convert its LAB "
+                                                  "pixels to L"):
+        load_dataset(tmp_path, channels=1)
+
+
+def test_imagefolder_skips_what_is_not_a_regular_file(tmp_path):
+    """A FIFO named like an image would block the load for ever; /dev/zero never ends."""
+    make_tree(tmp_path)
+    expected = load_dataset(tmp_path).digest
+    os.mkfifo(tmp_path / "train/dog/pipe.png")
+    (tmp_path / "test/cat/zero.png").symlink_to("/dev/zero")
+    assert [p.name for p in image_files(tmp_path / "train/dog")] == ["d.bmp", "c.png"]
+    assert "zero.png" not in [p.name for p in image_files(tmp_path / "test")]
+    assert load_dataset(tmp_path).digest == expected
 
 
 def test_imagefolder_size_caps(tmp_path, monkeypatch):
