@@ -198,6 +198,34 @@ def test_bundle_envelope_verifies_with_securesystemslib(story):
     assert owner.public.key_id in verified
 
 
+def test_register_refuses_a_release_marked_with_another_key(tmp_path, monkeypatch):
+    import numpy as np
+    from claimkit.ml.data import Dataset
+    from claimkit.ml.release import load_release, write_release
+    from claimkit.protocol.keys import VK_FILE, VerificationKey
+    from claimkit.wire import Digest
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "o.key").exit_code == 0
+    assert run("registry", "init", "reg").exit_code == 0
+    lookup_keys(items=8).save(tmp_path / "k", PASSPHRASE, strength="min")
+    vk = VerificationKey.from_file(tmp_path / "k" / VK_FILE)
+    x, y = np.zeros((4, 1, 4, 4), np.uint8), np.array([0, 1, 0, 1])
+    data = Dataset("tiny", x, y, x, y, 2)
+    other = Digest(b"\x07" * 32)
+    for folder, key in (("other", other), ("mine", vk.digest)):
+        write_release(data, folder, base_digest=data.digest, scheme=vk.scheme, key_digest=key)
+    result = run("register", "k", "--registry", "reg", "--identity", "o.key", "--dataset",
+                 "other", "--out", "r.json")
+    assert result.exit_code == 2 and not (tmp_path / "r.json").exists()
+    assert f"marked with the key whose verification-key digest is {other.hex}" in result.output
+    with Registry.open(tmp_path / "reg") as reg:
+        assert reg.size == 0
+    result = run("register", "k", "--registry", "reg", "--identity", "o.key", "--dataset",
+                 "mine", "--out", "r.json")
+    assert result.exit_code == 0, result.output
+    assert Receipt.from_file(tmp_path / "r.json").entry.request.subject == load_release("mine").digest
+
+
 def test_register_binds_the_model_about_to_be_released(tmp_path, monkeypatch):
     import numpy as np
     from safetensors.numpy import save_file
@@ -217,3 +245,42 @@ def test_register_binds_the_model_about_to_be_released(tmp_path, monkeypatch):
                  "bad.safetensors", "--out", "r2.json")
     assert result.exit_code == 2 and "safetensors" in result.output
     assert not (tmp_path / "r2.json").exists()
+
+
+def test_one_malformed_bundle_does_not_keep_the_others_from_their_verdicts(tmp_path, monkeypatch):
+    """Verdicts are written after every bundle is checked: a bundle that is malformed
+    (here, a dropped answer, signed again) is listed, the others still get theirs."""
+    from claimkit.claim.bundle import PAYLOAD_TYPE, Statement
+    from claimkit.dsse import sign_envelope
+    from claimkit.wire import canonical_json
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "owner.key", "--strength", "interactive").exit_code == 0
+    assert run("keys", "new", "--out", "arbiter.key", "--strength", "interactive").exit_code == 0
+    assert run("registry", "init", "reg", "--origin", "test.example/multi").exit_code == 0
+    mk = lookup_keys(items=40)
+    mk.save(tmp_path / "keys", PASSPHRASE, strength="min")
+    assert run("register", "keys", "--registry", "reg", "--identity", "owner.key",
+               "--out", "receipt.json").exit_code == 0
+    owner = Identity.load(tmp_path / "owner.key", PASSPHRASE)
+    stolen = marked_model(mk)
+    with Registry.open(tmp_path / "reg", passphrase=PASSPHRASE) as reg:
+        good = make_claim(reg, mk, Receipt.from_file(tmp_path / "receipt.json"), stolen.digest,
+                          ask=stolen.answer, identity=owner, k=15)
+    predicate = good.predicate.to_dict()
+    predicate["answers"]["values"].pop()
+    statement = Statement(good.statement.subject_name, good.suspect,
+                          good.statement.predicate_type, predicate)
+    bad = sign_envelope(canonical_json(statement.to_dict()), PAYLOAD_TYPE, owner)
+    (tmp_path / "bad.json").write_bytes(bad.to_json())
+    (tmp_path / "good.json").write_bytes(good.to_json())
+    args = ("--registry-key", "reg/log.vkey", "--sign-verdict", "arbiter.key")
+    result = run("verify", "bad.json", "good.json", *args, "--json")
+    assert result.exit_code == 0, result.output
+    bad_result, good_result = json.loads(result.output)["bundles"]
+    assert bad_result["malformed"] and "14 answers for 15" in bad_result["reasons"][0]
+    assert good_result["decision"] == "accept"
+    assert (tmp_path / "good.verdict.json").exists() and not (tmp_path / "bad.verdict.json").exists()
+    (tmp_path / "good.verdict.json").unlink()
+    result = run("verify", "bad.json", *args)             # alone: one line, exit 2
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.verdict.json").exists()

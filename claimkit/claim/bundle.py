@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..commitments import ItemOpening
-from ..dsse import Envelope
+from ..dsse import MAX_ENVELOPE_BYTES, MAX_PAYLOAD, Envelope
 from ..errors import MalformedInputError
 from ..protocol.keys import VerificationKey
 from ..registry.receipt import Receipt
@@ -35,6 +35,8 @@ __all__ = [
     "CLAIM_PREDICATE",
     "VERDICT_PREDICATE",
     "Answers",
+    "MAX_BUNDLE_PAYLOAD",
+    "check_payload_size",
     "Statement",
     "ClaimPredicate",
     "ClaimBundle",
@@ -44,21 +46,33 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 CLAIM_PREDICATE = "https://claimkit.dev/claim/v1"
 VERDICT_PREDICATE = "https://claimkit.dev/verdict/v1"
-OBSERVERS = ("owner", "arbiter")
+OWNER = "owner"
 MAX_QUERIES = 100_000
-MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+MAX_BUNDLE_BYTES = MAX_ENVELOPE_BYTES
+# What an envelope holds besides its base64 payload: payloadType and up to 16 signatures.
+ENVELOPE_OVERHEAD = 8 * 1024
+# The largest payload whose envelope a verifier still reads (file and payload limits).
+MAX_BUNDLE_PAYLOAD = min(MAX_PAYLOAD, (MAX_BUNDLE_BYTES - ENVELOPE_OVERHEAD) // 4 * 3)
+
+
+def _check_observer(observer: Any, where: str) -> None:
+    """A bundle carries the owner's answers only: the owner signs it, so an "arbiter"
+    label there would be the owner's word for someone else's observation. An arbiter
+    that re-queries the suspect says so in its own report and verdict."""
+    if observer != OWNER:
+        raise MalformedInputError(f"{where}.observer: expected {OWNER!r}: a bundle carries "
+                                  "the owner's answers; an arbiter reports its own in its verdict")
 
 
 @dataclass(frozen=True)
 class Answers:
-    """The suspect's answers to the queries, and who observed them."""
+    """The suspect's answers to the queries, as the owner observed them."""
 
     observer: str
     values: tuple[Any, ...]
 
     def __post_init__(self) -> None:
-        if self.observer not in OBSERVERS:
-            raise MalformedInputError(f"answers.observer: expected one of {', '.join(OBSERVERS)}")
+        _check_observer(self.observer, "answers")
 
     def to_dict(self) -> dict[str, Any]:
         return {"observer": self.observer, "values": list(self.values)}
@@ -66,10 +80,21 @@ class Answers:
     @classmethod
     def from_dict(cls, obj: Any, where: str = "answers") -> Answers:
         f = Fields(obj, where)
-        observer = f.str("observer", choices=OBSERVERS)
+        observer = f.str("observer", max_len=64)
+        _check_observer(observer, where)
         values = tuple(f.list("values", max_items=MAX_QUERIES))
         f.done()
         return cls(observer, values)
+
+
+def check_payload_size(size: int, what: str = "the bundle's payload") -> None:
+    """Refuse a payload of ``size`` bytes whose envelope a verifier would not read (over
+    dsse's payload limit, or base64 plus the envelope's rest over the file limit)."""
+    if size > MAX_BUNDLE_PAYLOAD:
+        raise MalformedInputError(
+            f"{what} would be {size / 2**20:.1f} MiB; a verifier reads at most "
+            f"{MAX_BUNDLE_PAYLOAD / 2**20:.1f} MiB (a {MAX_BUNDLE_BYTES / 2**20:.0f} MiB "
+            f"bundle file): open fewer items")
 
 
 @dataclass(frozen=True)
@@ -161,7 +186,10 @@ class ClaimBundle:
     def from_envelope(cls, envelope: Envelope) -> ClaimBundle:
         if envelope.payload_type != PAYLOAD_TYPE:
             raise MalformedInputError(f"bundle: payloadType must be {PAYLOAD_TYPE}")
-        statement = Statement.from_dict(load_json(envelope.payload, what="bundle payload"))
+        # The envelope's own payload limit, not load_json's smaller default: every
+        # payload an envelope may carry (and make_claim may write) must parse.
+        statement = Statement.from_dict(load_json(envelope.payload, what="bundle payload",
+                                                  max_bytes=MAX_PAYLOAD))
         if statement.predicate_type != CLAIM_PREDICATE:
             raise MalformedInputError(f"bundle: predicateType must be {CLAIM_PREDICATE}")
         return cls(envelope, statement, ClaimPredicate.from_dict(statement.predicate))

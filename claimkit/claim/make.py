@@ -23,7 +23,7 @@ from ..registry.log import Registry
 from ..registry.receipt import Receipt
 from ..wire import Digest, canonical_json
 from .bundle import (CLAIM_PREDICATE, PAYLOAD_TYPE, Answers, ClaimBundle, ClaimPredicate,
-                     Statement)
+                     Statement, check_payload_size)
 
 __all__ = ["make_claim"]
 
@@ -41,6 +41,8 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
     if not vk.digest.matches(reg.verification_key):
         raise MalformedInputError("the receipt registers another verification key")
     registration.verify(registry.log_key)
+    # Before the intent spends any item: a bundle too large for a verifier is refused now.
+    check_payload_size(estimated_payload(mk, k), f"a claim opening {k} items: the bundle's payload")
     intent = ClaimIntent(identity.public, registration.index, registration.entry.digest,
                          suspect, registry.claims_made(registration.index), k)
     intent_receipt = registry.announce_claim(intent, sign_request(intent, identity))
@@ -55,5 +57,22 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
     predicate = ClaimPredicate(vk, registration, intent_receipt, tuple(consistency), openings,
                                tuple(queries), answers, evidence.to_dict())
     statement = Statement(subject_name, suspect, CLAIM_PREDICATE, predicate.to_dict())
-    envelope = sign_envelope(canonical_json(statement.to_dict()), PAYLOAD_TYPE, identity)
+    payload = canonical_json(statement.to_dict())
+    # The estimate leaves out the answers; should they tip the bundle over, say so
+    # rather than write a bundle no verifier reads.
+    check_payload_size(len(payload), "the bundle's payload (the claim intent is already "
+                                     "logged and its items spent)")
+    envelope = sign_envelope(payload, PAYLOAD_TYPE, identity)
     return ClaimBundle(envelope, statement, predicate)
+
+
+def estimated_payload(mk: MarkingKey, k: int) -> int:
+    """Bytes of a bundle payload opening ``k`` items, at most (the answers aside): the
+    challenge is not known before the intent is logged, so the ``k`` largest items, each
+    twice (its opening and its query), with each opening's nonce and proof and a margin
+    for the key, receipts and evidence."""
+    values = mk.items.values
+    sizes = sorted((len(canonical_json(v)) for v in values), reverse=True)[:max(k, 0)]
+    per_opening = 128 + 48 * len(values).bit_length()       # index, nonce, proof hashes
+    fixed = 64 * 1024 + 8 * len(values) + len(canonical_json(mk.verification_key.to_dict()))
+    return fixed + sum(2 * size + per_opening for size in sizes)

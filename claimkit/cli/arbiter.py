@@ -57,13 +57,15 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     the earliest registration is named the winner.
 
     Exit 0: a claim is accepted. Exit 1: rejected (a failed check, or statistics that
-    do not support ownership). Exit 2: malformed bundle or arguments.
+    do not support ownership).
+    Exit 2: malformed bundle or arguments; among several bundles, a malformed one is
+    listed and the others are still judged (exit 2 only if none is accepted).
 
     Example: claimkit verify bundle.json --registry-key registry/log.vkey --model suspect.safetensors
     """
     from ..claim.bundle import ClaimBundle
     from ..claim.verify import verify_claim
-    from ..errors import MalformedInputError, VerificationError
+    from ..errors import EXIT_MALFORMED, MalformedInputError, OracleError, VerificationError
     from ..registry.receipt import load_vkey
     if registry_key is None:
         raise MalformedInputError("--registry-key is required: the registry's log.vkey you trust")
@@ -81,16 +83,30 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     reports = []
     lines = []
     verdicts: list[tuple[str, bytes]] = []   # written once every bundle is checked
+    malformed = False
     for path in bundle_paths:
-        bundle = ClaimBundle.from_file(path)
         report, reasons = None, ()
         try:
-            report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses,
-                                  oracle=None if suspect is None else _answerer(suspect, bundle),
-                                  suspect=None if suspect is None else suspect.subject)
-            reports.append(report)
-        except VerificationError as e:
-            reasons = (str(e),)
+            bundle = ClaimBundle.from_file(path)
+            try:
+                report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses,
+                                      oracle=None if suspect is None else _answerer(suspect, bundle),
+                                      suspect=None if suspect is None else suspect.subject)
+                reports.append(report)
+            except VerificationError as e:
+                reasons = (str(e),)
+        except (MalformedInputError, OSError) as e:
+            # A lone bundle, or a suspect that cannot be queried, ends the run (exit 2, no
+            # verdict). Among several bundles a malformed one gets no verdict but must not
+            # keep the others from theirs.
+            if len(bundle_paths) == 1 or isinstance(e, OracleError):
+                raise
+            message = str(e) if isinstance(e, MalformedInputError) else f"{path}: {e.strerror or e}"
+            malformed = True
+            results.append({"bundle": path, "decision": "reject", "malformed": True,
+                            "reasons": [message]})
+            lines.append(f"MALFORMED {path}: {message}")
+            continue
         if arbiter is not None:
             from ..claim.verdict import make_verdict
             target = verdict_out or str(Path(path).with_suffix(".verdict.json"))
@@ -111,7 +127,10 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             f"  registered: entry {report.registration_index} of {report.origin} at "
             f"{report.registration_time_ms} ms; claim intent entry {report.intent_index}\n"
             f"  opened {len(report.opened)} items; {result.test} test: p = {result.p_value:.3g} "
-            f"(alpha {result.alpha:g}), answers observed by the {report.observer}")
+            f"(alpha {result.alpha:g}), answers observed by the {report.observer}"
+            + (f"\n  note: the owner's answers differ from the suspect's on "
+               f"{report.answers_differ} of {len(report.opened)} queries (the decision "
+               "uses the suspect's)" if report.answers_differ else ""))
     accepted = [r for r in reports if r.accepted]
     out: dict[str, Any] = {"bundles": results} if len(bundle_paths) > 1 else results[0]
     if len(bundle_paths) > 1 and accepted:
@@ -125,4 +144,4 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     for target, data in verdicts:
         atomic_write(target, data)
     emit(as_json, out, "\n".join(lines))
-    sys.exit(EXIT_OK if accepted else EXIT_REJECTED)
+    sys.exit(EXIT_OK if accepted else EXIT_MALFORMED if malformed else EXIT_REJECTED)

@@ -20,6 +20,7 @@ keys of the checkpoint signer and of the time cosigner, public).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -461,7 +462,7 @@ class Registry:
             return [f"checkpoint {size}: {e}"]
         if checkpoint.size != size or size not in roots:
             return [f"checkpoint {size}: size beyond the log or mislabelled"]
-        if checkpoint.root_hash != roots[size]:
+        if not hmac.compare_digest(checkpoint.root_hash, roots[size]):
             return [f"checkpoint {size}: root hash differs from the recomputed tree"]
         return []
 

@@ -15,6 +15,7 @@ A :class:`Witness` is a tracker with a key: after the check it adds a timestampe
 
 from __future__ import annotations
 
+import hmac
 import time
 from pathlib import Path
 from typing import Callable
@@ -69,7 +70,7 @@ class CheckpointTracker:
                     seen=seen_text, presented=new_text)
             try:
                 if old.size == 0:  # the empty tree is a prefix of every tree
-                    if old.root_hash != merkle.EMPTY_ROOT:
+                    if not hmac.compare_digest(old.root_hash, merkle.EMPTY_ROOT):
                         raise VerificationError("empty tree with a non-empty root")
                 else:
                     proof = [] if new.size == old.size else prove(old.size, new.size)

@@ -130,15 +130,18 @@ def test_witness_cosignature_is_checked(registry, mk, owner, tmp_path):
         verify_claim(bundle, log_key=registry.log_key, witness_keys=[other.verifier_key])
 
 
-def resign(bundle: ClaimBundle, predicate: dict, owner: Identity) -> ClaimBundle:
-    """What a dishonest owner can do: change the predicate and sign it again."""
+def resign(bundle: ClaimBundle, predicate: dict, owner: Identity, *,
+           canonical: bool = True) -> ClaimBundle:
+    """What a dishonest owner can do: change the predicate and sign it again (as plain
+    JSON with ``canonical=False``, for values RFC 8785 cannot write, such as 10**400)."""
+    import json
     from claimkit.claim.bundle import PAYLOAD_TYPE, Statement
     from claimkit.dsse import sign_envelope
     from claimkit.wire import canonical_json
     statement = Statement(bundle.statement.subject_name, bundle.suspect,
-                          bundle.statement.predicate_type, predicate)
-    envelope = sign_envelope(canonical_json(statement.to_dict()), PAYLOAD_TYPE, owner)
-    return ClaimBundle.from_envelope(envelope)
+                          bundle.statement.predicate_type, predicate).to_dict()
+    payload = canonical_json(statement) if canonical else json.dumps(statement).encode()
+    return ClaimBundle.from_envelope(sign_envelope(payload, PAYLOAD_TYPE, owner))
 
 
 def test_evidence_comparison_tolerates_only_float_noise():
@@ -151,3 +154,117 @@ def test_evidence_comparison_tolerates_only_float_noise():
                 {**base, "observations": [1, 2, 4]}, {**base, "details": {"n": 3.5}},
                 {**base, "details": {"n": True}}, {**base, "extra": 1}):
         assert not same_evidence(base, bad)
+
+
+def test_numbers_beyond_the_double_range_are_evidence_that_differs(registry, mk, registration,
+                                                                   owner):
+    """10**400 is valid JSON; comparing it as a float must reject, not raise OverflowError."""
+    from claimkit.claim.verify import same_evidence
+    bundle = claim(registry, mk, registration, owner, marked_model(mk))
+    for path in (("result", "p_value"), ("result", "statistic"), ("details", "n"),
+                 ("observations", 0)):
+        predicate = bundle.predicate.to_dict()
+        *parents, last = ("evidence", *path)
+        target = predicate
+        for key in parents:
+            target = target[key]
+        target[last] = 10**400
+        assert not same_evidence(bundle.predicate.evidence, predicate["evidence"])
+        with pytest.raises(VerificationError, match="evidence differs"):
+            verify_claim(resign(bundle, predicate, owner, canonical=False),
+                         log_key=registry.log_key)
+
+
+def test_only_computed_statistics_get_the_float_tolerance():
+    from claimkit.claim.verify import same_evidence
+    base = {"observations": [[0.9, 0.1]], "result": {"p_value": 0.25, "statistic": 2.5,
+                                                     "df": 59.0, "alpha": 0.01},
+            "details": {"tau": 0.25, "delta_p": 0.8}}
+    near = 1 + 1e-12
+    assert same_evidence(base, {**base, "result": {**base["result"], "p_value": 0.25 * near,
+                                                   "statistic": 2.5 * near, "df": 59}})
+    assert same_evidence(base, {**base, "details": {"tau": 0.25, "delta_p": 0.8 * near}})
+    for bad in ({**base, "observations": [[0.9000000001, 0.1]]},
+                {**base, "details": {"tau": 0.25 * near, "delta_p": 0.8}},
+                {**base, "result": {**base["result"], "alpha": 0.01 * near}}):
+        assert not same_evidence(base, bad)
+
+
+def test_bundle_answers_must_be_the_owners(registry, mk, registration, owner):
+    """An owner cannot label made-up answers as the arbiter's: only a verifier says that."""
+    from claimkit.claim.bundle import Answers
+    from claimkit.errors import MalformedInputError
+    bundle = claim(registry, mk, registration, owner, marked_model(mk))
+    predicate = bundle.predicate.to_dict()
+    predicate["answers"]["observer"] = "arbiter"
+    with pytest.raises(MalformedInputError, match="observer"):
+        resign(bundle, predicate, owner)
+    with pytest.raises(MalformedInputError, match="observer"):
+        Answers("arbiter", (1, 2))
+    report = verify_claim(bundle, log_key=registry.log_key, oracle=marked_model(mk).answer)
+    assert report.observer == "arbiter" and report.to_dict()["observer"] == "arbiter"
+
+
+def test_a_requery_counts_answers_the_suspect_does_not_give(registry, mk, registration, owner):
+    """Re-querying: the suspect's answers decide, and the report says on how many queries
+    the owner's signed answers differ from them (a count, not a reject: float32 answers
+    differ a little across hardware)."""
+    stolen = marked_model(mk, keep=1.0)
+    bundle = claim(registry, mk, registration, owner, stolen)
+    same = verify_claim(bundle, log_key=registry.log_key, oracle=stolen.answer)
+    assert same.accepted and same.answers_differ == 0 and same.to_dict()["answers_differ"] == 0
+    assert "answers_differ" not in verify_claim(bundle, log_key=registry.log_key).to_dict()
+    suspect = marked_model(mk, keep=0.9)                 # differs on a few triggers only
+    differ = sum(a != b for a, b in zip(stolen.answer(bundle.predicate.queries),
+                                        suspect.answer(bundle.predicate.queries)))
+    assert differ
+    report = verify_claim(bundle, log_key=registry.log_key, oracle=suspect.answer)
+    assert report.answers_differ == differ and report.accepted == report.evidence.accepted
+
+
+def test_answers_compare_labels_exactly_and_probabilities_within_1e_4():
+    from claimkit.claim.verify import same_answer
+    assert same_answer(3, 3) and not same_answer(3, 4) and not same_answer(3, True)
+    assert same_answer([0.9, 0.1], [0.90005, 0.1]) and not same_answer([0.9, 0.1], [0.9002, 0.1])
+    assert same_answer([1, 0], [0.99999, 0.00001])      # RFC 8785 writes 1.0 as 1
+    assert not same_answer([0.9, 0.1], [0.9]) and not same_answer([[0.5]], [0.5])
+    assert not same_answer([10**400, 0.1], [0.5, 0.1])  # no OverflowError
+
+
+def test_a_payload_over_the_64_mib_document_limit_is_parsed():
+    """Bundles are read up to the envelope's payload limit (192 MiB), not load_json's
+    64 MiB default: an honest claim on large images writes such payloads."""
+    import json
+    from claimkit.claim.bundle import CLAIM_PREDICATE, PAYLOAD_TYPE, STATEMENT_TYPE
+    from claimkit.dsse import Envelope, EnvelopeSignature
+    from claimkit.errors import MalformedInputError
+    statement = {"_type": STATEMENT_TYPE, "predicateType": CLAIM_PREDICATE,
+                 "subject": [{"name": "m", "digest": {"sha256": "0" * 64}}],
+                 "predicate": {"padding": "A" * (65 * 2**20)}}
+    envelope = Envelope(json.dumps(statement).encode(), PAYLOAD_TYPE,
+                        (EnvelopeSignature("", b"\0" * 64),))
+    with pytest.raises(MalformedInputError) as info:
+        ClaimBundle.from_envelope(envelope)
+    assert "predicate" in str(info.value) and "larger than" not in str(info.value)
+
+
+def test_a_claim_too_large_to_verify_is_refused_before_announcing(registry, owner, monkeypatch):
+    """The announcement spends the opened items, so the size check comes first."""
+    import claimkit.claim.bundle as bundle_module
+    from claimkit.errors import MalformedInputError
+    from claimkit.protocol.keys import MarkingKey
+    from conftest import LOOKUP_SCHEME, LookupModel
+    values = [{"input": f"{i:04d}" + "A" * 50_000, "label": i % 10} for i in range(40)]
+    mk = MarkingKey.create(LOOKUP_SCHEME, {"num_classes": 10, "alpha": 0.01}, values)
+    vk = mk.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    receipt = registry.register(request, sign_request(request, owner))
+    model = LookupModel({v["input"]: v["label"] for v in values})
+    monkeypatch.setattr(bundle_module, "MAX_BUNDLE_PAYLOAD", 1_500_000)
+    with pytest.raises(MalformedInputError, match="open fewer items"):
+        claim(registry, mk, receipt, owner, model, k=20)   # about 2 MB
+    assert registry.claims_made(receipt.index) == 0
+    assert registry.store.spent(receipt.index) == ()
+    bundle = claim(registry, mk, receipt, owner, model, k=10)   # about 1 MB: fits
+    assert len(bundle.envelope.payload) <= 1_500_000
+    assert verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key).accepted

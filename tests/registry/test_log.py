@@ -137,3 +137,20 @@ def test_entry_bytes_are_exactly_rfc8785(name, items, time_ms, subject, spent, c
         entry = LogEntry(request, bytes(range(64)), time_ms)
     assert entry.to_bytes() == canonical_json(entry.to_dict())
     assert LogEntry.from_bytes(entry.to_bytes()) == entry
+
+
+def test_audit_compares_root_hashes_in_constant_time(registry, owner, monkeypatch):
+    import hmac
+    import types
+    import claimkit.registry.log as log_module
+    compared = []
+
+    def compare_digest(a, b):
+        compared.append((bytes(a), bytes(b)))
+        return hmac.compare_digest(a, b)
+
+    monkeypatch.setattr(log_module, "hmac", types.SimpleNamespace(compare_digest=compare_digest))
+    register_many(registry, owner, 3)
+    assert registry.audit().ok
+    root = registry.latest_checkpoint().checkpoint.root_hash
+    assert (root, root) in compared

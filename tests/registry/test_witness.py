@@ -79,3 +79,22 @@ def test_corrupt_state_file_is_one_error(tmp_path):
     (tmp_path / "t.json").write_text('{"type": "nope"}')
     with pytest.raises(MalformedInputError):
         CheckpointTracker(tmp_path / "t.json")
+
+
+def test_empty_tree_root_is_compared_in_constant_time(registry, owner, witness, monkeypatch):
+    import hmac
+    import types
+    import claimkit.registry.witness as witness_module
+    from claimkit.registry import merkle
+    compared = []
+
+    def compare_digest(a, b):
+        compared.append((bytes(a), bytes(b)))
+        return hmac.compare_digest(a, b)
+
+    monkeypatch.setattr(witness_module, "hmac", types.SimpleNamespace(compare_digest=compare_digest))
+    assert registry.latest_checkpoint().checkpoint.size == 0
+    witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    register_many(registry, owner, 2)
+    witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    assert (merkle.EMPTY_ROOT, merkle.EMPTY_ROOT) in compared
