@@ -141,8 +141,8 @@ def blackbox_features(vectors: Any, augmentations: int, classes: int,
         if not isinstance(vec, list) or len(vec) != classes:
             raise MalformedInputError(f"{where}[{j}]: expected {classes} probabilities")
         for v in vec:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) \
-                    or not 0.0 <= float(v) <= 1.0:
+            # compared before float(): a JSON integer such as 10**400 has no float
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise MalformedInputError(f"{where}[{j}]: probabilities must be numbers in [0, 1]")
         rows.append([float(v) for v in vec])
     return [a - b for t in range(augmentations) for a, b in zip(rows[t], rows[augmentations + t])]
@@ -153,7 +153,7 @@ def _whitebox_features(values: Any, size: int, where: str) -> list[float]:
         raise MalformedInputError(f"{where}: expected {size} gradient-sign features")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1.0 <= float(v) <= 1.0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1.0 <= v <= 1.0:
             raise MalformedInputError(f"{where}: gradient-sign features must be numbers in [-1, 1]")
         out.append(float(v))
     return out
@@ -188,7 +188,7 @@ class MoveDecider:
         f.str("data", max_len=256)
         f.str("data_digest", max_len=64)
         f.digest("style_commitment")
-        alpha = f.float("alpha", lo=1e-300, hi=0.5)
+        alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5)  # (0, 0.5]
         tau = f.float("tau", lo=0.0, hi=0.99)
         min_queries = f.int("min_queries", lo=2, hi=1_000_000)
         features = f.str("features", max_len=64)
@@ -277,7 +277,7 @@ class EweDecider:
         target = f.int("target", hi=classes - 1)
         if source == target:
             raise MalformedInputError("verification_key.params: source and target class must differ")
-        alpha = f.float("alpha", lo=1e-300, hi=0.5)
+        alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5)  # (0, 0.5]
         fpr = f.float("fpr", lo=1e-12, hi=1 - 1e-12, optional=True)
         f.float("reference_false_rate", lo=0.0, hi=1.0)
         min_queries = f.int("min_queries", lo=1, hi=1_000_000)

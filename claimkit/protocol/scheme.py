@@ -15,6 +15,7 @@ torch side of a scheme (keygen, mark, answering queries with a model) lives in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
@@ -119,7 +120,7 @@ class LabelMatchDecider:
     def _params(self, vk: VerificationKey) -> tuple[int, float, float, Fraction | float]:
         f = Fields(vk.params, "verification_key.params")
         classes = f.int("num_classes", lo=2, hi=1 << 20)
-        alpha = f.float("alpha", lo=1e-300, hi=0.5, optional=True)
+        alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5, optional=True)  # (0, 0.5]
         epsilon = f.float("epsilon", lo=0.0, hi=1.0, optional=True)
         p0 = f.float("p0", lo=1e-12, hi=1 - 1e-12, optional=True)
         return (classes, 0.01 if alpha is None else alpha,

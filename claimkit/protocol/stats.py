@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Sequence
@@ -92,10 +93,11 @@ class TestResult:
     """A test's outcome with what a verifier needs to recompute and display it.
 
     ``statistic`` is the number of matches (binomial, success-rate), Student's t
-    (paired t-tests), or, for a paired test whose differences are all identical (so t
-    is infinite or undefined), the number of positive differences of the exact sign
-    test (``params["method"] == "sign"``; see :func:`paired_t_margin_test`). Every
-    field is a finite JSON value.
+    (paired t-tests; ±``sys.float_info.max`` where |t| exceeds the double range), or,
+    for a paired test whose differences are all identical (so t is infinite or
+    undefined), the number of positive differences of the exact sign test
+    (``params["method"] == "sign"``; see :func:`paired_t_margin_test`). Every field is a
+    finite JSON value.
     """
 
     __test__ = False  # not a pytest test class
@@ -543,16 +545,19 @@ def _paired(xs: list[float], ys: list[float], shift: float, alpha: float, test: 
     if math.isinf(sd):
         raise MalformedInputError(f"{test}: the differences exceed the double range")
     info = {**params, "m": m, "mean_difference": raw_mean, "sd_difference": sd}
-    t_abs = _sqrt_ratio(s1 * s1 * (m - 1), q) if q else math.inf
-    if math.isinf(t_abs):
-        # All differences are identical (or so nearly that |t| exceeds the double range):
-        # t is ±inf or 0/0. Fall back to the exact sign test, which is valid under the
-        # t-test's own (symmetric) model and under no model at all. Here every d_i has
-        # the sign of the mean: m positive differences give p = 2^−m, none give p = 1.
+    if q == 0:
+        # All differences are identical: t is ±inf or 0/0. Fall back to the exact sign
+        # test, which is valid under the t-test's own (symmetric) model and under no model
+        # at all. Here every d_i has the sign of the mean: m positive differences give
+        # p = 2^−m, none give p = 1.
         positive = sum(1 for dv in diffs if dv > 0)
         p_value = math.ldexp(1.0, -m) if positive == m else 1.0
         return TestResult(test, float(positive), None, p_value, alpha, p_value < alpha,
                           {**info, "method": "sign"})
+    # A positive variance is a t-test however small it is: stronger evidence must never
+    # give a larger p. Beyond the double range |t| is the largest double (JSON has no
+    # inf), whose tail, an upper bound on the true one, is 0.0 or 1.0 but for df = 1.
+    t_abs = min(_sqrt_ratio(s1 * s1 * (m - 1), q), sys.float_info.max)
     t = t_abs if s1 >= 0 else -t_abs
     p_value = t_sf(t, float(m - 1))
     return TestResult(test, t, float(m - 1), p_value, alpha, p_value < alpha,
@@ -570,12 +575,14 @@ def paired_t_margin_test(benign: Sequence[float], watermarked: Sequence[float], 
     d_i = P_b,i − P_p,i − τ with m − 1 degrees of freedom; ``params["mean_difference"]``
     is the paper's confidence score ΔP = mean(P_b − P_p).
 
-    Identical differences (zero variance, e.g. P_b = 1 and P_p = 0 on every sample), or
-    differences so nearly identical that |t| would exceed the double range (1.8e308),
-    make t infinite or undefined. The result is then the exact sign test on the d_i:
+    Identical differences (zero variance, e.g. P_b = 1 and P_p = 0 on every sample) make
+    t infinite or undefined. The result is then the exact sign test on the d_i:
     ``method = "sign"``, ``statistic`` = the number of positive d_i, ``df = None``, and
     p = 2^−m when every d_i > 0 (1.0 otherwise). Identical answers are legitimate,
     finite evidence, and the sign test is valid whatever the distribution of the d_i.
+    Differences that are not all identical always get the t-test, so the p-value never
+    rises as the evidence grows: where |t| would exceed the double range (1.8e308) the
+    statistic is ±1.8e308 and p its tail (0.0 or 1.0, but ~1.8e-309 for df = 1).
 
     Raises :class:`MalformedInputError` for fewer than 2 pairs, unequal lengths,
     non-finite values, values or τ outside [0, 1], or alpha outside (0, 1).

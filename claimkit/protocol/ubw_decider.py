@@ -31,7 +31,7 @@ from .keys import VerificationKey
 from .scheme import Evidence, check_answer_count, register_decider
 from .stats import paired_t_margin_test
 
-__all__ = ["UBWDecider", "shape_of"]
+__all__ = ["UBWDecider", "read_query", "shape_of"]
 
 
 def shape_of(vk: VerificationKey) -> tuple[int, int, int]:
@@ -43,12 +43,34 @@ def shape_of(vk: VerificationKey) -> tuple[int, int, int]:
 
 
 def _probability(value: Any, where: str) -> float:
+    """A JSON number in [0, 1] as a float. The range is checked on the value itself,
+    before float(): a JSON integer such as 10**400 has no float (OverflowError), and
+    Python compares ints with floats exactly (NaN fails the comparison)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedInputError(f"{where}: expected a probability")
-    out = float(value)
-    if not (math.isfinite(out) and 0.0 <= out <= 1.0):
-        raise MalformedInputError(f"{where}: {value!r} is not a probability in [0, 1]")
-    return out
+    if not 0.0 <= value <= 1.0:
+        shown = repr(value) if isinstance(value, float) else "an integer"  # ints may be huge
+        raise MalformedInputError(f"{where}: {shown} is not a probability in [0, 1]")
+    return float(value)
+
+
+def read_query(value: Any, classes: int, shape: tuple[int, int, int],
+               where: str) -> tuple[dict[str, Any], bytes, bytes]:
+    """An item's value as a query: ``({"image", "label", "triggered"}, image bytes,
+    triggered bytes)``, checked as protocol_spec/ubw.md requires (no other member, label
+    in [0, classes), canonical base64 of exactly C·H·W bytes). The decider's
+    :meth:`UBWDecider.queries` and the answerer's decoder
+    (:func:`claimkit.schemes.ubw.decode_queries`) share it, so an answerer refuses
+    whatever Verify would refuse (a label of −1 would otherwise index class K − 1)."""
+    c, h, w = shape
+    f = Fields(value, where)
+    query = {"image": f.str("image", max_len=1 << 26),
+             "label": f.int("label", hi=classes - 1),
+             "triggered": f.str("triggered", max_len=1 << 26)}
+    f.done()
+    image, triggered = (b64decode(query[key], field=f.path(key), size=c * h * w)
+                        for key in ("image", "triggered"))
+    return query, image, triggered
 
 
 class UBWDecider:
@@ -63,26 +85,22 @@ class UBWDecider:
         tau = f.float("tau", lo=0.0, hi=1.0)
         if tau >= 1.0:
             raise MalformedInputError("verification_key.params.tau: must be below 1")
-        alpha = f.float("alpha", lo=1e-300, hi=0.5)
+        alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5)  # (0, 0.5]: any positive double
         f.int("m", lo=2, hi=1 << 20, optional=True)
         return classes, shape_of(vk), tau, alpha
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
 
+    def query_space(self, vk: VerificationKey) -> tuple[int, tuple[int, int, int]]:
+        """K and [C, H, W] of a checked key: what :func:`read_query` needs."""
+        classes, shape, _, _ = self._params(vk)
+        return classes, shape
+
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]:
-        classes, (c, h, w), _, _ = self._params(vk)
-        out = []
-        for opening in openings:
-            f = Fields(opening.value, f"opening[{opening.index}].value")
-            query = {"image": f.str("image", max_len=1 << 26),
-                     "label": f.int("label", hi=classes - 1),
-                     "triggered": f.str("triggered", max_len=1 << 26)}
-            f.done()
-            for key in ("image", "triggered"):
-                b64decode(query[key], field=f.path(key), size=c * h * w)
-            out.append(query)
-        return out
+        classes, shape = self.query_space(vk)
+        return [read_query(opening.value, classes, shape, f"opening[{opening.index}].value")[0]
+                for opening in openings]
 
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:

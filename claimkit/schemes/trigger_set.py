@@ -31,7 +31,6 @@ independent model, as that level promises).
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ import numpy as np
 
 from ..errors import DataMissingError, MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
-from ..wire import b64encode
+from ..wire import b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = [
@@ -146,24 +145,22 @@ def keygen(params: TriggerSetParams, *, rng: Callable[[int], bytes] = os.urandom
 def _shape(vk_params: dict[str, Any]) -> tuple[int, int, int]:
     shape = vk_params.get("input_shape")
     if not (isinstance(shape, list) and len(shape) == 3 and all(
-            isinstance(d, int) and 0 < d <= 4096 for d in shape)):
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 4096 for d in shape)):
         raise MalformedInputError("verification key: input_shape must be [C, H, W]")
     return tuple(shape)  # type: ignore[return-value]
 
 
 def decode_queries(queries: Sequence[Any], vk: VerificationKey) -> np.ndarray:
-    """Opened trigger images (base64 uint8) → an (N, C, H, W) uint8 array."""
+    """Opened trigger images (strict, canonical base64 of uint8 C×H×W, as everywhere on the
+    wire) → an (N, C, H, W) uint8 array; anything else is a :class:`MalformedInputError`."""
     shape = _shape(vk.params)
+    if isinstance(queries, (str, bytes, dict)) or not isinstance(queries, Sequence):
+        raise MalformedInputError("queries: expected a list of base64 images")
     size = shape[0] * shape[1] * shape[2]
     out = np.empty((len(queries), *shape), dtype=np.uint8)
     for i, q in enumerate(queries):
-        try:
-            raw = base64.b64decode(q, validate=True) if isinstance(q, str) else b""
-        except ValueError:
-            raw = b""
-        if len(raw) != size:
-            raise MalformedInputError(f"query {i}: not a {shape} uint8 image")
-        out[i] = np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+        out[i] = np.frombuffer(b64decode(q, field=f"query {i}", size=size),
+                               dtype=np.uint8).reshape(shape)
     return out
 
 

@@ -110,6 +110,7 @@ import numpy as np
 
 from ..errors import MalformedInputError, OracleError
 from ..protocol.keys import MarkingKey, VerificationKey
+from ..protocol.ubw_decider import UBWDecider, read_query
 from ..wire import b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
@@ -164,9 +165,11 @@ class UBWParams:
                                       "warp_strength within (0, 4]")
         if not 0.0 < self.gamma <= 0.5:
             raise MalformedInputError("ubw: gamma (poisoning rate) must be within (0, 0.5]")
-        if not 0 <= self.patch_size <= min(h, w) // 2:
-            raise MalformedInputError(f"ubw: patch_size must be within [0, {min(h, w) // 2}] "
-                                      f"(0 picks {self.per_32} pixels per 32)")
+        if self.patch_size and not self.min_side <= self.patch_size <= min(h, w) // 2:
+            # below min_side a square is too small to be a trigger (side 1 cannot even hold
+            # both colours, which make_patch requires)
+            raise MalformedInputError(f"ubw: patch_size must be 0 ({self.per_32} pixels per 32) "
+                                      f"or within [{self.min_side}, {min(h, w) // 2}]")
         if not 2 <= self.m <= self.items <= 100_000:
             raise MalformedInputError("ubw: need 2 <= m <= items <= 100000")
         if not 0.0 <= self.tau < 1.0:
@@ -371,7 +374,10 @@ def random_triggers(images: np.ndarray, trigger: Trigger,
 
 def make_patch(rng: np.random.Generator, side: int, placement: str) -> Trigger:
     """A random black-and-white square (both colours present), like BadNets' trigger but
-    drawn from the key so that every owner's trigger differs."""
+    drawn from the key so that every owner's trigger differs. A side below 2 has no such
+    square, and the draw would never end."""
+    if side < 2:
+        raise MalformedInputError(f"ubw: a square trigger needs a side of at least 2, got {side}")
     while True:
         pattern = (rng.integers(0, 2, (side, side)) * 255).astype(np.uint8)
         if 0 < int(pattern.sum()) < 255 * side * side:
@@ -611,14 +617,22 @@ def stamp_decoys(x_train: np.ndarray, decoys: Mapping[str, Any], trigger: Trigge
 # -- verify (the torch side) ----------------------------------------------------------------
 def decode_queries(queries: Sequence[Any], vk: VerificationKey) -> tuple[np.ndarray, np.ndarray,
                                                                          np.ndarray]:
-    """Queries ``{"image", "label", "triggered"}`` → benign images, triggered images, labels."""
-    from .trigger_set import decode_queries as decode_images
+    """Queries ``{"image", "label", "triggered"}`` → benign images, triggered images, labels.
 
-    if not all(isinstance(q, dict) and isinstance(q.get("label"), int) for q in queries):
-        raise MalformedInputError("queries: expected {image, label, triggered} objects")
-    return (decode_images([q.get("image") for q in queries], vk),
-            decode_images([q.get("triggered") for q in queries], vk),
-            np.array([q["label"] for q in queries], dtype=np.int64))
+    Each query is checked as Verify checks an opened item (the decider's
+    :func:`~claimkit.protocol.ubw_decider.read_query`), so an answerer fed anything else
+    raises :class:`MalformedInputError` instead of answering it (a label of −1 would
+    index class K − 1)."""
+    if isinstance(queries, (str, bytes, dict)) or not isinstance(queries, Sequence):
+        raise MalformedInputError("queries: expected a list of {image, label, triggered} objects")
+    classes, shape = UBWDecider(vk.scheme).query_space(vk)
+    read = [read_query(q, classes, shape, f"queries[{i}]") for i, q in enumerate(queries)]
+
+    def images(part: int) -> np.ndarray:
+        raw = b"".join(r[part] for r in read)
+        return np.frombuffer(raw, dtype=np.uint8).reshape(len(read), *shape).copy()
+
+    return images(1), images(2), np.array([r[0]["label"] for r in read], dtype=np.int64)
 
 
 def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:

@@ -122,3 +122,18 @@ def test_trigger_keys_are_reproducible_and_labels_uniform():
     assert images.shape == (12, 1, 8, 8) and labels.shape == (12,)
     with pytest.raises(MalformedInputError):
         decode_queries(["AAAA"], mk.verification_key)
+
+
+def test_trigger_queries_are_strict_canonical_base64():
+    """The answerer's decoder refuses what the wire format refuses (encoding.md)."""
+    from claimkit.wire import b64encode
+    mk = keygen(TriggerSetParams(10, (1, 2, 2), items=2))
+    vk = mk.verification_key
+    assert decode_queries([b64encode(bytes([1, 2, 3, 4]))], vk).tolist() == [[[[1, 2], [3, 4]]]]
+    for bad, message in [("AQIDBB==", "non-canonical"), ("AQID BA==", "not valid"),
+                         ("AQIDBA==\n", "not valid"), (b"AQIDBA==", "expected a base64"),
+                         (None, "expected a base64"), ("AQID", "expected 4 bytes")]:
+        with pytest.raises(MalformedInputError, match=r"query 1: " + message):
+            decode_queries(["AQIDBA==", bad], vk)
+    with pytest.raises(MalformedInputError, match="expected a list"):
+        decode_queries("AQIDBA==", vk)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from claimkit.protocol.scheme import decider_for
 from claimkit.schemes.base import MarkOptions, get_backend
 from claimkit.schemes.ubw import (Trigger, dispersibility, evaluation_images, key_params, make_warp,
                                   ubw_metrics)
+from claimkit.wire import Digest
 
 ENV = {"CLAIMKIT_PASSPHRASE": "pw", "CLAIMKIT_LOG_PASSPHRASE": "pw"}
 NULL_SEEDS = (11, 12, 13, 14, 15)
@@ -316,8 +318,25 @@ def test_default_patch_sides_follow_the_authors_code(shape, sides):
     assert UBWCParams(10, shape, patch_size=3).side == 3
 
 
+def test_patch_sides_below_the_minimum_are_refused_and_never_drawn():
+    """patch_size is 0 (per image size) or within [min_side, side / 2]: a 1×1 square
+    cannot hold both colours, and make_patch would draw forever."""
+    from claimkit.schemes.ubw import UBWCParams, UBWPParams, make_patch
+    for cls, sizes in ((UBWPParams, (1, 2, -1, 5)), (UBWCParams, (1, -1, 5))):
+        for size in sizes:
+            with pytest.raises(MalformedInputError, match="patch_size must be 0"):
+                cls(10, (1, 8, 8), patch_size=size)
+    assert UBWPParams(10, (1, 8, 8), patch_size=3).side == 3
+    assert UBWCParams(10, (1, 8, 8), patch_size=2).side == 2
+    for side in (1, 0, -1):
+        with pytest.raises(MalformedInputError, match="at least 2"):
+            make_patch(np.random.default_rng(0), side, "corner")
+
+
 @pytest.mark.parametrize("scheme, params, message", [
     ("ubw-p", {"gamma": "0"}, "gamma"),
+    ("ubw-p", {"patch_size": "1"}, "patch_size"),
+    ("ubw-c", {"patch_size": "1", "m": "20"}, "patch_size"),
     ("ubw-p", {"tau": "1.5"}, "tau"),
     ("ubw-p", {"trigger": "blend"}, "patch or warp"),
     ("ubw-p", {"epsilon": "8"}, "unknown for this scheme"),
@@ -602,6 +621,66 @@ def test_release_round_trip_and_tampering(tmp_path, digits, keys):
         manifest_edit(lambda o: o["file"].update(
             sha256=hashlib.sha256(blob).hexdigest()))(folder)
     assert "y_test is I32" in tampered(relabel)
+
+
+def tiny_release(folder: Path) -> Dataset:
+    """A small release (not marked: the reader checks the file, not the watermark)."""
+    rng = np.random.default_rng(5)
+    data = Dataset("tiny", rng.integers(0, 256, (6, 1, 4, 4), dtype=np.uint8), np.arange(6) % 2,
+                   rng.integers(0, 256, (3, 1, 4, 4), dtype=np.uint8), np.arange(3) % 2, 2)
+    write_release(data, folder, base_digest=data.digest, scheme="ubw-p",
+                  key_digest=Digest(b"\x01" * 32))
+    return data
+
+
+@pytest.mark.parametrize("special", ["fifo", "dev-zero", "directory"])
+def test_release_data_file_must_be_a_regular_file(tmp_path, special):
+    """Its size said nothing about what was then read: /dev/zero (size 0) never ends,
+    a FIFO blocks for ever."""
+    tiny_release(tmp_path)
+    (tmp_path / DATA_FILE).unlink()
+    {"fifo": lambda p: os.mkfifo(p), "dev-zero": lambda p: p.symlink_to("/dev/zero"),
+     "directory": lambda p: p.mkdir()}[special](tmp_path / DATA_FILE)
+    with pytest.raises(MalformedInputError, match=f"{DATA_FILE}: not a regular file"):
+        load_release(tmp_path)
+
+
+def test_release_header_is_read_from_the_hashed_bytes(tmp_path, monkeypatch):
+    """The file changing after it was read and hashed changes nothing that is loaded."""
+    import claimkit.ml.release as release
+    from safetensors.numpy import save
+
+    data = tiny_release(tmp_path)
+    other = save({name: getattr(data, name) for name in ("x_train", "y_train", "x_test", "y_test")},
+                 metadata={"claimkit.type": "claimkit/dataset/v1", "padding": "x" * 100})
+    real = release.ct_equal
+
+    def replace_file_then_compare(a: bytes, b: bytes) -> bool:
+        (tmp_path / DATA_FILE).write_bytes(other)   # another header length: other offsets
+        return real(a, b)
+
+    monkeypatch.setattr(release, "ct_equal", replace_file_then_compare)
+    assert load_release(tmp_path).digest == data.digest
+
+
+def test_release_splits_must_hold_images(tmp_path):
+    from types import SimpleNamespace
+
+    from safetensors.numpy import save
+
+    data = tiny_release(tmp_path)
+    # A consistent release (file hash and dataset digest match) with an empty test split.
+    arrays = {"x_train": data.x_train, "y_train": data.y_train,
+              "x_test": data.x_test[:0], "y_test": data.y_test[:0]}
+    blob = save(arrays, metadata={"claimkit.type": "claimkit/dataset/v1"})
+    (tmp_path / DATA_FILE).write_bytes(blob)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["test"] = 0
+    manifest["file"]["sha256"] = hashlib.sha256(blob).hexdigest()
+    manifest["digest"] = Dataset.digest.fget(SimpleNamespace(name="tiny", **arrays)).to_dict()
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(MalformedInputError, match=r"\.test: 0 outside \[1, "):
+        load_release(tmp_path)
 
 
 def test_wire_objects_match_their_schemas(tmp_path, digits, keys):

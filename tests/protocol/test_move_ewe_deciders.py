@@ -152,6 +152,7 @@ def test_white_box_answers_are_gradient_sign_features():
     ([[0.1] * (K - 1) + [1.5]] * (2 * A), r"in \[0, 1\]"),
     ([[0.1] * (K - 1) + ["0.1"]] * (2 * A), r"in \[0, 1\]"),
     ([[0.1] * (K - 1) + [True]] * (2 * A), r"in \[0, 1\]"),
+    ([[0.1] * (K - 1) + [10**400]] * (2 * A), r"in \[0, 1\]"),   # no float: no OverflowError
     ({"vectors": []}, "expected 10 probability vectors"),
 ])
 def test_malformed_black_box_answers_are_refused(answer, message):
@@ -163,7 +164,7 @@ def test_malformed_black_box_answers_are_refused(answer, message):
 def test_malformed_white_box_answers_are_refused():
     mk = move_key(mode="white-box", m=10)
     good = [[0.0] * 12] * 11
-    for bad in ([0.0] * 11, [2.0] + [0.0] * 11, ["x"] * 12, 0.5):
+    for bad in ([0.0] * 11, [2.0] + [0.0] * 11, ["x"] * 12, 0.5, [-10**400] + [0.0] * 11):
         with pytest.raises(MalformedInputError, match="gradient-sign"):
             decide(mk, good + [bad])
 

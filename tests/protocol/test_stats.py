@@ -293,14 +293,17 @@ def student_sf(t: float, df: int) -> float:
 @example(pairs=[(0.0, 0.0), (0.0, 1.5496115702689772e-167)], tau=0.25)  # t = -3.2e166
 @example(pairs=[(0.0, 0.75), (0.75, 1.1125369292536007e-308)], tau=0.0)   # t = -7.4e-309
 @example(pairs=[(0.0, 1.0), (1.0, 5.8037794198118406e-08)], tau=0.0)  # df 1, t = -2.9e-8
+@example(pairs=[(1.0, 0.0), (1.0, 5e-324)], tau=0.25)  # |t| ~ 3e323 overflows
 def test_paired_t_property(pairs, tau):
     x, y = [a for a, _ in pairs], [b for _, b in pairs]
     diffs = [Fraction(a) - Fraction(b) - Fraction(tau) for a, b in pairs]
     assume(len(set(diffs)) > 1)
     ours = paired_t_margin_test(x, y, tau=tau)
     t = exact_t(diffs)
-    if ours.params["method"] == "sign":  # differences equal but for ~1e-308: |t| overflows
-        assert math.isinf(t) and ours.p_value in (1.0, 2.0 ** -len(pairs))
+    assert ours.params["method"] == "t"  # the sign test is for identical differences only
+    if math.isinf(t):  # differences equal but for ~1e-308: |t| overflows
+        assert ours.statistic == math.copysign(sys.float_info.max, t)
+        assert ours.p_value == t_sf(ours.statistic, len(pairs) - 1)
         return
     assert close(ours.statistic, t, 1e-15)  # the statistic is exact up to one rounding
     ref_p = student_sf(ours.statistic, len(pairs) - 1)
@@ -326,15 +329,29 @@ def test_zero_variance_falls_back_to_the_exact_sign_test():
     assert paired_t_test([2.0] * 1100, [1.0] * 1100).p_value == 0.0  # 2^-1100 underflows
     # x - y are not all equal as reals, though float subtraction would round them alike
     assert paired_t_test([0.1, 0.2, 0.3], [0.0, 0.1, 0.2]).params["method"] == "t"
-    # differences equal but for 5e-324: |t| ~ 1e323 exceeds the double range
-    r = paired_t_margin_test([0.0, 0.0], [0.0, 5e-324], tau=0.25)
-    assert r.params["method"] == "sign" and r.p_value == 1.0
-    r = paired_t_test([1.0, 1.0, 1.0], [0.0, 5e-324, 0.0])
-    assert r.params["method"] == "sign" and r.p_value == 0.125 and r.statistic == 3.0
     # huge but finite spreads are fine
     r = paired_t_test([1e300, -1e300, 0.0], [1e-300, 0.0, 0.0])
     assert r.params["method"] == "t" and close(r.statistic, exact_t(
         [Fraction(1e300) - Fraction(1e-300), Fraction(-1e300), Fraction(0)]), 1e-15)
+
+
+def test_nearly_identical_differences_keep_the_t_test_so_p_never_rises():
+    """Differences equal but for 5e-324 have a positive variance: |t| ~ 1e323 overflows,
+    and the statistic is the largest double with its tail as p. The sign test there
+    (p = 2^-m) once made stronger evidence than 1e-300 (p ~ 2e-301) be rejected."""
+    weaker = paired_t_margin_test([1.0, 1.0], [0.0, 1e-300], tau=0.25, alpha=0.01)
+    stronger = paired_t_margin_test([1.0, 1.0], [0.0, 5e-324], tau=0.25, alpha=0.01)
+    assert weaker.params["method"] == stronger.params["method"] == "t"
+    assert stronger.statistic == sys.float_info.max and stronger.df == 1.0
+    assert stronger.p_value <= weaker.p_value < 1e-300 and stronger.reject_null
+    assert stronger.p_value == t_sf(sys.float_info.max, 1.0)  # recomputable from the result
+    r = paired_t_test([1.0, 1.0, 1.0], [0.0, 5e-324, 0.0])  # df = 2: the tail underflows
+    assert (r.params["method"], r.statistic, r.p_value) == ("t", sys.float_info.max, 0.0)
+    r = paired_t_margin_test([0.0, 0.0], [0.0, 5e-324], tau=0.25)  # mean below the margin
+    assert (r.params["method"], r.statistic, r.p_value) == ("t", -sys.float_info.max, 1.0)
+    assert not r.reject_null
+    d = stronger.to_dict()
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
 
 
 def test_results_are_plain_json():

@@ -114,6 +114,8 @@ def test_identical_differences_use_the_exact_sign_test(key):
     ([0.9, -0.1], r"answers\[1\]\[1\]"),
     ([True, 0.1], r"answers\[1\]\[0\]"),
     (["0.9", 0.1], r"answers\[1\]\[0\]"),
+    ([10**400, 0.1], r"answers\[1\]\[0\]: an integer is not a probability"),  # no float
+    ([0.9, -10**400], r"answers\[1\]\[1\]: an integer is not a probability"),
 ])
 def test_malformed_answers_are_refused(key, answer, message):
     with pytest.raises(MalformedInputError, match=message):
@@ -130,6 +132,54 @@ def test_answer_counts_and_parameters_are_checked(key):
         mk = ubw_key(params={**PARAMS, **bad}, items=4)
         with pytest.raises(MalformedInputError):
             decider_for("ubw-p").check_params(mk.verification_key)
+
+
+def test_alpha_may_be_any_positive_double():
+    """The spec's (0, 0.5]: a key with the smallest positive double is valid."""
+    mk = ubw_key(params={**PARAMS, "alpha": 5e-324}, items=4)
+    decider_for("ubw-p").check_params(mk.verification_key)
+    evidence = decide(mk, [[1.0, 0.0], [1.0, 5e-324]])  # |t| overflows; p = 1.8e-309
+    assert evidence.result.alpha == 5e-324 and not evidence.accepted
+
+
+def test_the_answerer_refuses_what_verify_refuses(key):
+    """schemes.ubw.decode_queries checks each query as the decider checks an item."""
+    import numpy as np
+
+    from claimkit.schemes.ubw import answerer
+
+    class Oracle:
+        num_classes = 4
+
+        def probabilities(self, x):
+            return np.full((len(x), 4), 0.25)
+
+    ask = answerer(Oracle(), key.verification_key)
+    good = key.open([0])[0].value
+    assert ask([good]) == [[0.25, 0.25]]
+    for change, message in [({"label": -1}, "outside"), ({"label": True}, "integer"),
+                            ({"extra": 1}, "unknown field"),
+                            ({"image": good["image"] + "=="}, "non-canonical"),
+                            ({"triggered": None}, "missing")]:
+        query = {k: v for k, v in {**good, **change}.items() if v is not None}
+        with pytest.raises(MalformedInputError, match=r"queries\[1\].*" + message):
+            ask([good, query])
+    with pytest.raises(MalformedInputError, match="expected a list"):
+        ask(good)
+
+
+def test_an_overflowing_t_round_trips_through_a_claim(registry, owner, claim_setup):
+    """|t| beyond the double range is reported as the largest double: valid canonical
+    JSON that an arbiter recomputes to the same evidence."""
+    from claimkit.wire import Digest
+    mk, registration = claim_setup
+    answers = lambda queries: [[1.0, 0.0]] * (len(queries) - 1) + [[1.0, 5e-324]]  # noqa: E731
+    bundle = make_claim(registry, mk, registration, Digest.of(b"m"), ask=answers,
+                        identity=owner, k=20)
+    report = verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key)
+    result = report.evidence.result
+    assert report.accepted and result.params["method"] == "t"
+    assert result.statistic == 1.7976931348623157e308 and result.p_value == 0.0
 
 
 def resign(bundle: ClaimBundle, predicate: dict, owner) -> ClaimBundle:
