@@ -39,6 +39,8 @@ __all__ = [
 
 def check_answer_count(answers: Sequence[Any], openings: Sequence[ItemOpening]) -> None:
     """One answer per opened item, or the claim is malformed."""
+    if isinstance(answers, (str, bytes, dict)) or not isinstance(answers, Sequence):
+        raise MalformedInputError("answers: expected a list, one answer per opened item")
     if len(answers) != len(openings):
         raise MalformedInputError(
             f"answers: {len(answers)} answers for {len(openings)} opened items")

@@ -127,6 +127,9 @@ def test_answer_counts_and_parameters_are_checked(key):
         decide(key, [[0.9, 0.1]] * 3, n=4)
     with pytest.raises(MalformedInputError, match="at least 2"):
         decide(key, [[0.9, 0.1]])
+    for bad in (None, "ab", {"0": [0.9, 0.1], "1": [0.9, 0.1]}):     # from the Python API
+        with pytest.raises(MalformedInputError, match="expected a list"):
+            decide(key, bad, n=2)
     for bad in ({"tau": 1.0}, {"tau": -0.1}, {"alpha": 0.0}, {"alpha": 0.6},
                 {"input_shape": [1, 2]}, {"num_classes": 1}):
         mk = ubw_key(params={**PARAMS, **bad}, items=4)
