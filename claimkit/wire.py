@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
     "ct_equal",
     "load_json",
     "read_json_file",
+    "read_regular_file",
     "Fields",
     "atomic_write",
 ]
@@ -186,14 +188,46 @@ def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX
     return value
 
 
+def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int,
+                      what: str | None = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, or a one-line error.
+
+    Opened once, without blocking, and checked through the descriptor: a FIFO named like
+    an input would hang an ``open`` or a ``read``, and ``/dev/zero`` passes a size check
+    on the path (size 0) and then never ends. A missing file raises FileNotFoundError,
+    for callers that say where to get it; other I/O failures are MalformedInputError.
+    """
+    label = what or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise MalformedInputError(f"{label}: cannot read ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MalformedInputError(f"{label}: not a regular file")
+        data = b""
+        if st.st_size <= max_bytes:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(st.st_size + 1)    # read(n) reserves n bytes: not max + 1
+    except OSError as e:
+        raise MalformedInputError(f"{label}: cannot read ({e.strerror})") from None
+    finally:
+        os.close(fd)
+    if st.st_size > max_bytes or len(data) > max_bytes:
+        raise MalformedInputError(f"{label}: larger than {max_bytes} bytes")
+    return data
+
+
 def read_json_file(path: str | os.PathLike[str], *, what: str | None = None,
                    max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
     """Read and strictly parse a JSON file, turning I/O failures into one-line errors."""
     label = what or str(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError as e:
+        data = read_regular_file(path, max_bytes=max_bytes, what=label)
+    except FileNotFoundError as e:
         raise MalformedInputError(f"{label}: cannot read ({e.strerror})") from None
     return load_json(data, what=label, max_bytes=max_bytes)
 

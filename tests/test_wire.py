@@ -89,3 +89,26 @@ def test_atomic_write_sets_mode_and_replaces(tmp_path):
     assert target.read_bytes() == b"two"
     assert os.stat(target).st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_read_regular_file_refuses_special_files_and_bounds_the_read(tmp_path):
+    """A FIFO or /dev/zero named like an input must not hang or exhaust memory."""
+    import os
+
+    from claimkit.wire import read_json_file, read_regular_file
+    small = tmp_path / "small.json"
+    small.write_bytes(b'{"a": 1}')
+    assert read_regular_file(small, max_bytes=8) == b'{"a": 1}'
+    with pytest.raises(MalformedInputError, match="larger than 7 bytes"):
+        read_regular_file(small, max_bytes=7)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")
+    for special in (fifo, zero, tmp_path):
+        with pytest.raises(MalformedInputError, match="not a regular file"):
+            read_json_file(special)
+    with pytest.raises(FileNotFoundError):
+        read_regular_file(tmp_path / "missing", max_bytes=8)
+    with pytest.raises(MalformedInputError, match="cannot read"):
+        read_json_file(tmp_path / "missing")

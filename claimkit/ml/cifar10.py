@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataMissingError, MalformedInputError
+from ..wire import read_regular_file
 
 __all__ = ["BIN_DIR", "PY_DIR", "RestrictedUnpickler", "read_bin_batch", "read_cifar10",
            "read_py_batch"]
@@ -123,13 +124,9 @@ def _checked(path: Path, flat: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
 
 def _read_bounded(path: Path) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_BATCH_BYTES + 1)
-    except OSError as e:
-        raise MalformedInputError(f"{path}: cannot read ({e.strerror or e})") from None
-    if len(raw) > MAX_BATCH_BYTES:
-        raise MalformedInputError(f"{path}: larger than any CIFAR-10 batch")
-    return raw
+        return read_regular_file(path, max_bytes=MAX_BATCH_BYTES)
+    except FileNotFoundError:
+        raise DataMissingError(f"missing {path}; {HOW_TO_GET}") from None
 
 
 def _locate(root: Path) -> tuple[Path, str]:

@@ -29,6 +29,7 @@ for and how to get it; a damaged one is a :class:`~claimkit.errors.MalformedInpu
 from __future__ import annotations
 
 import gzip
+import io
 import hashlib
 import os
 import struct
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataMissingError, MalformedInputError
-from ..wire import Digest
+from ..wire import Digest, read_regular_file
 from .cifar10 import BIN_DIR, read_cifar10
 from .cifar10 import HOW_TO_GET as CIFAR10_HOW_TO_GET
 from .imagefiles import image_files, image_spec, read_images
@@ -103,11 +104,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one IDX file (raw or gzip): magic 0x0000 | type | ndim, big-endian sizes, data."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as fh:  # type: ignore[operator]
-            data = fh.read(MAX_IDX_BYTES + 1)
+        data = read_regular_file(path, max_bytes=MAX_IDX_BYTES)    # not a FIFO or a device
+        if data[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+                data = fh.read(MAX_IDX_BYTES + 1)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise MalformedInputError(f"{path}: cannot read IDX file ({e})") from None
     if len(data) > MAX_IDX_BYTES or len(data) < 4 or data[:2] != b"\x00\x00" \

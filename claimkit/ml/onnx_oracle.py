@@ -10,19 +10,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import MalformedInputError, OracleError
-from ..wire import (
-    Digest,
-    sha256,
-)
-
-if TYPE_CHECKING:
-
-    pass
+from ..wire import Digest, read_regular_file, sha256
 from .oracle_checks import (
     MAX_CLASSES,
     MAX_DIM,
@@ -115,13 +108,11 @@ class OnnxModel:
     def from_file(cls, path: str | os.PathLike[str], *, device: str = "auto",
                   outputs: str = "logits") -> OnnxModel:
         _onnx_modules()
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_ONNX_BYTES + 1)
-        except OSError as e:
-            raise OracleError(f"{path}: cannot read ({e.strerror})") from None
-        if len(data) > MAX_ONNX_BYTES:
-            raise OracleError(f"{path}: larger than an ONNX file can be ({MAX_ONNX_BYTES} bytes)")
+        try:     # a regular file: a FIFO or /dev/zero would hang or never end
+            data = read_regular_file(path, max_bytes=MAX_ONNX_BYTES)
+        except (OSError, MalformedInputError) as e:
+            raise OracleError(str(e) if isinstance(e, MalformedInputError)
+                              else f"{path}: cannot read ({e.strerror})") from None
         return cls.from_bytes(data, name=Path(path).name, device=device, outputs=outputs)
 
     @classmethod

@@ -33,14 +33,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataMissingError, MalformedInputError
-from ..wire import Digest, Fields, atomic_write, ct_equal, pretty_json, read_json_file
+from ..wire import (Digest, Fields, atomic_write, ct_equal, pretty_json, read_json_file,
+                    read_regular_file)
 from ..weights import header_from_bytes
 from .data import RELEASE_MANIFEST, Dataset
 
@@ -131,36 +131,6 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-def _read_data_file(file: Path, limit: int, folder: Path) -> bytes:
-    """The data file's bytes: a regular file of at most ``limit`` bytes.
-
-    The file is opened once (non-blocking, so a FIFO cannot hang the open) and checked
-    through its descriptor: a size check on the path would say nothing about what is then
-    read (``/dev/zero`` has size 0), and the bytes read are the ones hashed and parsed.
-    """
-    try:
-        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise DataMissingError(f"missing {file}, which {folder / MANIFEST} lists") from None
-    except OSError as e:
-        raise MalformedInputError(f"{file}: cannot read ({e.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise MalformedInputError(f"{file}: not a regular file")
-        if st.st_size > limit:
-            raise MalformedInputError(f"{file}: larger than the manifest's arrays allow")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            blob = fh.read(st.st_size + 1)      # read(n) allocates n bytes: not limit + 1
-    except OSError as e:
-        raise MalformedInputError(f"{file}: cannot read ({e.strerror})") from None
-    finally:
-        os.close(fd)
-    if len(blob) != st.st_size:
-        raise MalformedInputError(f"{file}: changed while it was read")
-    return blob
-
-
 def load_release(path: str | os.PathLike[str]) -> Dataset:
     """Read a release folder, checking the file and the data against the manifest."""
     folder = Path(path)
@@ -170,7 +140,10 @@ def load_release(path: str | os.PathLike[str]) -> Dataset:
     sizes = {"x_train": manifest["train"] * c * h * w, "y_train": manifest["train"] * 8,
              "x_test": manifest["test"] * c * h * w, "y_test": manifest["test"] * 8}
     limit = min(MAX_DATA_BYTES, sum(sizes.values()) + (1 << 20))
-    blob = _read_data_file(file, limit, folder)
+    try:       # regular files only: /dev/zero or a FIFO would never end
+        blob = read_regular_file(file, max_bytes=limit)
+    except FileNotFoundError:
+        raise DataMissingError(f"missing {file}, which {folder / MANIFEST} lists") from None
     if not ct_equal(hashlib.sha256(blob).digest(), manifest["file_sha256"]):
         raise MalformedInputError(f"{file}: SHA-256 differs from the manifest's "
                                   "(the file was changed or damaged)")

@@ -416,3 +416,13 @@ def test_cli_trains_and_keys_on_an_imagefolder_directory(tmp_path, monkeypatch):
                           (["--data", "cifar10"], "cifar10 needs --data-root")):
         result = run(cli, ["train", *args, "--out", "x.safetensors"], env=ENV)
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_idx_files_must_be_regular_files(tmp_path):
+    """A FIFO named like an IDX file would block the read for ever."""
+    import os
+
+    from claimkit.ml.data import read_idx
+    os.mkfifo(tmp_path / "train-images-idx3-ubyte")
+    with pytest.raises(MalformedInputError, match="not a regular file"):
+        read_idx(tmp_path / "train-images-idx3-ubyte")
