@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MalformedInputError, VerificationError
-from ..wire import Fields, load_json, pretty_json, read_json_file
+from ..wire import Fields, load_json, pretty_json, read_json_file, read_regular_file
 from . import merkle
 from .checkpoint import Checkpoint
 from .entries import LogEntry
@@ -23,12 +23,13 @@ from .tlog_proof import TlogProof
 __all__ = ["Receipt", "RECEIPT_TYPE", "load_vkey"]
 
 RECEIPT_TYPE = "claimkit/receipt/v1"
+MAX_VKEY_BYTES = 4096       # a C2SP verifier key is one line of about 100 bytes
 
 
 def load_vkey(path: str | Path) -> VerifierKey:
     """Read a one-line C2SP verifier key file (``log.vkey``, ``time.vkey``, a witness's)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
+    try:     # a few hundred bytes: /dev/zero or a FIFO given as a key must not hang
+        text = read_regular_file(path, max_bytes=MAX_VKEY_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise MalformedInputError(f"{path}: cannot read verifier key ({e})") from None
     return VerifierKey.from_vkey(text.strip())

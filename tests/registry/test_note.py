@@ -366,3 +366,19 @@ def test_flipping_each_byte_exhaustively():
 def test_base64_helper_agrees_with_go_layout():
     raw = base64.b64decode(PETER_SIG.split()[2])
     assert raw[:4] == PETER.key_hash and len(raw) == 4 + 64
+
+
+def test_vkey_files_are_small_regular_files(tmp_path):
+    """`claimkit verify --registry-key /dev/zero` (or a FIFO) must not exhaust memory or hang."""
+    import os
+
+    from claimkit.errors import MalformedInputError
+    from claimkit.registry.receipt import load_vkey
+    fifo = tmp_path / "fifo.vkey"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.vkey"
+    big.write_bytes(b"a" * 5000)
+    for path, message in ((fifo, "not a regular file"), (Path("/dev/zero"), "not a regular file"),
+                          (big, "larger than 4096 bytes"), (tmp_path / "none", "cannot read")):
+        with pytest.raises(MalformedInputError, match=message):
+            load_vkey(path)
