@@ -284,3 +284,23 @@ def test_one_malformed_bundle_does_not_keep_the_others_from_their_verdicts(tmp_p
     result = run("verify", "bad.json", *args)             # alone: one line, exit 2
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "bad.verdict.json").exists()
+
+
+def test_registry_commands_report_bad_numbers_and_damage_in_one_line(tmp_path):
+    """Sizes beyond SQLite's integers and a damaged database were tracebacks."""
+    Registry.init(tmp_path / "reg", origin="test.example/cli", passphrase=PASSPHRASE,
+                  key_strength="min").close()
+    reg, out = str(tmp_path / "reg"), str(tmp_path / "r.json")
+    for size in (str(2**63), str(2**64)):
+        result = run("registry", "receipt", reg, "0", "--size", size, "--out", out)
+        assert result.exit_code == 2 and "2^63-1" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "reg" / "registry.db")
+    db.execute("DROP TABLE checkpoints")
+    db.commit()
+    db.close()
+    for command in (("audit", reg), ("checkpoint", reg), ("receipt", reg, "0", "--out", out)):
+        result = run("registry", *command)
+        assert result.exit_code == 1 and "no such table: checkpoints" in result.output, command
+        assert len(result.output.strip().splitlines()) == 1, result.output

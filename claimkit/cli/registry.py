@@ -142,7 +142,7 @@ def registry_cosign(directory: str, identity_path: str, state_path: str, as_json
             atomic_write(evidence, (f"# {e}\n# seen before:\n{e.seen}\n"
                                     f"# presented now:\n{e.presented}").encode())
             raise InconsistentLogError(f"{e} (both checkpoints written to {evidence})") from None
-        reg.add_cosignature(cosigned)
+        reg.add_cosignature(cosigned, witness.verifier_key)
     cp = cosigned.checkpoint
     emit(as_json, {"origin": cp.origin, "size": cp.size, "witness": witness.verifier_key.to_vkey()},
           f"cosigned {cp.origin} at size {cp.size} as {witness.verifier_key.to_vkey()}")

@@ -42,6 +42,8 @@ REQUEST_DOMAIN = b"claimkit/request/v1\n"
 ENTRY_TYPE = "claimkit/log-entry/v1"
 MAX_ITEMS = 1 << 20
 MAX_ENTRY_BYTES = 1 << 20
+MAX_INDEX = (1 << 53) - 1     # JCS writes integers exactly only up to 2^53 - 1
+MAX_COUNTER = 1 << 32
 SCHEME_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
@@ -55,6 +57,19 @@ def _owner_from_dict(obj: Any, where: str) -> PublicIdentity:
     key = f.bytes("public_key", size=32)
     f.done()
     return PublicIdentity(name, key)
+
+
+def _check_int(value: object, lo: int, hi: int, where: str) -> None:
+    """An int in [lo, hi]; bool and float are refused, since JSON would write ``true`` or
+    ``2.5`` into the signed leaf and the entry could never be parsed back."""
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise MalformedInputError(f"{where}: expected an integer within [{lo}, {hi}]")
+
+
+def _check_types(request: Registration | ClaimIntent, **fields: type) -> None:
+    for name, kind in fields.items():
+        if not isinstance(getattr(request, name), kind):
+            raise MalformedInputError(f"{request.kind}.{name}: expected a {kind.__name__}")
 
 
 def _scheme(name: str, where: str) -> str:
@@ -81,9 +96,11 @@ class Registration:
         return canonical_json(self.to_dict())
 
     def __post_init__(self) -> None:
+        _check_types(self, owner=PublicIdentity, scheme=str, verification_key=Digest)
+        if self.subject is not None:
+            _check_types(self, subject=Digest)
         _scheme(self.scheme, "registration.scheme")
-        if not 1 <= self.items <= MAX_ITEMS:
-            raise MalformedInputError(f"registration.items: must be within [1, {MAX_ITEMS}]")
+        _check_int(self.items, 1, MAX_ITEMS, "registration.items")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,10 +143,10 @@ class ClaimIntent:
         return canonical_json(self.to_dict())
 
     def __post_init__(self) -> None:
-        if self.registration_index < 0 or self.counter < 0:
-            raise MalformedInputError("claim intent: index and counter must be non-negative")
-        if not 1 <= self.open <= MAX_ITEMS:
-            raise MalformedInputError(f"claim intent: open must be within [1, {MAX_ITEMS}]")
+        _check_types(self, owner=PublicIdentity, registration_entry=Digest, suspect=Digest)
+        _check_int(self.registration_index, 0, MAX_INDEX, "claim intent: registration index")
+        _check_int(self.counter, 0, MAX_COUNTER, "claim intent: counter")
+        _check_int(self.open, 1, MAX_ITEMS, "claim intent: open")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,7 +167,7 @@ class ClaimIntent:
         entry = reg.digest("entry")
         reg.done()
         suspect = f.digest("suspect")
-        counter = f.int("counter", hi=1 << 32)
+        counter = f.int("counter", hi=MAX_COUNTER)
         k = f.int("open", lo=1, hi=MAX_ITEMS)
         return cls(owner, index, entry, suspect, counter, k)
 

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import secrets
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from . import merkle
 from .checkpoint import Checkpoint, SignedCheckpoint, cosign, verify_cosignature
 from .entries import ClaimIntent, LogEntry, Registration, Request, opened_items
 from .note import NoteSigner, VerifierKey, sign_note
-from .store import Store
+from .store import MAX_SQL_INT, Store
 from .receipt import Receipt, load_vkey
 from .tlog_proof import TlogProof
 
@@ -45,6 +48,22 @@ KEY_NAME = "log.key"
 VKEY_NAME = "log.vkey"
 TIME_VKEY_NAME = "time.vkey"
 _TIME_KEY_DOMAIN = b"claimkit/registry-time-key/v1\n"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _index(value: object, what: str) -> int:
+    """An index or size from a caller: an int SQLite can hold, so a huge number from the
+    command line is malformed input rather than an OverflowError."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SQL_INT:
+        raise MalformedInputError(f"{what}: expected an integer in [0, 2^63-1]")
+    return value
 
 
 def _time_signer(origin: str, seed: bytes) -> NoteSigner:
@@ -100,11 +119,40 @@ class Registry:
     @classmethod
     def init(cls, directory: str | Path, *, origin: str, passphrase: str,
              clock: Callable[[], float] = time.time, key_strength: str = "interactive") -> Registry:
-        """Create a new registry: database, encrypted log key, public verifier keys."""
+        """Create a new registry: database, encrypted log key, public verifier keys.
+
+        It is built in a hidden sibling directory renamed into place at the end, so a
+        crash leaves no registry or a whole one: never key files without a database,
+        which neither ``init`` nor ``open`` would accept. DIRECTORY may exist if empty.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if (directory / DB_NAME).exists() or (directory / KEY_NAME).exists():
-            raise RegistryError(f"{directory} already holds a registry")
+        target = Path(os.path.abspath(directory))
+        if target.exists():
+            if (target / DB_NAME).exists() or (target / KEY_NAME).exists():
+                raise RegistryError(f"{directory} already holds a registry")
+            if not target.is_dir() or any(target.iterdir()):
+                raise RegistryError(f"{directory} exists and is not an empty directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.init-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            signer, time_signer = cls._build(staging, origin, passphrase, key_strength, clock)
+            try:
+                os.rename(staging, target)  # replaces an empty directory, nothing else
+            except OSError as e:  # e.g. another init filled it meanwhile
+                raise RegistryError(f"cannot create the registry in {directory}: "
+                                    f"{e.strerror}") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _fsync_dir(target.parent)
+        return cls(directory, Store(target / DB_NAME), signer.verifier_key,
+                   time_signer.verifier_key, signer, time_signer, clock)
+
+    @classmethod
+    def _build(cls, directory: Path, origin: str, passphrase: str, key_strength: str,
+               clock: Callable[[], float]) -> tuple[NoteSigner, NoteSigner]:
+        """Write a complete registry into ``directory`` (the staging one) and close it."""
         identity = Identity.generate("log")
         signer = NoteSigner(origin, identity.seed)
         time_signer = _time_signer(origin, identity.seed)
@@ -114,13 +162,17 @@ class Registry:
         atomic_write(directory / TIME_VKEY_NAME,
                      (time_signer.verifier_key.to_vkey() + "\n").encode())
         store = Store(directory / DB_NAME, create=True)
-        with store.transaction():
-            store.set_meta("origin", origin)
-        reg = cls(directory, store, signer.verifier_key, time_signer.verifier_key, signer,
-                  time_signer, clock)
-        with store.transaction():
-            reg._sign_checkpoint(0, merkle.EMPTY_ROOT)
-        return reg
+        try:
+            with store.transaction():
+                store.set_meta("origin", origin)
+            reg = cls(directory, store, signer.verifier_key, time_signer.verifier_key, signer,
+                      time_signer, clock)
+            with store.transaction():
+                reg._sign_checkpoint(0, merkle.EMPTY_ROOT)
+        finally:
+            store.close()  # folds the WAL into registry.db before the rename
+        _fsync_dir(directory)
+        return signer, time_signer
 
     @classmethod
     def open(cls, directory: str | Path, *, passphrase: str | None = None,
@@ -164,12 +216,22 @@ class Registry:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _sign_checkpoint(self, size: int, root: bytes) -> SignedCheckpoint:
+    def _sign_checkpoint(self, size: int, root: bytes, last_time_ms: int = 0) -> SignedCheckpoint:
+        """Sign and time-cosign the tree head, in the caller's transaction.
+
+        The cosignature's time is never before the previous checkpoint's nor before the
+        second of the newest entry's ``time_ms``, even with the clock set back: it attests
+        that the registry had seen these entries by then. Seconds are truncated, as every
+        cosigner's are (``int(time.time())``); rounding up would date it in the future.
+        """
         if self._signer is None or self._time_signer is None:
             raise RegistryError("the registry was opened read-only (no passphrase for log.key)")
         checkpoint = Checkpoint(self.origin, size, root)
         signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.to_text(), self._signer))
-        timestamp = max(int(self._clock()), 0)
+        previous = self.store.checkpoint()
+        floor = 0 if previous is None else verify_cosignature(
+            SignedCheckpoint.from_bytes(previous), self.time_key)
+        timestamp = max(int(self._clock()), floor, last_time_ms // 1000)
         signed = signed.with_signature(cosign(checkpoint, self._time_signer, timestamp))
         self.store.put_checkpoint(size, signed.to_bytes())
         return signed
@@ -229,7 +291,7 @@ class Registry:
                 nodes.extend(frontier.append(leaf_hash(data)))
                 rows.append((size + len(rows), data, "registration", None, time_ms))
             self.store.append(rows, nodes)
-            signed = self._sign_checkpoint(frontier.size, frontier.root())
+            signed = self._sign_checkpoint(frontier.size, frontier.root(), time_ms)
         self._frontier = frontier
         return Appended(size, len(rows), signed), entry, frontier
 
@@ -275,7 +337,7 @@ class Registry:
             root = frontier.root()
             opened = opened_items(reg, entry, self.origin, size + 1, root)
             self.store.add_spent(intent.registration_index, opened, size)
-            signed = self._sign_checkpoint(size + 1, root)
+            signed = self._sign_checkpoint(size + 1, root, entry.time_ms)
         self._frontier = frontier
         return self._last_receipt(entry, frontier, signed)
 
@@ -288,8 +350,18 @@ class Registry:
             raise RegistryError(f"claim intent: entry {index} is not a registration")
         return entry, data
 
-    def add_cosignature(self, signed: SignedCheckpoint) -> None:
-        """Store a witness's cosignatures on a checkpoint this registry signed."""
+    def add_cosignature(self, signed: SignedCheckpoint, witness_key: VerifierKey) -> None:
+        """Store a witness's cosignatures on a checkpoint this registry signed.
+
+        Lines by the log key or the time key (same name or key ID) are refused: stored,
+        they would replace the registry's own valid lines and break every later receipt.
+        Every new line must be by ``witness_key`` and verify under it.
+        """
+        own = (self.log_key, self.time_key)
+
+        def is_own(name: str, key_id: bytes) -> bool:
+            return any(name == k.name or key_id == k.key_hash for k in own)
+
         with self.store.transaction():
             stored = self.store.checkpoint(signed.checkpoint.size)
             if stored is None:
@@ -297,16 +369,28 @@ class Registry:
             current = SignedCheckpoint.from_bytes(stored)
             if current.checkpoint != signed.checkpoint:
                 raise RegistryError("the cosigned checkpoint differs from the stored one")
+            new = [sig for sig in signed.note.signatures if sig not in current.note.signatures]
+            for sig in new:
+                if is_own(sig.name, sig.key_hash):
+                    raise RegistryError(f"cosignature by {sig.name}: only the registry signs "
+                                        "with its log and time keys")
+            if is_own(witness_key.name, witness_key.key_hash):
+                raise RegistryError(f"{witness_key.name} is the registry's own key, "
+                                    "not a witness's")
+            for sig in new:
+                if not witness_key.matches(sig):
+                    raise RegistryError(f"cosignature by {sig.name}: not by the witness "
+                                        f"key {witness_key.name}")
+            verify_cosignature(signed, witness_key)
             merged = current
-            for sig in signed.note.signatures:
-                if sig not in merged.note.signatures:
-                    merged = merged.with_signature(sig)
+            for sig in new:
+                merged = merged.with_signature(sig)
             self.store.put_checkpoint(signed.checkpoint.size, merged.to_bytes())
 
     # -- reading ----------------------------------------------------------------------
     def claims_made(self, registration_index: int) -> int:
         """How many claim intents name this registration: the next claim's counter."""
-        return self.store.intents_for(registration_index)
+        return self.store.intents_for(_index(registration_index, "registration index"))
 
     def latest_checkpoint(self) -> SignedCheckpoint:
         data = self.store.checkpoint()
@@ -315,13 +399,13 @@ class Registry:
         return SignedCheckpoint.from_bytes(data)
 
     def checkpoint_at(self, size: int) -> SignedCheckpoint:
-        data = self.store.checkpoint(size)
+        data = self.store.checkpoint(_index(size, "checkpoint size"))
         if data is None:
             raise MalformedInputError(f"no checkpoint of size {size} was signed")
         return SignedCheckpoint.from_bytes(data)
 
     def entry(self, index: int) -> LogEntry:
-        return LogEntry.from_bytes(self.store.entry(index))
+        return LogEntry.from_bytes(self.store.entry(_index(index, "entry index")))
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         self._check_size(size)
@@ -336,13 +420,13 @@ class Registry:
         return merkle.root_at(size, self.store.read_nodes)
 
     def _check_size(self, size: int) -> None:
-        if not 0 <= size <= self.store.size():
+        if not _index(size, "tree size") <= self.store.size():
             raise MalformedInputError(f"tree size {size} is beyond the log ({self.store.size()})")
 
     def receipt(self, index: int, size: int | None = None) -> Receipt:
         """A receipt for entry ``index`` under the checkpoint of ``size`` (default latest)."""
         signed = self.latest_checkpoint() if size is None else self.checkpoint_at(size)
-        if not 0 <= index < signed.checkpoint.size:
+        if not _index(index, "entry index") < signed.checkpoint.size:
             raise MalformedInputError(f"entry {index} is not under the checkpoint of size "
                                 f"{signed.checkpoint.size}")
         return self._receipt_under(self.entry(index), index, signed)
@@ -356,53 +440,107 @@ class Registry:
         """Recompute the whole log from its entries and check everything stored.
 
         Every entry parses in canonical form and carries a valid owner signature; times
-        never decrease; every stored tree node equals the recomputed one; every stored
-        checkpoint is signed by the log key, cosigned by the time key and has the
-        recomputed root; every claim intent names a real registration, has the next
-        counter and the right spent items, and its challenge opened what was recorded.
+        never decrease; its kind, ref and time_ms columns (which the registry's rules
+        read) match it; every stored tree node equals the recomputed one and there are
+        no others; every stored checkpoint is signed by the log key, cosigned by the time
+        key at a time never before the previous one's nor its entries', and has the
+        recomputed root; the latest covers the whole log; every claim intent names a
+        real registration, has the next counter and the right spent items, and the spent
+        table holds exactly what the challenges opened.
         """
         problems: list[str] = []
         frontier = merkle.Frontier(0)
         checkpoint_sizes = {size for size, _ in self.store.iter_checkpoints()}
         roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
+        times: dict[int, int] = {0: 0}  # newest entry's time_ms under each checkpoint
         computed_nodes: dict[tuple[int, int], bytes] = {}
         counters: dict[int, int] = {}
         spent: dict[int, set[int]] = {}
-        recorded = self.store.spent_by_intent()
+        recorded = self.store.spent_rows()
+        unreadable: set[int] = set()
         last_time = registrations = claims = 0
-        for index, data in self.store.iter_entries():
-            if index != frontier.size:
-                problems.append(f"entry indices jump from {frontier.size - 1} to {index}")
-                break
-            for node, value in frontier.append(merkle.leaf_hash(data)):
-                computed_nodes[node] = value
-            if len(computed_nodes) >= 50_000:
-                self._compare_nodes(computed_nodes, problems)
-            if frontier.size in checkpoint_sizes:
-                roots[frontier.size] = frontier.root()
-            if progress and frontier.size % 1000 == 0:
-                progress(frontier.size)
-            try:
-                entry = LogEntry.from_bytes(data)
-                entry.verify_signature()
-            except (MalformedInputError, VerificationError) as e:
-                problems.append(f"entry {index}: {e}")
-                continue
-            if entry.time_ms < last_time:
-                problems.append(f"entry {index}: time goes backwards")
-            last_time = entry.time_ms
-            if isinstance(entry.request, Registration):
-                registrations += 1
-                continue
-            claims += 1
-            problems.extend(self._audit_intent(index, entry, counters, spent, recorded, frontier))
+        try:
+            for index, data, kind, ref, time_ms in self.store.iter_entries(-MAX_SQL_INT - 1):
+                if index < 0:
+                    problems.append(f"entry {index}: negative index")
+                    continue
+                if index != frontier.size:
+                    problems.append(f"entry indices jump from {frontier.size - 1} to {index}")
+                    break
+                for node, value in frontier.append(merkle.leaf_hash(data)):
+                    computed_nodes[node] = value
+                if len(computed_nodes) >= 50_000:
+                    self._compare_nodes(computed_nodes, problems)
+                if progress and frontier.size % 1000 == 0:
+                    progress(frontier.size)
+                try:
+                    entry: LogEntry | None = LogEntry.from_bytes(data)
+                    entry.verify_signature()
+                except (MalformedInputError, VerificationError) as e:
+                    problems.append(f"entry {index}: {e}")
+                    entry = None
+                if entry is not None:
+                    if entry.time_ms < last_time:
+                        problems.append(f"entry {index}: time goes backwards")
+                    last_time = max(last_time, entry.time_ms)
+                    problems.extend(_column_problems(index, entry, kind, ref, time_ms))
+                if frontier.size in checkpoint_sizes:
+                    roots[frontier.size] = frontier.root()
+                    times[frontier.size] = last_time
+                if entry is None:
+                    unreadable.add(index)
+                elif isinstance(entry.request, Registration):
+                    registrations += 1
+                else:
+                    claims += 1
+                    problems.extend(self._audit_intent(index, entry, counters, spent, recorded,
+                                                       frontier))
+        except RegistryError as e:  # a damaged row: the rest cannot be recomputed
+            problems.append(str(e))
         if progress:
             progress(frontier.size)
         self._compare_nodes(computed_nodes, problems)
-        for size, note in self.store.iter_checkpoints():
-            problems.extend(self._audit_checkpoint(size, note, roots))
+        problems.extend(self._audit_leftovers(frontier.size, checkpoint_sizes,
+                                              recorded.keys() - unreadable))
+        problems.extend(self._audit_checkpoints(roots, times))
         return AuditReport(frontier.size, len(checkpoint_sizes), registrations, claims,
                            frontier.root(), tuple(problems))
+
+    def _audit_leftovers(self, size: int, checkpoint_sizes: set[int],
+                         orphans: set[object]) -> list[str]:
+        """Rows that no entry accounts for: nodes beyond the tree, spent rows of no claim
+        intent, entries past the latest checkpoint (every write ends with one)."""
+        out = []
+        extra = self.store.count_nodes() - (2 * size - bin(size).count("1"))
+        if extra > 0:
+            out.append(f"the nodes table holds {extra} nodes beyond the tree of size {size}")
+        for intent in sorted(orphans, key=str):
+            out.append(f"spent table: rows name entry {intent!r}, which is no claim intent")
+        log_size = self.store.size()
+        latest = max(checkpoint_sizes, default=None)
+        if latest is None:
+            out.append("the registry has no checkpoint")
+        elif latest < log_size:
+            out.append(f"entries {latest} to {log_size - 1} are under no checkpoint")
+        return out
+
+    def _audit_checkpoints(self, roots: dict[int, bytes], times: dict[int, int]) -> list[str]:
+        """Each checkpoint, and time cosignatures that never go back nor precede the
+        second of the newest entry they cover (``times``: its time_ms per size)."""
+        out: list[str] = []
+        previous = 0
+        for size, note in self.store.iter_checkpoints():
+            found, cosigned = self._audit_checkpoint(size, note, roots)
+            out.extend(found)
+            if cosigned is None:
+                continue
+            if cosigned < previous:
+                out.append(f"checkpoint {size}: time cosignature is earlier than the "
+                           "previous checkpoint's")
+            if cosigned < times.get(size, 0) // 1000:
+                out.append(f"checkpoint {size}: time cosignature predates its entries")
+            previous = max(previous, cosigned)
+        return out
 
     def _compare_nodes(self, computed: dict[tuple[int, int], bytes], problems: list[str]) -> None:
         if not computed:
@@ -419,11 +557,12 @@ class Registry:
         computed.clear()
 
     def _audit_intent(self, index: int, entry: LogEntry, counters: dict[int, int],
-                      spent: dict[int, set[int]], recorded: dict[int, tuple[int, ...]],
+                      spent: dict[int, set[int]], recorded: dict[object, set[tuple[object, object]]],
                       frontier: merkle.Frontier) -> list[str]:
         intent = entry.request
         assert isinstance(intent, ClaimIntent)
         ref = intent.registration_index
+        rows = recorded.pop(index, set())
         try:
             if ref >= index:
                 raise RegistryError("not earlier")
@@ -447,22 +586,35 @@ class Registry:
             opened = opened_items(reg, entry, self.origin, frontier.size, frontier.root())
         except MalformedInputError as e:
             return out + [f"entry {index}: {e}"]
-        if recorded.get(index) != opened:
-            out.append(f"entry {index}: recorded opened items differ from the challenge")
+        if rows != {(ref, item) for item in opened}:
+            out.append(f"entry {index}: spent rows differ from the items its challenge opened")
         counters[ref] = counters.get(ref, 0) + 1
         before.update(opened)
         return out
 
-    def _audit_checkpoint(self, size: int, note: bytes, roots: dict[int, bytes]) -> list[str]:
+    def _audit_checkpoint(self, size: int, note: bytes, roots: dict[int, bytes]
+                          ) -> tuple[list[str], int | None]:
+        """Problems with one stored checkpoint, and its time cosignature's time if valid."""
         try:
             signed = SignedCheckpoint.from_bytes(note)
             checkpoint = signed.verify(self.log_key)
-            verify_cosignature(signed, self.time_key)
+            cosigned = verify_cosignature(signed, self.time_key)
         except (MalformedInputError, VerificationError) as e:
-            return [f"checkpoint {size}: {e}"]
+            return [f"checkpoint {size}: {e}"], None
         if checkpoint.size != size or size not in roots:
-            return [f"checkpoint {size}: size beyond the log or mislabelled"]
+            return [f"checkpoint {size}: size beyond the log or mislabelled"], cosigned
         if not hmac.compare_digest(checkpoint.root_hash, roots[size]):
-            return [f"checkpoint {size}: root hash differs from the recomputed tree"]
-        return []
+            return [f"checkpoint {size}: root hash differs from the recomputed tree"], cosigned
+        return [], cosigned
 
+
+def _column_problems(index: int, entry: LogEntry, kind: object, ref: object,
+                     time_ms: object) -> list[str]:
+    """The columns beside the leaf data must say what the entry says: the registry's
+    rules read them (claim counters, spent items, the next entry's time), not the leaf."""
+    intent = entry.request
+    want_ref = intent.registration_index if isinstance(intent, ClaimIntent) else None
+    wrong = [name for name, stored, want in (("kind", kind, entry.kind), ("ref", ref, want_ref),
+                                             ("time_ms", time_ms, entry.time_ms))
+             if stored != want]
+    return [f"entry {index}: its {', '.join(wrong)} column differs from the entry"] if wrong else []

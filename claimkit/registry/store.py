@@ -11,6 +11,9 @@ another to a single linear log.
 
 Node ids pack (level, index) of a perfect subtree into one integer primary key:
 ``level << 56 | index``, so a proof's O(log n) nodes are fetched by rowid in one query.
+
+Errors: every query runs under :func:`_guard`, so a damaged file, a dropped table or an
+integer SQLite cannot hold becomes a one-line claimkit error, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,13 +25,40 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ..errors import RegistryError
+from ..errors import MalformedInputError, RegistryError
 from .merkle import NodeId
 
 __all__ = ["Store", "node_key"]
 
 SCHEMA_VERSION = "1"
 _LEVEL_SHIFT = 56
+
+
+MAX_SQL_INT = (1 << 63) - 1
+"""The largest integer SQLite stores; larger indices and sizes are malformed input."""
+
+
+@contextmanager
+def _guard() -> Iterator[None]:
+    """Report what sqlite3 raises as claimkit errors (house rule: one line, no traceback).
+
+    sqlite3 raises OverflowError for a Python int beyond 64 bits (a huge index from the
+    command line) and sqlite3.Error for a corrupted page, a dropped table or a lock.
+    """
+    try:
+        yield
+    except OverflowError:
+        raise MalformedInputError(f"an index or size above {MAX_SQL_INT} (2^63-1)") from None
+    except sqlite3.Error as e:
+        raise RegistryError(f"registry database: {e}") from None
+
+
+def _blob(value: object, what: str) -> bytes:
+    """Stored bytes must come back as bytes: a TEXT value means the file was edited."""
+    if not isinstance(value, bytes):
+        raise RegistryError(f"registry database: {what} is stored as "
+                            f"{type(value).__name__}, not a blob")
+    return value
 
 
 def node_key(node: NodeId) -> int:
@@ -43,17 +73,20 @@ class Store:
         path = Path(path)
         if not create and not path.exists():
             raise RegistryError(f"no registry database at {path}")
-        conn = sqlite3.connect(str(path), isolation_level=None, timeout=60.0,
-                               check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
-        self.conn = conn
-        conn.execute("PRAGMA busy_timeout = 60000")
-        if create:
-            self.db.enable_wal()
-            self._create_tables()
-        elif self.meta("schema") != SCHEMA_VERSION:
-            raise RegistryError(f"{path}: not a claimkit registry (schema {self.meta('schema')!r})")
-        conn.execute("PRAGMA synchronous = FULL")
+        with _guard():
+            conn = sqlite3.connect(str(path), isolation_level=None, timeout=60.0,
+                                   check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.conn = conn
+            conn.execute("PRAGMA busy_timeout = 60000")
+            if create:
+                self.db.enable_wal()
+                self._create_tables()
+        schema = SCHEMA_VERSION if create else self.meta("schema")
+        if schema != SCHEMA_VERSION:
+            conn.close()
+            raise RegistryError(f"{path}: not a claimkit registry (schema {schema!r})")
+        self._run("PRAGMA synchronous = FULL")
 
     def _create_tables(self) -> None:
         db = self.db
@@ -71,16 +104,30 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Run one query and fetch all its rows, errors reported as claimkit errors."""
+        with _guard():
+            return self.conn.execute(sql, params).fetchall()
+
+    def _run(self, sql: str, params: Sequence[object] = ()) -> None:
+        with _guard():
+            self.conn.execute(sql, params)
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with _guard():
+            self.conn.executemany(sql, rows)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction holding the database's write lock from its first statement."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._run("BEGIN IMMEDIATE")
         try:
             yield
+            self._run("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                self._run("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     # -- meta -------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -90,23 +137,27 @@ class Store:
             if "no such table" in str(e):
                 return None
             raise RegistryError(f"registry database: {e}") from None
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:
             raise RegistryError(f"not a registry database ({e})") from None
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self._run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # -- entries and nodes ------------------------------------------------------------
     def size(self) -> int:
-        row = self.conn.execute("SELECT max(idx) FROM entries").fetchone()
-        return 0 if row[0] is None else row[0] + 1
+        (top,), = self._rows("SELECT max(idx) FROM entries")
+        return 0 if top is None else top + 1
 
     def head(self) -> tuple[int, int]:
         """(size, time_ms of the newest entry) in one lookup; (0, 0) for an empty log."""
-        row = self.conn.execute(
-            "SELECT idx, time_ms FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
-        return (0, 0) if row is None else (row[0] + 1, row[1])
+        rows = self._rows("SELECT idx, time_ms FROM entries ORDER BY idx DESC LIMIT 1")
+        if not rows:
+            return 0, 0
+        index, time_ms = rows[0]
+        if not isinstance(time_ms, int):  # the next entry's time is derived from it
+            raise RegistryError(f"registry database: entry {index} has a damaged time_ms column")
+        return index + 1, time_ms
 
     def read_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Batch read; raises if a requested node is absent (the store is damaged)."""
@@ -118,79 +169,93 @@ class Store:
         for start in range(0, len(key_list), 500):
             chunk = key_list[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, value in self.conn.execute(
-                    f"SELECT id, hash FROM nodes WHERE id IN ({marks})", chunk):
-                found[keys[key]] = value
+            for key, value in self._rows(f"SELECT id, hash FROM nodes WHERE id IN ({marks})",
+                                         chunk):
+                found[keys[key]] = _blob(value, f"tree node {keys[key]}")
         if len(found) != len(keys):
             missing = next(n for n in ids if n not in found)
             raise RegistryError(f"registry database is missing tree node {missing}")
         return found
 
+    def count_nodes(self) -> int:
+        (count,), = self._rows("SELECT count(*) FROM nodes")
+        return count
+
     def append(self, entries: Sequence[tuple[int, bytes, str, int | None, int]],
                nodes: Sequence[tuple[NodeId, bytes]]) -> None:
         """Insert entry rows ``(idx, data, kind, ref, time_ms)`` and completed nodes."""
-        self.conn.executemany(
+        self._run_many(
             "INSERT INTO entries (idx, data, kind, ref, time_ms) VALUES (?, ?, ?, ?, ?)", entries)
-        self.conn.executemany("INSERT INTO nodes (id, hash) VALUES (?, ?)",
-                              [(node_key(n), h) for n, h in nodes])
+        self._run_many("INSERT INTO nodes (id, hash) VALUES (?, ?)",
+                       [(node_key(n), h) for n, h in nodes])
 
     def entry(self, index: int) -> bytes:
-        row = self.conn.execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
-        if row is None:
+        rows = self._rows("SELECT data FROM entries WHERE idx = ?", (index,))
+        if not rows:
             raise RegistryError(f"the log has no entry {index}")
-        return row[0]
+        return _blob(rows[0][0], f"entry {index}")
 
-    def iter_entries(self, start: int = 0, chunk: int = 2000) -> Iterator[tuple[int, bytes]]:
-        while True:
-            rows = self.conn.execute(
-                "SELECT idx, data FROM entries WHERE idx >= ? ORDER BY idx LIMIT ?",
-                (start, chunk)).fetchall()
-            if not rows:
-                return
-            yield from rows
-            start = rows[-1][0] + 1
+    def iter_entries(self, start: int = 0) -> Iterator[tuple[int, bytes, object, object, object]]:
+        """Rows ``(idx, data, kind, ref, time_ms)`` from index ``start`` on, in order.
+
+        The kind, ref and time_ms columns come back as stored, for audit to compare
+        with the entry they describe; the leaf data is checked to be a blob.
+        """
+        for index, data, kind, ref, time_ms in self._iter(
+                "entries", "idx", "data, kind, ref, time_ms", start):
+            yield index, _blob(data, f"entry {index}"), kind, ref, time_ms
 
     def iter_nodes(self) -> Iterator[tuple[NodeId, bytes]]:
         mask = (1 << _LEVEL_SHIFT) - 1
-        for key, value in self.conn.execute("SELECT id, hash FROM nodes"):
+        for key, value in self._iter("nodes", "id", "hash"):
             yield (key >> _LEVEL_SHIFT, key & mask), value
 
     def intents_for(self, registration: int) -> int:
-        row = self.conn.execute(
+        (count,), = self._rows(
             "SELECT count(*) FROM entries WHERE ref = ? AND kind = 'claim-intent'",
-            (registration,)).fetchone()
-        return row[0]
+            (registration,))
+        return count
 
     # -- cut-and-choose bookkeeping ---------------------------------------------------
     def spent(self, registration: int) -> tuple[int, ...]:
-        rows = self.conn.execute(
-            "SELECT item FROM spent WHERE registration = ? ORDER BY item", (registration,))
+        rows = self._rows("SELECT item FROM spent WHERE registration = ? ORDER BY item",
+                          (registration,))
         return tuple(r[0] for r in rows)
 
     def add_spent(self, registration: int, items: Sequence[int], intent: int) -> None:
-        self.conn.executemany(
-            "INSERT INTO spent (registration, item, intent) VALUES (?, ?, ?)",
-            [(registration, i, intent) for i in items])
+        self._run_many("INSERT INTO spent (registration, item, intent) VALUES (?, ?, ?)",
+                       [(registration, i, intent) for i in items])
 
-    def spent_by_intent(self) -> dict[int, tuple[int, ...]]:
-        out: dict[int, list[int]] = {}
-        for item, intent in self.conn.execute("SELECT item, intent FROM spent ORDER BY item"):
-            out.setdefault(intent, []).append(item)
-        return {k: tuple(v) for k, v in out.items()}
+    def spent_rows(self) -> dict[object, set[tuple[object, object]]]:
+        """Every spent row as ``{intent: {(registration, item), ...}}``, values as stored."""
+        out: dict[object, set[tuple[object, object]]] = {}
+        for registration, item, intent in self._rows(
+                "SELECT registration, item, intent FROM spent"):
+            out.setdefault(intent, set()).add((registration, item))
+        return out
 
     # -- checkpoints ------------------------------------------------------------------
     def put_checkpoint(self, size: int, note: bytes) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)",
-                          (size, note))
+        self._run("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)", (size, note))
 
     def checkpoint(self, size: int | None = None) -> bytes | None:
         if size is None:
-            row = self.conn.execute(
-                "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+            rows = self._rows("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
         else:
-            row = self.conn.execute("SELECT note FROM checkpoints WHERE size = ?",
-                                    (size,)).fetchone()
-        return None if row is None else row[0]
+            rows = self._rows("SELECT note FROM checkpoints WHERE size = ?", (size,))
+        return rows[0][0] if rows else None
 
     def iter_checkpoints(self) -> Iterator[tuple[int, bytes]]:
-        yield from self.conn.execute("SELECT size, note FROM checkpoints ORDER BY size")
+        yield from self._iter("checkpoints", "size", "note")
+
+    def _iter(self, table: str, key: str, columns: str, start: int = -MAX_SQL_INT - 1,
+              chunk: int = 2000) -> Iterator[tuple]:
+        """Rows ``(key, *columns)`` of a table keyed by an integer rowid, from ``start`` on,
+        read in chunks so that no cursor stays open and a damaged page meets _guard."""
+        while True:
+            rows = self._rows(f"SELECT {key}, {columns} FROM {table} WHERE {key} >= ? "
+                              f"ORDER BY {key} LIMIT ?", (start, chunk))
+            yield from rows
+            if len(rows) < chunk or rows[-1][0] == MAX_SQL_INT:
+                return
+            start = rows[-1][0] + 1

@@ -120,7 +120,7 @@ def test_witness_cosignature_is_checked(registry, mk, owner, tmp_path):
     request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
     receipt = registry.register(request, sign_request(request, owner))
     registry.add_cosignature(witness.cosign(registry.latest_checkpoint(), registry.log_key,
-                                            registry.consistency_proof))
+                                            registry.consistency_proof), witness.verifier_key)
     receipt = registry.receipt(receipt.index, receipt.checkpoint.size)
     bundle = claim(registry, mk, receipt, owner, marked_model(mk))
     report = verify_claim(bundle, log_key=registry.log_key, witness_keys=[witness.verifier_key])

@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from claimkit.registry import merkle
 from claimkit.registry.log import Registry
 
@@ -119,3 +121,40 @@ def test_no_partial_state_after_kill_during_init(tmp_path):
     assert os.stat(tmp_path / "r" / "log.key").st_mode & 0o777 == 0o600
     with Registry.open(tmp_path / "r") as again:
         assert again.size == 0 and again.audit().ok
+
+
+CRASHING_INIT = textwrap.dedent("""
+    import os, sys
+    from claimkit.registry import store
+    from claimkit.registry.log import Registry
+    store.Store.__init__ = lambda *a, **k: os._exit(9)  # killed once the key files exist
+    Registry.init(sys.argv[1], origin="test.example/x", passphrase=sys.argv[2],
+                  key_strength="min")
+""")
+
+
+def test_crash_during_init_leaves_nothing_that_blocks_a_new_init(tmp_path):
+    """Before, log.key without registry.db: init said "already holds a registry", every
+    other command "no registry here". Now the directory appears whole or not at all."""
+    target = tmp_path / "r"
+    crashed = subprocess.run([sys.executable, "-c", CRASHING_INIT, str(target), PASSPHRASE])
+    assert crashed.returncode == 9 and not target.exists()
+    with Registry.init(target, origin="test.example/x", passphrase=PASSPHRASE,
+                       key_strength="min") as reg:
+        assert reg.audit().ok
+    assert sorted(p.name for p in target.iterdir()) == [
+        "log.key", "log.vkey", "registry.db", "time.vkey"]
+
+
+def test_init_takes_an_empty_directory_and_refuses_a_full_one(tmp_path):
+    from claimkit.errors import RegistryError
+    (tmp_path / "empty").mkdir()
+    Registry.init(tmp_path / "empty", origin="test.example/x", passphrase=PASSPHRASE,
+                  key_strength="min").close()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    with pytest.raises(RegistryError, match="not an empty directory"):
+        Registry.init(tmp_path / "full", origin="test.example/x", passphrase=PASSPHRASE,
+                      key_strength="min")
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "full"]  # no staging left

@@ -154,3 +154,113 @@ def test_audit_compares_root_hashes_in_constant_time(registry, owner, monkeypatc
     assert registry.audit().ok
     root = registry.latest_checkpoint().checkpoint.root_hash
     assert (root, root) in compared
+
+
+def _claimed(registry, owner, k=4):
+    """Two registrations and one claim intent on the first (entry 2)."""
+    register_many(registry, owner, 2)
+    reg_bytes = registry.store.entry(0)
+    intent = ClaimIntent(owner.public, 0, Digest.of(reg_bytes), Digest.of(b"suspect"), 0, k)
+    registry.announce_claim(intent, sign_request(intent, owner))
+    assert registry.audit().ok
+
+
+def _add_entry_without_checkpoint(registry, owner):
+    frontier = merkle.Frontier.load(registry.size, registry.store.read_nodes)
+    request = Registration(owner.public, "test-lookup", Digest.of(b"injected"), 16)
+    entry = LogEntry(request, sign_request(request, owner), registry.entry(2).time_ms)
+    nodes = frontier.append(merkle.leaf_hash(entry.to_bytes()))
+    registry.store.append([(3, entry.to_bytes(), "registration", None, entry.time_ms)], nodes)
+
+
+@pytest.mark.parametrize("tamper, problem", [
+    ("UPDATE entries SET kind = 'registration' WHERE idx = 2", "entry 2: its kind column"),
+    ("UPDATE entries SET ref = 1 WHERE idx = 2", "entry 2: its ref column"),
+    ("UPDATE entries SET ref = 0 WHERE idx = 1", "entry 1: its ref column"),
+    ("UPDATE entries SET time_ms = 9007199254740991 WHERE idx = 1", "entry 1: its time_ms"),
+    ("UPDATE spent SET registration = 1", "entry 2: spent rows differ"),
+    ("DELETE FROM spent WHERE rowid IN (SELECT rowid FROM spent LIMIT 1)", "entry 2: spent rows"),
+    ("INSERT INTO spent VALUES (1, 3, 1)", "spent table: rows name entry 1"),
+    ("INSERT INTO entries SELECT -1, data, kind, ref, time_ms FROM entries WHERE idx = 0",
+     "entry -1: negative index"),
+    ("INSERT INTO nodes VALUES (3, zeroblob(32))", "1 nodes beyond the tree of size 3"),
+    (_add_entry_without_checkpoint, "entries 3 to 3 are under no checkpoint"),
+])
+def test_audit_cross_checks_the_columns_the_rules_read(registry, owner, tamper, problem):
+    """Counters, spent items and the next entry's time are read from these columns and
+    tables, so a row edited there must fail audit, not pass with "ok"."""
+    _claimed(registry, owner)
+    with registry.store.transaction():
+        if callable(tamper):
+            tamper(registry, owner)
+        else:
+            registry.store.conn.execute(tamper)
+    report = registry.audit()
+    assert any(problem in p for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize("make", [
+    lambda o: Registration(o.public, "test-lookup", Digest.of(b"x"), 2.5),
+    lambda o: Registration(o.public, "test-lookup", Digest.of(b"x"), True),
+    lambda o: Registration(o.public, "test-lookup", b"\0" * 32, 4),
+    lambda o: ClaimIntent(o.public, True, Digest.of(b"r"), Digest.of(b"s"), 0, 1),
+    lambda o: ClaimIntent(o.public, 0, Digest.of(b"r"), Digest.of(b"s"), 0.0, 1),
+    lambda o: ClaimIntent(o.public, 0, Digest.of(b"r"), Digest.of(b"s"), 0, 1.5),
+    lambda o: ClaimIntent(o.public, 2**60, Digest.of(b"r"), Digest.of(b"s"), 0, 1),
+])
+def test_requests_of_the_wrong_type_are_refused(owner, make):
+    with pytest.raises(MalformedInputError):
+        make(owner)
+
+
+def test_indices_beyond_sqlite_are_malformed_not_overflow(registry, owner):
+    register_many(registry, owner, 2)
+    for call in (lambda: registry.entry(2**64), lambda: registry.checkpoint_at(2**64),
+                 lambda: registry.receipt(0, 2**64), lambda: registry.receipt(2**64),
+                 lambda: registry.claims_made(2**64), lambda: registry.root_at("2")):
+        with pytest.raises(MalformedInputError):
+            call()
+    with pytest.raises(MalformedInputError, match="2\\^63-1"):
+        registry.store.checkpoint(2**64)
+
+
+def test_damaged_database_gives_registry_errors(registry, owner):
+    register_many(registry, owner, 3)
+    registry.store.conn.execute("UPDATE entries SET data = CAST(data AS TEXT) WHERE idx = 1")
+    report = registry.audit()  # TypeError in leaf_hash before
+    assert any("entry 1 is stored as str" in p for p in report.problems)
+    with pytest.raises(RegistryError, match="stored as str"):
+        registry.entry(1)
+    registry.store.conn.execute("DROP TABLE nodes")
+    with pytest.raises(RegistryError, match="no such table: nodes"):
+        registry.audit()
+    with pytest.raises(RegistryError, match="no such table: nodes"):
+        registry.register(*_signed_registration(owner))
+
+
+def _signed_registration(owner, tag=b"late"):
+    request = Registration(owner.public, "test-lookup", Digest.of(tag), 16)
+    return request, sign_request(request, owner)
+
+
+def test_time_cosignatures_never_go_back_nor_precede_their_entries(registry, owner, clock):
+    from claimkit.registry.checkpoint import verify_cosignature
+    register_many(registry, owner, 2)
+    clock.now -= 3600  # the wall clock jumps back an hour
+    receipt = registry.register(*_signed_registration(owner))
+    times = [verify_cosignature(registry.checkpoint_at(s), registry.time_key) for s in (0, 2, 3)]
+    assert times == sorted(times)
+    assert times[-1] >= receipt.entry.time_ms // 1000
+    assert registry.audit().ok
+
+
+def test_audit_catches_a_time_cosignature_that_goes_back(registry, owner):
+    from claimkit.registry.checkpoint import SignedCheckpoint, cosign
+    register_many(registry, owner, 2)
+    signed = registry.latest_checkpoint()
+    early = signed.with_signature(cosign(signed.checkpoint, registry._time_signer, 1))
+    registry.store.put_checkpoint(2, early.to_bytes())
+    assert SignedCheckpoint.from_bytes(registry.store.checkpoint(2)) == early
+    problems = registry.audit().problems
+    assert any("earlier than the previous checkpoint's" in p for p in problems), problems
+    assert any("predates its entries" in p for p in problems), problems

@@ -25,7 +25,7 @@ def test_honest_growth_is_cosigned(registry, owner, witness):
     register_many(registry, owner, 5)
     second = witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
     assert second.checkpoint.size == 8
-    registry.add_cosignature(second)
+    registry.add_cosignature(second, witness.verifier_key)
     assert verify_cosignature(registry.latest_checkpoint(), witness.verifier_key) > 0
     assert registry.audit().ok
 
@@ -98,3 +98,38 @@ def test_empty_tree_root_is_compared_in_constant_time(registry, owner, witness, 
     register_many(registry, owner, 2)
     witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
     assert (merkle.EMPTY_ROOT, merkle.EMPTY_ROOT) in compared
+
+
+def test_add_cosignature_refuses_lines_by_the_registrys_own_keys(registry, owner):
+    """A zeroed line under the log key's name and ID would replace its valid signature
+    and break every later receipt; the time key's line likewise."""
+    from claimkit.errors import RegistryError
+    from claimkit.registry.note import NoteSignature
+    register_many(registry, owner, 3)
+    for key in (registry.log_key, registry.time_key):
+        forged = registry.latest_checkpoint().with_signature(
+            NoteSignature(key.name, key.key_hash, b"\0" * 72))
+        with pytest.raises(RegistryError, match="only the registry signs"):
+            registry.add_cosignature(forged, key)
+    registry.receipt(2).verify(registry.log_key)
+    assert registry.audit().ok
+
+
+def test_add_cosignature_verifies_the_witness_line_against_its_key(registry, owner, witness):
+    from claimkit.errors import RegistryError
+    from claimkit.registry.note import NoteSignature
+    register_many(registry, owner, 3)
+    cosigned = witness.cosign(registry.latest_checkpoint(), registry.log_key,
+                              registry.consistency_proof)
+    key = witness.verifier_key
+    bad = cosigned.with_signature(NoteSignature(key.name, key.key_hash, b"\0" * 72))
+    with pytest.raises(VerificationError):
+        registry.add_cosignature(bad, key)
+    other = Witness(Identity.generate("other", seed=b"\x45" * 32), witness.tracker.path)
+    with pytest.raises(RegistryError, match="not by the witness key"):
+        registry.add_cosignature(cosigned, other.verifier_key)
+    with pytest.raises(RegistryError, match="own key"):
+        registry.add_cosignature(cosigned, registry.time_key)
+    assert registry.latest_checkpoint().note.signatures_by(key) == ()
+    registry.add_cosignature(cosigned, key)
+    assert verify_cosignature(registry.latest_checkpoint(), key) > 0
