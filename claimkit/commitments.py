@@ -117,6 +117,9 @@ class CommittedItems:
             tree.append_leaf_hash(merkle.leaf_hash(commit(ITEM_DOMAIN, nonce, value)))
         object.__setattr__(self, "_tree", tree)
 
+    def __repr__(self) -> str:  # values and nonces are the owner's secret: never print them
+        return f"CommittedItems(size={self.size})"
+
     @property
     def size(self) -> int:
         return len(self.values)

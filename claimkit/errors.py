@@ -47,10 +47,12 @@ class OracleError(MalformedInputError):
     a model file its runtime refuses, a runtime that is not installed."""
 
 
-class KeyFileError(ClaimkitError):
-    """A key file that cannot be opened: wrong passphrase, wrong format, bad mode."""
+class KeyFileError(MalformedInputError):
+    """A key file that cannot be opened: wrong passphrase, wrong format, bad mode.
 
-    exit_code = EXIT_MALFORMED
+    A subclass of ``MalformedInputError`` because a truncated or tampered key file is
+    bad input like any other: a caller catching that class must not miss it.
+    """
 
 
 class DataMissingError(ClaimkitError):

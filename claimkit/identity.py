@@ -172,8 +172,8 @@ class Identity:
         sealed = seal(self.seed + self.public.name.encode("ascii"), passphrase, strength=strength)
         body = {"type": KEY_TYPE, "name": self.public.name,
                 "public_key": b64encode(self.public.public_key), **sealed}
-        _write(path, canonical_json(body), 0o600, overwrite)
-        _write(pub, self.public.to_json(), 0o644, overwrite)
+        write_key_file(path, canonical_json(body), 0o600, overwrite)
+        write_key_file(pub, self.public.to_json(), 0o644, overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], passphrase: str) -> Identity:
@@ -185,7 +185,7 @@ class Identity:
         wrong passphrase or any change to the file's contents.
         """
         path = Path(path)
-        data = _read_private(path)
+        data = read_private_file(path)
         try:
             f = Fields(load_json(data, what=str(path), max_bytes=MAX_KEY_FILE_BYTES), str(path))
             kind = f.str("type", max_len=64)
@@ -198,6 +198,8 @@ class Identity:
             sealed = {"kdf": f.raw("kdf"), "ciphertext": f.raw("ciphertext")}
             f.done()
             plain = unseal(sealed, passphrase, what=str(path), max_bytes=1024)
+        except KeyFileError:  # already says what is wrong with the file
+            raise
         except MalformedInputError as e:
             raise KeyFileError(f"not a usable claimkit key file: {e}") from None
         corrupted = KeyFileError(f"wrong passphrase or corrupted key file: {path}")
@@ -220,8 +222,13 @@ def passphrase_from_env(var: str = PASSPHRASE_ENV) -> str | None:
     return os.environ.get(var) or None
 
 
-def _read_private(path: Path) -> bytes:
-    """Read a private key file, refusing (like ssh) one that others may read or write."""
+def read_private_file(path: Path, *, max_bytes: int = MAX_KEY_FILE_BYTES) -> bytes:
+    """Read a private key file, refusing (like ssh) one that others may read or write.
+
+    Shared by identity and marking keys. Opened once without blocking and checked through
+    the descriptor, so a FIFO cannot hang the read and ``/dev/zero`` cannot exhaust
+    memory; a file over ``max_bytes`` is refused before any of it is read.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -237,42 +244,47 @@ def _read_private(path: Path) -> bytes:
             how = "readable" if mode & 0o044 else "writable" if mode & 0o022 else "accessible"
             raise KeyFileError(f"{path} is {how} by others (mode {mode:04o}); chmod 600 {path}")
         data = b""
-        while len(data) <= MAX_KEY_FILE_BYTES and (chunk := os.read(fd, MAX_KEY_FILE_BYTES + 1)):
-            data += chunk
+        if st.st_size <= max_bytes:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(st.st_size + 1)  # read(n) reserves n bytes: not max_bytes + 1
     except OSError as e:
         raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
     finally:
         os.close(fd)
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise KeyFileError(f"{path}: larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")
+    if st.st_size > max_bytes or len(data) > max_bytes:
+        raise KeyFileError(f"{path}: larger than {max_bytes} bytes; not a key file")
     return data
 
 
-def _write(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
+def write_key_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
     """``atomic_write``, but without ``overwrite`` an existing file is never replaced.
 
     The bytes are first written atomically under a temporary name, then hard-linked to
-    ``path``: ``link`` fails if ``path`` exists, so a file created meanwhile survives.
+    ``path``: ``link`` fails if ``path`` exists (a dangling symlink included), so a file
+    created meanwhile survives. I/O errors name ``path``, never the temporary file.
     """
-    if overwrite:
-        atomic_write(path, data, mode=mode)
-        return
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
-    atomic_write(tmp, data, mode=mode)
     try:
+        if overwrite:
+            atomic_write(path, data, mode=mode)
+            return
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
+        atomic_write(tmp, data, mode=mode)
         try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise KeyFileError(f"{path} exists; refusing to overwrite a key") from None
-        except OSError:  # no hard links here (FAT, some network file systems)
-            if os.path.lexists(path):
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
                 raise KeyFileError(f"{path} exists; refusing to overwrite a key") from None
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+            except OSError:  # no hard links here (FAT, some network file systems)
+                if os.path.lexists(path):
+                    raise KeyFileError(f"{path} exists; refusing to overwrite a key") from None
+                os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot write ({e.strerror or e})") from None

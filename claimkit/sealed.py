@@ -39,6 +39,8 @@ KDF_ALG = "argon2id13"
 
 
 def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    if not isinstance(passphrase, str):  # bytes would be a second, unnormalised spelling
+        raise KeyFileError(f"a passphrase must be text (str), not {type(passphrase).__name__}")
     # NFC, so the same passphrase typed on systems that compose accents differently works.
     secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
     return _ARGON.kdf(nacl.secret.SecretBox.KEY_SIZE, secret, salt,
@@ -49,7 +51,7 @@ def seal(plaintext: bytes, passphrase: str, *, strength: str = "interactive") ->
     """Encrypt ``plaintext`` under a key derived from ``passphrase``; returns JSON data."""
     if strength not in STRENGTHS:
         raise MalformedInputError(f"unknown key strength {strength!r}")
-    if not passphrase:
+    if passphrase == "":
         raise KeyFileError("an empty passphrase is not allowed")
     opslimit, memlimit = STRENGTHS[strength]
     salt = nacl.utils.random(_ARGON.SALTBYTES)

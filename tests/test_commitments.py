@@ -55,3 +55,11 @@ def test_malformed_openings():
         ItemOpening.from_dict({"index": -1, "value": 1, "nonce": "", "proof": []})
     with pytest.raises(MalformedInputError, match="unknown field"):
         ItemOpening.from_dict({"index": 0, "value": 1, "nonce": "A" * 43 + "=", "proof": [], "x": 1})
+
+
+def test_repr_shows_only_the_count():
+    """The items are the owner's secret: a repr in a log or traceback must not leak them."""
+    nonce = bytes(range(32))
+    items = commit_items([{"label": "secret-value-7"}, {"label": 3}], rng=lambda k: nonce)
+    for text in (repr(items), str(items), f"{items!r}"):
+        assert text == "CommittedItems(size=2)"

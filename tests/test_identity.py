@@ -14,6 +14,7 @@ import pytest
 import claimkit.identity as identity_module
 from claimkit.errors import KeyFileError, MalformedInputError, VerificationError
 from claimkit.identity import Identity, PublicIdentity, passphrase_from_env
+from claimkit.sealed import seal, unseal
 from claimkit.wire import b64decode, b64encode, canonical_json
 
 PASSPHRASE = "correct horse battery staple"
@@ -396,3 +397,29 @@ def test_passphrase_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unicode_passphrase_round_trip(tmp_path: Path, alice: Identity) -> None:
     alice.save(tmp_path / "u.key", "pässwörd ✓", strength="min")
     assert Identity.load(tmp_path / "u.key", "pässwörd ✓").public == alice.public
+
+
+def test_write_error_names_the_key_file_not_its_temporary(tmp_path: Path, alice: Identity) -> None:
+    path = tmp_path / "nodir" / "x.key"
+    with pytest.raises(KeyFileError) as e:
+        alice.save(path, PASSPHRASE, strength="min")
+    assert str(e.value) == f"{path}: cannot write (No such file or directory)"
+
+
+@pytest.mark.parametrize("passphrase", [PASSPHRASE.encode(), None, 5])
+def test_passphrase_must_be_text(tmp_path: Path, key_path: Path, passphrase: object) -> None:
+    """bytes would be a second spelling of a passphrase that skips NFC normalisation."""
+    name = type(passphrase).__name__
+    with pytest.raises(KeyFileError, match=f"passphrase must be text \\(str\\), not {name}$"):
+        seal(b"x", passphrase, strength="min")  # type: ignore[arg-type]
+    with pytest.raises(KeyFileError, match=f"not {name}$"):
+        unseal(seal(b"x", PASSPHRASE, strength="min"), passphrase, what="box")  # type: ignore[arg-type]
+    with pytest.raises(KeyFileError, match=f"not {name}$"):
+        Identity.load(key_path, passphrase)  # type: ignore[arg-type]
+
+
+def test_key_file_errors_are_malformed_input(key_path: Path) -> None:
+    """A caller catching MalformedInputError must not miss a tampered or misread key."""
+    with pytest.raises(MalformedInputError) as e:
+        Identity.load(key_path, PASSPHRASE + "!")
+    assert str(e.value) == corrupted(key_path)  # not re-wrapped as "not a usable key file"

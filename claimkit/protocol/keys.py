@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from nacl.secret import SecretBox
+
 from ..commitments import NONCE_SIZE, CommittedItems, ItemOpening, commit_items
-from ..errors import MalformedInputError, VerificationError
+from ..errors import KeyFileError, MalformedInputError, VerificationError
+from ..identity import read_private_file, write_key_file
 from ..sealed import seal, unseal
-from ..wire import (Digest, Fields, atomic_write, b64decode, b64encode, canonical_json, pretty_json,
-                    ct_equal, load_json, read_json_file)
+from ..wire import (Digest, Fields, b64decode, b64encode, canonical_json, pretty_json, ct_equal,
+                    load_json, read_json_file)
 
 __all__ = ["VerificationKey", "MarkingKey", "VK_TYPE", "MK_TYPE", "VK_FILE", "MK_FILE"]
 
@@ -31,6 +34,13 @@ MK_TYPE = "claimkit/marking-key/v1"
 VK_FILE = "verification-key.json"
 MK_FILE = "marking-key"
 MAX_ITEMS = 1 << 20
+# A marking key holds its items' images: 100 000 items (the schemes' largest ℓ) of a
+# 3×32×32 image and its triggered twin (ubw) are 0.6 GB raw, about 0.8 GB as base64 JSON.
+# 1 GiB of plaintext leaves room for the scheme secret; the file holds that sealed
+# (nonce and MAC) and base64 again, plus a short header.
+MAX_MARKING_KEY_BYTES = 1 << 30
+_MAX_SEALED_BYTES = MAX_MARKING_KEY_BYTES + SecretBox.NONCE_SIZE + SecretBox.MACBYTES
+MAX_MARKING_KEY_FILE_BYTES = 4 * -(-_MAX_SEALED_BYTES // 3) + 4096
 
 
 @dataclass(frozen=True)
@@ -115,29 +125,48 @@ class MarkingKey:
 
     def save(self, directory: str | Path, passphrase: str, *, strength: str = "interactive",
              overwrite: bool = False) -> Path:
-        """Write ``marking-key`` (sealed, 0600) and ``verification-key.json`` (public)."""
+        """Write ``marking-key`` (sealed, 0600) and ``verification-key.json`` (public).
+
+        Unless ``overwrite``, an existing file (or symlink) at either name is an error
+        and nothing is written; the secret file is linked into place, so one created
+        meanwhile is never replaced either.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        mk_path = directory / MK_FILE
-        if mk_path.exists() and not overwrite:
-            raise MalformedInputError(f"{mk_path} exists; refusing to overwrite a marking key")
-        sealed = {"type": MK_TYPE + "+sealed", **seal(self._plain(), passphrase, strength=strength)}
-        atomic_write(mk_path, canonical_json(sealed), mode=0o600)
-        atomic_write(directory / VK_FILE, self.verification_key.to_json())
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise KeyFileError(f"{directory}: cannot create key directory "
+                               f"({e.strerror or e})") from None
+        mk_path, vk_path = directory / MK_FILE, directory / VK_FILE
+        if not overwrite:
+            for target in (mk_path, vk_path):
+                if os.path.lexists(target):
+                    raise KeyFileError(f"{target} exists; refusing to overwrite a key")
+        plain = self._plain()
+        if len(plain) > MAX_MARKING_KEY_BYTES:  # load would refuse it: fail before writing
+            raise MalformedInputError(f"marking key: {len(plain)} bytes, more than the "
+                                      f"{MAX_MARKING_KEY_BYTES} a key file may hold")
+        sealed = {"type": MK_TYPE + "+sealed", **seal(plain, passphrase, strength=strength)}
+        write_key_file(mk_path, canonical_json(sealed), 0o600, overwrite)
+        write_key_file(vk_path, self.verification_key.to_json(), 0o644, overwrite)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, passphrase: str) -> MarkingKey:
-        """Open a key directory; checks the marking key against its verification key."""
+        """Open a key directory; checks the marking key against its verification key.
+
+        The marking key is read like an identity key: refused if others may read or
+        write it (``chmod 600``), if it is not a regular file, or if it is too large.
+        """
         directory = Path(directory)
         path = directory / MK_FILE
-        obj = read_json_file(path, max_bytes=1 << 31)
-        f = Fields(obj, str(path))
+        data = read_private_file(path, max_bytes=MAX_MARKING_KEY_FILE_BYTES)
+        f = Fields(load_json(data, what=str(path), max_bytes=MAX_MARKING_KEY_FILE_BYTES), str(path))
         f.str("type", choices=(MK_TYPE + "+sealed",))
         sealed = {"kdf": f.raw("kdf"), "ciphertext": f.raw("ciphertext")}
         f.done()
-        plain = load_json(unseal(sealed, passphrase, what=str(path)), what=str(path),
-                          max_bytes=1 << 31)
+        plain = load_json(unseal(sealed, passphrase, what=str(path), max_bytes=_MAX_SEALED_BYTES),
+                          what=str(path), max_bytes=MAX_MARKING_KEY_BYTES)
         g = Fields(plain, "marking key")
         g.str("type", choices=(MK_TYPE,))
         scheme = g.str("scheme", max_len=32)
