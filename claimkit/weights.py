@@ -23,16 +23,19 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import stat
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import MalformedInputError
 from .wire import Digest, Fields, canonical_json, load_json
 
 __all__ = ["DTYPE_SIZES", "TensorInfo", "SafetensorsHeader", "header_from_bytes", "read_header", "weights_digest",
-           "WEIGHTS_DOMAIN"]
+           "weights_digest_from_bytes", "WEIGHTS_DOMAIN"]
 
 WEIGHTS_DOMAIN = b"claimkit/weights/v1\n"
 MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
@@ -85,17 +88,39 @@ def _tensor(name: str, value: Any, where: str) -> TensorInfo:
     return TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
 
 
+@contextmanager
+def _open_regular(path: Path) -> Iterator[tuple[BinaryIO, int]]:
+    """An open regular file and its size, or a one-line error.
+
+    Opened without blocking and checked through the descriptor (as
+    :func:`claimkit.wire.read_regular_file` does, but without reading a large file
+    whole): a FIFO given as a model would hang a plain ``open``, and ``/dev/zero`` has
+    size 0 on the path and never ends.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise MalformedInputError(f"{path}: cannot read ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MalformedInputError(f"{path}: not a regular file")
+        try:
+            yield fh, st.st_size
+        except OSError as e:
+            raise MalformedInputError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _read_header(fh: BinaryIO, size: int, path: Path) -> SafetensorsHeader:
+    header_len = _header_length(fh.read(8), size, path)
+    return _checked_header(fh.read(header_len), size, path)
+
+
 def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     """Parse and check a safetensors file's header against its size."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            header_len = _header_length(fh.read(8), size, path)
-            raw = fh.read(header_len)
-    except OSError as e:
-        raise MalformedInputError(f"{path}: cannot read ({e.strerror})") from None
-    return _checked_header(raw, size, path)
+    with _open_regular(path) as (fh, size):
+        return _read_header(fh, size, path)
 
 
 def header_from_bytes(blob: bytes, where: str | os.PathLike[str]) -> SafetensorsHeader:
@@ -143,16 +168,32 @@ def _checked_header(raw: bytes, size: int, where: str | os.PathLike[str]) -> Saf
 
 
 def weights_digest(path: str | os.PathLike[str]) -> Digest:
-    """The canonical digest of the weights in a safetensors file (see module docstring)."""
-    header = read_header(path)
+    """The canonical digest of the weights in a safetensors file (see module docstring).
+
+    The header and the bytes hashed come from one open file, never from two opens of
+    a path that could be swapped in between."""
+    path = Path(path)
+    with _open_regular(path) as (fh, size):
+        header = _read_header(fh, size, path)
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return _digest(header, view)
+
+
+def weights_digest_from_bytes(blob: bytes, where: str | os.PathLike[str],
+                              header: SafetensorsHeader | None = None) -> Digest:
+    """The same digest of a whole file already in memory (``header``: its parsed header,
+    when the caller has it), for a caller that must name exactly the bytes it loaded."""
+    return _digest(header or header_from_bytes(blob, where), memoryview(blob))
+
+
+def _digest(header: SafetensorsHeader, view: Any) -> Digest:
     h = hashlib.sha256(WEIGHTS_DOMAIN)
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        for t in header.tensors:
-            h.update(_lp(t.name.encode("utf-8")))
-            h.update(_lp(t.dtype.encode("ascii")))
-            h.update(_lp(canonical_json(list(t.shape))))
-            h.update((t.end - t.begin).to_bytes(8, "big"))  # LP of the bytes, streamed
-            start, end = header.data_start + t.begin, header.data_start + t.end
-            for offset in range(start, end, _CHUNK):
-                h.update(view[offset:min(offset + _CHUNK, end)])
+    for t in header.tensors:
+        h.update(_lp(t.name.encode("utf-8")))
+        h.update(_lp(t.dtype.encode("ascii")))
+        h.update(_lp(canonical_json(list(t.shape))))
+        h.update((t.end - t.begin).to_bytes(8, "big"))  # LP of the bytes, streamed
+        start, end = header.data_start + t.begin, header.data_start + t.end
+        for offset in range(start, end, _CHUNK):
+            h.update(view[offset:min(offset + _CHUNK, end)])
     return Digest(h.digest())

@@ -93,3 +93,27 @@ def test_known_answer_vector(tmp_path):
                          "weights.json").read_text())
     (tmp_path / "v.safetensors").write_bytes(bytes.fromhex(vector["file_hex"]))
     assert weights_digest(tmp_path / "v.safetensors").hex == vector["digest"]
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    """A plain open() of a FIFO blocks until a writer comes: --model FIFO hung."""
+    import os
+    import threading
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    errors = []
+
+    def read():
+        for reader in (read_header, weights_digest):
+            try:
+                reader(fifo)
+            except MalformedInputError as e:
+                errors.append(str(e))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():                  # release the blocked open before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading a FIFO blocked")
+    assert len(errors) == 2 and all("not a regular file" in e for e in errors)

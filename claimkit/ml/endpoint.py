@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
+import io
 import json
 import math
+import socket
 import sys
 import threading
 import time
@@ -50,6 +53,7 @@ from .oracle_checks import (
     MAX_DIM,
     MAX_IMAGE_BYTES,
     MAX_REQUEST_BYTES,
+    MAX_TIMEOUT,
     QUERY_TYPE,
     _check_images,
     _one_line,
@@ -72,7 +76,10 @@ def normalise_url(url: str) -> str:
             or not all(0x21 <= ord(c) <= 0x7e for c in url):
         raise MalformedInputError(f"endpoint URL {_one_line(repr(url))}: expected printable "
                                   "ASCII without spaces, at most 2048 characters")
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as e:             # e.g. an unclosed "[" of an IPv6 host
+        raise MalformedInputError(f"endpoint URL {url}: {_one_line(e)}") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise MalformedInputError(f"endpoint URL {url}: must start with http:// or https://")
@@ -87,6 +94,11 @@ def normalise_url(url: str) -> str:
     if not host:
         raise MalformedInputError(f"endpoint URL {url}: no host")
     netloc = f"[{host}]" if ":" in host else host
+    # urlsplit drops what follows "]" ("[::1]x") and unbrackets what is no IPv6 address
+    # ("[v1.x]"): the URL queried would not be the one written, so refuse such hosts.
+    given = parts.netloc.lower()
+    if given != netloc and not given.startswith(netloc + ":"):
+        raise MalformedInputError(f"endpoint URL {url}: malformed host")
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc += f":{port}"
     return urllib.parse.urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
@@ -169,14 +181,97 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
                           "query the URL that answers")
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+def _time_left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the deadline passed")
+    return left
+
+
+class _TimedReader(io.RawIOBase):
+    """The receiving side of a :class:`_TimedSocket`: each read waits only the time left."""
+
+    def __init__(self, owner: _TimedSocket) -> None:
+        super().__init__()
+        self._owner = owner
+        self._raw = owner.sock.makefile("rb", buffering=0)   # keeps the socket open till closed
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._owner.arm()
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _TimedSocket:
+    """A connected socket whose every send and receive may take only the time left before
+    the request's deadline. A per-operation timeout is not enough: a server that trickles
+    its answer (endless ``100 Continue`` lines, headers, an error body, a byte at a time)
+    would hold the client for one timeout per byte."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock, self.deadline = sock, deadline
+
+    def arm(self) -> None:
+        self.sock.settimeout(_time_left(self.deadline))
+
+    def sendall(self, data: Any) -> None:
+        self.arm()
+        self.sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_TimedReader(self))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+class _TimedConnection(http.client.HTTPConnection):
+    """An HTTP connection whose connect, status line, headers and body share one deadline."""
+
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        self.timeout = _time_left(self.deadline)     # TCP connect and any TLS handshake
+        super().connect()
+        self.sock = _TimedSocket(self.sock, self.deadline)  # type: ignore[assignment]
+
+
+class _TimedSecureConnection(_TimedConnection, http.client.HTTPSConnection):
+    pass
+
+
+class _TimedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(functools.partial(_TimedConnection, deadline=self.deadline), req)
+
+
+class _TimedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: Any) -> Any:
+        return self.do_open(functools.partial(_TimedSecureConnection, deadline=self.deadline),
+                            req)
 
 
 def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -> Any:
     """One GET (``body`` None) or POST; the parsed JSON answer, or an OracleError.
 
-    ``timeout`` bounds every socket operation and, checked between reads, the whole
-    answer: a server that trickles bytes is cut off too (after at most about twice it).
+    ``timeout`` bounds the whole exchange — connect, request, status line, headers and
+    body, an error body included — as one deadline (:class:`_TimedSocket`).
     """
     headers = {"Accept": "application/json", "User-Agent": f"claimkit/{__version__}"}
     if body is not None:
@@ -185,18 +280,18 @@ def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -
                                      method="GET" if body is None else "POST")
     late = OracleError(f"{url}: no answer within {timeout:g} s (the timeout; raise it with --timeout)")
     deadline = time.monotonic() + timeout
+    opener = urllib.request.build_opener(_NoRedirect, _TimedHTTP(deadline), _TimedHTTPS(deadline))
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > max_bytes:
+            if length is not None and length.isascii() and length.isdigit() \
+                    and int(length) > max_bytes:
                 raise OracleError(f"{url}: answer larger than {max_bytes} bytes")
             data = bytearray()
             while chunk := response.read1(65536):
                 data += chunk
                 if len(data) > max_bytes:
                     raise OracleError(f"{url}: answer larger than {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise late
     except urllib.error.HTTPError as e:
         raise OracleError(f"{url}: HTTP {e.code}{_server_error(e)}") from None
     except urllib.error.URLError as e:
@@ -212,7 +307,8 @@ def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -
 
 
 def _server_error(e: urllib.error.HTTPError) -> str:
-    """The protocol's error message, when the server sent one (first 4 KiB only)."""
+    """The protocol's error message, when the server sent one (the first 4 KiB, read
+    within the request's deadline)."""
     try:
         obj = json.loads(e.read(4096))
     except (ValueError, RecursionError, OSError, http.client.HTTPException):
@@ -238,9 +334,10 @@ class HttpEndpoint:
         """Normalise ``url`` and ask the endpoint what it takes (a GET), before any query:
         an endpoint that is down or not a claimkit oracle is reported before a claim is
         announced."""
-        if not timeout > 0 or not 1 <= batch_size <= MAX_BATCH or max_response_bytes < 1024:
-            raise MalformedInputError(f"endpoint: timeout > 0, batch size within [1, {MAX_BATCH}],"
-                                      " response cap ≥ 1024 bytes")
+        if not 0 < timeout <= MAX_TIMEOUT or not 1 <= batch_size <= MAX_BATCH \
+                or max_response_bytes < 1024:
+            raise MalformedInputError(f"endpoint: timeout within (0, {MAX_TIMEOUT:g}] s, batch "
+                                      f"size within [1, {MAX_BATCH}], response cap ≥ 1024 bytes")
         norm = normalise_url(url)
         described = _exchange(norm, None, timeout=timeout, max_bytes=max_response_bytes)
         shape, classes, max_batch = parse_description(described, f"{norm}: description")
@@ -306,7 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/":
             return self._refuse(404, "this oracle answers at /")
         length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):     # "²" is a digit to isdigit
             return self._refuse(411, "Content-Length required")
         if int(length) > MAX_REQUEST_BYTES:
             return self._refuse(413, f"requests are at most {MAX_REQUEST_BYTES} bytes")

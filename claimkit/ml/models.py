@@ -23,23 +23,27 @@ in [0, 1], normalised inside the network so callers never have to know the stati
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import MalformedInputError
-from ..wire import Digest, atomic_write
-from ..weights import read_header, weights_digest
+from ..weights import SafetensorsHeader, header_from_bytes, weights_digest, weights_digest_from_bytes
+from ..wire import Digest, atomic_write, load_json, read_regular_file
+from .oracle_checks import MAX_CLASSES, MAX_DIM, MAX_IMAGE_BYTES
 
 __all__ = ["ARCHITECTURES", "ModelInfo", "build", "save_model", "load_model"]
 
 META_ARCH = "claimkit.arch"
 META_INPUT = "claimkit.input_shape"
 META_CLASSES = "claimkit.num_classes"
+MAX_MODEL_BYTES = 1 << 30   # read whole into memory; ~24 times resnet18-cifar in float32
+_DTYPES = {torch.float32: "F32", torch.int64: "I64"}   # what claimkit's networks hold
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
@@ -150,33 +154,91 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, arch: str,
 
 def load_model(path: str | os.PathLike[str], *, arch: str | None = None,
                device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
-    """Rebuild a model from a claimkit safetensors file, refusing anything suspicious."""
-    from safetensors.torch import load_file
+    """Rebuild a model from a claimkit safetensors file, refusing anything suspicious.
+
+    The file is read once, so the header checked, the weights loaded and the digest
+    named all come from the same bytes (a file swapped meanwhile cannot make the digest
+    name other weights). The network is built on torch's meta device, which allocates
+    nothing, and its tensors' names, shapes and dtypes are compared with the header's
+    before any is materialised: metadata alone cannot make the loader allocate more
+    than the file holds.
+    """
+    from safetensors.torch import load
 
     path = Path(path)
-    header = read_header(path)  # strict format check before any tensor is touched
-    meta = header.metadata
     try:
-        file_arch = meta[META_ARCH]
-        shape = tuple(int(d) for d in json.loads(meta[META_INPUT]))
-        classes = int(meta[META_CLASSES])
-    except (KeyError, ValueError, TypeError):
-        raise MalformedInputError(f"{path}: not a claimkit model (metadata lacks the "
-                                  "architecture, input shape or class count)") from None
+        blob = read_regular_file(path, max_bytes=MAX_MODEL_BYTES)
+    except FileNotFoundError as e:
+        raise MalformedInputError(f"{path}: cannot read ({e.strerror})") from None
+    header = header_from_bytes(blob, path)  # strict format check before any tensor is touched
+    file_arch, shape, classes = _metadata(header.metadata, path)
     if arch is not None and arch != file_arch:
         raise MalformedInputError(f"{path}: the file holds a {file_arch}, not a {arch}")
-    if len(shape) != 3:
-        raise MalformedInputError(f"{path}: input shape must be (C, H, W)")
-    model = build(file_arch, num_classes=classes, input_shape=shape)  # type: ignore[arg-type]
-    state = load_file(str(path))
+    with torch.device("meta"):
+        model = build(file_arch, num_classes=classes, input_shape=shape)
+    _check_tensors(model, header, f"{path}: weights do not fit {file_arch}")
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise MalformedInputError(f"{path}: weights do not fit {file_arch}: {first}") from None
+        state = load(blob)
+        model.load_state_dict(state, strict=True, assign=True)
+        model = model.to(device)
+    except (RuntimeError, MemoryError) as e:     # out of memory, here or on the GPU
+        raise MalformedInputError(f"{path}: cannot load the weights "
+                                  f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise MalformedInputError(f"{path}: tensor {name!r} holds NaN or infinite values")
     model.eval()
-    digest = weights_digest(path)
-    return model.to(device), ModelInfo(file_arch, shape, classes, digest)  # type: ignore[arg-type]
+    digest = weights_digest_from_bytes(blob, path, header)
+    return model, ModelInfo(file_arch, shape, classes, digest)
+
+
+def _metadata(meta: dict[str, str], path: Path) -> tuple[str, tuple[int, int, int], int]:
+    """Architecture, input shape and class count, parsed strictly: JSON (bounded depth,
+    no NaN), plain integers in range — not whatever ``int()`` makes of a string (``"1_0"``,
+    ``"[1.9, 8, 8]"``, ``'"188"'`` all used to be read as something)."""
+    def plain(value: Any, hi: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= hi
+
+    try:
+        arch = meta[META_ARCH]
+        shape = load_json(meta[META_INPUT], what=META_INPUT)
+        classes = load_json(meta[META_CLASSES], what=META_CLASSES)
+    except KeyError:
+        raise MalformedInputError(f"{path}: not a claimkit model (metadata lacks the "
+                                  "architecture, input shape or class count)") from None
+    except MalformedInputError as e:
+        raise MalformedInputError(f"{path}: metadata {e}") from None
+    if not isinstance(shape, list) or len(shape) != 3 \
+            or not all(plain(d, MAX_DIM) for d in shape) or math.prod(shape) > MAX_IMAGE_BYTES:
+        raise MalformedInputError(f"{path}: metadata {META_INPUT} must be [C, H, W], integers "
+                                  f"within [1, {MAX_DIM}], C·H·W ≤ {MAX_IMAGE_BYTES}")
+    if not plain(classes, MAX_CLASSES) or classes < 2:
+        raise MalformedInputError(f"{path}: metadata {META_CLASSES} must be an integer "
+                                  f"within [2, {MAX_CLASSES}]")
+    return arch, (shape[0], shape[1], shape[2]), classes
+
+
+def _check_tensors(model: nn.Module, header: SafetensorsHeader, where: str) -> None:
+    """The header's tensors must be exactly the network's: same names, same shapes, and
+    the network's own dtypes (F32, I64) — not cast, since a cast can turn a finite F64
+    into infinity, and torch cannot even check some dtypes (F8) for NaN."""
+    expected = {name: (tuple(t.shape), _DTYPES.get(t.dtype, str(t.dtype)))
+                for name, t in model.state_dict().items()}
+    found = {t.name: (t.shape, t.dtype) for t in header.tensors}
+    for name in sorted(expected.keys() - found.keys())[:1]:
+        raise MalformedInputError(f"{where}: tensor {name!r} missing")
+    for name in sorted(found.keys() - expected.keys())[:1]:
+        raise MalformedInputError(f"{where}: unexpected tensor {_short(name)}")
+    for name, (want_shape, want_dtype) in expected.items():
+        got_shape, got_dtype = found[name]
+        if got_shape != want_shape:
+            raise MalformedInputError(f"{where}: tensor {name!r} has shape {list(got_shape)}, "
+                                      f"expected {list(want_shape)}")
+        if got_dtype != want_dtype:
+            raise MalformedInputError(f"{where}: tensor {name!r} is {got_dtype}, "
+                                      f"expected {want_dtype}")
+
+
+def _short(name: str, limit: int = 80) -> str:
+    text = repr(name)
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import MalformedInputError, OracleError
 from ..wire import Digest, read_regular_file, sha256
 from .oracle_checks import (
+    MAX_BATCH,
     MAX_CLASSES,
     MAX_DIM,
     MAX_IMAGE_BYTES,
@@ -149,6 +150,12 @@ class OnnxModel:
                 or math.prod(shape) > MAX_IMAGE_BYTES:
             raise OracleError(f"{name}: the input's C, H, W must be fixed sizes, not {shape}")
         fixed = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
+        # Refuse sizes that would make the probe below allocate without bound.
+        if fixed is not None and fixed > MAX_BATCH:
+            raise OracleError(f"{name}: a fixed batch of {fixed} images (at most {MAX_BATCH})")
+        width = list(outs[0].shape)[1:2]
+        if width and isinstance(width[0], int) and not 2 <= width[0] <= MAX_CLASSES:
+            raise OracleError(f"{name}: {width[0]} classes (expected 2 to {MAX_CLASSES})")
         model = cls(session, spec.name, outs[0].name, tuple(shape), 0, onnx_digest(data), name,
                     outputs, fixed)
         # The class count is the output's width, which graphs may leave symbolic: ask once.

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import MalformedInputError
+from ..errors import MalformedInputError, OracleError
 from ..wire import Digest
 from .endpoint import (HttpEndpoint, OracleServer, encode_query, endpoint_digest, normalise_url,
                        parse_answer, parse_description, parse_query)
@@ -106,21 +106,32 @@ class LocalModel:
         from .train import as_tensor
         return as_tensor(_check_images(images, self.info.input_shape), self.device)
 
-    def labels(self, images: np.ndarray) -> list[int]:
-        from .train import predict
-        return [int(v) for v in predict(self.model, self._tensor(images)).cpu()]
-
-    def probabilities(self, images: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
-        """Softmax outputs, float64 (N, num_classes), computed in float32."""
+    def _logits(self, images: np.ndarray, *, batch_size: int = 1024) -> torch.Tensor:
+        """float32 (N, num_classes), checked finite: finite weights can still compute NaN
+        or infinity (a negative BatchNorm variance, weights near float32's maximum), and
+        an argmax over a row of NaN would quietly answer class 0."""
         import torch
         x = self._tensor(images)
         self.model.eval()
         with torch.no_grad():
-            out = [torch.softmax(self.model(x[i:i + batch_size]).float(), 1)
-                   for i in range(0, len(x), batch_size)]
-        if not out:
-            return np.zeros((0, self.num_classes))
-        return torch.cat(out).cpu().double().numpy()
+            out = [self.model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)]
+        logits = torch.cat(out) if out else torch.zeros((0, self.num_classes), device=self.device)
+        if tuple(logits.shape) != (len(x), self.num_classes):
+            raise OracleError(f"{self.name}: outputs of shape {tuple(logits.shape)} for "
+                              f"{len(x)} images; expected (N, {self.num_classes})")
+        if not bool(torch.isfinite(logits).all()):
+            raise OracleError(f"{self.name}: NaN or infinite outputs")
+        return logits
+
+    def labels(self, images: np.ndarray) -> list[int]:
+        return [int(v) for v in self._logits(images).argmax(1).cpu()]
+
+    def probabilities(self, images: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+        """Softmax outputs, float64 (N, num_classes), computed in float32 and checked to be
+        probability rows as every oracle's are."""
+        import torch
+        p = torch.softmax(self._logits(images, batch_size=batch_size), 1)
+        return check_probabilities(p.cpu().double().numpy(), self.name)
 
 
 # -- one entry point for the CLI ---------------------------------------------------------

@@ -29,6 +29,7 @@ ANSWER_TYPE = "claimkit/answer/v1"
 ERROR_TYPE = "claimkit/error/v1"
 
 DEFAULT_TIMEOUT = 30.0               # seconds for one HTTP exchange (see _exchange)
+MAX_TIMEOUT = 86_400.0               # a day: finite, and within what a socket accepts
 DEFAULT_BATCH = 256                  # images per request a client sends, at most
 MAX_BATCH = 4096                     # images per request the protocol allows
 MAX_DIM = 4096                       # each of C, H, W

@@ -137,3 +137,85 @@ def test_trigger_queries_are_strict_canonical_base64():
             decode_queries(["AQIDBA==", bad], vk)
     with pytest.raises(MalformedInputError, match="expected a list"):
         decode_queries("AQIDBA==", vk)
+
+
+# -- model files from strangers ------------------------------------------------------------
+def _state(**changes):
+    state = {k: v.clone().contiguous() for k, v in build("digits-cnn", num_classes=10, seed=0)
+             .state_dict().items()}
+    return {**state, **changes}
+
+
+def _write(path, state, *, arch="digits-cnn", shape="[1, 8, 8]", classes="10"):
+    from safetensors.torch import save
+    path.write_bytes(save(state, metadata={"claimkit.arch": arch, "claimkit.input_shape": shape,
+                                           "claimkit.num_classes": classes}))
+    return path
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"shape": '"188"'}, "must be \\[C, H, W\\]"),
+    ({"shape": "[1.9, 8.5, 8]"}, "must be \\[C, H, W\\]"),
+    ({"shape": "[1e999, 8, 8]"}, "must be \\[C, H, W\\]"),
+    ({"shape": "[true, 8, 8]"}, "must be \\[C, H, W\\]"),
+    ({"shape": "[" * 100_000 + "]" * 100_000}, "not valid JSON"),
+    ({"classes": " 1_0 "}, "not valid JSON"),
+    ({"classes": '"10"'}, "num_classes must be an integer"),
+    ({"classes": "10.0"}, "num_classes must be an integer"),
+])
+def test_model_metadata_is_parsed_strictly(tmp_path, metadata, message):
+    with pytest.raises(MalformedInputError, match=message):
+        load_model(_write(tmp_path / "m.safetensors", _state(), **metadata))
+
+
+def _f64_overflowing():
+    w = _state()["13.weight"].double()
+    w[0, 0] = 1e300                                 # cast to float32: infinity
+    return w
+
+
+@pytest.mark.parametrize("changes, message", [
+    (lambda: {"13.weight": _f64_overflowing()}, "'13.weight' is F64, expected F32"),
+    (lambda: {"13.weight": torch.ones(10, 64, dtype=torch.int32)}, "is I32, expected F32"),
+    (lambda: {"13.weight": torch.zeros(10, 64).to(torch.float8_e4m3fn)}, "is F8_E4M3, expected F32"),
+    (lambda: {"2.num_batches_tracked": torch.tensor(0, dtype=torch.int32)}, "is I32, expected I64"),
+    (lambda: {"1.weight": torch.zeros(32, 1, 5, 5)},
+     "has shape \\[32, 1, 5, 5\\], expected \\[32, 1, 3, 3\\]"),
+    (lambda: {"evil": torch.zeros(1)}, "unexpected tensor 'evil'"),
+])
+def test_model_tensors_must_be_the_networks_own(tmp_path, changes, message):
+    with pytest.raises(MalformedInputError, match=message):
+        load_model(_write(tmp_path / "m.safetensors", _state(**changes())))
+
+
+def test_metadata_alone_cannot_make_the_loader_allocate(tmp_path, monkeypatch):
+    """A 1-tensor file naming an mlp on huge inputs: refused before a layer is allocated."""
+    allocated = []
+    init = torch.nn.Linear.reset_parameters
+
+    def spy(self):
+        if self.weight.device.type != "meta":
+            allocated.append(self.weight.numel())
+        init(self)
+    monkeypatch.setattr(torch.nn.Linear, "reset_parameters", spy)
+    for shape in ("[1, 512, 512]", "[4096, 4096, 4096]"):
+        with pytest.raises(MalformedInputError, match="must be|do not fit"):
+            load_model(_write(tmp_path / "m.safetensors", {"x": torch.zeros(1)}, arch="mlp",
+                              shape=shape))
+    assert not allocated
+
+
+def test_the_digest_names_the_bytes_that_were_loaded(tmp_path, monkeypatch):
+    """A file swapped while loading: the digest still names the weights in the model."""
+    path = _write(tmp_path / "m.safetensors", _state())
+    original = weights_digest(path)
+    other = _write(tmp_path / "other.safetensors", _state(**{"13.bias": torch.ones(10)}))
+    load = torch.nn.Module.load_state_dict
+
+    def swap_after(self, *args, **kwargs):
+        result = load(self, *args, **kwargs)
+        path.write_bytes(other.read_bytes())
+        return result
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", swap_after)
+    model, info = load_model(path)
+    assert info.digest == original and float(model[-1].bias.detach().abs().sum()) != 10.0

@@ -35,6 +35,7 @@ from claimkit.ml.oracle import (
     onnx_digest,
     open_oracle,
 )
+from claimkit.ml.oracle_checks import MAX_BATCH, MAX_CLASSES
 
 torch.set_num_threads(2)
 ENV = {"CLAIMKIT_PASSPHRASE": "pw", "CLAIMKIT_LOG_PASSPHRASE": "pw"}
@@ -109,6 +110,26 @@ def test_local_model_labels_and_probabilities_on_digits(local, images):
         local.labels(np.zeros((2, 1, 28, 28), dtype=np.uint8))
 
 
+@pytest.mark.parametrize("spoil", ["negative variance", "huge weights"])
+def test_local_model_outputs_are_checked(tmp_path, spoil):
+    """Finite weights that compute NaN: refused, not read as class 0."""
+    from claimkit.ml.models import build, save_model
+    model = build("digits-cnn", num_classes=10, seed=0)
+    with torch.no_grad():
+        if spoil == "negative variance":
+            model[2].running_var.fill_(-1)          # sqrt(-1 + eps): NaN
+        else:
+            model[-1].weight.fill_(3e38)            # logits overflow float32
+    save_model(model, tmp_path / "m.safetensors", arch="digits-cnn", input_shape=(1, 8, 8),
+               num_classes=10)
+    oracle = LocalModel.from_file(tmp_path / "m.safetensors", device="cpu")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 1, 8, 8), dtype=np.uint8)
+    for query in (oracle.labels, oracle.probabilities):
+        with pytest.raises(OracleError, match="m.safetensors: NaN or infinite outputs"):
+            query(images)
+
+
 # -- ONNX ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def onnx_file(world):
@@ -161,6 +182,22 @@ def test_onnx_fixed_batch_and_probability_outputs(onnx_file, local, images, tmp_
                            local.probabilities(images[:20]), atol=1e-3)
 
 
+def _wide_model(width):
+    """An ONNX graph answering (N, width): the image mean, repeated."""
+    from onnx import TensorProto, helper, numpy_helper
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "one"], ["u"]),
+             helper.make_node("Expand", ["u", "s"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "wide", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+        initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
+                     numpy_helper.from_array(np.array([1, width], dtype=np.int64), "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def test_onnx_refusals(onnx_file, tmp_path, monkeypatch):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x07not a model at all")
@@ -179,6 +216,16 @@ def test_onnx_refusals(onnx_file, tmp_path, monkeypatch):
         OnnxModel.from_file(_edit(onnx_file, tmp_path, two_inputs))
     with pytest.raises(MalformedInputError, match="shape"):
         OnnxModel.from_file(onnx_file).labels(np.zeros((1, 1, 9, 9), dtype=np.uint8))
+
+    def huge_batch(onnx, proto):
+        for value in (proto.graph.input[0], proto.graph.output[0]):
+            value.type.tensor_type.shape.dim[0].dim_value = MAX_BATCH + 1
+    with pytest.raises(OracleError, match=f"fixed batch of {MAX_BATCH + 1}"):
+        OnnxModel.from_file(_edit(onnx_file, tmp_path, huge_batch), device="cpu")
+    with monkeypatch.context() as patch:      # a static width is refused before any run
+        patch.setattr(OnnxModel, "_run", lambda *a: pytest.fail("ran the model"))
+        with pytest.raises(OracleError, match=f"{MAX_CLASSES + 1} classes"):
+            OnnxModel.from_bytes(_wide_model(MAX_CLASSES + 1), name="wide", device="cpu")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(OracleError, match=r"pip install 'claimkit\[onnx\]'"):
         OnnxModel.from_file(onnx_file)
@@ -222,7 +269,8 @@ def test_url_normalisation_and_subjects():
     assert endpoint_digest("http://h/a") != endpoint_digest("http://h/b")
     for bad, why in (("ftp://h/", "http"), ("http://u:p@h/", "credentials"), ("http://h /", "ASCII"),
                      ("http://h:99999/", "port"), ("http:///x", "host"), ("", "ASCII"),
-                     ("http://exämple.org/", "ASCII")):
+                     ("http://exämple.org/", "ASCII"), ("http://[::1/", "IPv6"),
+                     ("http://[::1]x/", "malformed host"), ("http://[v1.x]/", "malformed host")):
         with pytest.raises(MalformedInputError, match=why):
             normalise_url(bad)
 
@@ -341,6 +389,75 @@ def test_endpoint_timeouts_and_unreachable_endpoints(canned, monkeypatch):
         HttpEndpoint.open(f"http://127.0.0.1:{port}/")
 
 
+class Trickler(BaseHTTPRequestHandler):
+    """Answers GET the slow way ``mode`` names, for at most ~4 s (so a client without an
+    overall deadline is seen to wait that long, not for ever)."""
+
+    protocol_version = "HTTP/1.1"
+    mode = ""
+
+    def _drip(self, data: bytes, every: float = 0.1) -> None:
+        try:
+            for _ in range(int(4 / every)):
+                self.wfile.write(data)
+                self.wfile.flush()
+                time.sleep(every)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def do_GET(self):
+        mode = type(self).mode
+        if mode == "continue":                  # "100 Continue" lines, never a final status
+            return self._drip(b"HTTP/1.1 100 Continue\r\n\r\n" * 10, every=0.01)
+        if mode == "headers":                    # a header line every 0.1 s
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            return self._drip(b"X-Slow: y\r\n")
+        if mode == "error-body":                 # an error body, a byte every 0.1 s
+            self.send_response(500)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            return self._drip(b"x")
+        body = Canned.describe                   # "superscript": Content-Length "²"
+        self.send_response(200)
+        self.send_header("Content-Length", "\u00b2")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("mode", ["continue", "headers", "error-body"])
+def test_one_deadline_bounds_the_whole_exchange(mode, monkeypatch):
+    monkeypatch.setattr(Trickler, "mode", mode)
+    server = start(Quiet(("127.0.0.1", 0), Trickler))
+    try:
+        began = time.monotonic()
+        with pytest.raises(OracleError, match="no answer within 0.5 s|HTTP 500$"):
+            HttpEndpoint.open(f"http://127.0.0.1:{server.server_address[1]}/", timeout=0.5)
+        assert time.monotonic() - began < 1.5
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_odd_content_lengths_and_timeouts(monkeypatch):
+    monkeypatch.setattr(Trickler, "mode", "superscript")
+    server = start(Quiet(("127.0.0.1", 0), Trickler))
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:   # "²" passes str.isdigit but is no length: ignored, the body read to its end
+        assert HttpEndpoint.open(url, timeout=5).num_classes == 3
+        for timeout in (float("inf"), float("nan"), 0, -1, 1e300):
+            with pytest.raises(MalformedInputError, match="timeout"):
+                HttpEndpoint.open(url, timeout=timeout)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_the_server_refuses_bad_queries(served):
     host, port = served.server_address[:2]
 
@@ -365,6 +482,7 @@ def test_the_server_refuses_bad_queries(served):
         status, body = post(json.dumps(query))
         assert status == 400 and body["type"] == "claimkit/error/v1" and message in body["error"]
     assert post(b"{", headers={"Content-Length": "1"})[0] == 400
+    assert post(b"{}", headers={"Content-Length": "\u00b2"})[0] == 411   # a digit to isdigit
     assert post(json.dumps(ok), path="/other")[0] == 404
     conn = http.client.HTTPConnection(host, port, timeout=10)
     conn.putrequest("POST", "/")
