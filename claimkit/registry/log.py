@@ -114,6 +114,9 @@ class Registry:
         self._time_signer = time_signer
         self._clock = clock
         self._frontier: merkle.Frontier | None = None
+        # The last checkpoint note this object stored and its time cosignature, so the
+        # next append need not parse and verify it again (see _sign_checkpoint).
+        self._cosigned: tuple[bytes, int] | None = None
 
     # -- opening ----------------------------------------------------------------------
     @classmethod
@@ -229,11 +232,17 @@ class Registry:
         checkpoint = Checkpoint(self.origin, size, root)
         signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.to_text(), self._signer))
         previous = self.store.checkpoint()
-        floor = 0 if previous is None else verify_cosignature(
-            SignedCheckpoint.from_bytes(previous), self.time_key)
+        if previous is None:
+            floor = 0
+        elif self._cosigned is not None and previous == self._cosigned[0]:
+            floor = self._cosigned[1]      # ours, unchanged: no need to parse and verify it
+        else:
+            floor = verify_cosignature(SignedCheckpoint.from_bytes(previous), self.time_key)
         timestamp = max(int(self._clock()), floor, last_time_ms // 1000)
         signed = signed.with_signature(cosign(checkpoint, self._time_signer, timestamp))
-        self.store.put_checkpoint(size, signed.to_bytes())
+        note = signed.to_bytes()
+        self.store.put_checkpoint(size, note)
+        self._cosigned = (note, timestamp)
         return signed
 
     def _frontier_at(self, size: int) -> merkle.Frontier:
