@@ -41,7 +41,7 @@ import nacl.signing
 from .errors import KeyFileError, MalformedInputError, VerificationError
 from .sealed import seal, unseal
 from .wire import (Fields, atomic_write, b64encode, canonical_json, ct_equal, load_json, pretty_json,
-                   read_json_file)
+                   read_json_file, read_regular_file)
 
 __all__ = ["PublicIdentity", "Identity", "passphrase_from_env", "PASSPHRASE_ENV"]
 
@@ -225,35 +225,24 @@ def passphrase_from_env(var: str = PASSPHRASE_ENV) -> str | None:
 def read_private_file(path: Path, *, max_bytes: int = MAX_KEY_FILE_BYTES) -> bytes:
     """Read a private key file, refusing (like ssh) one that others may read or write.
 
-    Shared by identity and marking keys. Opened once without blocking and checked through
-    the descriptor, so a FIFO cannot hang the read and ``/dev/zero`` cannot exhaust
-    memory; a file over ``max_bytes`` is refused before any of it is read.
+    Shared by identity and marking keys, through :func:`claimkit.wire.read_regular_file`
+    (a regular file, opened without blocking, at most ``max_bytes``), with the mode checked
+    on the open descriptor before anything is read.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: no such key file") from None
-    except OSError as e:
-        raise KeyFileError(f"{path}: cannot open key file ({e.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"{path}: not a regular file")
+    def private(st: os.stat_result) -> None:
         mode = stat.S_IMODE(st.st_mode)
         if os.name == "posix" and mode & 0o077:
             how = "readable" if mode & 0o044 else "writable" if mode & 0o022 else "accessible"
             raise KeyFileError(f"{path} is {how} by others (mode {mode:04o}); chmod 600 {path}")
-        data = b""
-        if st.st_size <= max_bytes:
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                data = fh.read(st.st_size + 1)  # read(n) reserves n bytes: not max_bytes + 1
-    except OSError as e:
-        raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
-    finally:
-        os.close(fd)
-    if st.st_size > max_bytes or len(data) > max_bytes:
-        raise KeyFileError(f"{path}: larger than {max_bytes} bytes; not a key file")
-    return data
+
+    try:
+        return read_regular_file(path, max_bytes=max_bytes, check=private)
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: no such key file") from None
+    except KeyFileError:
+        raise
+    except MalformedInputError as e:     # not a regular file, too large, unreadable
+        raise KeyFileError(f"{e}; not a key file") from None
 
 
 def write_key_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:

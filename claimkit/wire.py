@@ -188,18 +188,19 @@ def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX
     return value
 
 
-def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int,
-                      what: str | None = None) -> bytes:
+def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str | None = None,
+                      check: Callable[[os.stat_result], None] | None = None) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``, or a one-line error.
 
     Opened once, without blocking, and checked through the descriptor: a FIFO named like
     an input would hang an ``open`` or a ``read``, and ``/dev/zero`` passes a size check
     on the path (size 0) and then never ends. A missing file raises FileNotFoundError,
     for callers that say where to get it; other I/O failures are MalformedInputError.
+    ``check`` sees the open file's status before anything is read (a key file's mode).
     """
     label = what or str(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         raise
     except OSError as e:
@@ -208,6 +209,8 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int,
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise MalformedInputError(f"{label}: not a regular file")
+        if check is not None:
+            check(st)
         data = b""
         if st.st_size <= max_bytes:
             with os.fdopen(fd, "rb", closefd=False) as fh:
