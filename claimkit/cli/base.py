@@ -25,7 +25,8 @@ class Group(click.Group):
         except ClaimkitError as e:
             fail(str(e), e.exit_code)
         except OSError as e:
-            fail(f"{e.filename or ''}: {e.strerror}" if e.strerror else str(e), EXIT_MALFORMED)
+            where = f"{e.filename}: " if e.filename else ""    # a socket error names no file
+            fail(f"{where}{e.strerror}" if e.strerror else str(e), EXIT_MALFORMED)
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..errors import EXIT_OK, EXIT_REJECTED
+from ..ml import MAX_SEED
 from .base import (
     DATA_CHOICES,
     DATA_HELP,
@@ -22,7 +23,8 @@ from .base import (
 @click.option("--data", type=DATA_CHOICES, default="digits", show_default=True, help=DATA_HELP)
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help=ROOT_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--seed", default=0, show_default=True, help="Training seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
+              help="Training seed.")
 def demo(out: str, data: str, data_root: str | None, device: str, seed: int) -> None:
     """Run the whole story: owner keygen, register, mark, release; a thief fine-tunes the
     model and registers his own trigger set; the owner claims; an arbiter verifies; a claim

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..errors import MalformedInputError
+from ..ml import MAX_SEED
 from ..schemes.base import MarkOptions, backend_names, get_backend
 from .base import (
     PASSPHRASE_ENV,
@@ -74,7 +75,8 @@ def keygen_command(scheme: str, data: str, data_root: str | None, out: str,
 @root_option
 @click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
 @click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
-@click.option("--seed", default=0, show_default=True, help="Initial weights and data order.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
+              help="Initial weights and data order.")
 @device_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="model.safetensors to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
@@ -100,7 +102,8 @@ def train_command(data: str, data_root: str | None, arch: str | None, epochs: in
 @click.option("--from", "start_from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fine-tune this trained model (PreTrained) instead of training from scratch.")
 @click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
-@click.option("--seed", default=0, show_default=True, help="Initial weights and data order.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
+              help="Initial weights and data order.")
 @device_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="model.safetensors to write, or a new folder for a dataset scheme's release.")

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MalformedInputError
-from ..wire import canonical_json
+from ..ml import MAX_SEED
+from ..wire import canonical_json, read_regular_file
 
 __all__ = ["EvalConfig", "SchemeSpec", "AttackSpec", "NullSpec", "load_config"]
 
@@ -151,8 +152,8 @@ def _sweep(value: Any, where: str) -> tuple[int, ...]:
 def load_config(path: str | os.PathLike[str]) -> EvalConfig:
     """Parse and check an evaluation config; relative data paths are taken from its folder."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:    # a regular file (a FIFO would hang the read), of at most 1 MiB
+        raw = tomllib.loads(read_regular_file(path, max_bytes=1 << 20).decode("utf-8"))
     except OSError as e:
         raise MalformedInputError(f"{path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -197,8 +198,10 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
     if null.disjoint and split != "halves":
         raise MalformedInputError(f"{path}: null.disjoint needs split = 'halves'")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise MalformedInputError(f"{path}: seeds must be a non-empty list of integers ≥ 0")
+    if not isinstance(seeds, list) or not 1 <= len(seeds) <= 1000 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds):
+        raise MalformedInputError(f"{path}: seeds must be a list of 1 to 1000 integers "
+                                  f"within [0, {MAX_SEED}]")
     alpha = raw.get("alpha", 0.01)
     if not isinstance(alpha, (int, float)) or not 0 < alpha < 0.5:
         raise MalformedInputError(f"{path}: alpha within (0, 0.5)")

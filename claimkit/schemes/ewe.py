@@ -95,13 +95,20 @@ class EweParams:
             raise MalformedInputError("ewe: items within [1, 100000], min_queries within [1, items]")
         if not 1e-12 <= self.alpha <= 0.5 or not 0 <= self.fpr < 1:
             raise MalformedInputError("ewe: alpha within [1e-12, 0.5], fpr within [0, 1)")
-        if self.kappa < 0 or self.temperature <= 0 or self.temperature_lr < 0 or self.ratio < 1:
-            raise MalformedInputError("ewe: kappa ≥ 0, temperature > 0, temperature_lr ≥ 0, ratio ≥ 1")
+        # finite and bounded: NaN passes every comparison's negation, and a count of 10^9
+        # starts work that never ends
+        if not (0 <= self.kappa <= 1e6 and 0 < self.temperature <= 1e6
+                and 0 <= self.temperature_lr <= 1e6 and 1 <= self.ratio <= 1000):
+            raise MalformedInputError("ewe: kappa within [0, 1e6], temperature within (0, 1e6], "
+                                      "temperature_lr within [0, 1e6], ratio within [1, 1000]")
+        if not -1 <= self.reference_epochs <= 1000:
+            raise MalformedInputError("ewe: reference_epochs within [0, 1000] (-1: the recipe's)")
         size = self.trigger_size or (2 if min(self.input_shape[1:]) < 16 else 3)
         if not 1 <= size <= min(self.input_shape[1:]):
             raise MalformedInputError("ewe: trigger_size must fit the image")
-        if not 0 < self.fgsm_step <= 1 or self.fgsm_iters < 0 or not 0 < self.threshold < 1:
-            raise MalformedInputError("ewe: fgsm_step within (0, 1], fgsm_iters ≥ 0, "
+        if not 0 < self.fgsm_step <= 1 or not 0 <= self.fgsm_iters <= 1000 \
+                or not 0 < self.threshold < 1:
+            raise MalformedInputError("ewe: fgsm_step within (0, 1], fgsm_iters within [0, 1000], "
                                       "threshold within (0, 1)")
 
     @property

@@ -118,11 +118,13 @@ class MoveParams:
             raise MalformedInputError("move: alpha within [1e-12, 0.5], tau within [0, 0.99]")
         if self.m != 0 and self.m < 2 or self.items < 0 or 0 < self.items < self.min_queries:
             raise MalformedInputError("move: m ≥ 2 opened images per claim, items ≥ m")
-        if not 1 <= self.references <= 16 or self.reference_epochs < -1:
-            raise MalformedInputError("move: references within [1, 16], reference_epochs ≥ 0")
-        if not 1 <= self.meta_hidden <= 1024 or self.meta_epochs < 1 or self.meta_images < 10:
-            raise MalformedInputError("move: meta_hidden within [1, 1024], meta_epochs ≥ 1, "
-                                      "meta_images ≥ 10")
+        if not 1 <= self.references <= 16 or not -1 <= self.reference_epochs <= 1000:
+            raise MalformedInputError("move: references within [1, 16], reference_epochs within "
+                                      "[0, 1000] (-1: the recipe's)")
+        if not 1 <= self.meta_hidden <= 1024 or not 1 <= self.meta_epochs <= 10_000 \
+                or self.meta_images < 10:
+            raise MalformedInputError("move: meta_hidden within [1, 1024], meta_epochs within "
+                                      "[1, 10000], meta_images ≥ 10")
         if not -1.0 <= self.min_gap <= 1.0 or not 1 <= self.style_tries <= 16:
             raise MalformedInputError("move: min_gap within [-1, 1], style_tries within [1, 16]")
 

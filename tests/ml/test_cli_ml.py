@@ -32,6 +32,9 @@ def test_owner_commands_make_a_claim_an_arbiter_accepts(tmp_path, monkeypatch):
     assert (tmp_path / "released.run.json").exists()
     assert run("train", "--data", "digits", "--epochs", "2", "--seed", "4", "--device", "cpu",
                "--out", "other.safetensors").exit_code == 0
+    for seed in ("-5", str(2**64)):         # torch takes a signed 64-bit seed: exit 2, one line
+        result = run("train", "--data", "digits", "--epochs", "0", "--seed", seed, "--out", "x")
+        assert result.exit_code == 2 and "--seed" in result.output, result.output
     for model, expected in (("released.safetensors", 0), ("other.safetensors", 1)):
         bundle = f"{model}.bundle.json"
         result = run("claim", "keys", "--receipt", "receipt.json", "--registry", "reg", "--model",

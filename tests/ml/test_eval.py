@@ -58,10 +58,20 @@ def _write(tmp_path, text, name="grid.toml"):
     ("data = 'digits'\n[[scheme]]\nname = 'ewe'\nopened_sweep = 5\n", "opened_sweep must be a list"),
     ("data = 'digits'\n[[scheme]]\nname = 'ewe'\npretrained = 1\n", "pretrained must be true or false"),
     ("data = 'digits'\nsubset = -1\n[[scheme]]\nname = 'trigger-set'\n", "subset"),
+    ("data = 'digits'\nseeds = [true]\n[[scheme]]\nname = 'trigger-set'\n", "seeds"),
+    ("data = 'digits'\nseeds = [9223372036854775808]\n[[scheme]]\nname = 'trigger-set'\n", "seeds"),
 ])
 def test_bad_configs_are_refused_with_the_reason(tmp_path, text, message):
     with pytest.raises(MalformedInputError, match=message.replace("[", r"\[")):
         load_config(_write(tmp_path, text))
+
+
+def test_a_config_must_be_a_regular_file(tmp_path):
+    """A FIFO named like a config would block the read for ever."""
+    import os
+    os.mkfifo(tmp_path / "grid.toml")
+    with pytest.raises(MalformedInputError, match="not a regular file"):
+        load_config(tmp_path / "grid.toml")
 
 
 def test_calibration_flags_an_optimistic_null():

@@ -142,7 +142,8 @@ def test_a_flat_or_missing_style_image_and_bad_parameters_are_exit_2(tmp_path):
     for param, message in ((f"style_image={tmp_path / 'flat.png'}", "flat image"),
                            (f"style_image={tmp_path / 'none.png'}", "cannot read"),
                            ("gamma=1.5", "gamma"), ("mode=grey-box", "mode"),
-                           ("stylizer=adain", "adain_weights"), ("items=5000", "test images")):
+                           ("stylizer=adain", "adain_weights"), ("items=5000", "test images"),
+                           ("meta_epochs=1000000000", "meta_epochs")):
         result = run("keygen", "--scheme", "move", "--data", "digits", "--out", tmp_path / "k",
                      "-p", param, "-p", "reference_epochs=0")
         assert result.exit_code == 2 and message in result.output, (param, result.output)
