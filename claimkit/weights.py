@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-import stat
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import MalformedInputError
-from .wire import Digest, Fields, canonical_json, load_json
+from .wire import Digest, Fields, canonical_json, load_json, open_regular_file
 
 __all__ = ["DTYPE_SIZES", "TensorInfo", "SafetensorsHeader", "header_from_bytes", "read_header", "weights_digest",
            "weights_digest_from_bytes", "WEIGHTS_DOMAIN"]
@@ -90,25 +89,13 @@ def _tensor(name: str, value: Any, where: str) -> TensorInfo:
 
 @contextmanager
 def _open_regular(path: Path) -> Iterator[tuple[BinaryIO, int]]:
-    """An open regular file and its size, or a one-line error.
-
-    Opened without blocking and checked through the descriptor (as
-    :func:`claimkit.wire.read_regular_file` does, but without reading a large file
-    whole): a FIFO given as a model would hang a plain ``open``, and ``/dev/zero`` has
-    size 0 on the path and never ends.
-    """
+    """:func:`claimkit.wire.open_regular_file` (a model file is not read whole), with a
+    missing file a one-line error too."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        raise MalformedInputError(f"{path}: cannot read ({e.strerror})") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise MalformedInputError(f"{path}: not a regular file")
-        try:
+        with open_regular_file(path) as (fh, st):
             yield fh, st.st_size
-        except OSError as e:
-            raise MalformedInputError(f"{path}: cannot read ({e.strerror})") from None
+    except FileNotFoundError as e:
+        raise MalformedInputError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def _read_header(fh: BinaryIO, size: int, path: Path) -> SafetensorsHeader:

@@ -26,7 +26,9 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Callable, TypeVar
 
 import rfc8785
 
@@ -45,6 +47,7 @@ __all__ = [
     "ct_equal",
     "load_json",
     "read_json_file",
+    "open_regular_file",
     "read_regular_file",
     "Fields",
     "atomic_write",
@@ -188,15 +191,16 @@ def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX
     return value
 
 
-def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str | None = None,
-                      check: Callable[[os.stat_result], None] | None = None) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes``, or a one-line error.
+@contextmanager
+def open_regular_file(path: str | os.PathLike[str], *,
+                      what: str | None = None) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """An open regular file and its status, or a one-line error.
 
-    Opened once, without blocking, and checked through the descriptor: a FIFO named like
-    an input would hang an ``open`` or a ``read``, and ``/dev/zero`` passes a size check
-    on the path (size 0) and then never ends. A missing file raises FileNotFoundError,
-    for callers that say where to get it; other I/O failures are MalformedInputError.
-    ``check`` sees the open file's status before anything is read (a key file's mode).
+    Opened without blocking and checked through the descriptor: a FIFO named like an
+    input would hang an ``open`` or a ``read``, and ``/dev/zero`` passes a size check on
+    the path (size 0) and then never ends. A missing file raises FileNotFoundError, for
+    callers that say where to get it; other I/O failures, reads in the ``with`` body
+    included, are MalformedInputError.
     """
     label = what or str(path)
     try:
@@ -207,19 +211,28 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str
         raise MalformedInputError(f"{label}: cannot read ({e.strerror})") from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):     # before fdopen, which refuses a directory
             raise MalformedInputError(f"{label}: not a regular file")
-        if check is not None:
-            check(st)
-        data = b""
-        if st.st_size <= max_bytes:
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                data = fh.read(st.st_size + 1)    # read(n) reserves n bytes: not max + 1
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            yield fh, st
     except OSError as e:
         raise MalformedInputError(f"{label}: cannot read ({e.strerror})") from None
     finally:
         os.close(fd)
-    if st.st_size > max_bytes or len(data) > max_bytes:
+
+
+def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str | None = None,
+                      check: Callable[[os.stat_result], None] | None = None) -> bytes:
+    """The bytes of a regular file (:func:`open_regular_file`) of at most ``max_bytes``.
+    ``check`` sees the open file's status before anything is read (a key file's mode)."""
+    label = what or str(path)
+    with open_regular_file(path, what=label) as (fh, st):
+        if check is not None:
+            check(st)
+        if st.st_size > max_bytes:
+            raise MalformedInputError(f"{label}: larger than {max_bytes} bytes")
+        data = fh.read(st.st_size + 1)    # read(n) reserves n bytes: not max_bytes + 1
+    if len(data) > max_bytes:
         raise MalformedInputError(f"{label}: larger than {max_bytes} bytes")
     return data
 
