@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import MalformedInputError
+from ..ml import MAX_EPOCHS
 
 __all__ = ["DataFreeConfig", "DistillConfig", "ExtractConfig", "FineTuneConfig", "PiracyConfig",
            "PruneConfig", "TransferConfig"]
@@ -30,7 +31,7 @@ def _check(ok: bool, message: str) -> None:
 
 def _check_training(epochs: int | None, lr: float | None, batch_size: int | None,
                     data_fraction: float) -> None:
-    _check(epochs is None or 0 <= epochs <= 100_000, "epochs must be within [0, 100000]")
+    _check(epochs is None or 0 <= epochs <= MAX_EPOCHS, f"epochs must be within [0, {MAX_EPOCHS}]")
     _check(lr is None or 0 < lr <= 10, "lr must be within (0, 10]")
     _check(batch_size is None or 1 <= batch_size <= 1 << 20, "batch_size must be ≥ 1")
     _check(0 < data_fraction <= 1, "data_fraction must be within (0, 1]")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import MalformedInputError
-from ..ml import MAX_SEED
+from ..ml import MAX_EPOCHS, MAX_SEED
 from ..schemes.base import MarkOptions, backend_names, get_backend
 from .base import (
     PASSPHRASE_ENV,
@@ -74,7 +74,8 @@ def keygen_command(scheme: str, data: str, data_root: str | None, out: str,
 @data_option
 @root_option
 @click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
-@click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
+@click.option("--epochs", type=click.IntRange(0, MAX_EPOCHS), default=None,
+              help="Default: the recipe's.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
               help="Initial weights and data order.")
 @device_option
@@ -101,7 +102,8 @@ def train_command(data: str, data_root: str | None, arch: str | None, epochs: in
 @click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
 @click.option("--from", "start_from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fine-tune this trained model (PreTrained) instead of training from scratch.")
-@click.option("--epochs", type=click.IntRange(0), default=None, help="Default: the recipe's.")
+@click.option("--epochs", type=click.IntRange(0, MAX_EPOCHS), default=None,
+              help="Default: the recipe's.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
               help="Initial weights and data order.")
 @device_option
@@ -240,15 +242,8 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
     if sum(v is not None for v in (model_path, dataset_dir, subject_digest)) > 1:
         raise MalformedInputError("give one of --model, --dataset, --subject-digest")
     if dataset_dir is not None:
-        from ..ml.release import load_release, read_manifest
-        # A release names the key it was marked with; binding it to another key would
-        # register a claim that key's items cannot support.
-        marked_with = read_manifest(dataset_dir)["verification_key"]
-        if not marked_with.matches(vk.digest):
-            raise MalformedInputError(
-                f"{dataset_dir} was marked with the key whose verification-key digest is "
-                f"{marked_with.hex}, not {keydir} ({vk.digest.hex}); register it with that key")
-        subject = load_release(dataset_dir).digest
+        from ..ml.release import load_release
+        subject = load_release(dataset_dir, marked_with=vk.digest).digest
     if model_path is not None:
         from ..weights import weights_digest
         subject = weights_digest(model_path)

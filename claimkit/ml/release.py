@@ -131,10 +131,19 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-def load_release(path: str | os.PathLike[str]) -> Dataset:
-    """Read a release folder, checking the file and the data against the manifest."""
+def load_release(path: str | os.PathLike[str], *, marked_with: Digest | None = None) -> Dataset:
+    """Read a release folder, checking the file and the data against the manifest.
+
+    ``marked_with``: the verification-key digest the release must name, checked before
+    the data is read (``claimkit register --dataset`` binds a release to a key only if
+    that key marked it: another key's items could not support a claim on it).
+    """
     folder = Path(path)
     manifest = read_manifest(folder)
+    if marked_with is not None and not manifest["verification_key"].matches(marked_with):
+        raise MalformedInputError(
+            f"{folder} was marked with the key whose verification-key digest is "
+            f"{manifest['verification_key'].hex}, not {marked_with.hex}; register it with that key")
     file = folder / DATA_FILE
     c, h, w = manifest["input_shape"]
     sizes = {"x_train": manifest["train"] * c * h * w, "y_train": manifest["train"] * 8,

@@ -35,6 +35,10 @@ def test_owner_commands_make_a_claim_an_arbiter_accepts(tmp_path, monkeypatch):
     for seed in ("-5", str(2**64)):         # torch takes a signed 64-bit seed: exit 2, one line
         result = run("train", "--data", "digits", "--epochs", "0", "--seed", seed, "--out", "x")
         assert result.exit_code == 2 and "--seed" in result.output, result.output
+    for command in ("train", "mark"):       # 10**12 epochs would run for ever: exit 2 at once
+        result = run(command, *(("keys",) if command == "mark" else ()), "--data", "digits",
+                     "--epochs", str(10**12), "--out", "x")
+        assert result.exit_code == 2 and "--epochs" in result.output, result.output
     for model, expected in (("released.safetensors", 0), ("other.safetensors", 1)):
         bundle = f"{model}.bundle.json"
         result = run("claim", "keys", "--receipt", "receipt.json", "--registry", "reg", "--model",
