@@ -132,9 +132,9 @@ class Registry:
         target = Path(os.path.abspath(directory))
         if target.exists():
             if (target / DB_NAME).exists() or (target / KEY_NAME).exists():
-                raise RegistryError(f"{directory} already holds a registry")
+                raise MalformedInputError(f"{directory} already holds a registry")
             if not target.is_dir() or any(target.iterdir()):
-                raise RegistryError(f"{directory} exists and is not an empty directory")
+                raise MalformedInputError(f"{directory} exists and is not an empty directory")
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.init-{secrets.token_hex(4)}"
         staging.mkdir()

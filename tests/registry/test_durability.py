@@ -147,14 +147,19 @@ def test_crash_during_init_leaves_nothing_that_blocks_a_new_init(tmp_path):
 
 
 def test_init_takes_an_empty_directory_and_refuses_a_full_one(tmp_path):
-    from claimkit.errors import RegistryError
+    """A full directory is bad input (exit 2), not a refused entry (exit 1)."""
+    from claimkit.errors import EXIT_MALFORMED, MalformedInputError
     (tmp_path / "empty").mkdir()
     Registry.init(tmp_path / "empty", origin="test.example/x", passphrase=PASSPHRASE,
                   key_strength="min").close()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
-    with pytest.raises(RegistryError, match="not an empty directory"):
+    with pytest.raises(MalformedInputError, match="not an empty directory") as refused:
         Registry.init(tmp_path / "full", origin="test.example/x", passphrase=PASSPHRASE,
+                      key_strength="min")
+    assert refused.value.exit_code == EXIT_MALFORMED
+    with pytest.raises(MalformedInputError, match="already holds a registry"):
+        Registry.init(tmp_path / "empty", origin="test.example/x", passphrase=PASSPHRASE,
                       key_strength="min")
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "full"]  # no staging left
