@@ -231,12 +231,56 @@ class _TimedSocket:
         return getattr(self.sock, name)
 
 
+def _resolve(host: str, port: int, deadline: float) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` within the deadline. The lookup itself takes no timeout (a slow
+    resolver can hold it for tens of seconds), so it runs in a daemon thread that is left
+    behind, harmless, if the deadline passes first."""
+    found: list[Any] = []
+    lookup = threading.Thread(daemon=True, target=lambda: found.append(_lookup(host, port)))
+    lookup.start()
+    lookup.join(_time_left(deadline))
+    if not found:
+        raise TimeoutError("the name lookup did not finish in time")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
+
+
+def _lookup(host: str, port: int) -> list[tuple[Any, ...]] | OSError:
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        return e
+
+
 class _TimedConnection(http.client.HTTPConnection):
-    """An HTTP connection whose connect, status line, headers and body share one deadline."""
+    """An HTTP connection whose name lookup, connect, status line, headers and body share
+    one deadline."""
 
     def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = deadline
+        self._create_connection = self._connect_within_deadline
+
+    def _connect_within_deadline(self, address: tuple[str, int], timeout: Any = None,
+                                 source_address: Any = None) -> socket.socket:
+        """``socket.create_connection`` with the lookup bounded too: each address the
+        name resolves to is tried in turn, in the time left."""
+        error: OSError = OSError(f"{address[0]} resolves to no address")
+        for family, kind, proto, _, sockaddr in _resolve(*address, self.deadline):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(_time_left(self.deadline))
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as e:
+                sock.close()
+                if isinstance(e, TimeoutError):
+                    raise
+                error = e
+        raise error
 
     def connect(self) -> None:
         self.timeout = _time_left(self.deadline)     # TCP connect and any TLS handshake
@@ -270,8 +314,8 @@ class _TimedHTTPS(urllib.request.HTTPSHandler):
 def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -> Any:
     """One GET (``body`` None) or POST; the parsed JSON answer, or an OracleError.
 
-    ``timeout`` bounds the whole exchange — connect, request, status line, headers and
-    body, an error body included — as one deadline (:class:`_TimedSocket`).
+    ``timeout`` bounds the whole exchange — name lookup, connect, request, status line,
+    headers and body, an error body included — as one deadline (:class:`_TimedSocket`).
     """
     headers = {"Accept": "application/json", "User-Agent": f"claimkit/{__version__}"}
     if body is not None:

@@ -389,6 +389,27 @@ def test_endpoint_timeouts_and_unreachable_endpoints(canned, monkeypatch):
         HttpEndpoint.open(f"http://127.0.0.1:{port}/")
 
 
+def test_the_deadline_bounds_the_name_lookup_too(monkeypatch):
+    """Before, getaddrinfo ran outside the deadline: a slow resolver held the client as
+    long as it liked. A failing lookup is "cannot connect"."""
+    import socket
+    real = socket.getaddrinfo
+    def slow(host, *args, **kwargs):
+        if host == "slow.invalid":
+            time.sleep(3)
+        return real(host, *args, **kwargs)
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    began = time.monotonic()
+    with pytest.raises(OracleError, match=r"no answer within 0.3 s"):
+        HttpEndpoint.open("http://slow.invalid/", timeout=0.3)
+    assert time.monotonic() - began < 1.5
+    def failing(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(socket, "getaddrinfo", failing)
+    with pytest.raises(OracleError, match="cannot connect .*not known"):
+        HttpEndpoint.open("http://nowhere.invalid/", timeout=5)
+
+
 class Trickler(BaseHTTPRequestHandler):
     """Answers GET the slow way ``mode`` names, for at most ~4 s (so a client without an
     overall deadline is seen to wait that long, not for ever)."""
