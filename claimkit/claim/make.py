@@ -18,7 +18,8 @@ from ..errors import MalformedInputError
 from ..identity import Identity
 from ..protocol.keys import MarkingKey
 from ..protocol.scheme import decider_for
-from ..registry.entries import ClaimIntent, Registration, opened_items, sign_request
+from ..registry.entries import (ClaimIntent, Registration, claim_challenge, opened_items,
+                                sign_request)
 from ..registry.log import Registry
 from ..registry.receipt import Receipt
 from ..wire import Digest, canonical_json
@@ -50,7 +51,8 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
     opened = opened_items(reg, intent_receipt.entry, cp.origin, cp.size, cp.root_hash)
     openings = mk.open(opened)
     decider = decider_for(vk.scheme)
-    queries = decider.queries(vk, openings)
+    challenge = claim_challenge(reg, intent_receipt.entry, cp.origin, cp.size, cp.root_hash)
+    queries = decider.queries(vk, openings, challenge=challenge)
     answers = Answers("owner", tuple(ask(queries)))
     evidence = decider.decide(vk, openings, list(answers.values))
     consistency = registry.consistency_proof(registration.checkpoint.size, cp.size)

@@ -18,7 +18,8 @@ Checks, in order (protocol_spec/procedures.md §Verify):
 4. the envelope is signed by the registered owner;
 5. the opened items are exactly the challenge's selection, and each opening matches the
    verification key's commitment root;
-6. the queries are the ones the openings define; the evidence is recomputed from the
+6. the queries are the ones the openings (and, for UBW-C's fresh triggers, the
+   challenge seed) define; the evidence is recomputed from the
    answers and must equal the bundle's (:func:`same_evidence`);
 7. with ``oracle`` (the arbiter re-queries the suspect), the arbiter's answers decide,
    and the report counts the queries on which the owner's recorded answers differ from
@@ -37,7 +38,7 @@ from ..identity import PublicIdentity
 from ..protocol.scheme import Evidence, decider_for
 from ..registry import merkle
 from ..registry.checkpoint import verify_cosignature
-from ..registry.entries import ClaimIntent, Registration, opened_items
+from ..registry.entries import ClaimIntent, Registration, claim_challenge, opened_items
 from ..registry.note import VerifierKey
 from ..wire import Digest, canonical_json
 from .bundle import OWNER, ClaimBundle
@@ -206,7 +207,8 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
 
     # 6. Queries, answers, evidence.
     decider = decider_for(vk.scheme)
-    queries = decider.queries(vk, p.openings)
+    challenge = claim_challenge(reg, p.intent.entry, int_cp.origin, int_cp.size, int_cp.root_hash)
+    queries = decider.queries(vk, p.openings, challenge=challenge)
     if canonical_json(queries) != canonical_json(list(p.queries)):
         raise VerificationError("the bundle's queries are not the ones its openings define")
     recorded = list(p.answers.values)

@@ -234,7 +234,8 @@ class MoveDecider:
         f.done()
         return query, reference
 
-    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]:
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
+                challenge: bytes | None = None) -> list[Any]:
         p = self._params(vk)
         return [self._item(o, p.mode, p.classes)[0] for o in openings]
 
@@ -287,7 +288,8 @@ class EweDecider:
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
 
-    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]:
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
+                challenge: bytes | None = None) -> list[Any]:
         self._params(vk)
         out = []
         for o in openings:

@@ -2,8 +2,9 @@
 
 A watermarking scheme is KeyGen / Mark / Verify. claimkit splits Verify in two:
 
-* ``queries(vk, openings)`` — what to ask the suspect model, derived from the opened
-  items alone (pure);
+* ``queries(vk, openings, challenge=seed)`` — what to ask the suspect model, derived
+  from the opened items and the claim's challenge seed (pure; only UBW-C's fresh
+  triggers use the seed, so that neither party picks them);
 * ``decide(vk, openings, answers)`` — the statistical decision from the recorded
   answers (pure), so an arbiter recomputes it offline from a bundle and a bundle
   never asks to be believed.
@@ -73,7 +74,8 @@ class Decider(Protocol):
 
     def check_params(self, vk: VerificationKey) -> None: ...
 
-    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]: ...
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
+                challenge: bytes | None = None) -> list[Any]: ...
 
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence: ...
@@ -135,7 +137,8 @@ class LabelMatchDecider:
         f = Fields(opening.value, f"opening[{opening.index}].value")
         return f.int("label", hi=classes - 1)
 
-    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]:
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
+                challenge: bytes | None = None) -> list[Any]:
         out = []
         for opening in openings:
             if not isinstance(opening.value, dict) or self.query_field not in opening.value:

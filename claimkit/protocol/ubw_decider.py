@@ -97,7 +97,8 @@ class UBWDecider:
         classes, shape, _, _ = self._params(vk)
         return classes, shape
 
-    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> list[Any]:
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
+                challenge: bytes | None = None) -> list[Any]:
         classes, shape = self.query_space(vk)
         return [read_query(opening.value, classes, shape, f"opening[{opening.index}].value")[0]
                 for opening in openings]

@@ -35,6 +35,7 @@ __all__ = [
     "Request",
     "LogEntry",
     "sign_request",
+    "claim_challenge",
     "opened_items",
 ]
 
@@ -287,6 +288,19 @@ class LogEntry:
         return entry
 
 
+def claim_challenge(registration: Registration, intent_entry: LogEntry, origin: str, size: int,
+                    root: bytes) -> bytes:
+    """The challenge seed of a claim intent (protocol_spec/challenge.md §Seed): it selects
+    the items a claim opens and, for a UBW-C key with fresh triggers, draws those.
+
+    ``size`` and ``root`` are the tree head that ends with the intent entry itself.
+    """
+    intent = intent_entry.request
+    assert isinstance(intent, ClaimIntent)
+    return challenge_seed(vk=registration.verification_key.value, origin=origin, size=size,
+                          root=root, suspect=intent.suspect.value, counter=intent.counter)
+
+
 def opened_items(registration: Registration, intent_entry: LogEntry, origin: str, size: int,
                  root: bytes) -> tuple[int, ...]:
     """The items a claim intent opens: its challenge over the unspent items.
@@ -295,7 +309,6 @@ def opened_items(registration: Registration, intent_entry: LogEntry, origin: str
     """
     intent = intent_entry.request
     assert isinstance(intent, ClaimIntent)
-    seed = challenge_seed(vk=registration.verification_key.value, origin=origin, size=size,
-                          root=root, suspect=intent.suspect.value, counter=intent.counter)
+    seed = claim_challenge(registration, intent_entry, origin, size, root)
     return select_items(seed, items=registration.items, spent=intent_entry.spent or (),
                         k=intent.open)
