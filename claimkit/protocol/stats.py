@@ -16,6 +16,9 @@ states the accuracy and the tested ranges.
   H1 is P_b > P_p + τ for the probabilities of the true label on benign and poisoned
   images.
 * :func:`paired_t_test` — MOVE (§5.4): one-tailed paired t-test.
+* :func:`monte_carlo_rank_test` — UBW-C's fresh triggers (ours; docs/proposals/
+  ubw-c-key-specific-test.md): the key's statistic ranked among K i.i.d. fresh ones
+  (Barnard 1963), with :func:`monte_carlo_rank_p`.
 * :func:`success_rate_test` — EWE (Jia et al. 2021, §4.3.1): watermark success rate
   against the false-positive rate of a non-watermarked model.
 * :func:`binomial_sample_size`, :func:`t_test_sample_size` — planning helpers.
@@ -59,6 +62,8 @@ __all__ = [
     "t_sf",
     "paired_t_margin_test",
     "paired_t_test",
+    "monte_carlo_rank_p",
+    "monte_carlo_rank_test",
     "success_rate_test",
     "binomial_sample_size",
     "t_test_sample_size",
@@ -614,6 +619,48 @@ def paired_t_test(x: Sequence[float], y: Sequence[float], *, alpha: float = 0.05
         raise MalformedInputError(
             f"x and y need the same number of samples ({len(xs)} != {len(ys)})")
     return _paired(xs, ys, 0.0, alpha, "paired-t", {})
+
+
+# -- Monte Carlo rank test --------------------------------------------------------------------
+def _rank_count(key: Any, fresh: Any) -> tuple[int, int]:
+    """(#{j: fresh[j] >= key}, K), compared exactly: floats, ints and Fractions are
+    compared as the rationals they are, so no rounding creates or breaks a tie."""
+    if isinstance(fresh, (str, bytes, dict)) or not hasattr(fresh, "__len__"):
+        raise MalformedInputError("fresh must be a sequence of numbers")
+    if not 1 <= len(fresh) <= MAX_SAMPLES:
+        raise MalformedInputError(f"fresh: need between 1 and {MAX_SAMPLES} values")
+
+    def real(value: Any, what: str) -> Any:
+        if isinstance(value, Fraction):
+            return value
+        _real(value, what)            # a finite real number, not a bool
+        return value
+
+    k = real(key, "key")
+    return sum(1 for i, v in enumerate(fresh) if real(v, f"fresh[{i}]") >= k), len(fresh)
+
+
+def monte_carlo_rank_p(key: Any, fresh: Sequence[Any]) -> float:
+    """``(1 + #{j: fresh[j] >= key}) / (K + 1)``, correctly rounded: the Monte Carlo
+    p-value of ``key`` among K values drawn i.i.d. from the distribution it was drawn
+    from (Barnard 1963; Dwass 1957). A fresh value equal to the key's counts against
+    the key, so ties never make the test liberal."""
+    count, total = _rank_count(key, fresh)
+    return (1 + count) / (total + 1)
+
+
+def monte_carlo_rank_test(key: Any, fresh: Sequence[Any], *, alpha: float) -> TestResult:
+    """The rank test at level ``alpha``: H0, the key's statistic is exchangeable with the
+    K fresh ones, is rejected iff p <= alpha, compared as rationals. Under H0 the key's
+    rank is uniform, so P(p <= alpha) <= alpha exactly (unlike the other tests here, the
+    boundary belongs to the rejection region: p takes only the values n / (K + 1), and
+    with K = 99 and alpha = 0.01 the smallest p is alpha itself). ``statistic`` is the
+    number of fresh values at least the key's."""
+    alpha = _level(alpha, "alpha")
+    count, total = _rank_count(key, fresh)
+    p_value = (1 + count) / (total + 1)
+    return TestResult("monte-carlo-rank", float(count), None, p_value, alpha,
+                      Fraction(1 + count, total + 1) <= Fraction(alpha), {"fresh": total})
 
 
 # -- planning -------------------------------------------------------------------------------

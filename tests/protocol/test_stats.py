@@ -512,3 +512,39 @@ def test_exact_bound_is_documented():
     assert binomial_sf_is_exact(EXACT_MAX_N // 2, EXACT_MAX_N, Fraction(1, 10))
     assert not binomial_sf_is_exact(EXACT_MAX_N // 2, EXACT_MAX_N + 1, Fraction(1, 10))
     assert binomial_sf_is_exact(3000, 7142, 0.1) and not binomial_sf_is_exact(3000, 7143, 0.1)
+
+
+# -- Monte Carlo rank test (UBW-C's fresh triggers) ---------------------------------------------
+def test_rank_p_counts_fresh_values_at_least_the_keys():
+    assert S.monte_carlo_rank_p(0.5, [0.1, 0.2, 0.3]) == 1 / 4           # the key is largest
+    assert S.monte_carlo_rank_p(0.5, [0.6, 0.2, 0.7]) == 3 / 4
+    assert S.monte_carlo_rank_p(0.0, [0.6, 0.2, 0.7]) == 1.0             # the key is smallest
+    assert S.monte_carlo_rank_p(0.5, [0.9]) == 1.0 and S.monte_carlo_rank_p(0.9, [0.5]) == 0.5
+
+
+def test_rank_p_ties_count_against_the_key():
+    assert S.monte_carlo_rank_p(0.5, [0.5, 0.5, 0.1]) == 3 / 4
+    assert S.monte_carlo_rank_p(1, [1.0]) == 1.0                        # 1 and 1.0 tie
+    # Exact comparison: a Fraction just below the key is no tie, one equal to it is.
+    key = Fraction(1, 3)
+    assert S.monte_carlo_rank_p(key, [Fraction(1, 3) - Fraction(1, 10**30)]) == 0.5
+    assert S.monte_carlo_rank_p(key, [Fraction(2, 6)]) == 1.0
+
+
+def test_rank_test_accepts_at_p_equal_to_alpha_compared_as_rationals():
+    fresh = [i / 100 for i in range(99)]                               # all below the key
+    r = S.monte_carlo_rank_test(1.0, fresh, alpha=0.01)
+    assert (r.test, r.p_value, r.reject_null, r.statistic, r.df) == (
+        "monte-carlo-rank", 0.01, True, 0.0, None)
+    assert r.params == {"fresh": 99}
+    assert not S.monte_carlo_rank_test(0.98, fresh, alpha=0.01).reject_null   # a tie: p = 0.02
+    # 1/3 rounds down to the double 0.333…; exactly, 1/3 exceeds that alpha.
+    assert not S.monte_carlo_rank_test(1.0, [0.0, 0.0], alpha=1 / 3).reject_null
+    assert S.monte_carlo_rank_test(1.0, [0.0, 0.0], alpha=0.34).reject_null
+
+
+@pytest.mark.parametrize("key, fresh", [(0.5, []), (0.5, "ab"), (True, [0.1]),
+                                        (0.5, [float("nan")]), (float("inf"), [0.1])])
+def test_rank_p_refuses_what_is_not_numbers(key, fresh):
+    with pytest.raises(MalformedInputError):
+        S.monte_carlo_rank_p(key, fresh)
