@@ -17,11 +17,27 @@ pairwise t-test rejects H0: P_b ≤ P_p + τ in favour of H1: P_b > P_p + τ at 
 Public parameters (verification key): ``num_classes``, ``input_shape`` [C, H, W],
 ``tau`` in [0, 1) (0.25, §5.3), ``alpha`` in (0, 0.5] (0.01), ``m`` (pairs a claim
 should open, 100, App. C.2; informative, the test uses every opened item).
+
+Fresh triggers (``ubw-c`` only, opt-in: ``fresh`` = K > 0 in the key; ours, not the
+paper's; docs/proposals/ubw-c-key-specific-test.md, step 1). Prop. 1 alone accepts an
+honest other owner's claim on a suspect trained on a release of the same kind, since any
+square there costs the suspect confidence. The key's square is then also ranked among K
+squares drawn from the claim's challenge seed (:func:`fresh_patterns`) and pasted at
+each item's place: with D(π) = mean_i(P_b,i − P_p,i(π)), p_rank = (1 + #{j: D_j ≥
+D_key}) / (K + 1), exact for a model that never saw the key. The claim is accepted iff
+both tests accept; the evidence's p-value is the larger (an intersection–union test).
+Items then carry the square's ``place`` and the key its ``side``, and every opened item
+must show one and the same black-and-white square there and nothing else changed
+(:func:`check_square`): an owner who could commit any "triggered" image would beat
+fresh squares at will.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any, Sequence
 
 from ..commitments import ItemOpening
@@ -29,9 +45,14 @@ from ..errors import MalformedInputError
 from ..wire import Fields, b64decode
 from .keys import VerificationKey
 from .scheme import Evidence, check_answer_count, register_decider
-from .stats import paired_t_margin_test
+from .stats import TestResult, monte_carlo_rank_test, paired_t_margin_test
 
-__all__ = ["UBWDecider", "read_query", "shape_of"]
+__all__ = ["FRESH_DOMAIN", "MAX_FRESH", "Item", "QuerySpace", "UBWDecider", "check_square",
+           "fresh_patterns", "read_item", "read_queries", "shape_of"]
+
+FRESH_DOMAIN = b"claimkit/ubw-fresh/v1\n"
+MAX_FRESH = 10_000
+_WHITE = bytes.maketrans(b"01", b"\x00\xff")
 
 
 def shape_of(vk: VerificationKey) -> tuple[int, int, int]:
@@ -40,6 +61,117 @@ def shape_of(vk: VerificationKey) -> tuple[int, int, int]:
             isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 4096 for d in shape)):
         raise MalformedInputError("verification_key.params.input_shape: expected [C, H, W]")
     return (shape[0], shape[1], shape[2])
+
+
+def fresh_patterns(seed: bytes, side: int, count: int) -> list[bytes]:
+    """The ``count`` fresh squares of a claim (protocol_spec/ubw.md §Fresh triggers): each
+    ``side``·``side`` bytes, row-major, 0 (black) or 255 (white).
+
+    Pattern j, attempt a: the bits of SHA-256(FRESH_DOMAIN || seed || uint32_be(j) ||
+    uint32_be(a) || uint32_be(b)) for blocks b = 0, 1, …, most significant bit first;
+    pixel (r, c) is white iff bit r·side + c is 1. A square of one colour is redrawn with
+    a + 1, so each pattern is uniform over the two-colour squares, make_patch's
+    distribution, independently of the others and of the key's own: what makes the
+    rank test exact."""
+    if side < 2:
+        raise MalformedInputError(f"fresh triggers need a side of at least 2, got {side}")
+    n = side * side
+    blocks = -(-n // 256)
+    out = []
+    for j in range(count):
+        for attempt in range(1 << 32):
+            head = FRESH_DOMAIN + seed + j.to_bytes(4, "big") + attempt.to_bytes(4, "big")
+            stream = b"".join(hashlib.sha256(head + b.to_bytes(4, "big")).digest()
+                              for b in range(blocks))
+            bits = format(int.from_bytes(stream, "big"), f"0{8 * len(stream)}b")[:n]
+            if "0" in bits and "1" in bits:
+                out.append(bits.encode().translate(_WHITE))
+                break
+    return out
+
+
+@dataclass(frozen=True)
+class QuerySpace:
+    """What reading an item needs from a checked key: K classes, [C, H, W], and for fresh
+    triggers the square's side (0 without them)."""
+
+    classes: int
+    shape: tuple[int, int, int]
+    side: int = 0
+
+
+@dataclass(frozen=True)
+class Item:
+    """An item's value as read: the JSON value, both images' bytes, the square's place."""
+
+    value: dict[str, Any]
+    image: bytes
+    triggered: bytes
+    place: tuple[int, int] | None
+
+
+def _place(value: Any, space: QuerySpace, where: str) -> tuple[int, int]:
+    _, h, w = space.shape
+    s = space.side
+    if not (isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise MalformedInputError(f"{where}: expected [row, column] of the square")
+    r, c = value
+    if not (0 <= r <= h - s and 0 <= c <= w - s):
+        raise MalformedInputError(f"{where}: a {s}×{s} square at [{r}, {c}] is not inside "
+                                  f"the {h}×{w} image")
+    return r, c
+
+
+def read_item(value: Any, space: QuerySpace, where: str) -> Item:
+    """An item's value, checked as protocol_spec/ubw.md requires (no other member, label
+    in [0, classes), canonical base64 of exactly C·H·W bytes; with fresh triggers a
+    ``place`` whose square lies inside the image). The decider and the answerer's
+    decoder (:func:`claimkit.schemes.ubw.decode_queries`) share it, so an answerer
+    refuses whatever Verify would refuse (a label of −1 would otherwise index class K − 1)."""
+    c, h, w = space.shape
+    f = Fields(value, where)
+    query = {"image": f.str("image", max_len=1 << 26),
+             "label": f.int("label", hi=space.classes - 1),
+             "triggered": f.str("triggered", max_len=1 << 26)}
+    place = None
+    if space.side:
+        place = _place(f.raw("place"), space, f.path("place"))
+        query["place"] = list(place)
+    f.done()
+    image, triggered = (b64decode(query[key], field=f.path(key), size=c * h * w)
+                        for key in ("image", "triggered"))
+    return Item(query, image, triggered, place)
+
+
+def check_square(item: Item, space: QuerySpace, where: str) -> bytes:
+    """The key's square in ``item``: ``triggered`` equals ``image`` outside the side × side
+    square at ``place``, and inside it every channel holds the same pattern of 0s and
+    255s with both colours. Returns the pattern (row-major). Without this check the owner
+    could commit any image as "triggered" and beat the fresh squares at will."""
+    assert item.place is not None
+    c, h, w = space.shape
+    s, (r0, c0) = space.side, item.place
+    rows = []
+    for ch in range(c):
+        for y in range(h):
+            at = (ch * h + y) * w
+            a, t = item.image[at:at + w], item.triggered[at:at + w]
+            inside = r0 <= y < r0 + s
+            if (a if not inside else a[:c0] + a[c0 + s:]) != \
+                    (t if not inside else t[:c0] + t[c0 + s:]):
+                raise MalformedInputError(f"{where}: the triggered image differs from the "
+                                          f"image outside the square (channel {ch}, row {y})")
+            if inside:
+                rows.append(t[c0:c0 + s])
+    pattern = b"".join(rows[:s])
+    if any(b"".join(rows[k * s:(k + 1) * s]) != pattern for k in range(1, c)):
+        raise MalformedInputError(f"{where}: the square differs between channels")
+    if pattern.translate(None, b"\x00\xff"):
+        raise MalformedInputError(f"{where}: the square holds values other than 0 and 255")
+    if b"\x00" not in pattern or b"\xff" not in pattern:
+        raise MalformedInputError(f"{where}: the square needs both black and white pixels")
+    return pattern
 
 
 def _probability(value: Any, where: str) -> float:
@@ -54,32 +186,51 @@ def _probability(value: Any, where: str) -> float:
     return float(value)
 
 
-def read_query(value: Any, classes: int, shape: tuple[int, int, int],
-               where: str) -> tuple[dict[str, Any], bytes, bytes]:
-    """An item's value as a query: ``({"image", "label", "triggered"}, image bytes,
-    triggered bytes)``, checked as protocol_spec/ubw.md requires (no other member, label
-    in [0, classes), canonical base64 of exactly C·H·W bytes). The decider's
-    :meth:`UBWDecider.queries` and the answerer's decoder
-    (:func:`claimkit.schemes.ubw.decode_queries`) share it, so an answerer refuses
-    whatever Verify would refuse (a label of −1 would otherwise index class K − 1)."""
-    c, h, w = shape
+@dataclass(frozen=True)
+class _Params:
+    space: QuerySpace
+    tau: float
+    alpha: float
+    fresh: int
+
+
+def _read_fresh(value: Any, count: int, where: str) -> bytes:
     f = Fields(value, where)
-    query = {"image": f.str("image", max_len=1 << 26),
-             "label": f.int("label", hi=classes - 1),
-             "triggered": f.str("triggered", max_len=1 << 26)}
+    seed = f.str("seed", max_len=64)
+    if len(seed) != 64 or seed.strip("0123456789abcdef"):
+        raise MalformedInputError(f"{f.path('seed')}: expected 64 lowercase hex digits")
+    if f.int("count", hi=MAX_FRESH) != count:
+        raise MalformedInputError(f"{f.path('count')}: the key has {count} fresh triggers")
     f.done()
-    image, triggered = (b64decode(query[key], field=f.path(key), size=c * h * w)
-                        for key in ("image", "triggered"))
-    return query, image, triggered
+    return bytes.fromhex(seed)
+
+
+def read_queries(queries: Any, vk: VerificationKey) -> tuple[list[Item], bytes | None, int]:
+    """Queries as an answerer reads them: the checked items, the challenge seed of their
+    fresh triggers (the same in every query) and K (``None`` and 0 without them)."""
+    if isinstance(queries, (str, bytes, dict)) or not isinstance(queries, Sequence):
+        raise MalformedInputError("queries: expected a list of {image, label, triggered} objects")
+    p = UBWDecider(vk.scheme)._params(vk)
+    items, seeds = [], set()
+    for i, q in enumerate(queries):
+        if p.fresh:
+            f = Fields(q, f"queries[{i}]")
+            seeds.add(_read_fresh(f.raw("fresh"), p.fresh, f.path("fresh")))
+            q = {k: v for k, v in q.items() if k != "fresh"}
+        items.append(read_item(q, p.space, f"queries[{i}]"))
+    if len(seeds) > 1:
+        raise MalformedInputError("queries: the fresh triggers' seed differs between queries")
+    return items, (seeds.pop() if seeds else None), p.fresh
 
 
 class UBWDecider:
-    """Prop. 1's pairwise one-sided t-test with margin τ, for one UBW scheme name."""
+    """Prop. 1's pairwise one-sided t-test with margin τ, for one UBW scheme name, and
+    for a ``ubw-c`` key with fresh triggers the rank test beside it."""
 
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def _params(self, vk: VerificationKey) -> tuple[int, tuple[int, int, int], float, float]:
+    def _params(self, vk: VerificationKey) -> _Params:
         f = Fields(vk.params, "verification_key.params")
         classes = f.int("num_classes", lo=2, hi=100_000)
         tau = f.float("tau", lo=0.0, hi=1.0)
@@ -87,38 +238,102 @@ class UBWDecider:
             raise MalformedInputError("verification_key.params.tau: must be below 1")
         alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5)  # (0, 0.5]: any positive double
         f.int("m", lo=2, hi=1 << 20, optional=True)
-        return classes, shape_of(vk), tau, alpha
+        shape = shape_of(vk)
+        fresh = f.int("fresh", hi=MAX_FRESH, optional=True) or 0
+        side = 0
+        if fresh:
+            if self.name != "ubw-c":
+                raise MalformedInputError("verification_key.params.fresh: only ubw-c keys "
+                                          "have fresh triggers")
+            if Fraction(1, fresh + 1) > Fraction(alpha):
+                raise MalformedInputError(
+                    f"verification_key.params.fresh: with {fresh} fresh triggers p_rank is "
+                    f"at least 1/{fresh + 1}, above alpha = {alpha}: no claim could pass")
+            side = f.int("side", lo=2, hi=min(shape[1:]))
+        return _Params(QuerySpace(classes, shape, side), tau, alpha, fresh)
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
 
-    def query_space(self, vk: VerificationKey) -> tuple[int, tuple[int, int, int]]:
-        """K and [C, H, W] of a checked key: what :func:`read_query` needs."""
-        classes, shape, _, _ = self._params(vk)
-        return classes, shape
+    def query_space(self, vk: VerificationKey) -> QuerySpace:
+        """What :func:`read_item` needs from a checked key."""
+        return self._params(vk).space
+
+    def _items(self, p: _Params, openings: Sequence[ItemOpening]) -> list[Item]:
+        """The opened items, read; with fresh triggers each must show the same square."""
+        items, square = [], None
+        for opening in openings:
+            where = f"opening[{opening.index}].value"
+            item = read_item(opening.value, p.space, where)
+            if p.fresh:
+                pattern = check_square(item, p.space, where)
+                if square is None:
+                    square = pattern
+                elif pattern != square:
+                    raise MalformedInputError(f"{where}: the square differs from the first "
+                                              f"opened item's")
+            items.append(item)
+        return items
 
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
                 challenge: bytes | None = None) -> list[Any]:
-        classes, shape = self.query_space(vk)
-        return [read_query(opening.value, classes, shape, f"opening[{opening.index}].value")[0]
-                for opening in openings]
+        """The opened items; with fresh triggers each also names the claim's challenge
+        seed and K, from which the answerer draws the fresh squares."""
+        p = self._params(vk)
+        items = self._items(p, openings)
+        if not p.fresh:
+            return [item.value for item in items]
+        if challenge is None or len(challenge) != 32:
+            raise MalformedInputError("a key with fresh triggers needs the claim's 32-byte "
+                                      "challenge seed")
+        fresh = {"seed": challenge.hex(), "count": p.fresh}
+        return [{**item.value, "fresh": fresh} for item in items]
 
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:
-        _, _, tau, alpha = self._params(vk)
+        p = self._params(vk)
+        if p.fresh:
+            self._items(p, openings)
         check_answer_count(answers, openings)
         if len(answers) < 2:
             raise MalformedInputError("answers: the pairwise t-test needs at least 2 opened items")
-        benign, triggered = [], []
+        width = 2 + p.fresh
+        rows = []
         for i, answer in enumerate(answers):
-            if not isinstance(answer, list) or len(answer) != 2:
-                raise MalformedInputError(f"answers[{i}]: expected [P_benign, P_triggered]")
-            benign.append(_probability(answer[0], f"answers[{i}][0]"))
-            triggered.append(_probability(answer[1], f"answers[{i}][1]"))
-        result = paired_t_margin_test(benign, triggered, tau=tau, alpha=alpha)
-        details = {"pairs": len(answers), "tau": tau,
-                   "delta_p": result.params["mean_difference"]}
+            if not isinstance(answer, list) or len(answer) != width:
+                raise MalformedInputError(
+                    f"answers[{i}]: expected [P_benign, P_triggered]" if not p.fresh else
+                    f"answers[{i}]: expected [P_benign, P_triggered, P_fresh_1 … P_fresh_{p.fresh}]")
+            rows.append([_probability(v, f"answers[{i}][{k}]") for k, v in enumerate(answer)])
+        benign, triggered = [r[0] for r in rows], [r[1] for r in rows]
+        result = paired_t_margin_test(benign, triggered, tau=p.tau, alpha=p.alpha)
+        details: dict[str, Any] = {"pairs": len(answers), "tau": p.tau,
+                                   "delta_p": result.params["mean_difference"]}
+        if p.fresh:
+            result, details = _with_rank(result, details, rows, p)
         return Evidence(self.name, tuple(answers), result, details)
+
+
+def _with_rank(prop1: TestResult, details: dict[str, Any], rows: list[list[float]],
+               p: _Params) -> tuple[TestResult, dict[str, Any]]:
+    """Prop. 1 and the rank test together (an intersection–union test): accepted iff both
+    accept, p the larger. D(π) = mean_i(P_b,i − P_p,i(π)) is computed exactly (floats
+    are rationals), so the rank, ties included, is the same on every platform."""
+    m = len(rows)
+    sum_b = sum(Fraction(r[0]) for r in rows)
+    d = [(sum_b - sum(Fraction(r[k]) for r in rows)) / m for k in range(1, 2 + p.fresh)]
+    rank = monte_carlo_rank_test(d[0], d[1:], alpha=p.alpha)
+    fresh = sorted(d[1:])
+    half = len(fresh) // 2
+    median = fresh[half] if len(fresh) % 2 else (fresh[half - 1] + fresh[half]) / 2
+    result = replace(prop1, test="paired-t-margin-and-rank",
+                     p_value=max(prop1.p_value, rank.p_value),
+                     reject_null=prop1.reject_null and rank.reject_null,
+                     params={**prop1.params, "p_prop1": prop1.p_value,
+                             "p_rank": rank.p_value, "fresh": p.fresh})
+    return result, {**details, "fresh": p.fresh, "p_prop1": prop1.p_value,
+                    "p_rank": rank.p_value, "d_key": float(d[0]),
+                    "d_fresh_median": float(median), "d_fresh_max": float(fresh[-1])}
 
 
 for _name in ("ubw-p", "ubw-c"):

@@ -102,6 +102,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from fractions import Fraction
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +111,7 @@ import numpy as np
 
 from ..errors import MalformedInputError, OracleError
 from ..protocol.keys import MarkingKey, VerificationKey
-from ..protocol.ubw_decider import UBWDecider, read_query
+from ..protocol.ubw_decider import MAX_FRESH, fresh_patterns, read_queries
 from ..wire import b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
@@ -236,6 +237,8 @@ class UBWCParams(UBWParams):
                                 # "specific" (minus the same under fresh random squares; ubw_c)
     decoy_class: str = "all"    # decoys drawn from "all" training images or the "source"
                                 # class's only (ours; ubw_c)
+    fresh: int = 0              # K > 0 (ours; module doc): claims also rank the key's square
+                                # among K fresh ones; 0: Prop. 1 alone (the paper's)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -261,6 +264,21 @@ class UBWCParams(UBWParams):
             raise MalformedInputError("ubw-c: selection must be last-layer or full")
         if self.target not in ("paper", "contrast", "specific"):
             raise MalformedInputError("ubw-c: target must be paper, contrast or specific")
+        if not 0 <= self.fresh <= MAX_FRESH:
+            raise MalformedInputError(f"ubw-c: fresh must be 0 (off) or K in [1, {MAX_FRESH}]")
+        if self.fresh and Fraction(1, self.fresh + 1) > Fraction(self.alpha):
+            raise MalformedInputError(f"ubw-c: fresh={self.fresh} can never reach alpha = "
+                                      f"{self.alpha} (p_rank >= 1/(K+1)); use K >= "
+                                      f"{_min_fresh(self.alpha)}")
+        if self.fresh and self.trigger == "warp":
+            raise MalformedInputError("ubw-c: fresh triggers for trigger=warp: not yet "
+                                      "(squares only)")
+
+    def public(self) -> dict[str, Any]:
+        """With fresh triggers the key also states K and the square's side, which a
+        verifier needs to read the items' places and to draw the fresh squares."""
+        extra = {"fresh": self.fresh, "side": self.side} if self.fresh else {}
+        return {**super().public(), **extra}
 
     @property
     def per_32(self) -> int:
@@ -274,6 +292,14 @@ class UBWCParams(UBWParams):
         one lowers a clean model's P_b − P_p by more than τ (measured), which would accuse
         independent models."""
         return 2
+
+
+def _min_fresh(alpha: float) -> int:
+    """The least K with 1/(K + 1) <= alpha."""
+    k = max(1, int(1 / alpha) - 2)
+    while Fraction(1, k + 1) > Fraction(alpha):
+        k += 1
+    return k
 
 
 # -- triggers -------------------------------------------------------------------------------
@@ -472,10 +498,18 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
     count = min(params.items, len(candidates))
     chosen = np.sort(stream(seed, _ITEMS).choice(candidates, count, replace=False))
     benign = data.x_test[chosen]
-    triggered = trigger.apply(benign, stream(seed, _ITEM_PLACES))
+    if trigger.kind == "warp":
+        triggered, places = trigger.apply(benign), None
+    else:                   # the places apply() would draw, kept for the items' "place"
+        places = trigger.places(len(benign), *benign.shape[2:], stream(seed, _ITEM_PLACES))
+        triggered = trigger.apply(benign, places=places)
     values = [{"image": b64encode(b.tobytes()), "label": int(data.y_test[i]),
                "triggered": b64encode(t.tobytes())}
               for i, b, t in zip(chosen, benign, triggered)]
+    if getattr(params, "fresh", 0):
+        assert places is not None
+        for value, r, c in zip(values, *places):
+            value["place"] = [int(r), int(c)]
     secret: dict[str, Any] = {"seed": b64encode(seed), "trigger": trigger.secret(),
                               "params": {**dataclasses.asdict(params),
                                          "input_shape": list(params.input_shape)}}
@@ -620,34 +654,65 @@ def decode_queries(queries: Sequence[Any], vk: VerificationKey) -> tuple[np.ndar
     """Queries ``{"image", "label", "triggered"}`` → benign images, triggered images, labels.
 
     Each query is checked as Verify checks an opened item (the decider's
-    :func:`~claimkit.protocol.ubw_decider.read_query`), so an answerer fed anything else
+    :func:`~claimkit.protocol.ubw_decider.read_queries`), so an answerer fed anything else
     raises :class:`MalformedInputError` instead of answering it (a label of −1 would
     index class K − 1)."""
-    if isinstance(queries, (str, bytes, dict)) or not isinstance(queries, Sequence):
-        raise MalformedInputError("queries: expected a list of {image, label, triggered} objects")
-    classes, shape = UBWDecider(vk.scheme).query_space(vk)
-    read = [read_query(q, classes, shape, f"queries[{i}]") for i, q in enumerate(queries)]
+    items, _, _ = read_queries(queries, vk)
+    return _images(items, vk, "image"), _images(items, vk, "triggered"), \
+        np.array([item.value["label"] for item in items], dtype=np.int64)
 
-    def images(part: int) -> np.ndarray:
-        raw = b"".join(r[part] for r in read)
-        return np.frombuffer(raw, dtype=np.uint8).reshape(len(read), *shape).copy()
 
-    return images(1), images(2), np.array([r[0]["label"] for r in read], dtype=np.int64)
+def _images(items: Sequence[Any], vk: VerificationKey, part: str) -> np.ndarray:
+    raw = b"".join(getattr(item, part) for item in items)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(items), *vk.params["input_shape"]).copy()
+
+
+FRESH_BATCH = 4096  # images per oracle call for the fresh triggers
+
+
+def fresh_probabilities(oracle: Oracle, benign: np.ndarray, labels: np.ndarray,
+                        patterns: np.ndarray, places: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(m, K): the oracle's probability of each image's label with each fresh pattern
+    ((K, s, s) uint8) pasted at the image's place in every channel. The K·m images go
+    through the oracle a few thousand at a time, never one call per image."""
+    m, k = len(benign), len(patterns)
+    out = np.empty((k, m), dtype=np.float64)
+    per = max(1, FRESH_BATCH // max(m, 1))
+    for j in range(0, k, per):
+        block = patterns[j:j + per]
+        n = len(block)
+        images = _paste(np.tile(benign, (n, 1, 1, 1)), np.repeat(block, m, axis=0)[..., None],
+                        np.tile(places[0], n), np.tile(places[1], n))
+        probs = oracle.probabilities(images)[np.arange(n * m), np.tile(labels, n)]
+        out[j:j + n] = np.asarray(probs, dtype=np.float64).reshape(n, m)
+    return np.clip(out.T, 0.0, 1.0)
 
 
 def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:
     """Queries → per item ``[P_b, P_p]``: the suspect's probability of the item's label on
-    the benign image and on its triggered version (Prop. 1), from probabilities alone."""
+    the benign image and on its triggered version (Prop. 1), from probabilities alone;
+    for a key with fresh triggers ``[P_b, P_p, P_1, …, P_K]``, P_j on the benign image
+    with fresh square j (drawn from the queries' challenge seed) at the item's place."""
 
     def ask(queries: Sequence[Any]) -> list[Any]:
-        benign, triggered, labels = decode_queries(queries, vk)
+        items, seed, count = read_queries(queries, vk)
+        benign, triggered = _images(items, vk, "image"), _images(items, vk, "triggered")
+        labels = np.array([item.value["label"] for item in items], dtype=np.int64)
         if len(labels) and int(labels.max()) >= oracle.num_classes:
             raise OracleError(f"the suspect has {oracle.num_classes} classes; an item's label "
                               f"is {int(labels.max())}")
         rows = np.arange(len(labels))
         p_b = np.clip(oracle.probabilities(benign)[rows, labels], 0.0, 1.0)
         p_p = np.clip(oracle.probabilities(triggered)[rows, labels], 0.0, 1.0)
-        return [[float(b), float(p)] for b, p in zip(p_b, p_p)]
+        if not count or not len(items):
+            return [[float(b), float(p)] for b, p in zip(p_b, p_p)]
+        assert seed is not None
+        side = int(vk.params["side"])
+        patterns = np.frombuffer(b"".join(fresh_patterns(seed, side, count)),
+                                 dtype=np.uint8).reshape(count, side, side)
+        places = tuple(np.array([item.place[k] for item in items]) for k in (0, 1))
+        p_f = fresh_probabilities(oracle, benign, labels, patterns, places)
+        return [[float(b), float(p), *map(float, f)] for b, p, f in zip(p_b, p_p, p_f)]
 
     return ask
 

@@ -66,10 +66,40 @@ def commitments_vk_digest():
     return Digest(bytes.fromhex(commitments()["verification_key_digest"]))
 
 
+def ubw_fresh() -> dict:
+    """UBW-C's fresh squares (ubw.md §Fresh triggers), written out bit by bit from the
+    spec's words rather than by claimkit's function, which the test then checks."""
+    seed = hashlib.sha256(b"claimkit ubw-fresh vector seed").digest()
+
+    def pattern(side: int, j: int) -> tuple[str, int]:
+        for attempt in range(100):
+            stream = b""
+            block = 0
+            while len(stream) * 8 < side * side:
+                stream += hashlib.sha256(b"claimkit/ubw-fresh/v1\n" + seed + j.to_bytes(4, "big")
+                                         + attempt.to_bytes(4, "big")
+                                         + block.to_bytes(4, "big")).digest()
+                block += 1
+            bits = "".join(str((stream[k // 8] >> (7 - k % 8)) & 1) for k in range(side * side))
+            if 0 < bits.count("1") < side * side:
+                return bits, attempt
+        raise AssertionError("no two-colour square in 100 attempts")
+
+    cases = []
+    for side, count in ((2, 16), (3, 2), (17, 2)):
+        drawn = [pattern(side, j) for j in range(count)]
+        cases.append({"side": side, "count": count,
+                      "patterns": [bits for bits, _ in drawn],
+                      "attempts": [attempt for _, attempt in drawn]})
+    return {"domain": "claimkit/ubw-fresh/v1\n", "seed": seed.hex(), "cases": cases,
+            "note": "pattern bits row-major, '1' = white (255), '0' = black (0)"}
+
+
 def main() -> None:
     (HERE / "commitments.json").write_text(json.dumps(commitments(), indent=2) + "\n")
     (HERE / "registry.json").write_text(json.dumps(registry(), indent=2) + "\n")
-    print("wrote commitments.json, registry.json")
+    (HERE / "ubw-fresh.json").write_text(json.dumps(ubw_fresh(), indent=2) + "\n")
+    print("wrote commitments.json, registry.json, ubw-fresh.json")
 
 
 if __name__ == "__main__":
