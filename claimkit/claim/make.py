@@ -69,12 +69,16 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
 
 
 def estimated_payload(mk: MarkingKey, k: int) -> int:
-    """Bytes of a bundle payload opening ``k`` items, at most (the answers aside): the
-    challenge is not known before the intent is logged, so the ``k`` largest items, each
-    twice (its opening and its query), with each opening's nonce and proof and a margin
-    for the key, receipts and evidence."""
+    """Bytes of a bundle payload opening ``k`` items, at most (the answers aside, but for
+    UBW-C's K fresh triggers, whose K + 2 probabilities an item, recorded twice, can
+    outweigh the items): the challenge is not known before the intent is logged, so the
+    ``k`` largest items, each twice (its opening and its query), with each opening's
+    nonce and proof and a margin for the key, receipts and evidence."""
     values = mk.items.values
     sizes = sorted((len(canonical_json(v)) for v in values), reverse=True)[:max(k, 0)]
     per_opening = 128 + 48 * len(values).bit_length()       # index, nonce, proof hashes
+    fresh = mk.verification_key.params.get("fresh", 0) if mk.scheme == "ubw-c" else 0
+    if isinstance(fresh, int) and fresh > 0:
+        per_opening += 128 + 2 * 24 * (fresh + 2)   # the query's seed; answers and observations
     fixed = 64 * 1024 + 8 * len(values) + len(canonical_json(mk.verification_key.to_dict()))
     return fixed + sum(2 * size + per_opening for size in sizes)
