@@ -352,6 +352,12 @@ def test_patch_sides_below_the_minimum_are_refused_and_never_drawn():
     ("ubw-c", {"decay": "cosine", "m": "20"}, "decay"),
     ("ubw-c", {"decoy_class": "target", "m": "20"}, "decoy_class"),
     ("ubw-p", {"decoy_class": "source"}, "decoy_class"),
+    ("ubw-p", {"fresh": "99"}, "fresh: unknown for this scheme"),
+    ("ubw-c", {"fresh": "98", "m": "20"}, "fresh=98 can never reach alpha = 0.01.*K >= 99"),
+    ("ubw-c", {"fresh": "199", "alpha": "0.001", "m": "20"}, "use K >= 999"),
+    ("ubw-c", {"fresh": "-1", "m": "20"}, "fresh must be 0"),
+    ("ubw-c", {"fresh": "10001", "m": "20"}, "fresh must be 0"),
+    ("ubw-c", {"fresh": "99", "trigger": "warp", "m": "20"}, "trigger=warp: not yet"),
 ])
 def test_bad_parameters_are_refused(digits, scheme, params, message):
     with pytest.raises(MalformedInputError, match=message):
@@ -1076,3 +1082,81 @@ def test_ubw_c_crafts_on_cuda(tmp_path, digits):
     assert record["poisoned"] == round(0.1 * len(digits.y_train)) and record["crafting_seconds"] > 0
     released = load_release(tmp_path / "rel")
     assert np.abs(released.x_train.astype(int) - digits.x_train.astype(int)).max() <= 16
+
+
+# -- fresh triggers (ours; docs/proposals/ubw-c-key-specific-test.md, step 1) ---------------------
+def test_ubw_c_with_fresh_triggers_from_keygen_to_an_arbiters_requery(tmp_path, digits, keys,
+                                                                      clean_models):
+    """keygen -p fresh=99 → mark → train → claim → verify, with the arbiter re-querying.
+    As for the flow above, whether digits implants the backdoor is not asserted: the
+    verdict's p is the larger of Prop. 1's and the rank test's, the arbiter recomputes
+    the same answers, an edited fresh answer is caught, and a clean model is rejected."""
+    import copy
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "claim"))
+    from test_flow import resign
+
+    from claimkit.claim.bundle import ClaimBundle
+    from claimkit.claim.make import make_claim
+    from claimkit.claim.verify import verify_claim
+    from claimkit.errors import VerificationError
+    from claimkit.identity import Identity
+    from claimkit.ml.jobs import fit_and_save
+    from claimkit.ml.oracle import LocalModel
+    from claimkit.protocol.ubw_decider import UBWDecider
+    from claimkit.registry.entries import Registration, sign_request
+    from claimkit.registry.log import Registry
+
+    from conftest import PASSPHRASE, FakeClock
+
+    backend = get_backend("ubw-c")
+    mk = backend.keygen(digits, {**PARAMS["ubw-c"], "fresh": "99"}, rng=seeded(21))
+    vk = mk.verification_key
+    assert (vk.params["fresh"], vk.params["side"]) == (99, 2)
+    assert all(len(v["place"]) == 2 for v in mk.items.values)
+    default = keys["ubw-c"]                                # without fresh: as before
+    assert not {"fresh", "side"} & default.verification_key.params.keys()
+    assert all("place" not in v for v in default.items.values)
+    backend.mark(mk, digits, tmp_path / "rel", MarkOptions())
+    suspect, _ = fit_and_save(load_release(tmp_path / "rel"), tmp_path / "suspect.safetensors",
+                              epochs=5, seed=7, device="cpu", progress=False)
+
+    registry = Registry.init(tmp_path / "reg", origin="test.example/fresh", passphrase=PASSPHRASE,
+                             clock=FakeClock(), key_strength="min")
+    owner = Identity.generate("alice", seed=b"\x11" * 32)
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    registration = registry.register(request, sign_request(request, owner))
+
+    def claim(path: Path, digest: Digest) -> tuple[ClaimBundle, object]:
+        ask = backend.answerer(LocalModel.from_file(path, device="cpu"), vk)
+        bundle = make_claim(registry, mk, registration, digest, ask=ask, identity=owner, k=15)
+        bundle = ClaimBundle.from_json(bundle.to_json())
+        return bundle, verify_claim(bundle, log_key=registry.log_key, oracle=ask)
+
+    bundle, report = claim(tmp_path / "suspect.safetensors", suspect)
+    ev = report.evidence
+    assert report.observer == "arbiter" and report.answers_differ == 0
+    assert [len(a) for a in bundle.predicate.answers.values] == [101] * 15
+    assert ev.result.test == "paired-t-margin-and-rank" and ev.details["fresh"] == 99
+    assert ev.result.p_value == max(ev.details["p_prop1"], ev.details["p_rank"])
+    assert ev.accepted == (ev.details["p_prop1"] < 0.01 and ev.details["p_rank"] <= 0.01)
+    assert all(q["fresh"]["count"] == 99 for q in bundle.predicate.queries)
+
+    # A fresh answer edited: the bundle's evidence no longer follows from its answers; with
+    # the evidence recomputed too, the arbiter's re-query counts the edited answer.
+    predicate = copy.deepcopy(bundle.statement.predicate)
+    predicate["answers"]["values"][3][50] = 1.0 - predicate["answers"]["values"][3][50]
+    with pytest.raises(VerificationError, match="evidence differs"):
+        verify_claim(resign(bundle, predicate, owner), log_key=registry.log_key)
+    answers = predicate["answers"]["values"]
+    predicate["evidence"] = UBWDecider("ubw-c").decide(
+        vk, bundle.predicate.openings, answers).to_dict()
+    forged = resign(bundle, predicate, owner)
+    ask = backend.answerer(LocalModel.from_file(tmp_path / "suspect.safetensors", device="cpu"), vk)
+    assert verify_claim(forged, log_key=registry.log_key, oracle=ask).answers_differ == 1
+
+    _, clean = claim(clean_models[0], Digest.of(clean_models[0].read_bytes()))
+    assert not clean.accepted
+    registry.close()
+
