@@ -19,9 +19,9 @@ Public parameters (verification key): ``num_classes``, ``input_shape`` [C, H, W]
 should open, 100, App. C.2; informative, the test uses every opened item).
 
 Fresh triggers (``ubw-c`` only, opt-in: ``fresh`` = K > 0 in the key; ours, not the
-paper's; docs/proposals/ubw-c-key-specific-test.md, step 1). Prop. 1 alone accepts an
-honest other owner's claim on a suspect trained on a release of the same kind, since any
-square there costs the suspect confidence. The key's square is then also ranked among K
+paper's; docs/proposals/ubw-c-key-specific-test.md, step 1). Prop. 1 alone can accept
+an honest other owner's claim on a suspect trained on a release of the same kind, where
+any square costs the suspect confidence. The key's square is then also ranked among K
 squares drawn from the claim's challenge seed (:func:`fresh_patterns`) and pasted at
 each item's place: with D(π) = mean_i(P_b,i − P_p,i(π)), p_rank = (1 + #{j: D_j ≥
 D_key}) / (K + 1), exact for a model that never saw the key. The claim is accepted iff
