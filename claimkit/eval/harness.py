@@ -68,14 +68,16 @@ def split_halves(data: Dataset) -> tuple[Dataset, Dataset]:
 
 def claim_evidence(backend: Backend, mk: MarkingKey, oracle: Oracle, opened: int,
                    seed: int) -> Evidence:
-    """Open ``opened`` items (a seeded draw), ask the suspect, decide: a claim without a log."""
+    """Open ``opened`` items (a seeded draw), ask the suspect, decide: a claim without a log.
+    The seed stands in for the log's challenge, also for UBW-C's fresh triggers."""
     vk = mk.verification_key
     if not 1 <= opened <= vk.items:
         raise MalformedInputError(f"cannot open {opened} of {vk.items} items")
     indices = sorted(random.Random(seed).sample(range(vk.items), opened))
     openings = mk.open(indices)
     decider = decider_for(vk.scheme)
-    answers = backend.answerer(oracle, vk)(decider.queries(vk, openings))
+    challenge = hashlib.sha256(f"claimkit/eval/challenge/v1\n{seed}".encode()).digest()
+    answers = backend.answerer(oracle, vk)(decider.queries(vk, openings, challenge=challenge))
     return decider.decide(vk, openings, answers)
 
 

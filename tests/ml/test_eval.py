@@ -258,3 +258,31 @@ seeds = 0
 """))
     with pytest.raises(MalformedInputError, match="pretrained does not apply"):
         run_grid(cfg, tmp_path / "out", progress=False)
+
+
+def test_claim_evidence_draws_ubw_c_fresh_triggers_from_its_seed():
+    """A claim without a log: the cell's seed stands in for the challenge, so a UBW-C key
+    with fresh triggers is evaluated too, the same way for the same seed."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
+    from test_ubw_fresh import K, fresh_key
+
+    from claimkit.eval.harness import claim_evidence
+    from claimkit.schemes.base import get_backend
+
+    class Oracle:
+        num_classes = 4
+
+        def probabilities(self, x):
+            p = (x.reshape(len(x), -1).mean(1) / 255.0)[:, None]
+            return np.hstack([p, 1 - p, np.zeros((len(x), 2))])
+
+    mk = fresh_key()
+    first = claim_evidence(get_backend("ubw-c"), mk, Oracle(), 10, seed=4)
+    assert first.details["fresh"] == K and len(first.observations[0]) == K + 2
+    assert claim_evidence(get_backend("ubw-c"), mk, Oracle(), 10, seed=4) == first
+    assert claim_evidence(get_backend("ubw-c"), mk, Oracle(), 10, seed=5) != first
