@@ -213,3 +213,22 @@ def test_the_answerer_pastes_fresh_square_j_at_each_items_place():
     other = [{**q, "fresh": {"seed": bytes(32).hex(), "count": K}} for q in queries[:1]]
     with pytest.raises(MalformedInputError, match="seed differs"):
         answerer(Oracle(), mk.verification_key)(queries[1:] + other)
+
+
+def test_fresh_keys_items_queries_and_answers_match_the_schema():
+    import jsonschema
+
+    schema = json.loads((VECTORS.parent / "schemas" / "ubw.json").read_text())
+
+    def valid(instance, name):
+        jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{name}"}).validate(instance)
+
+    mk = fresh_key()
+    valid(mk.verification_key.params, "params")
+    openings = mk.open([0, 1])
+    for query in decider_for("ubw-c").queries(mk.verification_key, openings, challenge=SEED):
+        valid({k: v for k, v in query.items() if k != "fresh"}, "item")
+        valid(query, "query")
+    valid(answers(2, 0.9, 0.1, 0.8), "answers")
+    with pytest.raises(jsonschema.ValidationError):
+        valid({**openings[0].value, "fresh": {"seed": "00", "count": K}}, "query")
