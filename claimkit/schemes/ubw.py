@@ -78,8 +78,8 @@ poisoned indices and labels, items, trigger positions, crafting) comes from an
 independent stream of it, and the derived trigger, indices and labels are stored in the
 sealed marking key as well, so marking never depends on a generator's version. The
 ℓ committed **items** are test images with their label and triggered version
-``{"image", "label", "triggered"}`` (and ``"place"`` with fresh triggers; protocol_spec/ubw.md); a claim opens a random subset
-of them (cut-and-choose, Adi et al. App. A), m = 100 in the paper (App. C.2), so the
+``{"image", "label", "triggered"}`` (and ``"place"`` with fresh triggers;
+protocol_spec/ubw.md); a claim opens a random subset of them (cut-and-choose, Adi et al. App. A), m = 100 in the paper (App. C.2), so the
 default ℓ = 300 leaves fresh items for two more claims. For ``ubw-c`` the items come from
 the source class, the only class whose triggered images the crafting targets (App. B 2)).
 
@@ -115,9 +115,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from fractions import Fraction
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -670,14 +670,18 @@ def decode_queries(queries: Sequence[Any], vk: VerificationKey) -> tuple[np.ndar
     :func:`~claimkit.protocol.ubw_decider.read_queries`), so an answerer fed anything else
     raises :class:`MalformedInputError` instead of answering it (a label of −1 would
     index class K − 1)."""
-    items, _, _ = read_queries(queries, vk)
-    return _images(items, vk, "image"), _images(items, vk, "triggered"), \
+    return _arrays(read_queries(queries, vk)[0], vk)
+
+
+def _arrays(items: Sequence[Any], vk: VerificationKey) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    def images(part: str) -> np.ndarray:
+        raw = b"".join(getattr(item, part) for item in items)
+        return np.frombuffer(raw, dtype=np.uint8).reshape(
+            len(items), *vk.params["input_shape"]).copy()
+
+    return images("image"), images("triggered"), \
         np.array([item.value["label"] for item in items], dtype=np.int64)
-
-
-def _images(items: Sequence[Any], vk: VerificationKey, part: str) -> np.ndarray:
-    raw = b"".join(getattr(item, part) for item in items)
-    return np.frombuffer(raw, dtype=np.uint8).reshape(len(items), *vk.params["input_shape"]).copy()
 
 
 FRESH_BATCH = 4096  # images per oracle call for the fresh triggers
@@ -709,8 +713,7 @@ def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], l
 
     def ask(queries: Sequence[Any]) -> list[Any]:
         items, seed, count = read_queries(queries, vk)
-        benign, triggered = _images(items, vk, "image"), _images(items, vk, "triggered")
-        labels = np.array([item.value["label"] for item in items], dtype=np.int64)
+        benign, triggered, labels = _arrays(items, vk)
         if len(labels) and int(labels.max()) >= oracle.num_classes:
             raise OracleError(f"the suspect has {oracle.num_classes} classes; an item's label "
                               f"is {int(labels.max())}")
