@@ -29,8 +29,9 @@ the strings the CLI would pass. Unknown keys are refused with the key's name, so
 never silently runs a different grid. What can be checked without data or training is
 checked when the file loads, so a typo in the last table does not wait for the cells
 before it: scheme names, attack names and parameters (the attack's config dataclass, as
-``claimkit attack NAME -p`` builds it), and architecture names. Scheme parameters are
-checked by the scheme's keygen, which needs the data set, so only when their cell runs.
+``claimkit attack NAME -p`` builds it), and architecture names. Scheme parameters need
+the data set (its classes and shape): ``run_grid`` checks them once it is loaded, before
+the first cell.
 """
 
 from __future__ import annotations
