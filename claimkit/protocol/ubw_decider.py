@@ -28,18 +28,10 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields, b64decode
 from .keys import VerificationKey
-from .scheme import Evidence, check_answer_count, register_decider
+from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, register_decider
 from .stats import paired_t_margin_test
 
-__all__ = ["UBWDecider", "read_query", "shape_of"]
-
-
-def shape_of(vk: VerificationKey) -> tuple[int, int, int]:
-    shape = vk.params.get("input_shape")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 4096 for d in shape)):
-        raise MalformedInputError("verification_key.params.input_shape: expected [C, H, W]")
-    return (shape[0], shape[1], shape[2])
+__all__ = ["UBWDecider", "read_query"]
 
 
 def _probability(value: Any, where: str) -> float:
@@ -87,10 +79,18 @@ class UBWDecider:
             raise MalformedInputError("verification_key.params.tau: must be below 1")
         alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5)  # (0, 0.5]: any positive double
         f.int("m", lo=2, hi=1 << 20, optional=True)
-        return classes, shape_of(vk), tau, alpha
+        return classes, read_shape(f), tau, alpha
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
+
+    def check_claim_size(self, vk: VerificationKey, k: int) -> None:
+        self._params(vk)
+        self._check_size(k)
+
+    @staticmethod
+    def _check_size(k: int) -> None:
+        check_min_opened(k, 2, "the pairwise t-test needs at least 2 opened items")
 
     def query_space(self, vk: VerificationKey) -> tuple[int, tuple[int, int, int]]:
         """K and [C, H, W] of a checked key: what :func:`read_query` needs."""
@@ -106,8 +106,7 @@ class UBWDecider:
                answers: Sequence[Any]) -> Evidence:
         _, _, tau, alpha = self._params(vk)
         check_answer_count(answers, openings)
-        if len(answers) < 2:
-            raise MalformedInputError("answers: the pairwise t-test needs at least 2 opened items")
+        self._check_size(len(answers))
         benign, triggered = [], []
         for i, answer in enumerate(answers):
             if not isinstance(answer, list) or len(answer) != 2:
