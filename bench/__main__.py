@@ -10,8 +10,12 @@ BENCHES = {"registry": "bench.registry", "train": "bench.train", "claim": "bench
 
 
 def main() -> None:
+    usage = f"usage: python -m bench {{{','.join(BENCHES)}}} [options]; NAME --help for each"
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(usage)
+        sys.exit(0)
     if len(sys.argv) < 2 or sys.argv[1] not in BENCHES:
-        print(f"usage: python -m bench {{{','.join(BENCHES)}}} [options]", file=sys.stderr)
+        print(usage, file=sys.stderr)
         sys.exit(2)
     import importlib
     module = importlib.import_module(BENCHES[sys.argv[1]])

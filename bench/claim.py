@@ -9,6 +9,7 @@ the same 100 trigger images, in the same run.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
@@ -37,6 +38,9 @@ from .common import emit
 
 
 def main(argv: list[str]) -> None:
+    argparse.ArgumentParser(prog="python -m bench claim",
+                            description="Claim + verify of a 100-trigger claim on the CPU "
+                                        "(no options).").parse_args(argv)
     torch.set_num_threads(2)
     data = load_dataset("digits")
     owner = Identity.generate("owner", seed=b"\x01" * 32)

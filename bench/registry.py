@@ -12,6 +12,7 @@ Each figure comes with a baseline measured in the same run:
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import sqlite3
@@ -225,10 +226,12 @@ def bench_audit(directory: Path, owner: Identity, n: int) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    quick = "--quick" in argv
-    size = 100_000 if quick else 1_000_000
-    if "--size" in argv:
-        size = int(argv[argv.index("--size") + 1])
+    p = argparse.ArgumentParser(prog="python -m bench registry")
+    p.add_argument("--quick", action="store_true", help="100,000 entries, not 1,000,000")
+    p.add_argument("--size", type=int, default=None,
+                   help="entries in the batch-append log (overrides --quick)")
+    args = p.parse_args(argv)
+    size = args.size if args.size is not None else 100_000 if args.quick else 1_000_000
     owner = Identity.generate("bench", seed=b"\x42" * 32)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         tmp_path = Path(tmp)

@@ -123,6 +123,51 @@ def test_wrong_passphrase_is_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "r.json").exists()
 
 
+def test_a_claim_too_small_for_the_key_exits_2_before_announcing(tmp_path, monkeypatch):
+    """UBW's t-test needs 2 pairs: --open 1 is refused before the suspect is read or the
+    intent logged (the model file is never opened)."""
+    from claimkit.protocol.keys import MarkingKey
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "o.key", "--strength", "interactive").exit_code == 0
+    assert run("registry", "init", "reg").exit_code == 0
+    params = {"num_classes": 4, "input_shape": [1, 1, 1], "tau": 0.25, "alpha": 0.01, "m": 2}
+    item = {"image": "AA==", "label": 0, "triggered": "AA=="}
+    MarkingKey.create("ubw-p", params, [item] * 4, rng=lambda n: bytes(n)).save(
+        tmp_path / "k", PASSPHRASE, strength="min")
+    assert run("register", "k", "--registry", "reg", "--identity", "o.key",
+               "--out", "r.json").exit_code == 0
+    (tmp_path / "suspect.safetensors").write_bytes(b"not read")
+    with Registry.open(tmp_path / "reg") as reg:
+        size = reg.size
+    result = run("claim", "k", "--receipt", "r.json", "--registry", "reg", "--model",
+                 "suspect.safetensors", "--identity", "o.key", "--open", "1", "--out", "b.json")
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "at least 2" in result.output
+    with Registry.open(tmp_path / "reg") as reg:
+        assert reg.size == size and reg.claims_made(0) == 0
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_every_attack_example_parses_and_configures_its_attack(tmp_path, monkeypatch):
+    """Each attack's Example: line goes through click and the attack's config (no training);
+    transfer's names the target task it needs (finetune.transfer refuses without one)."""
+    import shlex
+    from claimkit.attacks import ATTACKS
+    from claimkit.cli.attack import attack_group
+    from claimkit.cli.owner import _params
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "released.safetensors").write_bytes(b"")
+    for name, spec in ATTACKS.items():
+        command = attack_group.commands[name]
+        example = command.help.split("Example:")[1].strip().splitlines()[0]
+        args = shlex.split(example)
+        assert args[:3] == ["claimkit", "attack", name], example
+        with command.make_context(name, args[3:]) as ctx:
+            cfg = spec.make_config(_params(ctx.params["params"]))
+        if name == "transfer":
+            assert cfg.target, example
+
+
 def test_verify_never_imports_torch_or_the_storage_stack():
     code = ("import sys; from claimkit.cli import cli; "
             "from claimkit.claim.verify import verify_claim; "

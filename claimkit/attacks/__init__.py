@@ -88,6 +88,7 @@ class AttackSpec:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     presets: Mapping[str, Any] = field(default_factory=dict)
     queries_only: bool = False    # works against any oracle, not only a model file
+    example: str = "--data digits"   # the data (and any -p) of the help's Example: line
 
     def settable(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.config) if f.name not in self.fixed]
@@ -128,7 +129,8 @@ ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in (
     AttackSpec("finetune", "UBW's schedule: FC layers, 10% data, lr 0.1, 100 epochs",
                FineTuneConfig, "finetune:fine_tune", presets=_UBW_FINETUNE),
     AttackSpec("transfer", "retrain on another task, keep the output layer (Adi §5.5)",
-               TransferConfig, "finetune:transfer"),
+               TransferConfig, "finetune:transfer",
+               example="--data mnist --data-root mnist/ -p target=fashion-mnist"),
     AttackSpec("prune", "zero each layer's smallest weights (magnitude pruning)",
                PruneConfig, "prune:prune"),
     AttackSpec("fine-prune", "cut the least active channels, fine-tune (Liu; UBW C.3)",

@@ -1,7 +1,7 @@
 """Claim bundles: a DSSE envelope over an in-toto Statement v1 about a suspect model.
 
 The subject is the suspect model's digest; the predicate carries everything an arbiter
-needs to re-check the claim offline (DESIGN.md "Claim bundle"):
+needs to re-check the claim offline (protocol_spec/bundle.md):
 
 * the verification key and the registry **receipt** of its registration,
 * the receipt of the claim **intent**, whose checkpoint fixes the cut-and-choose

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from ..dsse import sign_envelope
 from ..errors import MalformedInputError
 from ..identity import Identity
-from ..protocol.keys import MarkingKey
+from ..protocol.keys import MarkingKey, VerificationKey
 from ..protocol.scheme import decider_for
 from ..registry.entries import (ClaimIntent, Registration, claim_challenge, opened_items,
                                 sign_request)
@@ -26,7 +26,9 @@ from ..wire import Digest, canonical_json
 from .bundle import (CLAIM_PREDICATE, PAYLOAD_TYPE, Answers, ClaimBundle, ClaimPredicate,
                      Statement, check_payload_size)
 
-__all__ = ["make_claim"]
+__all__ = ["DEFAULT_OPEN", "check_claim_size", "default_open", "make_claim"]
+
+DEFAULT_OPEN = 50
 
 Ask = Callable[[Sequence[Any]], Sequence[Any]]
 
@@ -42,8 +44,7 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
     if not vk.digest.matches(reg.verification_key):
         raise MalformedInputError("the receipt registers another verification key")
     registration.verify(registry.log_key)
-    # Before the intent spends any item: a bundle too large for a verifier is refused now.
-    check_payload_size(estimated_payload(mk, k), f"a claim opening {k} items: the bundle's payload")
+    check_claim_size(mk, k)
     intent = ClaimIntent(identity.public, registration.index, registration.entry.digest,
                          suspect, registry.claims_made(registration.index), k)
     intent_receipt = registry.announce_claim(intent, sign_request(intent, identity))
@@ -66,6 +67,27 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
                                      "logged and its items spent)")
     envelope = sign_envelope(payload, PAYLOAD_TYPE, identity)
     return ClaimBundle(envelope, statement, predicate)
+
+
+def default_open(vk: VerificationKey) -> int:
+    """Items a claim opens when its owner does not say: UBW's ``m`` (the pairs a claim
+    should open, App. C.2); otherwise 50, or the key's minimum where that is larger
+    (MOVE's and EWE's ``min_queries``: a floor, not a recommendation, so it never lowers
+    the default and the power that comes with it)."""
+    def count(name: str) -> int:
+        value = vk.params.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 0
+    return count("m") or max(DEFAULT_OPEN, count("min_queries"))
+
+
+def check_claim_size(mk: MarkingKey, k: int) -> None:
+    """Refuse, before the intent spends any item, a claim opening ``k`` items that its
+    decider would refuse (too few for the scheme's test: MOVE's m, EWE's 30, UBW's 2) or
+    whose bundle would be too large for a verifier. :func:`make_claim` asks it first; a
+    caller may ask earlier, before reaching the suspect."""
+    vk = mk.verification_key
+    decider_for(vk.scheme).check_claim_size(vk, k)
+    check_payload_size(estimated_payload(mk, k), f"a claim opening {k} items: the bundle's payload")
 
 
 def estimated_payload(mk: MarkingKey, k: int) -> int:

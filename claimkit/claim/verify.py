@@ -9,7 +9,7 @@ report's ``accepted`` says whether the recomputed statistics support ownership::
                           log_key=load_vkey("registry/log.vkey"))
     print(report.accepted, report.evidence.result.p_value)
 
-Checks, in order (protocol_spec/procedures.md §Verify):
+Checks, in order (the procedure of protocol_spec/bundle.md, §Verify, grouped here):
 1. both receipts verify under the log key (checkpoint signature, inclusion, the owner's
    request signature); both entries come from the same log origin;
 2. the registration commits to this verification key; the intent names this

@@ -56,7 +56,7 @@ def _command(spec: AttackSpec) -> click.Command:
     help_text = (f"{spec.summary[0].upper()}{spec.summary[1:]}.\n\n"
                  f"{inspect.cleandoc(spec.config.__doc__ or '')}\n\n"
                  f"The victim: {victim}. {_parameters(spec)}\n\n"
-                 f"Example: claimkit attack {spec.name} --model released.safetensors --data digits "
+                 f"Example: claimkit attack {spec.name} --model released.safetensors {spec.example} "
                  f"--out {spec.name}.safetensors --json")
 
     @click.command(spec.name, help=help_text, short_help=spec.summary)

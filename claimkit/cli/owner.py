@@ -173,14 +173,15 @@ def _specificity_line(record: dict[str, Any], tau: float) -> str:
 @suspect_options
 @click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The owner's key file (the one that registered).")
-@click.option("--open", "k", default=50, show_default=True, type=click.IntRange(1),
-              help="Committed items this claim opens (the challenge picks which).")
+@click.option("--open", "k", default=None, type=click.IntRange(1),
+              help="Committed items this claim opens (the challenge picks which; "
+                   "default: UBW's m; otherwise 50, or the key's minimum if larger).")
 @device_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bundle file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path: str | None,
                   arch: str | None, onnx_path: str | None, endpoint: str | None, timeout: float,
-                  identity_path: str, k: int, device: str, out: str, as_json: bool) -> None:
+                  identity_path: str, k: int | None, device: str, out: str, as_json: bool) -> None:
     """Claim a suspect model: announce the claim in the registry, open the challenged items,
     query the model, and write a signed claim bundle for an arbiter. The suspect is one
     of --model, --onnx or --endpoint; an endpoint is asked what it takes before the claim
@@ -188,11 +189,13 @@ def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path:
 
     Example: claimkit claim keys/ --receipt receipt.json --registry reg/ --model suspect.safetensors --identity owner.key --out bundle.json
     """
-    from ..claim.make import make_claim
+    from ..claim.make import check_claim_size, default_open, make_claim
     from ..ml.oracle import open_oracle
     from ..registry.receipt import Receipt
     from ..wire import atomic_write
     mk = _load_key(keydir)
+    k = default_open(mk.verification_key) if k is None else k
+    check_claim_size(mk, k)     # before the suspect is reached (make_claim asks again)
     identity = load_identity(identity_path)
     oracle = open_oracle(model=model_path, onnx=onnx_path, endpoint=endpoint, arch=arch,
                          device=device, timeout=timeout)

@@ -26,7 +26,12 @@
 
 Values in ``params`` tables may be TOML numbers or strings; they reach the backends as
 the strings the CLI would pass. Unknown keys are refused with the key's name, so a typo
-never silently runs a different grid.
+never silently runs a different grid. What can be checked without data or training is
+checked when the file loads, so a typo in the last table does not wait for the cells
+before it: scheme names, attack names and parameters (the attack's config dataclass, as
+``claimkit attack NAME -p`` builds it), and architecture names. Scheme parameters need
+the data set (its classes and shape): ``run_grid`` checks them once it is loaded, before
+the first cell.
 """
 
 from __future__ import annotations
@@ -34,15 +39,20 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import MalformedInputError
+from ..attacks import get_attack
+from ..errors import ClaimkitError, MalformedInputError
 from ..ml import MAX_SEED
+from ..schemes.base import backend_names
 from ..wire import canonical_json, read_regular_file
 
 __all__ = ["EvalConfig", "SchemeSpec", "AttackSpec", "NullSpec", "load_config"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,32 @@ def _int(value: Any, where: str, lo: int = 0, hi: int = 10**6) -> int:
     return value
 
 
+def _located(where: str, check: Callable[..., T], *args: Any) -> T:
+    """``check(*args)``, its one-line error prefixed with where in the config it came from."""
+    try:
+        return check(*args)
+    except ClaimkitError as e:
+        raise MalformedInputError(f"{where}: {e}") from None
+
+
+def _check_scheme_name(name: str, where: str) -> None:
+    """The registry ``claimkit keygen --scheme`` offers; no backend module is imported."""
+    if name not in backend_names():
+        raise MalformedInputError(f"{where}: unknown scheme {name!r} "
+                                  f"(known: {', '.join(backend_names())})")
+
+
+def _check_archs(named: list[tuple[str, str]]) -> None:
+    """Each (where, architecture) is a network :func:`claimkit.ml.models.build` knows."""
+    if not named:
+        return
+    from ..ml.models import ARCHITECTURES   # imports torch: only when an architecture is named
+    for where, arch in named:
+        if arch not in ARCHITECTURES:
+            raise MalformedInputError(f"{where}: unknown architecture {arch!r} "
+                                      f"(known: {', '.join(ARCHITECTURES)})")
+
+
 def _sweep(value: Any, where: str) -> tuple[int, ...]:
     if not isinstance(value, list):
         raise MalformedInputError(f"{where}: opened_sweep must be a list")
@@ -171,6 +207,7 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
         sweep = None if s.get("opened_sweep") is None else _sweep(s["opened_sweep"], where)
         if not isinstance(s.get("pretrained", False), bool):
             raise MalformedInputError(f"{where}.pretrained must be true or false")
+        _check_scheme_name(s["name"], f"{where}.name")
         schemes.append(SchemeSpec(s["name"], _params(s.get("params"), where),
                                   None if s.get("opened") is None else _int(s["opened"], f"{where}.opened", 1),
                                   sweep, s.get("pretrained", False)))
@@ -182,7 +219,11 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
         if not isinstance(a, dict) or not isinstance(a.get("name"), str):
             raise MalformedInputError(f"{where}: a table with a 'name'")
         _check_keys(a, {"name", "params"}, where)
-        attacks.append(AttackSpec(a["name"], _params(a.get("params"), where)))
+        spec = AttackSpec(a["name"], _params(a.get("params"), where))
+        attack = _located(f"{where}.name", get_attack, spec.name)
+        # the config dataclass run_attack will build from these strings, checks and all
+        _located(f"{where}.params", attack.make_config, spec.params)
+        attacks.append(spec)
     null_raw = raw.get("null", {})
     if not isinstance(null_raw, dict):
         raise MalformedInputError(f"{path}: [null] must be a table")
@@ -192,6 +233,11 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
         raise MalformedInputError(f"{path}: null.archs must be a list of architecture names")
     null = NullSpec(_int(null_raw.get("seeds", 10), "null.seeds", 0, 1000),
                     _int(null_raw.get("disjoint", 0), "null.disjoint", 0, 1000), tuple(archs))
+    arch = raw.get("arch")
+    if arch is not None and not isinstance(arch, str):
+        raise MalformedInputError(f"{path}: arch must be an architecture name")
+    _check_archs(([] if arch is None else [(f"{path}: arch", arch)])
+                 + [(f"{path}: null.archs[{i}]", a) for i, a in enumerate(archs)])
     split = raw.get("split", "halves" if null.disjoint else "full")
     if split not in ("full", "halves"):
         raise MalformedInputError(f"{path}: split must be 'full' or 'halves'")
@@ -210,7 +256,7 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
         data = str((path.parent / data).resolve())
     return EvalConfig(
         name=str(raw.get("name", path.stem)), data=data, data_root=raw.get("data_root"),
-        arch=raw.get("arch"), epochs=None if raw.get("epochs") is None else _int(raw["epochs"], "epochs", 0, 10_000),
+        arch=arch, epochs=None if raw.get("epochs") is None else _int(raw["epochs"], "epochs", 0, 10_000),
         subset=_int(raw.get("subset", 0), "subset", 0, 10**8),
         test_subset=_int(raw.get("test_subset", 0), "test_subset", 0, 10**8),
         device=str(raw.get("device", "auto")), seeds=tuple(seeds), alpha=float(alpha), split=split,

@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MalformedInputError
+from ..errors import ClaimkitError, MalformedInputError
 from ..ml.data import Dataset, load_dataset
 from ..protocol.keys import MarkingKey
 from ..protocol.scheme import Evidence, decider_for
-from ..schemes.base import Backend, MarkOptions, Oracle, get_backend
+from ..schemes.base import Backend, MarkOptions, Oracle, data_fields, get_backend, parse_params
 from ..wire import canonical_json
 from .config import AttackSpec, EvalConfig, SchemeSpec, job_key
 
@@ -97,13 +97,20 @@ class _Grid:
         self.cfg, self.out, self.progress = cfg, out, progress
         self.device = device or cfg.device
         self.models = out / "models"
-        self.models.mkdir(parents=True, exist_ok=True)
         full = load_dataset(cfg.data, root=cfg.data_root)
         if cfg.subset or cfg.test_subset:
             n, t = cfg.subset or len(full.y_train), cfg.test_subset or len(full.y_test)
             full = replace(full, x_train=full.x_train[:n], y_train=full.y_train[:n],
                            x_test=full.x_test[:t], y_test=full.y_test[:t])
         self.data, self.other_half = split_halves(full) if cfg.split == "halves" else (full, None)
+        # Scheme parameters need the data set (its classes and shape), so they are checked
+        # here, before the first cell, rather than by each scheme's first keygen.
+        for i, scheme in enumerate(cfg.schemes):
+            try:
+                parse_params(get_backend(scheme.name).params, scheme.params, data_fields(self.data))
+            except ClaimkitError as e:
+                raise MalformedInputError(f"{cfg.name}: scheme[{i}].params: {e}") from None
+        self.models.mkdir(parents=True, exist_ok=True)
         self._keys: dict[tuple[str, int], MarkingKey] = {}
         self._oracles: dict[Path, Any] = {}
 
@@ -241,9 +248,8 @@ def run_grid(cfg: EvalConfig, out: str | os.PathLike[str], *, device: str | None
     from tqdm import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    grid = _Grid(cfg, out, device, progress)     # checks what needs the data before out exists
     (out / "config.json").write_bytes(canonical_json(cfg.to_dict()))
-    grid = _Grid(cfg, out, device, progress)
     results = out / RESULTS_FILE
     _repair_tail(results)
     done = _done(results)

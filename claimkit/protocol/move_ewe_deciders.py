@@ -1,7 +1,7 @@
 """Pure Verify for MOVE and EWE: the decision from recorded answers, without torch.
 
-An arbiter recomputes both decisions from a bundle alone (DESIGN.md, "Scheme
-interface"), so everything that turns the suspect's answers into a p-value lives here,
+An arbiter recomputes both decisions from a bundle alone (protocol_spec/bundle.md,
+§Verify), so everything that turns the suspect's answers into a p-value lives here,
 in plain Python; the torch side (``claimkit/schemes/move*.py``, ``ewe.py``) makes the
 keys and answers the queries::
 
@@ -52,7 +52,7 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields
 from .keys import VerificationKey
-from .scheme import Evidence, check_answer_count, register_decider
+from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, register_decider
 from .stats import paired_t_margin_test, success_rate_test
 
 __all__ = [
@@ -181,10 +181,7 @@ class MoveDecider:
         f = Fields(vk.params, "verification_key.params")
         mode = f.str("mode", choices=MOVE_MODES)
         classes = f.int("num_classes", lo=2, hi=1 << 16)
-        shape = f.list("input_shape", max_items=3)
-        if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool)
-                                      and 0 < d <= 4096 for d in shape):
-            raise MalformedInputError("verification_key.params.input_shape: expected [C, H, W]")
+        read_shape(f)
         f.str("data", max_len=256)
         f.str("data_digest", max_len=64)
         f.digest("style_commitment")
@@ -221,6 +218,14 @@ class MoveDecider:
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
 
+    def check_claim_size(self, vk: VerificationKey, k: int) -> None:
+        self._check_size(self._params(vk), k)
+
+    @staticmethod
+    def _check_size(p: MoveParams, k: int) -> None:
+        check_min_opened(k, p.min_queries, f"MOVE {p.mode} verification needs at least "
+                         f"{p.min_queries} opened images (the key's m, MOVE §6.1)")
+
     @staticmethod
     def _item(opening: ItemOpening, mode: str, classes: int) -> tuple[dict[str, Any], float]:
         where = f"opening[{opening.index}].value"
@@ -243,10 +248,7 @@ class MoveDecider:
                answers: Sequence[Any]) -> Evidence:
         p = self._params(vk)
         check_answer_count(answers, openings)
-        if len(openings) < p.min_queries:
-            raise MalformedInputError(
-                f"MOVE {p.mode} verification needs at least {p.min_queries} opened images "
-                f"(the key's m, MOVE §6.1); this claim opens {len(openings)}")
+        self._check_size(p, len(openings))
         scores, references = [], []
         for i, (opening, answer) in enumerate(zip(openings, answers)):
             references.append(self._item(opening, p.mode, p.classes)[1])
@@ -271,7 +273,7 @@ class EweDecider:
     def _params(self, vk: VerificationKey) -> tuple[int, int, float, Fraction | float, int]:
         f = Fields(vk.params, "verification_key.params")
         classes = f.int("num_classes", lo=2, hi=1 << 16)
-        f.list("input_shape", max_items=3)
+        read_shape(f)
         f.str("data", max_len=256)
         f.str("data_digest", max_len=64)
         source = f.int("source", hi=classes - 1)
@@ -288,6 +290,14 @@ class EweDecider:
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
 
+    def check_claim_size(self, vk: VerificationKey, k: int) -> None:
+        self._check_size(self._params(vk)[-1], k)
+
+    @staticmethod
+    def _check_size(min_queries: int, k: int) -> None:
+        check_min_opened(k, min_queries, f"EWE verification needs at least {min_queries} "
+                         "queries (Jia et al. 2021, §4.3.1: the CLT needs n > 30)")
+
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
                 challenge: bytes | None = None) -> list[Any]:
         self._params(vk)
@@ -303,10 +313,7 @@ class EweDecider:
         classes, target, alpha, fpr, min_queries = self._params(vk)
         self.queries(vk, openings)
         check_answer_count(answers, openings)
-        if len(answers) < min_queries:
-            raise MalformedInputError(
-                f"EWE verification needs at least {min_queries} queries (Jia et al. 2021, "
-                f"§4.3.1: the CLT needs n > 30); this claim opens {len(answers)}")
+        self._check_size(min_queries, len(answers))
         for i, answer in enumerate(answers):
             if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < classes:
                 raise MalformedInputError(f"answers[{i}]: expected a class index below {classes}")

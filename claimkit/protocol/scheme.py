@@ -32,6 +32,8 @@ __all__ = [
     "Decider",
     "Scheme",
     "check_answer_count",
+    "check_min_opened",
+    "read_shape",
     "register_decider",
     "decider_for",
     "LabelMatchDecider",
@@ -45,6 +47,24 @@ def check_answer_count(answers: Sequence[Any], openings: Sequence[ItemOpening]) 
     if len(answers) != len(openings):
         raise MalformedInputError(
             f"answers: {len(answers)} answers for {len(openings)} opened items")
+
+
+def check_min_opened(k: int, least: int, message: str) -> None:
+    """A claim opening ``k`` items is malformed below ``least``: ``message`` says why.
+
+    Deciders share it between :meth:`Decider.check_claim_size` (asked before a claim
+    spends any item) and ``decide`` (which an arbiter runs on a bundle)."""
+    if k < least:
+        raise MalformedInputError(f"{message}; this claim opens {k}")
+
+
+def read_shape(f: Fields, name: str = "input_shape") -> tuple[int, int, int]:
+    """A key's image shape ``[C, H, W]``, each an integer in [1, 4096] (move.md, ubw.md)."""
+    shape = f.raw(name)
+    if not (isinstance(shape, list) and len(shape) == 3 and all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 4096 for d in shape)):
+        raise MalformedInputError(f"{f.path(name)}: expected [C, H, W], each in [1, 4096]")
+    return (shape[0], shape[1], shape[2])
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,10 @@ class Decider(Protocol):
     name: str
 
     def check_params(self, vk: VerificationKey) -> None: ...
+
+    def check_claim_size(self, vk: VerificationKey, k: int) -> None:
+        """Raise :class:`MalformedInputError` if ``decide`` would refuse a claim opening
+        ``k`` items (too few for the test): pure, so a claim asks before it spends any."""
 
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
                 challenge: bytes | None = None) -> list[Any]: ...
@@ -132,6 +156,10 @@ class LabelMatchDecider:
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
+
+    def check_claim_size(self, vk: VerificationKey, k: int) -> None:
+        self._params(vk)
+        check_min_opened(k, 1, "the binomial test needs at least 1 opened item")
 
     def _label(self, opening: ItemOpening, classes: int) -> int:
         f = Fields(opening.value, f"opening[{opening.index}].value")

@@ -44,23 +44,15 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields, b64decode
 from .keys import VerificationKey
-from .scheme import Evidence, check_answer_count, register_decider
+from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, register_decider
 from .stats import TestResult, monte_carlo_rank_test, paired_t_margin_test
 
 __all__ = ["FRESH_DOMAIN", "MAX_FRESH", "Item", "QuerySpace", "UBWDecider", "check_square",
-           "fresh_patterns", "read_item", "read_queries", "shape_of"]
+           "fresh_patterns", "read_item", "read_queries"]
 
 FRESH_DOMAIN = b"claimkit/ubw-fresh/v1\n"
 MAX_FRESH = 10_000
 _WHITE = bytes.maketrans(b"01", b"\x00\xff")
-
-
-def shape_of(vk: VerificationKey) -> tuple[int, int, int]:
-    shape = vk.params.get("input_shape")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 4096 for d in shape)):
-        raise MalformedInputError("verification_key.params.input_shape: expected [C, H, W]")
-    return (shape[0], shape[1], shape[2])
 
 
 def fresh_patterns(seed: bytes, side: int, count: int) -> list[bytes]:
@@ -238,7 +230,7 @@ class UBWDecider:
             raise MalformedInputError("verification_key.params.tau: must be below 1")
         alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5)  # (0, 0.5]: any positive double
         f.int("m", lo=2, hi=1 << 20, optional=True)
-        shape = shape_of(vk)
+        shape = read_shape(f)
         fresh = f.int("fresh", hi=MAX_FRESH, optional=True) or 0
         side = 0
         if fresh:
@@ -254,6 +246,14 @@ class UBWDecider:
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
+
+    def check_claim_size(self, vk: VerificationKey, k: int) -> None:
+        self._params(vk)
+        self._check_size(k)
+
+    @staticmethod
+    def _check_size(k: int) -> None:
+        check_min_opened(k, 2, "the pairwise t-test needs at least 2 opened items")
 
     def query_space(self, vk: VerificationKey) -> QuerySpace:
         """What :func:`read_item` needs from a checked key."""
@@ -295,8 +295,7 @@ class UBWDecider:
         if p.fresh:
             self._items(p, openings)
         check_answer_count(answers, openings)
-        if len(answers) < 2:
-            raise MalformedInputError("answers: the pairwise t-test needs at least 2 opened items")
+        self._check_size(len(answers))
         width = 2 + p.fresh
         rows = []
         for i, answer in enumerate(answers):

@@ -78,6 +78,7 @@ class Backend(Protocol):
     name: str
     marks: str            # "model" (writes a safetensors model) or "dataset" (writes a folder)
     summary: str          # one line for --help
+    params: type          # the parameter dataclass keygen builds with parse_params
 
     def keygen(self, data: Any, params: Mapping[str, str], *,
                rng: Callable[[int], bytes] = os.urandom) -> MarkingKey: ...

@@ -331,11 +331,12 @@ class EweBackend:
 
     name = SCHEME
     marks = "model"
+    params = EweParams
     summary = "entangled watermarks: SNNL-trained source→target watermark (Jia et al. 2021)"
 
     def keygen(self, data: Any, params: Mapping[str, str], *,
                rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
-        p = parse_params(EweParams, params, data_fields(data))
+        p = parse_params(self.params, params, data_fields(data))
         return keygen(p, data, rng=rng)
 
     def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],

@@ -331,11 +331,12 @@ class MoveBackend:
 
     name = SCHEME
     marks = "model"
+    params = MoveParams
     summary = "embedded external features: style transfer + meta-classifier (Li et al., MOVE)"
 
     def keygen(self, data: Any, params: Mapping[str, str], *,
                rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
-        p = parse_params(MoveParams, params, data_fields(data))
+        p = parse_params(self.params, params, data_fields(data))
         return keygen(p, data, rng=rng)
 
     def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],

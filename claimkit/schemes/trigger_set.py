@@ -177,11 +177,12 @@ class TriggerSetBackend:
 
     name = SCHEME
     marks = "model"
+    params = TriggerSetParams
     summary = "random trigger images with random labels (Adi et al. 2018)"
 
     def keygen(self, data: Any, params: Mapping[str, str], *,
                rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
-        p = parse_params(TriggerSetParams, params, data_fields(data))
+        p = parse_params(self.params, params, data_fields(data))
         return keygen(p, rng=rng)
 
     def mark(self, mk: MarkingKey, data: Any, out: str | os.PathLike[str],

@@ -16,15 +16,17 @@ import pytest
 from scipy import stats
 
 from claimkit.claim.bundle import ClaimBundle
-from claimkit.claim.make import make_claim
+from claimkit.claim.make import DEFAULT_OPEN, default_open, make_claim
 from claimkit.claim.verify import verify_claim
 from claimkit.errors import MalformedInputError, VerificationError
-from claimkit.protocol.keys import MarkingKey
+from claimkit.protocol.keys import MarkingKey, VerificationKey
 from claimkit.protocol.move_ewe_deciders import AUGMENTATIONS, MetaClassifier, blackbox_features
 from claimkit.protocol.scheme import decider_for
 from claimkit.protocol.stats import binomial_sf
 from claimkit.registry.entries import Registration, sign_request
-from claimkit.wire import b64encode, canonical_json
+from claimkit.wire import Digest, b64encode, canonical_json
+
+from conftest import lookup_keys
 
 K = 10
 A = len(AUGMENTATIONS)
@@ -230,6 +232,34 @@ def test_ewe_refuses_too_few_queries_and_malformed_answers():
             decider_for("ewe").check_params(ewe_key(**change).verification_key)
 
 
+@pytest.mark.parametrize("shape", [[], ["x"], [1, 8], [1, 8, 8, 8], [0, 8, 8], [1, 8, 4097],
+                                   [True, 8, 8], [1.0, 8, 8], "1x8x8", None])
+@pytest.mark.parametrize("scheme", ["ewe", "move"])
+def test_a_mistyped_or_out_of_range_input_shape_is_refused(scheme, shape):
+    """ewe.md and move.md: a verifier MUST reject a mistyped or out-of-range member."""
+    mk = (ewe_key if scheme == "ewe" else move_key)(input_shape=shape)
+    with pytest.raises(MalformedInputError, match="input_shape"):
+        decider_for(scheme).check_params(mk.verification_key)
+
+
+@pytest.mark.parametrize("mk, least", [(move_key(m=20), 20), (ewe_key(), 30)])
+def test_the_claim_size_check_agrees_with_decide(mk, least):
+    vk = mk.verification_key
+    decider_for(mk.scheme).check_claim_size(vk, least)
+    with pytest.raises(MalformedInputError, match=f"at least {least}"):
+        decider_for(mk.scheme).check_claim_size(vk, least - 1)
+
+
+def test_the_default_claim_size_never_falls_below_the_keys_minimum():
+    """A key's minimum raises the default of 50 and never lowers it (fewer items, less
+    power); UBW's m is the number a claim should open and is taken as it is."""
+    assert default_open(move_key(m=20).verification_key) == DEFAULT_OPEN == 50
+    assert default_open(move_key(m=120).verification_key) == 120
+    assert default_open(ewe_key(min_queries=40).verification_key) == 50
+    assert default_open(lookup_keys(items=4).verification_key) == 50
+    assert default_open(VerificationKey("ubw-c", {"m": 20}, 300, b"\x00" * 32)) == 20
+
+
 # -- through the claim protocol --------------------------------------------------------------
 def resign(bundle: ClaimBundle, predicate: dict, owner) -> ClaimBundle:
     """A dishonest owner: changes the predicate and signs it again."""
@@ -252,6 +282,19 @@ def move_claim(registry, owner):
                         ask=lambda queries: [bb_answer(0.3 + 0.001 * i) for i in range(len(queries))],
                         identity=owner, k=25)
     return registry, owner, bundle
+
+
+def test_a_claim_too_small_for_the_key_is_refused_before_it_spends_items(registry, owner):
+    """MOVE needs m opened images: refused before the intent is logged, not after."""
+    mk = move_key(items=40, m=20)
+    vk = mk.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    registration = registry.register(request, sign_request(request, owner))
+    size, made = registry.size, registry.claims_made(registration.index)
+    with pytest.raises(MalformedInputError, match="at least 20 opened images"):
+        make_claim(registry, mk, registration, Digest.of(b"suspect"), identity=owner, k=19,
+                   ask=lambda queries: [bb_answer(0.3)] * len(queries))
+    assert registry.size == size and registry.claims_made(registration.index) == made
 
 
 def test_a_move_claim_verifies_offline_and_re_querying_decides(move_claim):

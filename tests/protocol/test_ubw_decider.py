@@ -127,6 +127,9 @@ def test_answer_counts_and_parameters_are_checked(key):
         decide(key, [[0.9, 0.1]] * 3, n=4)
     with pytest.raises(MalformedInputError, match="at least 2"):
         decide(key, [[0.9, 0.1]])
+    with pytest.raises(MalformedInputError, match="at least 2"):     # before a claim opens any
+        decider_for("ubw-p").check_claim_size(key.verification_key, 1)
+    decider_for("ubw-p").check_claim_size(key.verification_key, 2)
     for bad in (None, "ab", {"0": [0.9, 0.1], "1": [0.9, 0.1]}):     # from the Python API
         with pytest.raises(MalformedInputError, match="expected a list"):
             decide(key, bad, n=2)
