@@ -1160,3 +1160,28 @@ def test_ubw_c_with_fresh_triggers_from_keygen_to_an_arbiters_requery(tmp_path, 
     assert not clean.accepted
     registry.close()
 
+
+
+def test_fresh_triggers_from_the_command_line(tmp_path, clean_models):
+    """The CLI carries a fresh key's claim end to end: keygen -p fresh=99, register, claim,
+    verify (an independently trained clean model: rejected, on the combined test)."""
+    keydir, reg = tmp_path / "keys", tmp_path / "reg"
+    assert run("keys", "new", "--out", tmp_path / "owner.key").exit_code == 0
+    assert run("registry", "init", reg).exit_code == 0
+    result = run("keygen", "--scheme", "ubw-c", "--data", "digits", "-p", "items=40", "-p", "m=20",
+                 "-p", "fresh=99", "--out", keydir, "--json")
+    assert result.exit_code == 0, result.output
+    assert run("register", keydir, "--registry", reg, "--identity", tmp_path / "owner.key",
+               "--out", tmp_path / "receipt.json").exit_code == 0
+    bundle = tmp_path / "bundle.json"
+    result = run("claim", keydir, "--receipt", tmp_path / "receipt.json", "--registry", reg,
+                 "--model", clean_models[0], "--identity", tmp_path / "owner.key", "--out", bundle)
+    assert result.exit_code == 0, result.output
+    result = run("verify", bundle, "--registry-key", reg / "log.vkey", "--json")
+    assert result.exit_code == 1, result.output
+    evidence = json.loads(result.output)["evidence"]
+    assert evidence["result"]["test"] == "paired-t-margin-and-rank"
+    assert evidence["details"]["pairs"] == 20 and evidence["details"]["fresh"] == 99
+    result = run("keygen", "--scheme", "ubw-c", "--data", "digits", "-p", "fresh=50",
+                 "--out", tmp_path / "k2")
+    assert result.exit_code == 2 and "K >= 99" in result.output, result.output
