@@ -78,7 +78,7 @@ def test_wrong_passphrase(registry):
 
 
 def test_init_refuses_an_existing_registry(registry):
-    with pytest.raises(RegistryError, match="already"):
+    with pytest.raises(MalformedInputError, match="already"):
         Registry.init(registry.directory, origin="x.example/y", passphrase=PASSPHRASE,
                       key_strength="min")
 
