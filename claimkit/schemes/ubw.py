@@ -66,7 +66,8 @@ learned a release of the same kind: on Fashion-MNIST another owner's UBW-C claim
 it in 9 of 38 measured cases. With K > 0 a claim must also rank the key's square among
 K fresh squares drawn from its challenge seed and pasted at each item's place
 (p_rank = (1 + #{D_j ≥ D_key}) / (K + 1), exact for a model that never saw the key),
-which took those 9 to 0 and kept 14 of the owners' 52 (K = 199;
+which took those 9 to 0 but kept only 4 of the 38 square owners' claims that Prop. 1
+accepted (warping fields, not built yet: 10 of 14; K = 199;
 docs/proposals/ubw-c-key-specific-test.md, "Building it in two steps", step 1). The
 price in power is why it stays opt-in until the GPU run measures it at full scale.
 Items then carry the square's ``place``, the key its ``side`` and K, and a claim costs

@@ -360,10 +360,19 @@ def counts(group: list[dict]) -> dict:
     }
 
 
+def trigger(case: dict) -> str:
+    """"field" for a warping key (its id names trigger=warp), else "square": claimkit's
+    fresh triggers (``-p fresh=K``) are built for squares only."""
+    return "field" if "trigger=warp" in case["key"] else "square"
+
+
 print(json.dumps({
     "alpha": ALPHA,
     "rule": "Prop. 1 accepts when p <= alpha, the rank test when p_rank <= alpha; both: both",
     "summary": {lab: counts([c for c in cases if c["label"] == lab]) for lab in ORDER},
+    "by_trigger": {kind: {lab: counts([c for c in cases if c["label"] == lab
+                                       and trigger(c) == kind]) for lab in ORDER}
+                   for kind in ("square", "field")},
     "cases": cases,
     "unpaired": unpaired,
     "uncertain_label": uncertain,
