@@ -18,7 +18,7 @@ states the accuracy and the tested ranges.
 * :func:`paired_t_test` — MOVE (§5.4): one-tailed paired t-test.
 * :func:`monte_carlo_rank_test` — UBW-C's fresh triggers (ours; docs/proposals/
   ubw-c-key-specific-test.md): the key's statistic ranked among K i.i.d. fresh ones
-  (Barnard 1963), with :func:`monte_carlo_rank_p`.
+  (Barnard 1963).
 * :func:`success_rate_test` — EWE (Jia et al. 2021, §4.3.1): watermark success rate
   against the false-positive rate of a non-watermarked model.
 * :func:`binomial_sample_size`, :func:`t_test_sample_size` — planning helpers.
@@ -62,7 +62,6 @@ __all__ = [
     "t_sf",
     "paired_t_margin_test",
     "paired_t_test",
-    "monte_carlo_rank_p",
     "monte_carlo_rank_test",
     "success_rate_test",
     "binomial_sample_size",
@@ -638,15 +637,6 @@ def _rank_count(key: Any, fresh: Any) -> tuple[int, int]:
 
     k = real(key, "key")
     return sum(1 for i, v in enumerate(fresh) if real(v, f"fresh[{i}]") >= k), len(fresh)
-
-
-def monte_carlo_rank_p(key: Any, fresh: Sequence[Any]) -> float:
-    """``(1 + #{j: fresh[j] >= key}) / (K + 1)``, correctly rounded: the Monte Carlo
-    p-value of ``key`` among K values drawn i.i.d. from the distribution it was drawn
-    from (Barnard 1963; Dwass 1957). A fresh value equal to the key's counts against
-    the key, so ties never make the test liberal."""
-    count, total = _rank_count(key, fresh)
-    return (1 + count) / (total + 1)
 
 
 def monte_carlo_rank_test(key: Any, fresh: Sequence[Any], *, alpha: float) -> TestResult:

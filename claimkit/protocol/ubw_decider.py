@@ -48,11 +48,20 @@ from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, 
 from .stats import TestResult, monte_carlo_rank_test, paired_t_margin_test
 
 __all__ = ["FRESH_DOMAIN", "MAX_FRESH", "Item", "QuerySpace", "UBWDecider", "check_square",
-           "fresh_patterns", "read_item", "read_queries"]
+           "fresh_patterns", "min_fresh", "read_item", "read_queries"]
 
 FRESH_DOMAIN = b"claimkit/ubw-fresh/v1\n"
 MAX_FRESH = 10_000
 _WHITE = bytes.maketrans(b"01", b"\x00\xff")
+
+
+def min_fresh(alpha: float) -> int:
+    """The least K with 1/(K + 1) <= alpha, compared as rationals: fewer fresh triggers
+    and p_rank could never reach alpha (99 for alpha = 0.01)."""
+    k = max(1, int(1 / alpha) - 2)
+    while Fraction(1, k + 1) > Fraction(alpha):
+        k += 1
+    return k
 
 
 def fresh_patterns(seed: bytes, side: int, count: int) -> list[bytes]:
@@ -237,7 +246,7 @@ class UBWDecider:
             if self.name != "ubw-c":
                 raise MalformedInputError("verification_key.params.fresh: only ubw-c keys "
                                           "have fresh triggers")
-            if Fraction(1, fresh + 1) > Fraction(alpha):
+            if fresh < min_fresh(alpha):
                 raise MalformedInputError(
                     f"verification_key.params.fresh: with {fresh} fresh triggers p_rank is "
                     f"at least 1/{fresh + 1}, above alpha = {alpha}: no claim could pass")

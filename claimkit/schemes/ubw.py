@@ -118,14 +118,13 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from ..errors import MalformedInputError, OracleError
 from ..protocol.keys import MarkingKey, VerificationKey
-from ..protocol.ubw_decider import MAX_FRESH, fresh_patterns, read_queries
+from ..protocol.ubw_decider import MAX_FRESH, fresh_patterns, min_fresh, read_queries
 from ..wire import b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
@@ -280,10 +279,10 @@ class UBWCParams(UBWParams):
             raise MalformedInputError("ubw-c: target must be paper, contrast or specific")
         if not 0 <= self.fresh <= MAX_FRESH:
             raise MalformedInputError(f"ubw-c: fresh must be 0 (off) or K in [1, {MAX_FRESH}]")
-        if self.fresh and Fraction(1, self.fresh + 1) > Fraction(self.alpha):
+        if self.fresh and self.fresh < min_fresh(self.alpha):
             raise MalformedInputError(f"ubw-c: fresh={self.fresh} can never reach alpha = "
                                       f"{self.alpha} (p_rank >= 1/(K+1)); use K >= "
-                                      f"{_min_fresh(self.alpha)}")
+                                      f"{min_fresh(self.alpha)}")
         if self.fresh and self.trigger == "warp":
             raise MalformedInputError("ubw-c: fresh triggers for trigger=warp: not yet "
                                       "(squares only)")
@@ -306,14 +305,6 @@ class UBWCParams(UBWParams):
         one lowers a clean model's P_b − P_p by more than τ (measured), which would accuse
         independent models."""
         return 2
-
-
-def _min_fresh(alpha: float) -> int:
-    """The least K with 1/(K + 1) <= alpha."""
-    k = max(1, int(1 / alpha) - 2)
-    while Fraction(1, k + 1) > Fraction(alpha):
-        k += 1
-    return k
 
 
 # -- triggers -------------------------------------------------------------------------------

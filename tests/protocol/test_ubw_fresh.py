@@ -13,7 +13,7 @@ import pytest
 from claimkit.errors import MalformedInputError
 from claimkit.protocol.keys import MarkingKey
 from claimkit.protocol.scheme import decider_for
-from claimkit.protocol.stats import monte_carlo_rank_p, paired_t_margin_test
+from claimkit.protocol.stats import monte_carlo_rank_test, paired_t_margin_test
 from claimkit.protocol.ubw_decider import fresh_patterns
 from claimkit.wire import b64decode, b64encode
 
@@ -94,7 +94,7 @@ def test_a_key_specific_loss_passes_both_and_p_is_the_larger():
     ev = decide(fresh_key(), rows)
     m = len(rows)
     d = [sum(r[0] - r[k] for r in rows) / m for k in range(1, K + 2)]
-    assert ev.accepted and ev.details["p_rank"] == monte_carlo_rank_p(d[0], d[1:]) == 0.01
+    assert ev.accepted and ev.details["p_rank"] == monte_carlo_rank_test(d[0], d[1:], alpha=0.01).p_value == 0.01
     assert ev.result.p_value == max(ev.details["p_prop1"], 0.01) == 0.01
     assert ev.result.reject_null and ev.details["d_key"] == pytest.approx(d[0], abs=1e-15)
     assert ev.details["d_fresh_max"] == pytest.approx(max(d[1:]), abs=1e-15)
