@@ -56,12 +56,10 @@ _WHITE = bytes.maketrans(b"01", b"\x00\xff")
 
 
 def min_fresh(alpha: float) -> int:
-    """The least K with 1/(K + 1) <= alpha, compared as rationals: fewer fresh triggers
-    and p_rank could never reach alpha (99 for alpha = 0.01)."""
-    k = max(1, int(1 / alpha) - 2)
-    while Fraction(1, k + 1) > Fraction(alpha):
-        k += 1
-    return k
+    """The least K with 1/(K + 1) <= alpha, in exact arithmetic: fewer fresh triggers and
+    p_rank could never reach alpha (99 for alpha = 0.01; a subnormal alpha gives a K far
+    past MAX_FRESH rather than an overflow)."""
+    return max(1, math.ceil(1 / Fraction(alpha)) - 1)
 
 
 def fresh_patterns(seed: bytes, side: int, count: int) -> list[bytes]:
@@ -240,6 +238,8 @@ class UBWDecider:
         alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5)  # (0, 0.5]: any positive double
         f.int("m", lo=2, hi=1 << 20, optional=True)
         shape = read_shape(f)
+        if vk.params.get("fresh", 0) is None:      # "integer, optional": absent, never null
+            raise MalformedInputError("verification_key.params.fresh: expected an integer")
         fresh = f.int("fresh", hi=MAX_FRESH, optional=True) or 0
         side = 0
         if fresh:
@@ -295,8 +295,8 @@ class UBWDecider:
         if challenge is None or len(challenge) != 32:
             raise MalformedInputError("a key with fresh triggers needs the claim's 32-byte "
                                       "challenge seed")
-        fresh = {"seed": challenge.hex(), "count": p.fresh}
-        return [{**item.value, "fresh": fresh} for item in items]
+        return [{**item.value, "fresh": {"seed": challenge.hex(), "count": p.fresh}}
+                for item in items]
 
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:
@@ -322,26 +322,38 @@ class UBWDecider:
         return Evidence(self.name, tuple(answers), result, details)
 
 
+def _units(x: float) -> int:
+    """A double as an exact integer multiple of 2^-1074, the smallest positive double."""
+    n, d = x.as_integer_ratio()
+    return n << (1075 - d.bit_length())
+
+
 def _with_rank(prop1: TestResult, details: dict[str, Any], rows: list[list[float]],
                p: _Params) -> tuple[TestResult, dict[str, Any]]:
     """Prop. 1 and the rank test together (an intersection–union test): accepted iff both
-    accept, p the larger. D(π) = mean_i(P_b,i − P_p,i(π)) is computed exactly (floats
-    are rationals), so the rank, ties included, is the same on every platform."""
+    accept, p the larger. D(π) = mean_i(P_b,i − P_p,i(π)) is computed exactly: every
+    answer is an integer number of 2^-1074, so each column sums exactly as integers (an
+    owner's large K·m costs integer additions, not rational arithmetic), the rank, ties
+    included, is the same on every platform, and the reported D are correctly rounded."""
     m = len(rows)
-    sum_b = sum(Fraction(r[0]) for r in rows)
-    d = [(sum_b - sum(Fraction(r[k]) for r in rows)) / m for k in range(1, 2 + p.fresh)]
+    sums = [sum(_units(r[k]) for r in rows) for k in range(2 + p.fresh)]
+    d = [Fraction(sums[0] - total) for total in sums[1:]]    # m·2^1074·D, a common scale
     rank = monte_carlo_rank_test(d[0], d[1:], alpha=p.alpha)
     fresh = sorted(d[1:])
     half = len(fresh) // 2
     median = fresh[half] if len(fresh) % 2 else (fresh[half - 1] + fresh[half]) / 2
+
+    def mean(scaled: Fraction) -> float:
+        return float(scaled / (m << 1074))
+
     result = replace(prop1, test="paired-t-margin-and-rank",
                      p_value=max(prop1.p_value, rank.p_value),
                      reject_null=prop1.reject_null and rank.reject_null,
                      params={**prop1.params, "p_prop1": prop1.p_value,
                              "p_rank": rank.p_value, "fresh": p.fresh})
     return result, {**details, "fresh": p.fresh, "p_prop1": prop1.p_value,
-                    "p_rank": rank.p_value, "d_key": float(d[0]),
-                    "d_fresh_median": float(median), "d_fresh_max": float(fresh[-1])}
+                    "p_rank": rank.p_value, "d_key": mean(d[0]),
+                    "d_fresh_median": mean(median), "d_fresh_max": mean(fresh[-1])}
 
 
 for _name in ("ubw-p", "ubw-c"):

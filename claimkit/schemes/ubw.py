@@ -694,7 +694,16 @@ def fresh_probabilities(oracle: Oracle, benign: np.ndarray, labels: np.ndarray,
                         np.tile(places[0], n), np.tile(places[1], n))
         probs = oracle.probabilities(images)[np.arange(n * m), np.tile(labels, n)]
         out[j:j + n] = np.asarray(probs, dtype=np.float64).reshape(n, m)
-    return np.clip(out.T, 0.0, 1.0)
+    return _checked(out.T)
+
+
+def _checked(probabilities: np.ndarray) -> np.ndarray:
+    """Probabilities clipped into [0, 1] (float rounding), or an OracleError for NaN or
+    infinite ones: the suspect's fault, not a malformed claim (np.clip keeps NaN, which
+    the decider would then refuse as the owner's answer)."""
+    if not np.isfinite(probabilities).all():
+        raise OracleError("the suspect answered a NaN or infinite probability")
+    return np.clip(probabilities, 0.0, 1.0)
 
 
 def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:
@@ -710,8 +719,8 @@ def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], l
             raise OracleError(f"the suspect has {oracle.num_classes} classes; an item's label "
                               f"is {int(labels.max())}")
         rows = np.arange(len(labels))
-        p_b = np.clip(oracle.probabilities(benign)[rows, labels], 0.0, 1.0)
-        p_p = np.clip(oracle.probabilities(triggered)[rows, labels], 0.0, 1.0)
+        p_b = _checked(oracle.probabilities(benign)[rows, labels])
+        p_p = _checked(oracle.probabilities(triggered)[rows, labels])
         if not count or not len(items):
             return [[float(b), float(p)] for b, p in zip(p_b, p_p)]
         assert seed is not None

@@ -1185,3 +1185,26 @@ def test_fresh_triggers_from_the_command_line(tmp_path, clean_models):
     result = run("keygen", "--scheme", "ubw-c", "--data", "digits", "-p", "fresh=50",
                  "--out", tmp_path / "k2")
     assert result.exit_code == 2 and "K >= 99" in result.output, result.output
+
+
+def test_a_suspect_answering_nan_is_an_oracle_error(digits):
+    """np.clip keeps NaN: a suspect's NaN probability reached the decider as the owner's
+    malformed answer. It is the suspect's failure: OracleError, before any answer."""
+    from claimkit.errors import OracleError
+    from claimkit.protocol.scheme import decider_for
+
+    mk = get_backend("ubw-c").keygen(digits, {**PARAMS["ubw-c"], "fresh": "99"}, rng=seeded(3))
+    vk = mk.verification_key
+    queries = decider_for("ubw-c").queries(vk, mk.open([0, 1]), challenge=b"\x07" * 32)
+
+    class NaNOnFresh:
+        num_classes = 10
+
+        def probabilities(self, images):
+            out = np.full((len(images), 10), 0.1)
+            if len(images) > 2:         # the benign and key images pass, a fresh one is NaN
+                out[-1, :] = np.nan
+            return out
+
+    with pytest.raises(OracleError, match="NaN or infinite"):
+        get_backend("ubw-c").answerer(NaNOnFresh(), vk)(queries)

@@ -232,3 +232,24 @@ def test_fresh_keys_items_queries_and_answers_match_the_schema():
     valid(answers(2, 0.9, 0.1, 0.8), "answers")
     with pytest.raises(jsonschema.ValidationError):
         valid({**openings[0].value, "fresh": {"seed": "00", "count": K}}, "query")
+
+
+def test_review_findings_stay_fixed():
+    """A subnormal alpha is a refusal, not an OverflowError; "fresh": null is no integer;
+    each query owns its fresh member; D sums exactly as integers of 2^-1074."""
+    from fractions import Fraction
+
+    from claimkit.protocol.keys import VerificationKey
+    from claimkit.protocol.ubw_decider import _units, min_fresh
+
+    assert min_fresh(0.01) == 99 and min_fresh(0.05) == 19 and min_fresh(0.5) == 1
+    assert min_fresh(5e-324) > 10**300
+    decider = decider_for("ubw-c")
+    for params in ({**PARAMS, "alpha": 5e-324}, {**PARAMS, "fresh": None}):
+        with pytest.raises(MalformedInputError, match="fresh"):
+            decider.check_params(VerificationKey("ubw-c", params, 10, b"\0" * 32))
+    for x in (0.0, 1.0, 0.1, 5e-324, 2.2250738585072014e-308, 1 / 3):
+        assert Fraction(_units(x), 1 << 1074) == Fraction(x)
+    mk = fresh_key()
+    first, second = decider.queries(mk.verification_key, mk.open([0, 1]), challenge=SEED)
+    assert first["fresh"] == second["fresh"] and first["fresh"] is not second["fresh"]
