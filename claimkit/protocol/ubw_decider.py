@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
+import sys
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Sequence
@@ -47,10 +49,12 @@ from .keys import VerificationKey
 from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, register_decider
 from .stats import TestResult, monte_carlo_rank_test, paired_t_margin_test
 
-__all__ = ["FRESH_DOMAIN", "MAX_FRESH", "Item", "QuerySpace", "UBWDecider", "check_square",
-           "fresh_patterns", "min_fresh", "read_item", "read_queries"]
+__all__ = ["FIELD_DOMAIN", "FRESH_DOMAIN", "MAX_FRESH", "Item", "QuerySpace", "UBWDecider",
+           "check_square", "fresh_fields", "fresh_patterns", "min_fresh", "read_item",
+           "read_queries"]
 
 FRESH_DOMAIN = b"claimkit/ubw-fresh/v1\n"
+FIELD_DOMAIN = b"claimkit/ubw-fresh-field/v1\n"
 MAX_FRESH = 10_000
 _WHITE = bytes.maketrans(b"01", b"\x00\xff")
 
@@ -89,24 +93,51 @@ def fresh_patterns(seed: bytes, side: int, count: int) -> list[bytes]:
     return out
 
 
+def fresh_fields(seed: bytes, grid: int, count: int) -> list[bytes]:
+    """The ``count`` fresh warping fields of a claim (protocol_spec/ubw.md §Fresh triggers):
+    each ``grid``·``grid``·2 little-endian doubles, shape (grid, grid, 2) row-major, the
+    layout of an item's ``field``.
+
+    Field j: the bytes of SHA-256(FIELD_DOMAIN || seed || uint32_be(j) || uint32_be(b)) for
+    b = 0, 1, …, read as big-endian uint64 words w; u = (w >> 11)·2^-53, v = 2u − 1 (both
+    exact), f = v / (fsum(|v|) / n): uniform offsets in [−1, 1) normalised by their mean
+    absolute value, make_warp's distribution, and defined to the last bit."""
+    if grid < 1:
+        raise MalformedInputError(f"fresh fields need a grid of at least 1, got {grid}")
+    n = 2 * grid * grid
+    blocks = -(-n // 4)
+    out = []
+    for j in range(count):
+        head = FIELD_DOMAIN + seed + j.to_bytes(4, "big")
+        stream = b"".join(hashlib.sha256(head + b.to_bytes(4, "big")).digest()
+                          for b in range(blocks))
+        v = [2 * ((w >> 11) * 2.0 ** -53) - 1 for w in struct.unpack(f">{n}Q", stream[:8 * n])]
+        scale = math.fsum(abs(x) for x in v) / n
+        out.append(struct.pack(f"<{n}d", *(x / scale for x in v)))
+    return out
+
+
 @dataclass(frozen=True)
 class QuerySpace:
     """What reading an item needs from a checked key: K classes, [C, H, W], and for fresh
-    triggers the square's side (0 without them)."""
+    triggers the square's side or the warping field's grid (0 without them)."""
 
     classes: int
     shape: tuple[int, int, int]
     side: int = 0
+    grid: int = 0
 
 
 @dataclass(frozen=True)
 class Item:
-    """An item's value as read: the JSON value, both images' bytes, the square's place."""
+    """An item's value as read: the JSON value, the images' bytes, the square's place or
+    the warping field's bytes (a fresh field key's items carry no triggered image)."""
 
     value: dict[str, Any]
     image: bytes
-    triggered: bytes
+    triggered: bytes | None
     place: tuple[int, int] | None
+    field: bytes | None = None
 
 
 def _place(value: Any, space: QuerySpace, where: str) -> tuple[int, int]:
@@ -122,25 +153,45 @@ def _place(value: Any, space: QuerySpace, where: str) -> tuple[int, int]:
     return r, c
 
 
+def _field(text: str, space: QuerySpace, where: str) -> bytes:
+    """A fresh field key's ``field``: canonical base64 of k·k·2 finite little-endian
+    doubles whose mean absolute value is 1 within 1e-9 (make_warp's normalisation, so the
+    key's field is of the fresh fields' scale)."""
+    n = 2 * space.grid * space.grid
+    raw = b64decode(text, field=where, size=8 * n)
+    values = struct.unpack(f"<{n}d", raw)
+    if not all(math.isfinite(x) for x in values):
+        raise MalformedInputError(f"{where}: the field holds a value that is not finite")
+    if abs(math.fsum(abs(x) for x in values) / n - 1) > 1e-9:
+        raise MalformedInputError(f"{where}: the field's mean absolute value is not 1")
+    return raw
+
+
 def read_item(value: Any, space: QuerySpace, where: str) -> Item:
     """An item's value, checked as protocol_spec/ubw.md requires (no other member, label
-    in [0, classes), canonical base64 of exactly C·H·W bytes; with fresh triggers a
-    ``place`` whose square lies inside the image). The decider and the answerer's
+    in [0, classes), canonical base64 of exactly C·H·W bytes; with fresh squares a
+    ``place`` whose square lies inside the image; with fresh fields a ``field`` in place
+    of ``triggered``, of the key's grid and scale). The decider and the answerer's
     decoder (:func:`claimkit.schemes.ubw.decode_queries`) share it, so an answerer
     refuses whatever Verify would refuse (a label of −1 would otherwise index class K − 1)."""
     c, h, w = space.shape
     f = Fields(value, where)
     query = {"image": f.str("image", max_len=1 << 26),
-             "label": f.int("label", hi=space.classes - 1),
-             "triggered": f.str("triggered", max_len=1 << 26)}
-    place = None
+             "label": f.int("label", hi=space.classes - 1)}
+    place = field = None
+    if space.grid:
+        query["field"] = f.str("field", max_len=1 << 26)
+        field = _field(query["field"], space, f.path("field"))
+    else:
+        query["triggered"] = f.str("triggered", max_len=1 << 26)
     if space.side:
         place = _place(f.raw("place"), space, f.path("place"))
         query["place"] = list(place)
     f.done()
-    image, triggered = (b64decode(query[key], field=f.path(key), size=c * h * w)
-                        for key in ("image", "triggered"))
-    return Item(query, image, triggered, place)
+    image = b64decode(query["image"], field=f.path("image"), size=c * h * w)
+    triggered = None if field else b64decode(query["triggered"], field=f.path("triggered"),
+                                             size=c * h * w)
+    return Item(query, image, triggered, place, field)
 
 
 def check_square(item: Item, space: QuerySpace, where: str) -> bytes:
@@ -191,6 +242,7 @@ class _Params:
     tau: float
     alpha: float
     fresh: int
+    strength: float = 0.0
 
 
 def _read_fresh(value: Any, count: int, where: str) -> bytes:
@@ -219,6 +271,8 @@ def read_queries(queries: Any, vk: VerificationKey) -> tuple[list[Item], bytes |
         items.append(read_item(q, p.space, f"queries[{i}]"))
     if len(seeds) > 1:
         raise MalformedInputError("queries: the fresh triggers' seed differs between queries")
+    if len({item.field for item in items}) > 1:
+        raise MalformedInputError("queries: the warping field differs between queries")
     return items, (seeds.pop() if seeds else None), p.fresh
 
 
@@ -241,7 +295,8 @@ class UBWDecider:
         if vk.params.get("fresh", 0) is None:      # "integer, optional": absent, never null
             raise MalformedInputError("verification_key.params.fresh: expected an integer")
         fresh = f.int("fresh", hi=MAX_FRESH, optional=True) or 0
-        side = 0
+        side = grid = 0
+        strength = 0.0
         if fresh:
             if self.name != "ubw-c":
                 raise MalformedInputError("verification_key.params.fresh: only ubw-c keys "
@@ -250,8 +305,15 @@ class UBWDecider:
                 raise MalformedInputError(
                     f"verification_key.params.fresh: with {fresh} fresh triggers p_rank is "
                     f"at least 1/{fresh + 1}, above alpha = {alpha}: no claim could pass")
-            side = f.int("side", lo=2, hi=min(shape[1:]))
-        return _Params(QuerySpace(classes, shape, side), tau, alpha, fresh)
+            if f.has("side") == f.has("grid"):       # the trigger's kind: square or field
+                raise MalformedInputError("verification_key.params: a key with fresh "
+                                          "triggers needs exactly one of side and grid")
+            if f.has("side"):
+                side = f.int("side", lo=2, hi=min(shape[1:]))
+            else:
+                grid = f.int("grid", lo=2, hi=min(shape[1:]))
+                strength = f.float("warp_strength", lo=math.ulp(0.0), hi=sys.float_info.max)
+        return _Params(QuerySpace(classes, shape, side, grid), tau, alpha, fresh, strength)
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
@@ -269,17 +331,19 @@ class UBWDecider:
         return self._params(vk).space
 
     def _items(self, p: _Params, openings: Sequence[ItemOpening]) -> list[Item]:
-        """The opened items, read; with fresh triggers each must show the same square."""
-        items, square = [], None
+        """The opened items, read; with fresh triggers each must show the same square, or
+        carry the same warping field (checked by :func:`read_item`)."""
+        items, trigger = [], None
         for opening in openings:
             where = f"opening[{opening.index}].value"
             item = read_item(opening.value, p.space, where)
             if p.fresh:
-                pattern = check_square(item, p.space, where)
-                if square is None:
-                    square = pattern
-                elif pattern != square:
-                    raise MalformedInputError(f"{where}: the square differs from the first "
+                this = item.field if p.space.grid else check_square(item, p.space, where)
+                what = "warping field" if p.space.grid else "square"
+                if trigger is None:
+                    trigger = this
+                elif this != trigger:
+                    raise MalformedInputError(f"{where}: the {what} differs from the first "
                                               f"opened item's")
             items.append(item)
         return items

@@ -124,7 +124,8 @@ import numpy as np
 
 from ..errors import MalformedInputError, OracleError
 from ..protocol.keys import MarkingKey, VerificationKey
-from ..protocol.ubw_decider import MAX_FRESH, fresh_patterns, min_fresh, read_queries
+from ..protocol.ubw_decider import (MAX_FRESH, fresh_fields, fresh_patterns, min_fresh,
+                                    read_queries)
 from ..wire import b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
@@ -283,15 +284,16 @@ class UBWCParams(UBWParams):
             raise MalformedInputError(f"ubw-c: fresh={self.fresh} can never reach alpha = "
                                       f"{self.alpha} (p_rank >= 1/(K+1)); use K >= "
                                       f"{min_fresh(self.alpha)}")
-        if self.fresh and self.trigger == "warp":
-            raise MalformedInputError("ubw-c: fresh triggers for trigger=warp: not yet "
-                                      "(squares only)")
 
     def public(self) -> dict[str, Any]:
-        """With fresh triggers the key also states K and the square's side, which a
-        verifier needs to read the items' places and to draw the fresh squares."""
-        extra = {"fresh": self.fresh, "side": self.side} if self.fresh else {}
-        return {**super().public(), **extra}
+        """With fresh triggers the key also states K and the square's side, or the warping
+        field's grid and strength, which a verifier needs to read the items and draw the
+        fresh triggers (which of side and grid is present names the trigger's kind)."""
+        if not self.fresh:
+            return super().public()
+        extra = ({"grid": self.warp_grid, "warp_strength": self.warp_strength}
+                 if self.trigger == "warp" else {"side": self.side})
+        return {**super().public(), "fresh": self.fresh, **extra}
 
     @property
     def per_32(self) -> int:
@@ -503,18 +505,25 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
     count = min(params.items, len(candidates))
     chosen = np.sort(stream(seed, _ITEMS).choice(candidates, count, replace=False))
     benign = data.x_test[chosen]
-    if trigger.kind == "warp":
-        triggered, places = trigger.apply(benign), None
-    else:                   # the places apply() would draw, kept for the items' "place"
-        places = trigger.places(len(benign), *benign.shape[2:], stream(seed, _ITEM_PLACES))
-        triggered = trigger.apply(benign, places=places)
-    values = [{"image": b64encode(b.tobytes()), "label": int(data.y_test[i]),
-               "triggered": b64encode(t.tobytes())}
-              for i, b, t in zip(chosen, benign, triggered)]
-    if getattr(params, "fresh", 0):
-        assert places is not None
-        for value, r, c in zip(values, *places):
-            value["place"] = [int(r), int(c)]
+    fresh = getattr(params, "fresh", 0)
+    if trigger.kind == "warp" and fresh:    # the answerer warps the image by the field
+        field = trigger.secret()["field"]
+        values = [{"image": b64encode(b.tobytes()), "label": int(data.y_test[i]),
+                   "field": field} for i, b in zip(chosen, benign)]
+    else:
+        places = None
+        if trigger.kind == "warp":
+            triggered = trigger.apply(benign)
+        else:               # the places apply() would draw, kept for the items' "place"
+            places = trigger.places(len(benign), *benign.shape[2:], stream(seed, _ITEM_PLACES))
+            triggered = trigger.apply(benign, places=places)
+        values = [{"image": b64encode(b.tobytes()), "label": int(data.y_test[i]),
+                   "triggered": b64encode(t.tobytes())}
+                  for i, b, t in zip(chosen, benign, triggered)]
+        if fresh:
+            assert places is not None
+            for value, r, c in zip(values, *places):
+                value["place"] = [int(r), int(c)]
     secret: dict[str, Any] = {"seed": b64encode(seed), "trigger": trigger.secret(),
                               "params": {**dataclasses.asdict(params),
                                          "input_shape": list(params.input_shape)}}
@@ -656,7 +665,9 @@ def stamp_decoys(x_train: np.ndarray, decoys: Mapping[str, Any], trigger: Trigge
 # -- verify (the torch side) ----------------------------------------------------------------
 def decode_queries(queries: Sequence[Any], vk: VerificationKey) -> tuple[np.ndarray, np.ndarray,
                                                                          np.ndarray]:
-    """Queries ``{"image", "label", "triggered"}`` → benign images, triggered images, labels.
+    """Queries ``{"image", "label", "triggered"}`` → benign images, triggered images, labels
+    (a fresh field key's queries carry the ``field`` instead, and the triggered images are
+    the benign ones warped by it).
 
     Each query is checked as Verify checks an opened item (the decider's
     :func:`~claimkit.protocol.ubw_decider.read_queries`), so an answerer fed anything else
@@ -672,28 +683,38 @@ def _arrays(items: Sequence[Any], vk: VerificationKey) -> tuple[np.ndarray, np.n
         return np.frombuffer(raw, dtype=np.uint8).reshape(
             len(items), *vk.params["input_shape"]).copy()
 
-    return images("image"), images("triggered"), \
-        np.array([item.value["label"] for item in items], dtype=np.int64)
+    benign = images("image")
+    if items and items[0].field is not None:    # one code path with the fresh fields
+        triggered = _warp(benign, _fields([item.field for item in items], vk),
+                          float(vk.params["warp_strength"]))
+    else:
+        triggered = images("triggered")
+    return benign, triggered, np.array([item.value["label"] for item in items], dtype=np.int64)
+
+
+def _fields(raw: Sequence[bytes], vk: VerificationKey) -> np.ndarray:
+    """Warping fields as packed little-endian doubles → (n, k, k, 2) float64."""
+    k = int(vk.params["grid"])
+    return np.frombuffer(b"".join(raw), dtype="<f8").reshape(len(raw), k, k, 2).astype(np.float64)
 
 
 FRESH_BATCH = 4096  # images per oracle call for the fresh triggers
 
 
-def fresh_probabilities(oracle: Oracle, benign: np.ndarray, labels: np.ndarray,
-                        patterns: np.ndarray, places: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """(m, K): the oracle's probability of each image's label with each fresh pattern
-    ((K, s, s) uint8) pasted at the image's place in every channel. The K·m images go
-    through the oracle a few thousand at a time, never one call per image."""
-    m, k = len(benign), len(patterns)
-    out = np.empty((k, m), dtype=np.float64)
+def fresh_probabilities(oracle: Oracle, labels: np.ndarray, count: int,
+                        images: Callable[[slice], np.ndarray]) -> np.ndarray:
+    """(m, K): the oracle's probability of each image's label under each of ``count``
+    fresh triggers. ``images(block)`` gives the m images under each trigger of ``block``
+    (trigger-major: n·m images for n triggers), so the K·m images go through the oracle
+    a few thousand at a time, never one call per image, whatever the triggers' kind."""
+    m = len(labels)
+    out = np.empty((count, m), dtype=np.float64)
     per = max(1, FRESH_BATCH // max(m, 1))
-    for j in range(0, k, per):
-        block = patterns[j:j + per]
-        n = len(block)
-        images = _paste(np.tile(benign, (n, 1, 1, 1)), np.repeat(block, m, axis=0)[..., None],
-                        np.tile(places[0], n), np.tile(places[1], n))
-        probs = oracle.probabilities(images)[np.arange(n * m), np.tile(labels, n)]
-        out[j:j + n] = np.asarray(probs, dtype=np.float64).reshape(n, m)
+    for j in range(0, count, per):
+        block = slice(j, min(j + per, count))
+        n = block.stop - block.start
+        probs = oracle.probabilities(images(block))[np.arange(n * m), np.tile(labels, n)]
+        out[block] = np.asarray(probs, dtype=np.float64).reshape(n, m)
     return _checked(out.T)
 
 
@@ -706,11 +727,36 @@ def _checked(probabilities: np.ndarray) -> np.ndarray:
     return np.clip(probabilities, 0.0, 1.0)
 
 
+def _fresh_images(items: Sequence[Any], benign: np.ndarray, seed: bytes, count: int,
+                  vk: VerificationKey) -> Callable[[slice], np.ndarray]:
+    """The builder of fresh images for :func:`fresh_probabilities`: fresh square j pasted
+    at each item's place in every channel, or each image warped by fresh field j (by
+    :func:`_warp`, the code that warps the key's own)."""
+    m = len(benign)
+    if "grid" in vk.params:
+        fields = _fields(fresh_fields(seed, int(vk.params["grid"]), count), vk)
+        strength = float(vk.params["warp_strength"])
+        return lambda b: _warp(np.tile(benign, (len(fields[b]), 1, 1, 1)),
+                               np.repeat(fields[b], m, axis=0), strength)
+    side = int(vk.params["side"])
+    patterns = np.frombuffer(b"".join(fresh_patterns(seed, side, count)),
+                             dtype=np.uint8).reshape(count, side, side)
+    rows, cols = (np.array([item.place[k] for item in items]) for k in (0, 1))
+
+    def pasted(b: slice) -> np.ndarray:
+        n = len(patterns[b])
+        return _paste(np.tile(benign, (n, 1, 1, 1)), np.repeat(patterns[b], m, axis=0)[..., None],
+                      np.tile(rows, n), np.tile(cols, n))
+
+    return pasted
+
+
 def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:
     """Queries → per item ``[P_b, P_p]``: the suspect's probability of the item's label on
     the benign image and on its triggered version (Prop. 1), from probabilities alone;
     for a key with fresh triggers ``[P_b, P_p, P_1, …, P_K]``, P_j on the benign image
-    with fresh square j (drawn from the queries' challenge seed) at the item's place."""
+    with fresh square j (drawn from the queries' challenge seed) at the item's place, or
+    warped by fresh field j (P_p then on the image warped by the item's field)."""
 
     def ask(queries: Sequence[Any]) -> list[Any]:
         items, seed, count = read_queries(queries, vk)
@@ -724,11 +770,8 @@ def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], l
         if not count or not len(items):
             return [[float(b), float(p)] for b, p in zip(p_b, p_p)]
         assert seed is not None
-        side = int(vk.params["side"])
-        patterns = np.frombuffer(b"".join(fresh_patterns(seed, side, count)),
-                                 dtype=np.uint8).reshape(count, side, side)
-        places = tuple(np.array([item.place[k] for item in items]) for k in (0, 1))
-        p_f = fresh_probabilities(oracle, benign, labels, patterns, places)
+        p_f = fresh_probabilities(oracle, labels, count,
+                                  _fresh_images(items, benign, seed, count, vk))
         return [[float(b), float(p), *map(float, f)] for b, p, f in zip(p_b, p_p, p_f)]
 
     return ask
