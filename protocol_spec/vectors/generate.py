@@ -95,11 +95,46 @@ def ubw_fresh() -> dict:
             "note": "pattern bits row-major, '1' = white (255), '0' = black (0)"}
 
 
+def ubw_fresh_fields() -> dict:
+    """UBW-C's fresh warping fields (ubw.md §Fresh triggers), written out from the spec's
+    words rather than by claimkit's function, which the test then checks: every value
+    (JSON numbers are exact doubles) and the SHA-256 of the packed little-endian doubles."""
+    import math
+    import struct
+
+    seed = hashlib.sha256(b"claimkit ubw-fresh-field vector seed").digest()
+
+    def field(grid: int, j: int) -> list[float]:
+        n = 2 * grid * grid
+        stream, block = b"", 0
+        while len(stream) < 8 * n:
+            stream += hashlib.sha256(b"claimkit/ubw-fresh-field/v1\n" + seed + j.to_bytes(4, "big")
+                                     + block.to_bytes(4, "big")).digest()
+            block += 1
+        words = [int.from_bytes(stream[8 * i:8 * i + 8], "big") for i in range(n)]
+        v = [2.0 * math.ldexp(w >> 11, -53) - 1.0 for w in words]
+        mean_abs = math.fsum(abs(x) for x in v) / n
+        return [x / mean_abs for x in v]
+
+    cases = []
+    for grid, count in ((2, 3), (3, 2), (16, 2)):
+        fields = [field(grid, j) for j in range(count)]
+        case = {"grid": grid, "count": count,
+                "sha256_le_f64": [hashlib.sha256(struct.pack(f"<{len(f)}d", *f)).hexdigest()
+                                  for f in fields]}
+        case["fields" if grid < 16 else "first_values"] = \
+            fields if grid < 16 else [f[:4] for f in fields]
+        cases.append(case)
+    return {"domain": "claimkit/ubw-fresh-field/v1\n", "seed": seed.hex(), "cases": cases,
+            "note": "each field's 2·grid² values in (grid, grid, 2) row-major order"}
+
+
 def main() -> None:
     (HERE / "commitments.json").write_text(json.dumps(commitments(), indent=2) + "\n")
     (HERE / "registry.json").write_text(json.dumps(registry(), indent=2) + "\n")
     (HERE / "ubw-fresh.json").write_text(json.dumps(ubw_fresh(), indent=2) + "\n")
-    print("wrote commitments.json, registry.json, ubw-fresh.json")
+    (HERE / "ubw-fresh-field.json").write_text(json.dumps(ubw_fresh_fields(), indent=2) + "\n")
+    print("wrote commitments.json, registry.json, ubw-fresh.json, ubw-fresh-field.json")
 
 
 if __name__ == "__main__":

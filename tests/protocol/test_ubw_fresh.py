@@ -4,8 +4,11 @@ decision (Prop. 1 and the rank test, p the larger)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from claimkit.errors import MalformedInputError
 from claimkit.protocol.keys import MarkingKey
 from claimkit.protocol.scheme import decider_for
 from claimkit.protocol.stats import monte_carlo_rank_test, paired_t_margin_test
-from claimkit.protocol.ubw_decider import fresh_patterns
+from claimkit.protocol.ubw_decider import FIELD_DOMAIN, fresh_fields, fresh_patterns
 from claimkit.wire import b64decode, b64encode
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol_spec" / "vectors"
@@ -253,3 +256,175 @@ def test_review_findings_stay_fixed():
     mk = fresh_key()
     first, second = decider.queries(mk.verification_key, mk.open([0, 1]), challenge=SEED)
     assert first["fresh"] == second["fresh"] and first["fresh"] is not second["fresh"]
+
+
+# -- fresh warping fields (trigger=warp) ----------------------------------------------------------
+GRID, STRENGTH = 3, 0.5
+FIELD_PARAMS = {**{k: v for k, v in PARAMS.items() if k != "side"}, "grid": GRID,
+                "warp_strength": STRENGTH}
+
+
+def unit_field(rnd: random.Random, n: int = 2 * GRID * GRID) -> list[float]:
+    """A random field normalised to mean |f| = 1, as make_warp's."""
+    v = [rnd.uniform(-1, 1) for _ in range(n)]
+    scale = math.fsum(map(abs, v)) / n
+    return [x / scale for x in v]
+
+
+def pack(values: list[float]) -> str:
+    return b64encode(struct.pack(f"<{len(values)}d", *values))
+
+
+KEY_FIELD = pack(unit_field(random.Random(8)))
+
+
+def field_item(rnd: random.Random, field: str = KEY_FIELD) -> dict:
+    return {"image": b64encode(rnd.randbytes(C * H * W)), "label": rnd.randrange(4),
+            "field": field}
+
+
+def field_key(values: list | None = None, params: dict | None = None) -> MarkingKey:
+    rnd = random.Random(3)
+    values = values or [field_item(rnd) for _ in range(30)]
+    return MarkingKey.create("ubw-c", params or FIELD_PARAMS, values,
+                             rng=lambda n: rnd.randbytes(n))
+
+
+def test_fresh_fields_match_the_known_answer_vectors():
+    v = json.loads((VECTORS / "ubw-fresh-field.json").read_text())
+    seed = bytes.fromhex(v["seed"])
+    assert v["domain"].encode() == FIELD_DOMAIN
+    assert any(case["grid"] % 2 for case in v["cases"])           # a partly used last block
+    for case in v["cases"]:
+        got = fresh_fields(seed, case["grid"], case["count"])
+        assert [hashlib.sha256(f).hexdigest() for f in got] == case["sha256_le_f64"]
+        n = 2 * case["grid"] ** 2
+        values = [list(struct.unpack(f"<{n}d", f)) for f in got]
+        if "fields" in case:
+            assert values == case["fields"]
+        else:
+            assert [f[:4] for f in values] == case["first_values"]
+
+
+def test_fresh_fields_are_uniform_offsets_of_mean_absolute_value_one():
+    fields = [struct.unpack(f"<{2 * 16 * 16}d", f) for f in fresh_fields(SEED, 16, 5)]
+    for f in fields:
+        assert abs(math.fsum(map(abs, f)) / len(f) - 1) < 1e-12
+        assert max(map(abs, f)) < 2.5 and min(f) < 0 < max(f)     # Uniform(−1, 1) / ~0.5
+    assert len({f[:4] for f in fields}) == 5
+    assert fresh_fields(bytes(32), 16, 1)[0] != fresh_fields(SEED, 16, 1)[0]
+
+
+def test_a_field_key_reads_items_with_a_field_and_queries_name_the_seed():
+    mk = field_key()
+    openings = mk.open([0, 4])
+    queries = decider_for("ubw-c").queries(mk.verification_key, openings, challenge=SEED)
+    assert queries == [{**o.value, "fresh": {"seed": SEED.hex(), "count": K}} for o in openings]
+    rows = answers(20, 0.95, 0.2, 0.8)
+    ev = decider_for("ubw-c").decide(mk.verification_key, mk.open(range(20)), rows)
+    assert ev.accepted and ev.details["p_rank"] == 0.01 and ev.result.test.endswith("-and-rank")
+
+
+def field_tampered(change) -> MarkingKey:
+    rnd = random.Random(5)
+    values = [field_item(rnd) for _ in range(4)]
+    change(values[2])
+    return field_key(values)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda v: v.update(field=pack(unit_field(random.Random(9)))), "differs from the first"),
+    (lambda v: v.update(field=pack(unit_field(random.Random(9), 2 * GRID * GRID + 2))),
+     "expected 144 bytes"),
+    (lambda v: v.update(field=pack(unit_field(random.Random(9), 2 * 2 * 2))), "expected 144 bytes"),
+    (lambda v: v.update(field=pack([math.nan] + unit_field(random.Random(9))[1:])),
+     "not finite"),
+    (lambda v: v.update(field=pack([math.inf] + unit_field(random.Random(9))[1:])),
+     "not finite"),
+    (lambda v: v.update(field=pack([2 * x for x in unit_field(random.Random(9))])),
+     "mean absolute value"),
+    (lambda v: v.update(field=pack([x * (1 + 1e-8) for x in unit_field(random.Random(9))])),
+     "mean absolute value"),
+    (lambda v: v.update(triggered=v["image"]), "unknown field 'triggered'"),
+    (lambda v: v.pop("field"), "field: missing"),
+])
+def test_opened_items_must_carry_one_field_of_the_keys_grid_and_scale(change, message):
+    mk = field_tampered(change)
+    decider = decider_for("ubw-c")
+    with pytest.raises(MalformedInputError, match=r"opening\[2\]\.value.*" + message):
+        decider.queries(mk.verification_key, mk.open(range(4)), challenge=SEED)
+    with pytest.raises(MalformedInputError, match=r"opening\[2\]\.value.*" + message):
+        decider.decide(mk.verification_key, mk.open(range(4)), [[0.9] * (K + 2)] * 4)
+    decider.queries(mk.verification_key, mk.open([0, 1, 3]), challenge=SEED)  # the others pass
+
+
+def test_a_field_within_1e_9_of_the_unit_scale_passes():
+    within = pack([x * (1 + 5e-10) for x in unit_field(random.Random(8))])
+    rnd = random.Random(5)
+    mk = field_key([field_item(rnd, within) for _ in range(4)])
+    decider_for("ubw-c").queries(mk.verification_key, mk.open(range(4)), challenge=SEED)
+
+
+@pytest.mark.parametrize("change", [{"side": SIDE}, {"grid": None}, {"grid": 1}, {"grid": 6},
+                                    {"warp_strength": None}, {"warp_strength": 0},
+                                    {"warp_strength": -0.5}, {"warp_strength": "0.5"},
+                                    {"warp_strength": True}])
+def test_field_keys_need_exactly_one_trigger_kind_and_a_positive_strength(change):
+    params = {k: v for k, v in {**FIELD_PARAMS, **change}.items() if v is not None}
+    with pytest.raises(MalformedInputError, match="verification_key.params"):
+        decider_for("ubw-c").check_params(field_key(params=params).verification_key)
+
+
+def test_the_answerer_warps_key_and_fresh_images_by_one_code_path():
+    """P_p on the image warped by the item's field, P_j on it warped by fresh field j
+    (schemes.ubw._warp, the same code); a fake oracle keeps every image it is fed."""
+    import numpy as np
+
+    from claimkit.schemes.ubw import _warp, answerer
+
+    mk = field_key()
+    openings = mk.open([1, 2, 3])
+    vk = mk.verification_key
+    queries = decider_for("ubw-c").queries(vk, openings, challenge=SEED)
+    seen = []
+
+    class Oracle:
+        num_classes = 4
+
+        def probabilities(self, x):
+            seen.append(x.copy())
+            digest = [hashlib.sha256(image.tobytes()).digest()[0] / 255 for image in x]
+            return np.tile(np.array(digest)[:, None], (1, 4))
+
+    out = answerer(Oracle(), vk)(queries)
+    assert [len(r) for r in out] == [K + 2] * 3 and len(seen) == 3   # benign, key, all fresh
+    benign = np.stack([np.frombuffer(b64decode(o.value["image"]), np.uint8).reshape(C, H, W)
+                       for o in openings])
+    key = np.frombuffer(b64decode(KEY_FIELD), "<f8").reshape(GRID, GRID, 2).copy()
+    assert (seen[1] == _warp(benign, key, STRENGTH)).all() and (seen[1] != benign).any()
+    fresh = seen[2].reshape(K, 3, C, H, W)
+    for j, raw in enumerate(fresh_fields(SEED, GRID, K)):
+        field = np.frombuffer(raw, "<f8").reshape(GRID, GRID, 2).copy()
+        assert (fresh[j] == _warp(benign, field, STRENGTH)).all()
+    assert [r[1] for r in out] == [hashlib.sha256(x.tobytes()).digest()[0] / 255 for x in seen[1]]
+    other = [{**q, "field": pack(unit_field(random.Random(9)))} for q in queries[:1]]
+    with pytest.raises(MalformedInputError, match="field differs"):
+        answerer(Oracle(), vk)(queries[1:] + other)
+
+
+def test_field_keys_items_queries_and_answers_match_the_schema():
+    import jsonschema
+
+    schema = json.loads((VECTORS.parent / "schemas" / "ubw.json").read_text())
+
+    def valid(instance, name):
+        jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{name}"}).validate(instance)
+
+    mk = field_key()
+    valid(mk.verification_key.params, "params")
+    for query in decider_for("ubw-c").queries(mk.verification_key, mk.open([0, 1]),
+                                              challenge=SEED):
+        valid({k: v for k, v in query.items() if k != "fresh"}, "item")
+        valid(query, "query")
+    with pytest.raises(jsonschema.ValidationError):
+        valid({**mk.open([0])[0].value, "triggered": KEY_FIELD}, "item")
