@@ -357,7 +357,8 @@ def test_patch_sides_below_the_minimum_are_refused_and_never_drawn():
     ("ubw-c", {"fresh": "199", "alpha": "0.001", "m": "20"}, "use K >= 999"),
     ("ubw-c", {"fresh": "-1", "m": "20"}, "fresh must be 0"),
     ("ubw-c", {"fresh": "10001", "m": "20"}, "fresh must be 0"),
-    ("ubw-c", {"fresh": "99", "trigger": "warp", "m": "20"}, "trigger=warp: not yet"),
+    ("ubw-p", {"fresh": "99", "trigger": "warp"}, "fresh: unknown for this scheme"),
+    ("ubw-c", {"fresh": "98", "trigger": "warp", "m": "20"}, "fresh=98 can never reach"),
 ])
 def test_bad_parameters_are_refused(digits, scheme, params, message):
     with pytest.raises(MalformedInputError, match=message):
@@ -1160,6 +1161,76 @@ def test_ubw_c_with_fresh_triggers_from_keygen_to_an_arbiters_requery(tmp_path, 
     assert not clean.accepted
     registry.close()
 
+
+
+def test_ubw_c_with_fresh_warping_fields_from_keygen_to_an_arbiters_requery(tmp_path, digits,
+                                                                           clean_models):
+    """keygen -p trigger=warp -p fresh=99 → mark → train → claim → verify: the key names the
+    field's grid and strength (not a side), the items carry the key's field (no triggered
+    image), the answerer's P_p is on the image warped by it, the arbiter's re-query gives
+    the same answers and a clean model is rejected; keys without fresh are unchanged."""
+    from claimkit.claim.bundle import ClaimBundle
+    from claimkit.claim.make import make_claim
+    from claimkit.claim.verify import verify_claim
+    from claimkit.identity import Identity
+    from claimkit.ml.jobs import fit_and_save
+    from claimkit.ml.oracle import LocalModel
+    from claimkit.registry.entries import Registration, sign_request
+    from claimkit.registry.log import Registry
+
+    from conftest import PASSPHRASE, FakeClock
+
+    backend = get_backend("ubw-c")
+    params = {**PARAMS["ubw-c"], "steps": "2", "retrains": "0", "trigger": "warp",
+              "warp_strength": "2"}
+    mk = backend.keygen(digits, {**params, "fresh": "99"}, rng=seeded(6))
+    vk = mk.verification_key
+    assert {k: vk.params[k] for k in ("fresh", "grid", "warp_strength")} == \
+        {"fresh": 99, "grid": 4, "warp_strength": 2.0} and "side" not in vk.params
+    trigger = Trigger.from_secret(mk.secret["trigger"])
+    assert all(set(v) == {"image", "label", "field"} for v in mk.items.values)
+    assert {v["field"] for v in mk.items.values} == {mk.secret["trigger"]["field"]}
+    plain = backend.keygen(digits, params, rng=seeded(6))      # without fresh: as before
+    assert list(plain.items.values) == [{**v, "triggered": base64.b64encode(trigger.apply(
+        np.frombuffer(base64.b64decode(v["image"]), np.uint8).reshape(1, 1, 8, 8).copy()).tobytes())
+        .decode()} for v in ({"image": w["image"], "label": w["label"]} for w in mk.items.values)]
+    assert plain.verification_key.params == {k: v for k, v in vk.params.items()
+                                             if k not in ("fresh", "grid", "warp_strength")}
+    backend.mark(mk, digits, tmp_path / "rel", MarkOptions(
+        device="cpu", progress=False, start_from=str(clean_models[0])))
+    suspect, _ = fit_and_save(load_release(tmp_path / "rel"), tmp_path / "suspect.safetensors",
+                              epochs=3, seed=7, device="cpu", progress=False)
+
+    registry = Registry.init(tmp_path / "reg", origin="test.example/fields", passphrase=PASSPHRASE,
+                             clock=FakeClock(), key_strength="min")
+    owner = Identity.generate("alice", seed=b"\x11" * 32)
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    registration = registry.register(request, sign_request(request, owner))
+
+    def claim(path: Path, digest: Digest):
+        model = LocalModel.from_file(path, device="cpu")
+        ask = backend.answerer(model, vk)
+        bundle = make_claim(registry, mk, registration, digest, ask=ask, identity=owner, k=15)
+        bundle = ClaimBundle.from_json(bundle.to_json())
+        return bundle, verify_claim(bundle, log_key=registry.log_key, oracle=ask), model
+
+    bundle, report, model = claim(tmp_path / "suspect.safetensors", suspect)
+    ev = report.evidence
+    assert report.observer == "arbiter" and report.answers_differ == 0
+    assert [len(a) for a in bundle.predicate.answers.values] == [101] * 15
+    assert ev.result.test == "paired-t-margin-and-rank" and ev.details["fresh"] == 99
+    assert ev.result.p_value == max(ev.details["p_prop1"], ev.details["p_rank"])
+    assert ev.accepted == (ev.details["p_prop1"] < 0.01 and ev.details["p_rank"] <= 0.01)
+    opened = [o.value for o in bundle.predicate.openings]
+    benign = np.stack([np.frombuffer(base64.b64decode(v["image"]), np.uint8).reshape(1, 8, 8)
+                       for v in opened])                  # np.stack copies: writable
+    labels = np.array([v["label"] for v in opened])
+    p_p = model.probabilities(trigger.apply(benign))[np.arange(15), labels]
+    assert [a[1] for a in bundle.predicate.answers.values] == pytest.approx(p_p, abs=1e-6)
+
+    _, clean, _ = claim(clean_models[1], Digest.of(clean_models[1].read_bytes()))
+    assert not clean.accepted
+    registry.close()
 
 
 def test_fresh_triggers_from_the_command_line(tmp_path, clean_models):
