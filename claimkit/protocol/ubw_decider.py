@@ -29,7 +29,10 @@ both tests accept; the evidence's p-value is the larger (an intersection–union
 Items then carry the square's ``place`` and the key its ``side``, and every opened item
 must show one and the same black-and-white square there and nothing else changed
 (:func:`check_square`): an owner who could commit any "triggered" image would beat
-fresh squares at will.
+fresh squares at will. For a warping field (the key has ``grid`` and ``warp_strength``
+instead of ``side``) the items carry the key's ``field`` instead of a triggered image,
+the same in every opened item and of the fresh fields' scale, and the answerer warps
+each image by it and by K fields drawn from the seed (:func:`fresh_fields`) alike.
 """
 
 from __future__ import annotations

@@ -63,24 +63,27 @@ Schemes (one backend each, sharing this module):
 Fresh triggers (``ubw-c``, ``-p fresh=K``; ours, not the paper's; opt-in, default 0).
 Prop. 1 holds an honest other owner's claim as well as the owner's when the suspect
 learned a release of the same kind: on Fashion-MNIST another owner's UBW-C claim passed
-it in 9 of 38 measured cases. With K > 0 a claim must also rank the key's square among
-K fresh squares drawn from its challenge seed and pasted at each item's place
+it in 9 of 38 measured cases. With K > 0 a claim must also rank the key's trigger among
+K fresh triggers of its kind drawn from its challenge seed: squares pasted at each
+item's place, or (``trigger=warp``) warping fields of the key's grid and strength
 (p_rank = (1 + #{D_j ≥ D_key}) / (K + 1), exact for a model that never saw the key),
 which took those 9 to 0 but kept only 4 of the 38 square owners' claims that Prop. 1
-accepted (warping fields, not built yet: 10 of 14; K = 199;
-docs/proposals/ubw-c-key-specific-test.md, "Building it in two steps", step 1). The
-price in power is why it stays opt-in until the GPU run measures it at full scale.
-Items then carry the square's ``place``, the key its ``side`` and K, and a claim costs
-(K + 2)·m queries; K must reach alpha (1/(K + 1) ≤ α: 99 for α = 0.01); squares only
-(``trigger=warp`` with fresh triggers is not built yet); protocol_spec/ubw.md.
+accepted (warping fields, measured before they were built here: 10 of 14 owners'
+claims kept, 0 of 10 other owners'; K = 199; docs/proposals/ubw-c-key-specific-test.md,
+"Building it in two steps", step 1). The price in power is why it stays opt-in until
+the GPU run measures it at full scale. Items then carry the square's ``place`` and the
+key its ``side``, or, for a field, the items carry the key's ``field`` instead of a
+triggered image (the answerer warps the image by it, by the code that warps the fresh
+ones) and the key its ``grid`` and ``warp_strength``; a claim costs (K + 2)·m queries;
+K must reach alpha (1/(K + 1) ≤ α: 99 for α = 0.01); protocol_spec/ubw.md.
 
 Keys. KeyGen draws a 32-byte secret seed; every random choice (pattern, warping field,
 poisoned indices and labels, items, trigger positions, crafting) comes from an
 independent stream of it, and the derived trigger, indices and labels are stored in the
 sealed marking key as well, so marking never depends on a generator's version. The
 ℓ committed **items** are test images with their label and triggered version
-``{"image", "label", "triggered"}`` (and ``"place"`` with fresh triggers;
-protocol_spec/ubw.md); a claim opens a random subset of them (cut-and-choose, Adi et al. App. A), m = 100 in the paper (App. C.2), so the
+``{"image", "label", "triggered"}`` (and ``"place"`` with fresh squares; with fresh
+fields ``{"image", "label", "field"}``; protocol_spec/ubw.md); a claim opens a random subset of them (cut-and-choose, Adi et al. App. A), m = 100 in the paper (App. C.2), so the
 default ℓ = 300 leaves fresh items for two more claims. For ``ubw-c`` the items come from
 the source class, the only class whose triggered images the crafting targets (App. B 2)).
 
