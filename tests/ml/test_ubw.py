@@ -1086,6 +1086,48 @@ def test_ubw_c_crafts_on_cuda(tmp_path, digits):
 
 
 # -- fresh triggers (ours; docs/proposals/ubw-c-key-specific-test.md, step 1) ---------------------
+def registered_claims(tmp_path: Path, mk):
+    """A registry holding ``mk``'s key for alice, alice's identity, and claim(model path,
+    digest) → (bundle, the arbiter's report, the model): alice's claim opening 15 items,
+    round-tripped through JSON and verified by an arbiter who re-queries the model."""
+    from claimkit.claim.bundle import ClaimBundle
+    from claimkit.claim.make import make_claim
+    from claimkit.claim.verify import verify_claim
+    from claimkit.identity import Identity
+    from claimkit.ml.oracle import LocalModel
+    from claimkit.registry.entries import Registration, sign_request
+    from claimkit.registry.log import Registry
+
+    from conftest import PASSPHRASE, FakeClock
+
+    vk = mk.verification_key
+    registry = Registry.init(tmp_path / "reg", origin="test.example/fresh", passphrase=PASSPHRASE,
+                             clock=FakeClock(), key_strength="min")
+    owner = Identity.generate("alice", seed=b"\x11" * 32)
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    registration = registry.register(request, sign_request(request, owner))
+
+    def claim(path: Path, digest: Digest):
+        model = LocalModel.from_file(path, device="cpu")
+        ask = get_backend(vk.scheme).answerer(model, vk)
+        bundle = make_claim(registry, mk, registration, digest, ask=ask, identity=owner, k=15)
+        bundle = ClaimBundle.from_json(bundle.to_json())
+        return bundle, verify_claim(bundle, log_key=registry.log_key, oracle=ask), model
+
+    return registry, owner, claim
+
+
+def assert_a_fresh_claim(bundle, report) -> None:
+    """The arbiter's re-query gave the owner's answers, K + 2 = 101 for each of 15 items,
+    and the verdict is Prop. 1's and the rank test's together, p the larger."""
+    ev = report.evidence
+    assert report.observer == "arbiter" and report.answers_differ == 0
+    assert [len(a) for a in bundle.predicate.answers.values] == [101] * 15
+    assert ev.result.test == "paired-t-margin-and-rank" and ev.details["fresh"] == 99
+    assert ev.result.p_value == max(ev.details["p_prop1"], ev.details["p_rank"])
+    assert ev.accepted == (ev.details["p_prop1"] < 0.01 and ev.details["p_rank"] <= 0.01)
+
+
 def test_ubw_c_with_fresh_triggers_from_keygen_to_an_arbiters_requery(tmp_path, digits, keys,
                                                                       clean_models):
     """keygen -p fresh=99 → mark → train → claim → verify, with the arbiter re-querying.
@@ -1098,18 +1140,11 @@ def test_ubw_c_with_fresh_triggers_from_keygen_to_an_arbiters_requery(tmp_path, 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "claim"))
     from test_flow import resign
 
-    from claimkit.claim.bundle import ClaimBundle
-    from claimkit.claim.make import make_claim
     from claimkit.claim.verify import verify_claim
     from claimkit.errors import VerificationError
-    from claimkit.identity import Identity
     from claimkit.ml.jobs import fit_and_save
     from claimkit.ml.oracle import LocalModel
     from claimkit.protocol.ubw_decider import UBWDecider
-    from claimkit.registry.entries import Registration, sign_request
-    from claimkit.registry.log import Registry
-
-    from conftest import PASSPHRASE, FakeClock
 
     backend = get_backend("ubw-c")
     mk = backend.keygen(digits, {**PARAMS["ubw-c"], "fresh": "99"}, rng=seeded(21))
@@ -1123,25 +1158,9 @@ def test_ubw_c_with_fresh_triggers_from_keygen_to_an_arbiters_requery(tmp_path, 
     suspect, _ = fit_and_save(load_release(tmp_path / "rel"), tmp_path / "suspect.safetensors",
                               epochs=5, seed=7, device="cpu", progress=False)
 
-    registry = Registry.init(tmp_path / "reg", origin="test.example/fresh", passphrase=PASSPHRASE,
-                             clock=FakeClock(), key_strength="min")
-    owner = Identity.generate("alice", seed=b"\x11" * 32)
-    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
-    registration = registry.register(request, sign_request(request, owner))
-
-    def claim(path: Path, digest: Digest) -> tuple[ClaimBundle, object]:
-        ask = backend.answerer(LocalModel.from_file(path, device="cpu"), vk)
-        bundle = make_claim(registry, mk, registration, digest, ask=ask, identity=owner, k=15)
-        bundle = ClaimBundle.from_json(bundle.to_json())
-        return bundle, verify_claim(bundle, log_key=registry.log_key, oracle=ask)
-
-    bundle, report = claim(tmp_path / "suspect.safetensors", suspect)
-    ev = report.evidence
-    assert report.observer == "arbiter" and report.answers_differ == 0
-    assert [len(a) for a in bundle.predicate.answers.values] == [101] * 15
-    assert ev.result.test == "paired-t-margin-and-rank" and ev.details["fresh"] == 99
-    assert ev.result.p_value == max(ev.details["p_prop1"], ev.details["p_rank"])
-    assert ev.accepted == (ev.details["p_prop1"] < 0.01 and ev.details["p_rank"] <= 0.01)
+    registry, owner, claim = registered_claims(tmp_path, mk)
+    bundle, report, _ = claim(tmp_path / "suspect.safetensors", suspect)
+    assert_a_fresh_claim(bundle, report)
     assert all(q["fresh"]["count"] == 99 for q in bundle.predicate.queries)
 
     # A fresh answer edited: the bundle's evidence no longer follows from its answers; with
@@ -1157,7 +1176,7 @@ def test_ubw_c_with_fresh_triggers_from_keygen_to_an_arbiters_requery(tmp_path, 
     ask = backend.answerer(LocalModel.from_file(tmp_path / "suspect.safetensors", device="cpu"), vk)
     assert verify_claim(forged, log_key=registry.log_key, oracle=ask).answers_differ == 1
 
-    _, clean = claim(clean_models[0], Digest.of(clean_models[0].read_bytes()))
+    _, clean, _ = claim(clean_models[0], Digest.of(clean_models[0].read_bytes()))
     assert not clean.accepted
     registry.close()
 
@@ -1169,16 +1188,7 @@ def test_ubw_c_with_fresh_warping_fields_from_keygen_to_an_arbiters_requery(tmp_
     field's grid and strength (not a side), the items carry the key's field (no triggered
     image), the answerer's P_p is on the image warped by it, the arbiter's re-query gives
     the same answers and a clean model is rejected; keys without fresh are unchanged."""
-    from claimkit.claim.bundle import ClaimBundle
-    from claimkit.claim.make import make_claim
-    from claimkit.claim.verify import verify_claim
-    from claimkit.identity import Identity
     from claimkit.ml.jobs import fit_and_save
-    from claimkit.ml.oracle import LocalModel
-    from claimkit.registry.entries import Registration, sign_request
-    from claimkit.registry.log import Registry
-
-    from conftest import PASSPHRASE, FakeClock
 
     backend = get_backend("ubw-c")
     params = {**PARAMS["ubw-c"], "steps": "2", "retrains": "0", "trigger": "warp",
@@ -1201,26 +1211,9 @@ def test_ubw_c_with_fresh_warping_fields_from_keygen_to_an_arbiters_requery(tmp_
     suspect, _ = fit_and_save(load_release(tmp_path / "rel"), tmp_path / "suspect.safetensors",
                               epochs=3, seed=7, device="cpu", progress=False)
 
-    registry = Registry.init(tmp_path / "reg", origin="test.example/fields", passphrase=PASSPHRASE,
-                             clock=FakeClock(), key_strength="min")
-    owner = Identity.generate("alice", seed=b"\x11" * 32)
-    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
-    registration = registry.register(request, sign_request(request, owner))
-
-    def claim(path: Path, digest: Digest):
-        model = LocalModel.from_file(path, device="cpu")
-        ask = backend.answerer(model, vk)
-        bundle = make_claim(registry, mk, registration, digest, ask=ask, identity=owner, k=15)
-        bundle = ClaimBundle.from_json(bundle.to_json())
-        return bundle, verify_claim(bundle, log_key=registry.log_key, oracle=ask), model
-
+    registry, _, claim = registered_claims(tmp_path, mk)
     bundle, report, model = claim(tmp_path / "suspect.safetensors", suspect)
-    ev = report.evidence
-    assert report.observer == "arbiter" and report.answers_differ == 0
-    assert [len(a) for a in bundle.predicate.answers.values] == [101] * 15
-    assert ev.result.test == "paired-t-margin-and-rank" and ev.details["fresh"] == 99
-    assert ev.result.p_value == max(ev.details["p_prop1"], ev.details["p_rank"])
-    assert ev.accepted == (ev.details["p_prop1"] < 0.01 and ev.details["p_rank"] <= 0.01)
+    assert_a_fresh_claim(bundle, report)
     opened = [o.value for o in bundle.predicate.openings]
     benign = np.stack([np.frombuffer(base64.b64decode(v["image"]), np.uint8).reshape(1, 8, 8)
                        for v in opened])                  # np.stack copies: writable
