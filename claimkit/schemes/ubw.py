@@ -83,8 +83,9 @@ independent stream of it, and the derived trigger, indices and labels are stored
 sealed marking key as well, so marking never depends on a generator's version. The
 ℓ committed **items** are test images with their label and triggered version
 ``{"image", "label", "triggered"}`` (and ``"place"`` with fresh squares; with fresh
-fields ``{"image", "label", "field"}``; protocol_spec/ubw.md); a claim opens a random subset of them (cut-and-choose, Adi et al. App. A), m = 100 in the paper (App. C.2), so the
-default ℓ = 300 leaves fresh items for two more claims. For ``ubw-c`` the items come from
+fields ``{"image", "label", "field"}``; protocol_spec/ubw.md); a claim opens a random
+subset of them (cut-and-choose, Adi et al. App. A), m = 100 in the paper (App. C.2), so
+the default ℓ = 300 leaves fresh items for two more claims. For ``ubw-c`` the items come from
 the source class, the only class whose triggered images the crafting targets (App. B 2)).
 
 Which samples are tested (Prop. 1). The paper tests "samples that can be correctly
