@@ -6,7 +6,7 @@ of 10,000, 1,000 durable appends, each with its same-run SQLite baseline):
 
 OLD_TREE e.g. from `git worktree add /tmp/base <commit>` (the script itself need not be in it).
 """
-import json, sys, tempfile
+import json, tempfile
 from pathlib import Path
 import claimkit
 from bench.registry import bench_batch_appends, bench_durable_appends, PASSPHRASE

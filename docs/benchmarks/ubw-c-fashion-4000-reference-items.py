@@ -14,31 +14,14 @@ surrogate: `bench.ubw_control.control(..., reference=CLEAN)`."""
 import json
 import sys
 
-from bench.ubw import bench_key
 from bench.ubw_control import control
-from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.oracle import LocalModel
+from warp_runs import DATA as data
+from warp_runs import keys
 
-d = load_dataset("fashion-mnist")
-data = Dataset(d.name, d.x_train[:4000], d.y_train[:4000], d.x_test[:2000], d.y_test[:2000],
-               d.num_classes)
 clean = LocalModel.from_file(sys.argv[2], device="cpu")
-
-
-def key(run: str):
-    seed, steps, retrains = (int(part[1:] if i else part[3:]) for i, part in
-                             enumerate(run.split("-")))
-    return bench_key("ubw-c", data, seed, epochs=40, chosen={
-        "trigger": "warp", "warp_strength": "1", "match_layers": "2", "steps": str(steps),
-        "retrains": str(retrains), "surrogate_epochs": "20", "decay": "round",
-        "decoys": "0.005", "decoy_class": "source", "target": "specific"})
-
-
 pairs = [arg.split("=", 1) for arg in sys.argv[3:]]
-runs = {run: key(run) for run, _ in pairs if run != "null"}
-distinct = {}       # a null model under each key once (key 1's three runs share its trigger)
-for run, mk in runs.items():
-    distinct.setdefault(mk.verification_key.digest.hex, (run, mk))
+runs, distinct = keys(pairs)   # a null model under each key once
 out = {}
 for run, path in pairs:
     model = LocalModel.from_file(path, device="cpu")

@@ -17,32 +17,15 @@ import json
 import sys
 import time
 
-from bench.ubw import bench_key
 from claimkit.eval.harness import claim_evidence
-from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.oracle import LocalModel
 from claimkit.schemes.base import get_backend
+from warp_runs import keys
 
-d = load_dataset("fashion-mnist")
-data = Dataset(d.name, d.x_train[:4000], d.y_train[:4000], d.x_test[:2000], d.y_test[:2000],
-               d.num_classes)
 backend = get_backend("ubw-c")
 
-
-def key(run: str):
-    seed, steps, retrains = (int(part[1:] if i else part[3:]) for i, part in
-                             enumerate(run.split("-")))
-    return bench_key("ubw-c", data, seed, epochs=40, chosen={
-        "trigger": "warp", "warp_strength": "1", "match_layers": "2", "steps": str(steps),
-        "retrains": str(retrains), "surrogate_epochs": "20", "decay": "round",
-        "decoys": "0.005", "decoy_class": "source", "target": "specific", "fresh": "199"})
-
-
 pairs = [arg.split("=", 1) for arg in sys.argv[2:]]
-runs = {run: key(run) for run, _ in pairs if run != "null"}
-distinct = {}       # one claim per distinct field (key 1's three runs share its trigger)
-for run, mk in runs.items():
-    distinct.setdefault(mk.verification_key.digest.hex, (run, mk))
+runs, distinct = keys(pairs, fresh="199")   # one claim per distinct field
 rows = []
 for run, path in pairs:
     model = LocalModel.from_file(path, device="cpu")

@@ -11,35 +11,18 @@ draw), [P_b, P_p] from each model, the paired t-test with margin τ."""
 import json
 import sys
 
-from bench.ubw import bench_key
 from claimkit.eval.harness import claim_evidence
-from claimkit.ml.data import Dataset, load_dataset
 from claimkit.ml.oracle import LocalModel
 from claimkit.protocol.stats import paired_t_margin_test
 from claimkit.schemes.base import get_backend
+from warp_runs import keys
 
 TAUS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
-d = load_dataset("fashion-mnist")
-data = Dataset(d.name, d.x_train[:4000], d.y_train[:4000], d.x_test[:2000], d.y_test[:2000],
-               d.num_classes)
 backend = get_backend("ubw-c")
-
-
-def key(run: str):
-    seed, steps, retrains = (int(part[1:] if i else part[3:]) for i, part in
-                             enumerate(run.split("-")))
-    return bench_key("ubw-c", data, seed, epochs=40, chosen={
-        "trigger": "warp", "warp_strength": "1", "match_layers": "2", "steps": str(steps),
-        "retrains": str(retrains), "surrogate_epochs": "20", "decay": "round",
-        "decoys": "0.005", "decoy_class": "source", "target": "specific"})
-
 
 claims = {(c["model"], c["key"]): c for c in json.load(open(sys.argv[1]))["claims"]}
 pairs = [arg.split("=", 1) for arg in sys.argv[3:]]
-runs = {run: key(run) for run, _ in pairs if run != "null"}
-distinct = {}
-for run, mk in runs.items():
-    distinct.setdefault(mk.verification_key.digest.hex, (run, mk))
+runs, distinct = keys(pairs)
 rows = []
 for run, path in pairs:
     model = LocalModel.from_file(path, device="cpu")
