@@ -71,7 +71,7 @@ def registry_checkpoint(directory: str, as_json: bool) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the audit report as JSON.")
 def registry_audit(directory: str, as_json: bool) -> None:
-    """Recompute the whole log and check every entry, node, checkpoint and claim.
+    """Recompute the whole log and check every entry, node, checkpoint, claim and draw.
 
     Exit 0 when everything holds, 1 with the list of problems otherwise.
 
@@ -82,7 +82,8 @@ def registry_audit(directory: str, as_json: bool) -> None:
                                                file=sys.stderr, desc="audit") as bar:
         report = reg.audit(progress=lambda n: bar.update(n - bar.n))
     lines = [(f"{'ok' if report.ok else 'FAILED'}: {report.size} entries "
-              f"({report.registrations} registrations, {report.claims} claims), "
+              f"({report.registrations} registrations, {report.claims} claims, "
+              f"{report.draws} trigger draws), "
               f"{report.checkpoints} checkpoints, root {report.root_hash.hex()}")]
     lines += [f"  problem: {p}" for p in report.problems]
     emit(as_json, report.to_dict(), "\n".join(lines))

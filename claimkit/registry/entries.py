@@ -1,13 +1,23 @@
 """The leaves of the registry log: signed requests stamped with the registry's time.
 
-Two kinds of request are logged (Adi et al. 2018, §4 "publish vk on a time-stamped
+Three kinds of request are logged (Adi et al. 2018, §4 "publish vk on a time-stamped
 bulletin board before release"; App. A cut-and-choose):
 
 * a **registration** binds an owner's key to a verification-key digest (and, if given,
   the digest of the model or dataset about to be released);
 * a **claim intent** announces, before any item is opened, that the owner will claim
   against a suspect model. The cut-and-choose challenge is derived from the tree head
-  that ends with this very entry, so every attempt is public and cannot be ground.
+  that ends with this very entry, so every attempt is public and cannot be ground;
+* a **trigger draw** asks the log to fix the trigger of a key whose params commit to a
+  secret (UBW-C's ``trigger_commitment``): the tree head that ends with the entry
+  supplies the randomness, and the registry lets each verification-key digest be drawn
+  once, so an owner cannot draw a key's trigger again and keep the best
+  (docs/proposals/ubw-c-key-specific-test.md).
+
+Example::
+
+    draw = TriggerDraw(owner.public, "ubw-c", vk.digest)
+    receipt = registry.draw_trigger(draw, sign_request(draw, owner))
 
 Each request is signed by the owner over ``b"claimkit/request/v1\\n" || JCS(request)``;
 the registry adds the time (UNIX milliseconds, never decreasing along the log) and, for
@@ -32,6 +42,7 @@ __all__ = [
     "ENTRY_TYPE",
     "Registration",
     "ClaimIntent",
+    "TriggerDraw",
     "Request",
     "LogEntry",
     "sign_request",
@@ -67,7 +78,7 @@ def _check_int(value: object, lo: int, hi: int, where: str) -> None:
         raise MalformedInputError(f"{where}: expected an integer within [{lo}, {hi}]")
 
 
-def _check_types(request: Registration | ClaimIntent, **fields: type) -> None:
+def _check_types(request: Request, **fields: type) -> None:
     for name, kind in fields.items():
         if not isinstance(getattr(request, name), kind):
             raise MalformedInputError(f"{request.kind}.{name}: expected a {kind.__name__}")
@@ -173,10 +184,49 @@ class ClaimIntent:
         return cls(owner, index, entry, suspect, counter, k)
 
 
-Request = Union[Registration, ClaimIntent]
-_KINDS: dict[str, type[Registration] | type[ClaimIntent]] = {
+@dataclass(frozen=True)
+class TriggerDraw:
+    """A request to draw the trigger of the key ``verification_key`` from the log.
+
+    The tree head that ends with this entry fixes the trigger, with a secret the key's
+    params commit to; the registry logs one draw per verification-key digest.
+    """
+
+    owner: PublicIdentity
+    scheme: str
+    verification_key: Digest
+
+    kind = "trigger-draw"
+
+    @cached_property
+    def canonical(self) -> bytes:
+        """JCS of the request, computed once (the request is immutable)."""
+        return canonical_json(self.to_dict())
+
+    def __post_init__(self) -> None:
+        _check_types(self, owner=PublicIdentity, scheme=str, verification_key=Digest)
+        _scheme(self.scheme, "trigger-draw.scheme")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "owner": _owner_to_dict(self.owner),
+            "scheme": self.scheme,
+            "verification_key": self.verification_key.to_dict(),
+        }
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> TriggerDraw:
+        owner = _owner_from_dict(f.obj("owner"), f.path("owner"))
+        scheme = _scheme(f.str("scheme", max_len=32), f.path("scheme"))
+        return cls(owner, scheme, f.digest("verification_key"))
+
+
+Request = Union[Registration, ClaimIntent, TriggerDraw]
+_KINDS: dict[str, type[Registration] | type[ClaimIntent] | type[TriggerDraw]] = {
     "registration": Registration,
     "claim-intent": ClaimIntent,
+    "trigger-draw": TriggerDraw,
 }
 
 

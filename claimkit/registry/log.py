@@ -1,4 +1,5 @@
-"""The registry: an append-only, signed, timestamped log of registrations and claims.
+"""The registry: an append-only, signed, timestamped log of registrations, claims and
+trigger draws.
 
 The trust logic lives in :mod:`merkle` (hashing and proofs), :mod:`checkpoint` and
 :mod:`note` (C2SP signed checkpoints); this module strings them together over a
@@ -7,6 +8,13 @@ The trust logic lives in :mod:`merkle` (hashing and proofs), :mod:`checkpoint` a
     reg = Registry.init("reg", origin="example.org/claimkit", passphrase="…")
     receipt = reg.register(request, signature)        # owner-signed Registration
     receipt.verify(reg.log_key)                       # anyone, offline
+
+Registrations may be appended in batches; a claim intent (:meth:`Registry.announce_claim`)
+and a trigger draw (:meth:`Registry.draw_trigger`) are each appended alone, so the
+checkpoint that ends with the entry fixes its challenge or its trigger. A verification
+key is drawn once: its draw row's indexed ``ref`` column holds
+:func:`~claimkit.registry.store.draw_ref` of the key's digest, which finds the earlier
+draws to compare in full without a schema change.
 
 Every write transaction ends with a checkpoint signed by the log key and cosigned, with
 the time, by the registry's time key (C2SP tlog-cosignature). A receipt is the entry
@@ -35,9 +43,9 @@ from ..identity import Identity
 from ..wire import Digest, atomic_write
 from . import merkle
 from .checkpoint import Checkpoint, SignedCheckpoint, cosign, verify_cosignature
-from .entries import ClaimIntent, LogEntry, Registration, Request, opened_items
+from .entries import ClaimIntent, LogEntry, Registration, Request, TriggerDraw, opened_items
 from .note import NoteSigner, VerifierKey, sign_note
-from .store import MAX_SQL_INT, Store
+from .store import MAX_SQL_INT, Store, draw_ref
 from .receipt import Receipt, load_vkey
 from .tlog_proof import TlogProof
 
@@ -87,6 +95,7 @@ class AuditReport:
     checkpoints: int
     registrations: int
     claims: int
+    draws: int
     root_hash: bytes
     problems: tuple[str, ...] = field(default=())
 
@@ -97,7 +106,8 @@ class AuditReport:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "size": self.size, "checkpoints": self.checkpoints,
                 "registrations": self.registrations, "claims": self.claims,
-                "root_hash": self.root_hash.hex(), "problems": list(self.problems)}
+                "draws": self.draws, "root_hash": self.root_hash.hex(),
+                "problems": list(self.problems)}
 
 
 class Registry:
@@ -274,7 +284,8 @@ class Registry:
         Returns the indices written and the checkpoint; receipts are made on demand
         (:meth:`receipt`). ``signatures_checked=True`` skips the Ed25519 check of each
         request, for callers that already checked them (an HTTP front end verifying in
-        parallel, an import). Claim intents go through :meth:`announce_claim`.
+        parallel, an import). Claim intents go through :meth:`announce_claim`, trigger
+        draws through :meth:`draw_trigger`.
         """
         appended, _, _ = self._append(requests, signatures_checked)
         return appended
@@ -285,7 +296,8 @@ class Registry:
             raise MalformedInputError("nothing to append")
         for request, _ in requests:
             if not isinstance(request, Registration):
-                raise MalformedInputError("append takes registrations; use announce_claim")
+                raise MalformedInputError("append takes registrations; use announce_claim or "
+                                         "draw_trigger")
         with self.store.transaction():
             size, last_time = self.store.head()
             frontier = self._frontier_at(size)
@@ -338,17 +350,56 @@ class Registry:
                                     f"{reg.items} items remain unopened")
             entry = LogEntry(intent, signature, max(self._now_ms(), last_time), spent=spent)
             entry.verify_signature()
-            data = entry.to_bytes()
-            frontier = self._frontier_at(size)
-            nodes = frontier.append(merkle.leaf_hash(data))
-            self.store.append([(size, data, intent.kind, intent.registration_index,
-                                entry.time_ms)], nodes)
+            frontier = self._append_one(size, entry)
             root = frontier.root()
             opened = opened_items(reg, entry, self.origin, size + 1, root)
             self.store.add_spent(intent.registration_index, opened, size)
             signed = self._sign_checkpoint(size + 1, root, entry.time_ms)
         self._frontier = frontier
         return self._last_receipt(entry, frontier, signed)
+
+    def draw_trigger(self, request: TriggerDraw, signature: bytes) -> Receipt:
+        """Log a trigger draw alone; its receipt's checkpoint ends with it and fixes the trigger.
+
+        A verification key is drawn once: a draw naming the digest of a key drawn before,
+        by any owner, is refused, so every trigger a key could have is a public entry.
+        """
+        if not isinstance(request, TriggerDraw):
+            raise MalformedInputError("draw_trigger takes a trigger draw")
+        with self.store.transaction():
+            size, last_time = self.store.head()
+            entry = LogEntry(request, signature, max(self._now_ms(), last_time))
+            entry.verify_signature()
+            earlier = self._drawn_at(request.verification_key)
+            if earlier is not None:
+                raise RegistryError(f"trigger draw: verification key "
+                                    f"{request.verification_key.hex[:16]}… was already drawn "
+                                    f"at entry {earlier}")
+            frontier = self._append_one(size, entry)
+            signed = self._sign_checkpoint(size + 1, frontier.root(), entry.time_ms)
+        self._frontier = frontier
+        return self._last_receipt(entry, frontier, signed)
+
+    def _append_one(self, size: int, entry: LogEntry) -> merkle.Frontier:
+        """Write ``entry`` at index ``size`` with its tree nodes, in the caller's
+        transaction; the frontier returned ends with it, for the caller to sign."""
+        data = entry.to_bytes()
+        frontier = self._frontier_at(size)
+        nodes = frontier.append(merkle.leaf_hash(data))
+        self.store.append([(size, data, entry.kind, _ref(entry.request), entry.time_ms)], nodes)
+        return frontier
+
+    def _drawn_at(self, verification_key: Digest) -> int | None:
+        """The index of the trigger draw of this verification-key digest, if there is one."""
+        for index, data in self.store.trigger_draws(verification_key.value):
+            try:
+                drawn = LogEntry.from_bytes(data).request
+            except MalformedInputError:  # cannot tell it from a draw of this key: refuse
+                raise RegistryError(f"registry database: entry {index} is damaged "
+                                    "(run `claimkit registry audit`)") from None
+            if isinstance(drawn, TriggerDraw) and drawn.verification_key.matches(verification_key):
+                return index
+        return None
 
     def _registration(self, index: int) -> tuple[LogEntry, bytes]:
         if not 0 <= index < self.store.size():
@@ -455,7 +506,8 @@ class Registry:
         key at a time never before the previous one's nor its entries', and has the
         recomputed root; the latest covers the whole log; every claim intent names a
         real registration, has the next counter and the right spent items, and the spent
-        table holds exactly what the challenges opened.
+        table holds exactly what the challenges opened; no two trigger draws name the
+        same verification key.
         """
         problems: list[str] = []
         frontier = merkle.Frontier(0)
@@ -467,7 +519,8 @@ class Registry:
         spent: dict[int, set[int]] = {}
         recorded = self.store.spent_rows()
         unreadable: set[int] = set()
-        last_time = registrations = claims = 0
+        drawn: dict[bytes, int] = {}  # verification-key digest: index of its first draw
+        last_time = registrations = claims = draws = 0
         try:
             for index, data, kind, ref, time_ms in self.store.iter_entries(-MAX_SQL_INT - 1):
                 if index < 0:
@@ -500,6 +553,13 @@ class Registry:
                     unreadable.add(index)
                 elif isinstance(entry.request, Registration):
                     registrations += 1
+                elif isinstance(entry.request, TriggerDraw):
+                    draws += 1
+                    vk = entry.request.verification_key
+                    first = drawn.setdefault(vk.value, index)
+                    if first != index:
+                        problems.append(f"entry {index}: a second trigger draw of verification "
+                                        f"key {vk.hex[:16]}… (first at entry {first})")
                 else:
                     claims += 1
                     problems.extend(self._audit_intent(index, entry, counters, spent, recorded,
@@ -512,8 +572,9 @@ class Registry:
         problems.extend(self._audit_leftovers(frontier.size, checkpoint_sizes,
                                               recorded.keys() - unreadable))
         problems.extend(self._audit_checkpoints(roots, times))
-        return AuditReport(frontier.size, len(checkpoint_sizes), registrations, claims,
-                           frontier.root(), tuple(problems))
+        return AuditReport(size=frontier.size, checkpoints=len(checkpoint_sizes),
+                           registrations=registrations, claims=claims, draws=draws,
+                           root_hash=frontier.root(), problems=tuple(problems))
 
     def _audit_leftovers(self, size: int, checkpoint_sizes: set[int],
                          orphans: set[object]) -> list[str]:
@@ -620,10 +681,20 @@ class Registry:
 def _column_problems(index: int, entry: LogEntry, kind: object, ref: object,
                      time_ms: object) -> list[str]:
     """The columns beside the leaf data must say what the entry says: the registry's
-    rules read them (claim counters, spent items, the next entry's time), not the leaf."""
-    intent = entry.request
-    want_ref = intent.registration_index if isinstance(intent, ClaimIntent) else None
-    wrong = [name for name, stored, want in (("kind", kind, entry.kind), ("ref", ref, want_ref),
+    rules read them (claim counters, spent items, drawn keys, the next entry's time), not
+    the leaf."""
+    wrong = [name for name, stored, want in (("kind", kind, entry.kind),
+                                             ("ref", ref, _ref(entry.request)),
                                              ("time_ms", time_ms, entry.time_ms))
              if stored != want]
     return [f"entry {index}: its {', '.join(wrong)} column differs from the entry"] if wrong else []
+
+
+def _ref(request: Request) -> int | None:
+    """The ``ref`` column of a request's row: a claim intent's registration index, a
+    trigger draw's :func:`~claimkit.registry.store.draw_ref`, none for a registration."""
+    if isinstance(request, ClaimIntent):
+        return request.registration_index
+    if isinstance(request, TriggerDraw):
+        return draw_ref(request.verification_key.value)
+    return None

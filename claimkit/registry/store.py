@@ -12,6 +12,12 @@ another to a single linear log.
 Node ids pack (level, index) of a perfect subtree into one integer primary key:
 ``level << 56 | index``, so a proof's O(log n) nodes are fetched by rowid in one query.
 
+The indexed ``ref`` column of an entry row is what the registry's rules look up: for a
+claim intent the index of its registration; for a trigger draw :func:`draw_ref` of its
+verification-key digest (the first 8 bytes as a signed big-endian int64, so it fits an
+SQLite INTEGER and no schema change was needed); NULL for a registration. A draw's ref
+only narrows the search: prefixes can collide, so callers compare the full digest.
+
 Errors: every query runs under :func:`_guard`, so a damaged file, a dropped table or an
 integer SQLite cannot hold becomes a one-line claimkit error, never a traceback.
 """
@@ -28,7 +34,7 @@ import sqlite_utils
 from ..errors import MalformedInputError, RegistryError
 from .merkle import NodeId
 
-__all__ = ["Store", "node_key"]
+__all__ = ["Store", "node_key", "draw_ref"]
 
 SCHEMA_VERSION = "1"
 _LEVEL_SHIFT = 56
@@ -64,6 +70,12 @@ def _blob(value: object, what: str) -> bytes:
 def node_key(node: NodeId) -> int:
     level, index = node
     return level << _LEVEL_SHIFT | index
+
+
+def draw_ref(verification_key: bytes) -> int:
+    """The ``ref`` column of a trigger draw: its verification-key digest's first 8 bytes,
+    read as a signed big-endian int64 (an SQLite INTEGER)."""
+    return int.from_bytes(verification_key[:8], "big", signed=True)
 
 
 class Store:
@@ -215,6 +227,13 @@ class Store:
             "SELECT count(*) FROM entries WHERE ref = ? AND kind = 'claim-intent'",
             (registration,))
         return count
+
+    def trigger_draws(self, verification_key: bytes) -> list[tuple[int, bytes]]:
+        """Rows ``(idx, data)`` of the trigger draws that may name this verification-key
+        digest: those with its :func:`draw_ref`. The caller compares the full digest."""
+        rows = self._rows("SELECT idx, data FROM entries WHERE ref = ? AND kind = 'trigger-draw' "
+                          "ORDER BY idx", (draw_ref(verification_key),))
+        return [(index, _blob(data, f"entry {index}")) for index, data in rows]
 
     # -- cut-and-choose bookkeeping ---------------------------------------------------
     def spent(self, registration: int) -> tuple[int, ...]:
