@@ -1,4 +1,5 @@
-"""Cut-and-choose challenges, Fiat–Shamir style (Adi et al. 2018, App. A).
+"""Randomness from the log: cut-and-choose challenges (Adi et al. 2018, App. A,
+Fiat–Shamir style) and drawn triggers.
 
 The owner must not choose which committed items a claim opens, or a forger could open
 only the items a stolen model happens to agree with. The challenge is therefore a hash
@@ -15,6 +16,15 @@ stay secret for later claims::
     ...                       root=b"\\x02" * 32, suspect=b"\\x03" * 32, counter=0)
     >>> select_items(seed, items=100, spent=(), k=10)[:3]
     (6, 23, 29)
+
+A **drawn trigger** (protocol_spec/ubw.md, "Drawn triggers") comes from randomness of
+the same kind. The owner's key commits to a secret ``s`` (:func:`trigger_commitment`)
+and the owner logs a trigger-draw entry naming the key, once per key; the tree head
+that ends with that entry fixes the trigger seed (:func:`trigger_seed`). The owner
+cannot re-draw in private, and nobody else learns the trigger before ``s`` is opened::
+
+    >>> trigger_seed(b"\x04" * 32, size=5, root=b"\x05" * 32).hex()[:16]
+    '496d09f711e9ff49'
 """
 
 from __future__ import annotations
@@ -24,9 +34,13 @@ import hashlib
 from .errors import MalformedInputError
 from .wire import b64encode, canonical_json
 
-__all__ = ["CHALLENGE_DOMAIN", "challenge_seed", "select_items"]
+__all__ = ["CHALLENGE_DOMAIN", "TRIGGER_COMMITMENT_DOMAIN", "TRIGGER_DOMAIN", "TRIGGER_SECRET_SIZE",
+           "challenge_seed", "select_items", "trigger_commitment", "trigger_seed"]
 
 CHALLENGE_DOMAIN = b"claimkit/challenge/v1\n"
+TRIGGER_COMMITMENT_DOMAIN = b"claimkit/trigger-commitment/v1\n"
+TRIGGER_DOMAIN = b"claimkit/trigger/v1\n"
+TRIGGER_SECRET_SIZE = 32
 
 
 def challenge_seed(*, vk: bytes, origin: str, size: int, root: bytes, suspect: bytes,
@@ -79,3 +93,25 @@ def select_items(seed: bytes, *, items: int, spent: tuple[int, ...] | list[int],
         j = i + stream.below(len(pool) - i)
         pool[i], pool[j] = pool[j], pool[i]
     return tuple(sorted(pool[:k]))
+
+
+def _secret(secret: bytes) -> bytes:
+    if not isinstance(secret, bytes) or len(secret) != TRIGGER_SECRET_SIZE:
+        raise MalformedInputError(f"a trigger secret is {TRIGGER_SECRET_SIZE} bytes")
+    return secret
+
+
+def trigger_commitment(secret: bytes) -> bytes:
+    """SHA-256(domain || s): what a key whose trigger is drawn publishes of its secret."""
+    return hashlib.sha256(TRIGGER_COMMITMENT_DOMAIN + _secret(secret)).digest()
+
+
+def trigger_seed(secret: bytes, *, size: int, root: bytes) -> bytes:
+    """SHA-256(domain || s || uint64_be(size) || root): the seed a drawn trigger comes
+    from, ``size`` and ``root`` the tree head that ends with the key's trigger-draw entry.
+    ``s`` was fixed (committed in the key) before that tree head existed, and the tree
+    head depends on the entry, which carries the registry's time and the owner's
+    signature, so neither the owner nor the registry alone can choose the seed."""
+    if not 1 <= size < 1 << 64 or len(root) != 32:
+        raise MalformedInputError("a trigger seed needs a tree size in [1, 2^64) and a 32-byte root")
+    return hashlib.sha256(TRIGGER_DOMAIN + _secret(secret) + size.to_bytes(8, "big") + root).digest()

@@ -8,7 +8,9 @@ needs to re-check the claim offline (protocol_spec/bundle.md):
   challenge, and a consistency proof from the registration's checkpoint to it,
 * the **openings** of the challenged items, the **queries** derived from them and the
   suspect's **answers** as the owner observed them,
-* the owner's **evidence** — informational only: the verifier recomputes it.
+* the owner's **evidence** — informational only: the verifier recomputes it;
+* for a key whose trigger is drawn from the log, the **trigger draw**: its receipt, the
+  opened secret and a consistency proof to the intent's checkpoint (:mod:`.drawn`).
 
 The envelope is signed by the owner's key, the one named in the registration::
 
@@ -28,6 +30,7 @@ from ..errors import MalformedInputError
 from ..protocol.keys import VerificationKey
 from ..registry.receipt import Receipt
 from ..wire import Digest, Fields, b64encode, b64hash, load_json, read_json_file
+from .drawn import TriggerDrawOpening
 
 __all__ = [
     "STATEMENT_TYPE",
@@ -141,8 +144,10 @@ class ClaimPredicate:
     queries: tuple[Any, ...]
     answers: Answers
     evidence: dict[str, Any]
+    trigger_draw: TriggerDrawOpening | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        draw = {} if self.trigger_draw is None else {"trigger_draw": self.trigger_draw.to_dict()}
         return {
             "verification_key": self.verification_key.to_dict(),
             "registration": self.registration.to_dict(),
@@ -152,6 +157,7 @@ class ClaimPredicate:
             "queries": list(self.queries),
             "answers": self.answers.to_dict(),
             "evidence": self.evidence,
+            **draw,
         }
 
     @classmethod
@@ -165,9 +171,12 @@ class ClaimPredicate:
         queries = tuple(f.list("queries", max_items=MAX_QUERIES))
         answers = Answers.from_dict(f.obj("answers"), f.path("answers"))
         evidence = f.obj("evidence")
+        draw = (TriggerDrawOpening.from_dict(f.obj("trigger_draw"), f.path("trigger_draw"))
+                if f.has("trigger_draw") else None)
         f.done()
         assert consistency is not None and openings is not None
-        return cls(vk, registration, intent, consistency, openings, queries, answers, evidence)
+        return cls(vk, registration, intent, consistency, openings, queries, answers, evidence,
+                   draw)
 
 
 @dataclass(frozen=True)

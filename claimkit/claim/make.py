@@ -22,7 +22,9 @@ from ..registry.entries import (ClaimIntent, Registration, claim_challenge, open
                                 sign_request)
 from ..registry.log import Registry
 from ..registry.receipt import Receipt
-from ..wire import Digest, canonical_json
+from ..challenge import TRIGGER_SECRET_SIZE
+from ..wire import Digest, b64decode, canonical_json
+from .drawn import TriggerDrawOpening, draw_seed, is_drawn
 from .bundle import (CLAIM_PREDICATE, PAYLOAD_TYPE, Answers, ClaimBundle, ClaimPredicate,
                      Statement, check_payload_size)
 
@@ -45,6 +47,7 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
         raise MalformedInputError("the receipt registers another verification key")
     registration.verify(registry.log_key)
     check_claim_size(mk, k)
+    drawn = _draw(mk, registration) if is_drawn(vk) else None   # before any item is spent
     intent = ClaimIntent(identity.public, registration.index, registration.entry.digest,
                          suspect, registry.claims_made(registration.index), k)
     intent_receipt = registry.announce_claim(intent, sign_request(intent, identity))
@@ -53,12 +56,16 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
     openings = mk.open(opened)
     decider = decider_for(vk.scheme)
     challenge = claim_challenge(reg, intent_receipt.entry, cp.origin, cp.size, cp.root_hash)
-    queries = decider.queries(vk, openings, challenge=challenge)
+    draw = None if drawn is None else TriggerDrawOpening(
+        drawn[0], drawn[1], tuple(registry.consistency_proof(drawn[0].checkpoint.size, cp.size)))
+    queries = decider.queries(vk, openings, challenge=challenge,
+                              trigger=None if draw is None else
+                              draw_seed(draw.receipt, vk, draw.secret))
     answers = Answers("owner", tuple(ask(queries)))
     evidence = decider.decide(vk, openings, list(answers.values))
     consistency = registry.consistency_proof(registration.checkpoint.size, cp.size)
     predicate = ClaimPredicate(vk, registration, intent_receipt, tuple(consistency), openings,
-                               tuple(queries), answers, evidence.to_dict())
+                               tuple(queries), answers, evidence.to_dict(), draw)
     statement = Statement(subject_name, suspect, CLAIM_PREDICATE, predicate.to_dict())
     payload = canonical_json(statement.to_dict())
     # The estimate leaves out the answers; should they tip the bundle over, say so
@@ -67,6 +74,26 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
                                      "logged and its items spent)")
     envelope = sign_envelope(payload, PAYLOAD_TYPE, identity)
     return ClaimBundle(envelope, statement, predicate)
+
+
+def _draw(mk: MarkingKey, registration: Receipt) -> tuple[Receipt, bytes]:
+    """A drawn key's trigger-draw receipt (kept in the key) and the secret its claims
+    open, refused before the intent if a verifier would refuse them."""
+    if "draw" not in mk.secret or "trigger_secret" not in mk.secret:
+        raise MalformedInputError("this key's trigger is drawn from the log and has not been "
+                                  "drawn yet: claimkit draw KEYDIR --registry DIR --identity KEY")
+    receipt = Receipt.from_dict(mk.secret["draw"], "marking key.secret.draw")
+    secret = b64decode(mk.secret["trigger_secret"], field="marking key.secret.trigger_secret",
+                       size=TRIGGER_SECRET_SIZE)
+    draw_seed(receipt, mk.verification_key, secret)
+    if receipt.entry.request.owner.public_key != registration.entry.request.owner.public_key:
+        raise MalformedInputError("the key's trigger was drawn by another owner than the one "
+                                  "who registered it")
+    if receipt.index >= registration.index:
+        raise MalformedInputError(f"the key was registered (entry {registration.index}) before "
+                                  f"its trigger was drawn (entry {receipt.index}): register it "
+                                  "again, after the draw and before the release")
+    return receipt, secret
 
 
 def default_open(vk: VerificationKey) -> int:

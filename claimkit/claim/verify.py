@@ -14,7 +14,10 @@ Checks, in order (the procedure of protocol_spec/bundle.md, §Verify, grouped he
    request signature); both entries come from the same log origin;
 2. the registration commits to this verification key; the intent names this
    registration, this suspect and the same owner; its checkpoint ends with the intent;
-3. the consistency proof links the registration's checkpoint to the intent's;
+3. the consistency proof links the registration's checkpoint to the intent's; for a
+   key whose trigger is drawn from the log, the bundle's trigger draw is checked (its
+   receipt, that it precedes the registration, its consistency with the intent's
+   checkpoint, the opened secret against the key's commitment; :func:`_trigger_seed`);
 4. the envelope is signed by the registered owner;
 5. the opened items are exactly the challenge's selection, and each opening matches the
    verification key's commitment root;
@@ -37,11 +40,12 @@ from ..errors import MalformedInputError, VerificationError
 from ..identity import PublicIdentity
 from ..protocol.scheme import Evidence, decider_for
 from ..registry import merkle
-from ..registry.checkpoint import verify_cosignature
+from ..registry.checkpoint import Checkpoint, verify_cosignature
 from ..registry.entries import ClaimIntent, Registration, claim_challenge, opened_items
 from ..registry.note import VerifierKey
 from ..wire import Digest, canonical_json
 from .bundle import OWNER, ClaimBundle
+from .drawn import draw_seed, is_drawn
 
 __all__ = ["ClaimReport", "verify_claim"]
 
@@ -194,6 +198,7 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         raise VerificationError("the registry's checkpoints are inconsistent (fork or rewrite)") from None
     witnessed = {key.name: verify_cosignature(p.registration.proof.checkpoint, key)
                  for key in witness_keys}
+    trigger = _trigger_seed(bundle, int_cp, log_key)
 
     # 4. The owner signed the bundle.
     verify_envelope(bundle.envelope, reg.owner)
@@ -208,7 +213,7 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
     # 6. Queries, answers, evidence.
     decider = decider_for(vk.scheme)
     challenge = claim_challenge(reg, p.intent.entry, int_cp.origin, int_cp.size, int_cp.root_hash)
-    queries = decider.queries(vk, p.openings, challenge=challenge)
+    queries = decider.queries(vk, p.openings, challenge=challenge, trigger=trigger)
     if canonical_json(queries) != canonical_json(list(p.queries)):
         raise VerificationError("the bundle's queries are not the ones its openings define")
     recorded = list(p.answers.values)
@@ -235,3 +240,36 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         registration_time_ms=p.registration.entry.time_ms, intent_index=p.intent.index,
         intent_time_ms=p.intent.entry.time_ms, opened=opened, observer=observer,
         evidence=evidence, witnessed_times=witnessed, answers_differ=differ)
+
+
+def _trigger_seed(bundle: ClaimBundle, intent_checkpoint: Checkpoint,
+                  log_key: VerifierKey) -> bytes | None:
+    """The trigger seed of a drawn key (None for any other key): the draw's receipt
+    verifies under the log key, is by the registered owner, precedes the registration
+    (whose release was crafted with the drawn trigger) and lies in the history of the
+    intent's checkpoint; :func:`~claimkit.claim.drawn.draw_seed` checks that it draws
+    this key and that the opened secret is the committed one."""
+    p = bundle.predicate
+    draw = p.trigger_draw
+    if not is_drawn(p.verification_key):
+        if draw is not None:
+            raise VerificationError("the bundle opens a trigger draw for a key whose trigger "
+                                    "is not drawn from the log")
+        return None
+    if draw is None:
+        raise VerificationError("the key's trigger is drawn from the log, and the bundle "
+                                "carries no trigger draw")
+    checkpoint = draw.receipt.verify(log_key)
+    seed = draw_seed(draw.receipt, p.verification_key, draw.secret)
+    if draw.receipt.entry.request.owner.public_key != \
+            p.registration.entry.request.owner.public_key:
+        raise VerificationError("the trigger draw is by another owner than the registration")
+    if draw.receipt.index >= p.registration.index:
+        raise VerificationError("the key was registered before its trigger was drawn")
+    try:
+        merkle.verify_consistency(checkpoint.size, intent_checkpoint.size, draw.consistency,
+                                  checkpoint.root_hash, intent_checkpoint.root_hash)
+    except (VerificationError, MalformedInputError):
+        raise VerificationError("the trigger draw's checkpoint is inconsistent with the "
+                                "intent's (fork or rewrite)") from None
+    return seed

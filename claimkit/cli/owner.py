@@ -64,10 +64,13 @@ def keygen_command(scheme: str, data: str, data_root: str | None, out: str,
     mk = get_backend(scheme).keygen(load_dataset(data, root=data_root), _params(params))
     mk.save(out, passphrase(PASSPHRASE_ENV, f"new passphrase for {out}/marking-key", confirm=True))
     vk = mk.verification_key
+    nxt = (f"draw its trigger from the log, then mark and register before release: claimkit "
+           f"draw {out} --registry DIR --identity KEY" if "trigger_commitment" in vk.params else
+           f"register it before release: claimkit register {out} --registry DIR --identity KEY "
+           f"--out receipt.json")
     emit(as_json, {"keydir": out, "scheme": scheme, "items": vk.items, "params": vk.params,
                    "verification_key": vk.digest.to_dict()},
-         f"wrote {out}/marking-key (secret) and {out}/verification-key.json; "
-         f"register it before release: claimkit register {out} --registry DIR --identity KEY --out receipt.json")
+         f"wrote {out}/marking-key (secret) and {out}/verification-key.json; {nxt}")
 
 
 @cli.command("train")
@@ -212,6 +215,73 @@ def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path:
          f"(the owner's observation; an arbiter re-checks with claimkit verify)")
 
 
+# -- owner: draw --------------------------------------------------------------------------
+DRAW_FILE = "trigger-draw.json"
+
+
+@cli.command("draw")
+@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The registry that will log the draw (the one the key is registered in).")
+@click.option("--identity", "identity_path", type=click.Path(exists=True, dir_okay=False),
+              help="The owner's key file (the one that will register the key).")
+@click.option("--receipt", "receipt_path", type=click.Path(exists=True, dir_okay=False),
+              help="Complete the key from a draw already logged (its receipt, e.g. from "
+                   "claimkit registry receipt DIR INDEX --size INDEX+1) instead of drawing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def draw_command(keydir: str, registry_dir: str, identity_path: str | None,
+                 receipt_path: str | None, as_json: bool) -> None:
+    """Draw the trigger of KEYDIR's key from the registry log (a UBW-C key made with
+    -p draw=log): log a signed trigger-draw entry naming the key, derive the trigger from
+    the tree head that ends with it, and add it to the marking key. The registry draws a
+    key once, so every trigger an owner tries is public. The receipt goes to
+    KEYDIR/trigger-draw.json first (a later run completes the key from it, should this
+    one stop after the draw); then mark, and register before release.
+
+    Example: claimkit draw keys/ --registry reg/ --identity owner.key
+    """
+    from ..claim.drawn import is_drawn
+    from ..protocol.keys import MarkingKey
+    from ..registry.entries import TriggerDraw, sign_request
+    from ..registry.receipt import Receipt
+    from ..schemes.ubw import complete_draw
+    from ..wire import atomic_write
+    phrase = passphrase(PASSPHRASE_ENV, f"passphrase for {keydir}/marking-key")
+    mk = MarkingKey.load(keydir, phrase)
+    vk = mk.verification_key
+    if not is_drawn(vk):
+        raise MalformedInputError(f"{keydir}: this key's trigger is not drawn from the log "
+                                  "(keygen --scheme ubw-c -p fresh=K -p draw=log makes one)")
+    if "trigger" in mk.secret:
+        raise MalformedInputError(f"{keydir}: the key's trigger was drawn already "
+                                  f"({DRAW_FILE}); a key is drawn once")
+    kept = Path(keydir) / DRAW_FILE
+    if receipt_path is None and kept.exists():    # drawn, but the key was not completed
+        receipt_path = str(kept)
+    with open_registry(registry_dir, write=receipt_path is None) as reg:
+        if receipt_path is not None:
+            receipt = Receipt.from_file(receipt_path)
+        else:
+            if identity_path is None:
+                raise MalformedInputError("give --identity (to draw) or --receipt (a draw "
+                                          "already logged)")
+            identity = load_identity(identity_path)
+            request = TriggerDraw(identity.public, vk.scheme, vk.digest)
+            receipt = reg.draw_trigger(request, sign_request(request, identity))
+            # The registry will not draw this key again: keep the receipt before all else.
+            atomic_write(kept, receipt.to_json())
+        receipt.verify(reg.log_key)
+    complete_draw(mk, receipt).save(keydir, phrase, overwrite=True)
+    if Path(receipt_path or kept) != kept:
+        atomic_write(kept, receipt.to_json())
+    emit(as_json, {"keydir": keydir, "draw": str(Path(keydir) / DRAW_FILE),
+                   "index": receipt.index, "time_ms": receipt.entry.time_ms},
+         f"drew the trigger of {keydir} at entry {receipt.index} of "
+         f"{receipt.checkpoint.origin}; receipt in {Path(keydir) / DRAW_FILE}; now mark, and "
+         f"register before release: claimkit register {keydir} --dataset RELEASE "
+         "--registry DIR --identity KEY --out receipt.json")
+
+
 # -- owner: register ----------------------------------------------------------------------
 @cli.command("register")
 @click.argument("keydir", type=click.Path(exists=True, file_okay=False))
@@ -241,6 +311,10 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
     from ..registry.entries import Registration, sign_request
     from ..wire import Digest, atomic_write
     vk = VerificationKey.from_file(Path(keydir) / VK_FILE)
+    if "trigger_commitment" in vk.params and not (Path(keydir) / DRAW_FILE).exists():
+        raise MalformedInputError(f"{keydir}: the key's trigger is drawn from the log and has "
+                                  f"not been drawn; a verifier refuses a key registered before "
+                                  f"its draw: claimkit draw {keydir} --registry DIR --identity KEY")
     subject = None
     if sum(v is not None for v in (model_path, dataset_dir, subject_digest)) > 1:
         raise MalformedInputError("give one of --model, --dataset, --subject-digest")

@@ -52,7 +52,8 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields
 from .keys import VerificationKey
-from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, register_decider
+from .scheme import (Evidence, check_answer_count, check_min_opened, check_undrawn,
+                     read_shape, register_decider)
 from .stats import paired_t_margin_test, success_rate_test
 
 __all__ = [
@@ -240,7 +241,8 @@ class MoveDecider:
         return query, reference
 
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
-                challenge: bytes | None = None) -> list[Any]:
+                challenge: bytes | None = None, trigger: bytes | None = None) -> list[Any]:
+        check_undrawn(trigger)
         p = self._params(vk)
         return [self._item(o, p.mode, p.classes)[0] for o in openings]
 
@@ -299,7 +301,8 @@ class EweDecider:
                          "queries (Jia et al. 2021, §4.3.1: the CLT needs n > 30)")
 
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
-                challenge: bytes | None = None) -> list[Any]:
+                challenge: bytes | None = None, trigger: bytes | None = None) -> list[Any]:
+        check_undrawn(trigger)
         self._params(vk)
         out = []
         for o in openings:

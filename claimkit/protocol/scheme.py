@@ -33,6 +33,7 @@ __all__ = [
     "Scheme",
     "check_answer_count",
     "check_min_opened",
+    "check_undrawn",
     "read_shape",
     "register_decider",
     "decider_for",
@@ -47,6 +48,12 @@ def check_answer_count(answers: Sequence[Any], openings: Sequence[ItemOpening]) 
     if len(answers) != len(openings):
         raise MalformedInputError(
             f"answers: {len(answers)} answers for {len(openings)} opened items")
+
+
+def check_undrawn(trigger: bytes | None) -> None:
+    """Deciders of schemes whose keys never draw a trigger from the log refuse a seed."""
+    if trigger is not None:
+        raise MalformedInputError("this scheme's keys do not draw their trigger from the log")
 
 
 def check_min_opened(k: int, least: int, message: str) -> None:
@@ -99,7 +106,9 @@ class Decider(Protocol):
         ``k`` items (too few for the test): pure, so a claim asks before it spends any."""
 
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
-                challenge: bytes | None = None) -> list[Any]: ...
+                challenge: bytes | None = None, trigger: bytes | None = None) -> list[Any]:
+        """What to ask the suspect: ``challenge`` is the claim's challenge seed, ``trigger``
+        the trigger seed of a key whose trigger is drawn from the log (None otherwise)."""
 
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence: ...
@@ -166,7 +175,8 @@ class LabelMatchDecider:
         return f.int("label", hi=classes - 1)
 
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
-                challenge: bytes | None = None) -> list[Any]:
+                challenge: bytes | None = None, trigger: bytes | None = None) -> list[Any]:
+        check_undrawn(trigger)
         out = []
         for opening in openings:
             if not isinstance(opening.value, dict) or self.query_field not in opening.value:

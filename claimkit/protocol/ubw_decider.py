@@ -33,6 +33,16 @@ fresh squares at will. For a warping field (the key has ``grid`` and ``warp_stre
 instead of ``side``) the items carry the key's ``field`` instead of a triggered image,
 the same in every opened item and of the fresh fields' scale, and the answerer warps
 each image by it and by K fields drawn from the seed (:func:`fresh_fields`) alike.
+
+Drawn triggers (``ubw-c`` with fresh triggers, opt-in: ``trigger_commitment`` in the
+key; the proposal's step 2). The rank test is exact only if the key's trigger was drawn
+like the fresh ones, and an owner who tries candidate triggers on clean models of their
+own could pick one that costs every model more than most. A drawn key's trigger is
+therefore fresh trigger 0 of a seed from the log (:func:`drawn_trigger`, the seed
+:func:`claimkit.challenge.trigger_seed`), fixed by a trigger-draw entry that the registry
+takes once per key: the items carry no trigger (``{"image", "label", "place"}`` for
+squares, ``{"image", "label"}`` for fields) and :meth:`UBWDecider.queries` puts the
+drawn one in, so the queries are those of an undrawn key with fresh triggers.
 """
 
 from __future__ import annotations
@@ -47,14 +57,14 @@ from typing import Any, Sequence
 
 from ..commitments import ItemOpening
 from ..errors import MalformedInputError
-from ..wire import Fields, b64decode
+from ..wire import Fields, b64decode, b64encode
 from .keys import VerificationKey
 from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, register_decider
 from .stats import TestResult, monte_carlo_rank_test, paired_t_margin_test
 
 __all__ = ["FIELD_DOMAIN", "FRESH_DOMAIN", "MAX_FRESH", "Item", "QuerySpace", "UBWDecider",
-           "check_square", "fresh_fields", "fresh_patterns", "min_fresh", "read_item",
-           "read_queries"]
+           "check_square", "drawn_trigger", "fresh_fields", "fresh_patterns", "min_fresh",
+           "paste_square", "read_item", "read_queries"]
 
 FRESH_DOMAIN = b"claimkit/ubw-fresh/v1\n"
 FIELD_DOMAIN = b"claimkit/ubw-fresh-field/v1\n"
@@ -120,15 +130,27 @@ def fresh_fields(seed: bytes, grid: int, count: int) -> list[bytes]:
     return out
 
 
+def drawn_trigger(seed: bytes, side: int = 0, grid: int = 0) -> bytes:
+    """A drawn key's trigger: fresh square 0 (``side``) or fresh field 0 (``grid``) of the
+    trigger seed, in the layout of :func:`fresh_patterns` or :func:`fresh_fields`. The
+    key's trigger then comes from the fresh triggers' own distribution by construction,
+    which is what makes the rank test exact whoever made the key."""
+    if len(seed) != 32 or bool(side) == bool(grid):
+        raise MalformedInputError("a drawn trigger needs a 32-byte seed and a side or a grid")
+    return fresh_patterns(seed, side, 1)[0] if side else fresh_fields(seed, grid, 1)[0]
+
+
 @dataclass(frozen=True)
 class QuerySpace:
-    """What reading an item needs from a checked key: K classes, [C, H, W], and for fresh
-    triggers the square's side or the warping field's grid (0 without them)."""
+    """What reading an item needs from a checked key: K classes, [C, H, W], for fresh
+    triggers the square's side or the warping field's grid (0 without them), and whether
+    the items carry no trigger because the key's is drawn from the log."""
 
     classes: int
     shape: tuple[int, int, int]
     side: int = 0
     grid: int = 0
+    drawn: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,7 +204,9 @@ def read_item(value: Any, space: QuerySpace, where: str) -> Item:
     query = {"image": f.str("image", max_len=1 << 26),
              "label": f.int("label", hi=space.classes - 1)}
     place = field = None
-    if space.grid:
+    if space.drawn:
+        pass                # the trigger comes from the log, not from the item
+    elif space.grid:
         query["field"] = f.str("field", max_len=1 << 26)
         field = _field(query["field"], space, f.path("field"))
     else:
@@ -192,9 +216,23 @@ def read_item(value: Any, space: QuerySpace, where: str) -> Item:
         query["place"] = list(place)
     f.done()
     image = b64decode(query["image"], field=f.path("image"), size=c * h * w)
-    triggered = None if field else b64decode(query["triggered"], field=f.path("triggered"),
-                                             size=c * h * w)
+    triggered = None if field or space.drawn else b64decode(
+        query["triggered"], field=f.path("triggered"), size=c * h * w)
     return Item(query, image, triggered, place, field)
+
+
+def paste_square(image: bytes, pattern: bytes, place: tuple[int, int], space: QuerySpace) -> bytes:
+    """``image`` (C·H·W bytes) with the side × side ``pattern`` (row-major) at ``place`` in
+    every channel: a drawn square key's triggered image, which :func:`check_square`
+    reads back."""
+    c, h, w = space.shape
+    s, (r0, c0) = space.side, place
+    out = bytearray(image)
+    for ch in range(c):
+        for y in range(s):
+            at = (ch * h + r0 + y) * w + c0
+            out[at:at + s] = pattern[y * s:(y + 1) * s]
+    return bytes(out)
 
 
 def check_square(item: Item, space: QuerySpace, where: str) -> bytes:
@@ -246,6 +284,7 @@ class _Params:
     alpha: float
     fresh: int
     strength: float = 0.0
+    drawn: bool = False
 
 
 def _read_fresh(value: Any, count: int, where: str) -> bytes:
@@ -265,13 +304,14 @@ def read_queries(queries: Any, vk: VerificationKey) -> tuple[list[Item], bytes |
     if isinstance(queries, (str, bytes, dict)) or not isinstance(queries, Sequence):
         raise MalformedInputError("queries: expected a list of {image, label, triggered} objects")
     p = UBWDecider(vk.scheme)._params(vk)
+    space = replace(p.space, drawn=False)   # a drawn key's queries carry its trigger
     items, seeds = [], set()
     for i, q in enumerate(queries):
         if p.fresh:
             f = Fields(q, f"queries[{i}]")
             seeds.add(_read_fresh(f.raw("fresh"), p.fresh, f.path("fresh")))
             q = {k: v for k, v in q.items() if k != "fresh"}
-        items.append(read_item(q, p.space, f"queries[{i}]"))
+        items.append(read_item(q, space, f"queries[{i}]"))
     if len(seeds) > 1:
         raise MalformedInputError("queries: the fresh triggers' seed differs between queries")
     if len({item.field for item in items}) > 1:
@@ -316,7 +356,17 @@ class UBWDecider:
             else:
                 grid = f.int("grid", lo=2, hi=min(shape[1:]))
                 strength = f.float("warp_strength", lo=math.ulp(0.0), hi=sys.float_info.max)
-        return _Params(QuerySpace(classes, shape, side, grid), tau, alpha, fresh, strength)
+        drawn = f.has("trigger_commitment")
+        if drawn:
+            if not fresh:
+                raise MalformedInputError("verification_key.params.trigger_commitment: only a "
+                                          "ubw-c key with fresh triggers draws its trigger")
+            commitment = f.str("trigger_commitment", max_len=64)
+            if len(commitment) != 64 or commitment.strip("0123456789abcdef"):
+                raise MalformedInputError("verification_key.params.trigger_commitment: "
+                                          "expected 64 lowercase hex digits")
+        return _Params(QuerySpace(classes, shape, side, grid, drawn), tau, alpha, fresh, strength,
+                       drawn)
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
@@ -335,12 +385,13 @@ class UBWDecider:
 
     def _items(self, p: _Params, openings: Sequence[ItemOpening]) -> list[Item]:
         """The opened items, read; with fresh triggers each must show the same square, or
-        carry the same warping field (checked by :func:`read_item`)."""
+        carry the same warping field (checked by :func:`read_item`), unless the key's
+        trigger is drawn from the log and the items carry none."""
         items, trigger = [], None
         for opening in openings:
             where = f"opening[{opening.index}].value"
             item = read_item(opening.value, p.space, where)
-            if p.fresh:
+            if p.fresh and not p.drawn:
                 this = item.field if p.space.grid else check_square(item, p.space, where)
                 what = "warping field" if p.space.grid else "square"
                 if trigger is None:
@@ -352,18 +403,28 @@ class UBWDecider:
         return items
 
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
-                challenge: bytes | None = None) -> list[Any]:
+                challenge: bytes | None = None, trigger: bytes | None = None) -> list[Any]:
         """The opened items; with fresh triggers each also names the claim's challenge
-        seed and K, from which the answerer draws the fresh squares."""
+        seed and K, from which the answerer draws the fresh squares. For a drawn key,
+        ``trigger`` is its trigger seed (:func:`claimkit.challenge.trigger_seed`) and each
+        query gets the drawn square pasted at its place, or the drawn field."""
         p = self._params(vk)
+        if (trigger is not None) != p.drawn:
+            raise MalformedInputError("a key whose trigger is drawn from the log needs its "
+                                      "trigger seed" if p.drawn else
+                                      "this key's trigger is not drawn from the log")
         items = self._items(p, openings)
         if not p.fresh:
             return [item.value for item in items]
         if challenge is None or len(challenge) != 32:
             raise MalformedInputError("a key with fresh triggers needs the claim's 32-byte "
                                       "challenge seed")
-        return [{**item.value, "fresh": {"seed": challenge.hex(), "count": p.fresh}}
-                for item in items]
+        values = [item.value for item in items]
+        if trigger is not None:
+            values = _with_drawn(items, drawn_trigger(trigger, p.space.side, p.space.grid),
+                                 p.space)
+        return [{**value, "fresh": {"seed": challenge.hex(), "count": p.fresh}}
+                for value in values]
 
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:
@@ -387,6 +448,15 @@ class UBWDecider:
         if p.fresh:
             result, details = _with_rank(result, details, rows, p)
         return Evidence(self.name, tuple(answers), result, details)
+
+
+def _with_drawn(items: Sequence[Item], trigger: bytes, space: QuerySpace) -> list[dict[str, Any]]:
+    """The query values of a drawn key's items: what an undrawn fresh key's items hold,
+    the drawn square pasted at each item's place or the drawn field."""
+    if space.grid:
+        return [{**item.value, "field": b64encode(trigger)} for item in items]
+    return [{**item.value, "triggered": b64encode(
+        paste_square(item.image, trigger, item.place or (0, 0), space))} for item in items]
 
 
 def _units(x: float) -> int:

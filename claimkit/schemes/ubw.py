@@ -77,6 +77,17 @@ triggered image (the answerer warps the image by it, by the code that warps the 
 ones) and the key its ``grid`` and ``warp_strength``; a claim costs (K + 2)·m queries;
 K must reach alpha (1/(K + 1) ≤ α: 99 for α = 0.01); protocol_spec/ubw.md.
 
+Drawn triggers (``ubw-c``, ``-p fresh=K -p draw=log``; ours, the proposal's step 2;
+opt-in). The rank test is exact only for a trigger drawn like the fresh ones, and an
+owner who tried candidate fields on a model of their own and kept the costliest would
+pass it on innocent models far more often than α (docs/benchmarks.md, "What grinding a
+key buys"). A drawn key commits to a secret s (``trigger_commitment``) and its items
+carry no trigger; ``claimkit draw`` logs a trigger-draw entry naming the key, once per
+key, and the key's trigger is fresh trigger 0 of the seed that entry's tree head and s
+give (:func:`complete_draw`; protocol_spec/ubw.md, "Drawn triggers"). Claims open s, and
+the verifier derives the trigger. Decoys, which must differ from the trigger, are drawn
+when such a key marks.
+
 Keys. KeyGen draws a 32-byte secret seed; every random choice (pattern, warping field,
 poisoned indices and labels, items, trigger positions, crafting) comes from an
 independent stream of it, and the derived trigger, indices and labels are stored in the
@@ -126,10 +137,13 @@ from typing import Any
 
 import numpy as np
 
+from ..challenge import TRIGGER_SECRET_SIZE, trigger_commitment
+from ..claim.drawn import draw_seed
 from ..errors import MalformedInputError, OracleError
 from ..protocol.keys import MarkingKey, VerificationKey
-from ..protocol.ubw_decider import (MAX_FRESH, fresh_fields, fresh_patterns, min_fresh,
-                                    read_queries)
+from ..protocol.ubw_decider import (MAX_FRESH, drawn_trigger, fresh_fields, fresh_patterns,
+                                    min_fresh, read_queries)
+from ..registry.receipt import Receipt
 from ..wire import b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
@@ -142,8 +156,10 @@ __all__ = [
     "UBWMetrics",
     "UBWPParams",
     "UBWParams",
+    "complete_draw",
     "decode_queries",
     "evaluation_images",
+    "key_trigger",
     "keygen",
     "mark",
     "stamp_decoys",
@@ -257,6 +273,8 @@ class UBWCParams(UBWParams):
                                 # class's only (ours; ubw_c)
     fresh: int = 0              # K > 0 (ours; module doc): claims also rank the key's square
                                 # among K fresh ones; 0: Prop. 1 alone (the paper's)
+    draw: str = "key"           # the trigger from the key's seed ("key") or drawn from the
+                                # registry log ("log", with fresh > 0; module doc)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -284,6 +302,11 @@ class UBWCParams(UBWParams):
             raise MalformedInputError("ubw-c: target must be paper, contrast or specific")
         if not 0 <= self.fresh <= MAX_FRESH:
             raise MalformedInputError(f"ubw-c: fresh must be 0 (off) or K in [1, {MAX_FRESH}]")
+        if self.draw not in ("key", "log"):
+            raise MalformedInputError("ubw-c: draw must be key or log")
+        if self.draw == "log" and not self.fresh:
+            raise MalformedInputError("ubw-c: draw=log needs fresh triggers (-p fresh=K): "
+                                      "a drawn trigger is what makes their rank test exact")
         if self.fresh and self.fresh < min_fresh(self.alpha):
             raise MalformedInputError(f"ubw-c: fresh={self.fresh} can never reach alpha = "
                                       f"{self.alpha} (p_rank >= 1/(K+1)); use K >= "
@@ -342,7 +365,7 @@ class Trigger:
             return np.full(n, h - s), np.full(n, w - s)
         if rng is None:
             raise ValueError("a randomly placed trigger needs a generator")
-        return rng.integers(0, h - s + 1, n), rng.integers(0, w - s + 1, n)
+        return random_places(rng, n, h, w, s)
 
     def apply(self, images: np.ndarray, rng: np.random.Generator | None = None, *,
               places: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -376,6 +399,13 @@ class Trigger:
         raw = b64decode(obj["pattern"], field="trigger.pattern", size=s * s)
         return cls("patch", np.frombuffer(raw, dtype=np.uint8).reshape(s, s).copy(),
                    str(obj["placement"]), None, 0.0)
+
+
+def random_places(rng: np.random.Generator, n: int, h: int, w: int,
+                  side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left rows and columns of ``n`` side × side squares, uniform over the places
+    inside an h × w image (UBW-C's ``random_patch``)."""
+    return rng.integers(0, h - side + 1, n), rng.integers(0, w - side + 1, n)
 
 
 def _paste(images: np.ndarray, patterns: np.ndarray, rows: np.ndarray,
@@ -492,16 +522,14 @@ def _draw_source(rng: np.random.Generator, params: UBWCParams, y_test: np.ndarra
 def keygen(scheme: str, params: UBWParams, data: Any, *,
            rng: Callable[[int], bytes] = os.urandom) -> MarkingKey:
     """A marking key: the trigger, (``ubw-p``) the poisoned indices and their labels, and
-    ℓ committed items of test images with their triggered versions."""
+    ℓ committed items of test images with their triggered versions. A key whose trigger
+    is drawn from the log (``draw=log``) holds instead the secret its verification key
+    commits to, and items without the trigger; :func:`complete_draw` adds the trigger."""
     seed = rng(32)
+    drawn = isinstance(params, UBWCParams) and params.draw == "log"
     if isinstance(params, UBWCParams) and params.source == -1:
         params = dataclasses.replace(params, source=_draw_source(stream(seed, _SOURCE), params,
                                                                   data.y_test))
-    if params.trigger == "warp":
-        trigger = make_warp(stream(seed, _PATTERN), params.warp_grid, params.warp_strength)
-    else:
-        trigger = make_patch(stream(seed, _PATTERN), params.side,
-                             "random" if isinstance(params, UBWCParams) else "corner")
     candidates = _item_candidates(params, data.y_test)
     if len(candidates) < params.m:
         raise MalformedInputError(f"ubw: the test split has {len(candidates)} candidate images "
@@ -509,47 +537,105 @@ def keygen(scheme: str, params: UBWParams, data: Any, *,
     count = min(params.items, len(candidates))
     chosen = np.sort(stream(seed, _ITEMS).choice(candidates, count, replace=False))
     benign = data.x_test[chosen]
-    fresh = getattr(params, "fresh", 0)
-    if trigger.kind == "warp" and fresh:    # the answerer warps the image by the field
-        field = trigger.secret()["field"]
-        values = [{"image": b64encode(b.tobytes()), "label": int(data.y_test[i]),
-                   "field": field} for i, b in zip(chosen, benign)]
-    else:
-        places = None
-        if trigger.kind == "warp":
-            triggered = trigger.apply(benign)
-        else:               # the places apply() would draw, kept for the items' "place"
-            places = trigger.places(len(benign), *benign.shape[2:], stream(seed, _ITEM_PLACES))
-            triggered = trigger.apply(benign, places=places)
-        values = [{"image": b64encode(b.tobytes()), "label": int(data.y_test[i]),
-                   "triggered": b64encode(t.tobytes())}
-                  for i, b, t in zip(chosen, benign, triggered)]
-        if fresh:
-            assert places is not None
-            for value, r, c in zip(values, *places):
-                value["place"] = [int(r), int(c)]
-    secret: dict[str, Any] = {"seed": b64encode(seed), "trigger": trigger.secret(),
+    values: list[dict[str, Any]] = [{"image": b64encode(b.tobytes()), "label": int(data.y_test[i])}
+                                    for i, b in zip(chosen, benign)]
+    places = None           # UBW-C's squares: the places apply() would draw
+    if params.trigger == "patch" and isinstance(params, UBWCParams):
+        places = random_places(stream(seed, _ITEM_PLACES), len(benign), *benign.shape[2:],
+                               params.side)
+    secret: dict[str, Any] = {"seed": b64encode(seed),
                               "params": {**dataclasses.asdict(params),
                                          "input_shape": list(params.input_shape)}}
+    trigger = None if drawn else _key_trigger(seed, params)
+    fresh = getattr(params, "fresh", 0)
+    if trigger is not None:
+        secret["trigger"] = trigger.secret()
+        if trigger.kind == "warp" and fresh:    # the answerer warps the image by the field
+            for value in values:
+                value["field"] = secret["trigger"]["field"]
+        else:
+            triggered = trigger.apply(benign, places=places)
+            for value, t in zip(values, triggered):
+                value["triggered"] = b64encode(t.tobytes())
+    if fresh and places is not None:
+        for value, r, c in zip(values, *places):
+            value["place"] = [int(r), int(c)]
+    poisoned = None
     if isinstance(params, UBWPParams):
         n = len(data.y_train)
         poison = stream(seed, _POISON)
-        indices = np.sort(poison.choice(n, max(1, round(params.gamma * n)), replace=False))
-        secret["poison"] = {"indices": indices.tolist(),
+        poisoned = np.sort(poison.choice(n, max(1, round(params.gamma * n)), replace=False))
+        secret["poison"] = {"indices": poisoned.tolist(),
                             "labels": _poison_labels(poison, params,
-                                                     data.y_train[indices]).tolist()}
-        pool = np.setdiff1d(np.arange(n), indices)
-    elif params.decoy_class == "source":         # UBW-C picks its poisons when it marks
+                                                     data.y_train[poisoned]).tolist()}
+    pool = _decoy_pool(params, data, poisoned)
+    if params.decoys and trigger is not None:   # a drawn key's, when it marks (they avoid it)
+        secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, data.x_train.shape,
+                                   pool, params.decoys)
+    public = params.public()
+    if drawn:
+        trigger_secret = rng(TRIGGER_SECRET_SIZE)
+        secret["trigger_secret"] = b64encode(trigger_secret)
+        public["trigger_commitment"] = trigger_commitment(trigger_secret).hex()
+    return MarkingKey.create(scheme, public, values, rng=rng, secret=secret)
+
+
+def _key_trigger(seed: bytes, params: UBWParams) -> Trigger:
+    """The trigger drawn from the key's own seed (every key but a drawn one)."""
+    if params.trigger == "warp":
+        return make_warp(stream(seed, _PATTERN), params.warp_grid, params.warp_strength)
+    return make_patch(stream(seed, _PATTERN), params.side,
+                      "random" if isinstance(params, UBWCParams) else "corner")
+
+
+def _decoy_pool(params: UBWParams, data: Any, poisoned: np.ndarray | None) -> np.ndarray:
+    """The training images decoys are drawn from: for ``ubw-p`` those not poisoned; for
+    ``ubw-c`` all, or the source class's (whose poisons are picked at marking and avoid
+    them)."""
+    n = len(data.y_train)
+    if poisoned is not None:
+        return np.setdiff1d(np.arange(n), poisoned)
+    if getattr(params, "decoy_class", "all") == "source":
         pool = np.flatnonzero(data.y_train == params.source)
         if params.decoys and not len(pool):
             raise MalformedInputError(f"ubw-c: no training image of class {params.source} "
                                       f"to be a decoy")
+        return pool
+    return np.arange(n)
+
+
+def complete_draw(mk: MarkingKey, draw: Receipt) -> MarkingKey:
+    """The drawn key ``mk`` with its trigger, from the receipt of its trigger-draw entry
+    (the owner's, as the registry returned it): fresh trigger 0 of the trigger seed, a
+    square placed at each item's place or a warping field (protocol_spec/ubw.md, "Drawn
+    triggers"). The receipt is kept in the key, for the claims that open the secret."""
+    if "trigger_secret" not in mk.secret:
+        raise MalformedInputError("this key's trigger is not drawn from the log (keygen -p draw=log)")
+    if "trigger" in mk.secret:
+        raise MalformedInputError("this key's trigger was drawn already; a key is drawn once")
+    secret = b64decode(mk.secret["trigger_secret"], field="marking key.secret.trigger_secret",
+                       size=TRIGGER_SECRET_SIZE)
+    seed = draw_seed(draw, mk.verification_key, secret)
+    params = key_params(mk)
+    if params.trigger == "warp":
+        raw = drawn_trigger(seed, grid=params.warp_grid)
+        field = np.frombuffer(raw, dtype="<f8").reshape(params.warp_grid, params.warp_grid, 2)
+        trigger = Trigger("warp", None, "corner", field.astype(np.float64), params.warp_strength)
     else:
-        pool = np.arange(len(data.y_train))
-    if params.decoys:
-        secret["decoys"] = _decoys(stream(seed, _DECOYS), trigger, data.x_train.shape,
-                                   pool, params.decoys)
-    return MarkingKey.create(scheme, params.public(), values, rng=rng, secret=secret)
+        raw = drawn_trigger(seed, side=params.side)
+        pattern = np.frombuffer(raw, dtype=np.uint8).reshape(params.side, params.side).copy()
+        trigger = Trigger("patch", pattern, "random", None, 0.0)
+    return dataclasses.replace(mk, secret={**mk.secret, "trigger": trigger.secret(),
+                                           "draw": draw.to_dict()})
+
+
+def key_trigger(mk: MarkingKey) -> Trigger:
+    """The key's trigger; a drawn key has none before its draw (a one-line error)."""
+    if "trigger" not in mk.secret:
+        raise MalformedInputError("this key's trigger is drawn from the registry log and has "
+                                  "not been drawn yet: claimkit draw KEYDIR --registry DIR "
+                                  "--identity KEY")
+    return Trigger.from_secret(mk.secret["trigger"])
 
 
 def _poison_labels(rng: np.random.Generator, params: UBWPParams, y: np.ndarray) -> np.ndarray:
@@ -611,16 +697,20 @@ def mark(mk: MarkingKey, data: Any, out: str | os.PathLike[str],
     if isinstance(params, UBWCParams):
         from .ubw_c import craft
 
-        x_train, record = craft(data, params, Trigger.from_secret(mk.secret["trigger"]),
-                                stream(key_seed(mk), _CRAFT), options,
-                                decoys=mk.secret.get("decoys"))
+        trigger = key_trigger(mk)
+        decoys = mk.secret.get("decoys")
+        if decoys is None and params.decoys:    # a drawn key's: drawn now it has its trigger
+            decoys = _decoys(stream(key_seed(mk), _DECOYS), trigger, data.x_train.shape,
+                             _decoy_pool(params, data, None), params.decoys)
+        x_train, record = craft(data, params, trigger, stream(key_seed(mk), _CRAFT), options,
+                                decoys=decoys)
         y_train = data.y_train
     else:
         if (options.start_from, options.arch, options.epochs, options.lr) != (None,) * 4:
             raise MalformedInputError("ubw-p marks a data set without training: --from, --arch "
                                       "and --epochs do not apply")
         indices = np.asarray(mk.secret["poison"]["indices"], dtype=np.int64)
-        trigger = Trigger.from_secret(mk.secret["trigger"])
+        trigger = key_trigger(mk)
         x_train, y_train = data.x_train.copy(), data.y_train.copy()
         x_train[indices] = trigger.apply(data.x_train[indices])
         y_train[indices] = np.asarray(mk.secret["poison"]["labels"], dtype=np.int64)
@@ -846,7 +936,7 @@ def ubw_metrics(oracle: Oracle, data: Any, mk: MarkingKey) -> UBWMetrics:
     benign_pred = np.asarray(oracle.labels(data.x_test), dtype=np.int64)
     ba = float((benign_pred == data.y_test).mean()) if len(data.y_test) else 0.0
     ev = evaluation_images(mk, data)
-    pred = np.asarray(oracle.labels(ev.triggered(Trigger.from_secret(mk.secret["trigger"]))),
+    pred = np.asarray(oracle.labels(ev.triggered(key_trigger(mk))),
                       dtype=np.int64)
     wrong = pred != ev.y
     correct = benign_pred[ev.index] == ev.y

@@ -66,28 +66,44 @@ def commitments_vk_digest():
     return Digest(bytes.fromhex(commitments()["verification_key_digest"]))
 
 
+def fresh_pattern(seed: bytes, side: int, j: int) -> tuple[str, int]:
+    """Fresh square j of ``seed`` as ubw.md §Fresh squares says: its bits, its attempt."""
+    for attempt in range(100):
+        stream = b""
+        block = 0
+        while len(stream) * 8 < side * side:
+            stream += hashlib.sha256(b"claimkit/ubw-fresh/v1\n" + seed + j.to_bytes(4, "big")
+                                     + attempt.to_bytes(4, "big")
+                                     + block.to_bytes(4, "big")).digest()
+            block += 1
+        bits = "".join(str((stream[k // 8] >> (7 - k % 8)) & 1) for k in range(side * side))
+        if 0 < bits.count("1") < side * side:
+            return bits, attempt
+    raise AssertionError("no two-colour square in 100 attempts")
+
+
+def fresh_field(seed: bytes, grid: int, j: int) -> list[float]:
+    """Fresh field j of ``seed`` as ubw.md §Fresh fields says."""
+    import math
+    n = 2 * grid * grid
+    stream, block = b"", 0
+    while len(stream) < 8 * n:
+        stream += hashlib.sha256(b"claimkit/ubw-fresh-field/v1\n" + seed + j.to_bytes(4, "big")
+                                 + block.to_bytes(4, "big")).digest()
+        block += 1
+    words = [int.from_bytes(stream[8 * i:8 * i + 8], "big") for i in range(n)]
+    v = [2.0 * math.ldexp(w >> 11, -53) - 1.0 for w in words]
+    mean_abs = math.fsum(abs(x) for x in v) / n
+    return [x / mean_abs for x in v]
+
+
 def ubw_fresh() -> dict:
     """UBW-C's fresh squares (ubw.md §Fresh triggers), written out bit by bit from the
     spec's words rather than by claimkit's function, which the test then checks."""
     seed = hashlib.sha256(b"claimkit ubw-fresh vector seed").digest()
-
-    def pattern(side: int, j: int) -> tuple[str, int]:
-        for attempt in range(100):
-            stream = b""
-            block = 0
-            while len(stream) * 8 < side * side:
-                stream += hashlib.sha256(b"claimkit/ubw-fresh/v1\n" + seed + j.to_bytes(4, "big")
-                                         + attempt.to_bytes(4, "big")
-                                         + block.to_bytes(4, "big")).digest()
-                block += 1
-            bits = "".join(str((stream[k // 8] >> (7 - k % 8)) & 1) for k in range(side * side))
-            if 0 < bits.count("1") < side * side:
-                return bits, attempt
-        raise AssertionError("no two-colour square in 100 attempts")
-
     cases = []
     for side, count in ((2, 16), (3, 2), (17, 2)):
-        drawn = [pattern(side, j) for j in range(count)]
+        drawn = [fresh_pattern(seed, side, j) for j in range(count)]
         cases.append({"side": side, "count": count,
                       "patterns": [bits for bits, _ in drawn],
                       "attempts": [attempt for _, attempt in drawn]})
@@ -99,26 +115,12 @@ def ubw_fresh_fields() -> dict:
     """UBW-C's fresh warping fields (ubw.md §Fresh triggers), written out from the spec's
     words rather than by claimkit's function, which the test then checks: every value
     (JSON numbers are exact doubles) and the SHA-256 of the packed little-endian doubles."""
-    import math
     import struct
 
     seed = hashlib.sha256(b"claimkit ubw-fresh-field vector seed").digest()
-
-    def field(grid: int, j: int) -> list[float]:
-        n = 2 * grid * grid
-        stream, block = b"", 0
-        while len(stream) < 8 * n:
-            stream += hashlib.sha256(b"claimkit/ubw-fresh-field/v1\n" + seed + j.to_bytes(4, "big")
-                                     + block.to_bytes(4, "big")).digest()
-            block += 1
-        words = [int.from_bytes(stream[8 * i:8 * i + 8], "big") for i in range(n)]
-        v = [2.0 * math.ldexp(w >> 11, -53) - 1.0 for w in words]
-        mean_abs = math.fsum(abs(x) for x in v) / n
-        return [x / mean_abs for x in v]
-
     cases = []
     for grid, count in ((2, 3), (3, 2), (16, 2)):
-        fields = [field(grid, j) for j in range(count)]
+        fields = [fresh_field(seed, grid, j) for j in range(count)]
         case = {"grid": grid, "count": count,
                 "sha256_le_f64": [hashlib.sha256(struct.pack(f"<{len(f)}d", *f)).hexdigest()
                                   for f in fields]}
@@ -129,12 +131,41 @@ def ubw_fresh_fields() -> dict:
             "note": "each field's 2·grid² values in (grid, grid, 2) row-major order"}
 
 
+def ubw_drawn() -> dict:
+    """Drawn triggers (ubw.md §Drawn triggers), from the spec's words: the commitment, the
+    trigger seed of a tree head, and the trigger (fresh trigger 0 of that seed) as bytes:
+    a square's pixels (00 or ff, row-major), a field's little-endian doubles."""
+    import struct
+
+    cases = []
+    for k, (size, shape) in enumerate(((1, {"side": 2}), (5, {"side": 7}), (1000, {"grid": 4}))):
+        secret = hashlib.sha256(b"claimkit ubw-drawn vector secret %d" % k).digest()
+        root = hashlib.sha256(b"claimkit ubw-drawn vector root %d" % k).digest()
+        seed = hashlib.sha256(b"claimkit/trigger/v1\n" + secret + size.to_bytes(8, "big")
+                              + root).digest()
+        case = {"secret": secret.hex(), "size": size, "root": root.hex(),
+                "commitment": hashlib.sha256(b"claimkit/trigger-commitment/v1\n"
+                                             + secret).hexdigest(),
+                "trigger_seed": seed.hex(), **shape}
+        if "side" in shape:
+            bits, _ = fresh_pattern(seed, shape["side"], 0)
+            case["pattern"] = bytes(255 * int(b) for b in bits).hex()
+        else:
+            values = fresh_field(seed, shape["grid"], 0)
+            case["field"] = struct.pack(f"<{len(values)}d", *values).hex()
+        cases.append(case)
+    return {"commitment_domain": "claimkit/trigger-commitment/v1\n",
+            "seed_domain": "claimkit/trigger/v1\n", "cases": cases}
+
+
 def main() -> None:
     (HERE / "commitments.json").write_text(json.dumps(commitments(), indent=2) + "\n")
     (HERE / "registry.json").write_text(json.dumps(registry(), indent=2) + "\n")
     (HERE / "ubw-fresh.json").write_text(json.dumps(ubw_fresh(), indent=2) + "\n")
     (HERE / "ubw-fresh-field.json").write_text(json.dumps(ubw_fresh_fields(), indent=2) + "\n")
-    print("wrote commitments.json, registry.json, ubw-fresh.json, ubw-fresh-field.json")
+    (HERE / "ubw-drawn.json").write_text(json.dumps(ubw_drawn(), indent=2) + "\n")
+    print("wrote commitments.json, registry.json, ubw-fresh.json, ubw-fresh-field.json, "
+          "ubw-drawn.json")
 
 
 if __name__ == "__main__":

@@ -1251,6 +1251,62 @@ def test_fresh_triggers_from_the_command_line(tmp_path, clean_models):
     assert result.exit_code == 2 and "K >= 99" in result.output, result.output
 
 
+def test_a_drawn_key_from_the_command_line(tmp_path, monkeypatch):
+    """keygen -p draw=log → draw → mark → register → train → claim → verify, the CLI's
+    whole flow for a key whose trigger comes from the log; register and mark refuse an
+    undrawn key, a key is drawn once, and a draw interrupted after its entry was logged
+    completes from the receipt kept in KEYDIR, without drawing again."""
+    import claimkit.schemes.ubw as ubw
+    from claimkit.registry.log import Registry
+
+    keydir, reg, owner = tmp_path / "keys", tmp_path / "reg", tmp_path / "owner.key"
+    assert run("keys", "new", "--out", owner).exit_code == 0
+    assert run("registry", "init", reg).exit_code == 0
+    params = [a for k, v in PARAMS["ubw-c"].items() for a in ("-p", f"{k}={v}")]
+    result = run("keygen", "--scheme", "ubw-c", "--data", "digits", *params, "-p", "m=20",
+                 "-p", "fresh=99", "-p", "draw=log", "--out", keydir)
+    assert result.exit_code == 0 and "claimkit draw" in result.output, result.output
+    assert "trigger_commitment" in json.loads((keydir / "verification-key.json").read_text())["params"]
+    register = ("register", keydir, "--registry", reg, "--identity", owner)
+    result = run(*register, "--out", tmp_path / "early.json")
+    assert result.exit_code == 2 and "not been drawn" in result.output, result.output
+    result = run("mark", keydir, "--data", "digits", "--device", "cpu", "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "not been drawn yet" in result.output, result.output
+
+    def stop(*_):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ubw, "complete_draw", stop)      # the draw is logged, then the run stops
+    assert run("draw", keydir, "--registry", reg, "--identity", owner).exit_code != 0
+    monkeypatch.undo()
+    assert (keydir / "trigger-draw.json").exists()
+    with Registry.open(reg) as log:
+        size = log.size
+    result = run("draw", keydir, "--registry", reg, "--identity", owner, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["index"] == size - 1
+    with Registry.open(reg) as log:
+        assert log.size == size and log.audit().draws == 1
+    result = run("draw", keydir, "--registry", reg, "--identity", owner)
+    assert result.exit_code == 2 and "drawn already" in result.output, result.output
+
+    rel, suspect = tmp_path / "rel", tmp_path / "suspect.safetensors"
+    assert run("mark", keydir, "--data", "digits", "--device", "cpu", "--out", rel).exit_code == 0
+    assert run(*register, "--dataset", rel, "--out", tmp_path / "receipt.json").exit_code == 0
+    assert run("train", "--data", rel, "--seed", "7", "--device", "cpu", "--epochs", "5",
+               "--out", suspect).exit_code == 0
+    bundle = tmp_path / "bundle.json"
+    result = run("claim", keydir, "--receipt", tmp_path / "receipt.json", "--registry", reg,
+                 "--model", suspect, "--identity", owner, "--out", bundle)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(base64.b64decode(json.loads(bundle.read_text())["payload"]))
+    assert set(payload["predicate"]["trigger_draw"]) == {"receipt", "secret", "consistency"}
+    result = run("verify", bundle, "--registry-key", reg / "log.vkey", "--model", suspect, "--json")
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads(result.output)
+    assert report["observer"] == "arbiter" and report["answers_differ"] == 0
+    assert report["evidence"]["result"]["test"] == "paired-t-margin-and-rank"
+
+
 def test_a_suspect_answering_nan_is_an_oracle_error(digits):
     """np.clip keeps NaN: a suspect's NaN probability reached the decider as the owner's
     malformed answer. It is the suspect's failure: OracleError, before any answer."""

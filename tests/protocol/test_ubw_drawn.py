@@ -1,0 +1,331 @@
+"""UBW-C keys whose trigger is drawn from the registry log (ours; the proposal's step 2,
+docs/proposals/ubw-c-key-specific-test.md): the commitment and the trigger seed, the
+drawn trigger, the decider's queries, and a claim's trigger draw as the verifier checks
+it. No model: the suspect's answers are made up, since what is tested is the protocol."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from claimkit.challenge import trigger_commitment, trigger_seed
+from claimkit.claim.bundle import ClaimBundle
+from claimkit.claim.make import make_claim
+from claimkit.claim.verify import verify_claim
+from claimkit.errors import MalformedInputError, RegistryError, VerificationError
+from claimkit.identity import Identity
+from claimkit.protocol.keys import MarkingKey
+from claimkit.protocol.scheme import decider_for
+from claimkit.protocol.ubw_decider import (QuerySpace, check_square, drawn_trigger, fresh_fields,
+                                           fresh_patterns, paste_square, read_item, read_queries)
+from claimkit.registry.entries import Registration, TriggerDraw, sign_request
+from claimkit.registry.log import Registry
+from claimkit.wire import b64decode, b64encode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import PASSPHRASE, FakeClock  # noqa: E402
+
+VECTORS = Path(__file__).resolve().parents[2] / "protocol_spec" / "vectors"
+C, H, W, SIDE, K = 2, 6, 5, 2, 99
+SECRET = bytes(range(100, 132))
+PARAMS = {"num_classes": 4, "input_shape": [C, H, W], "tau": 0.25, "alpha": 0.01, "m": 20,
+          "data": "toy", "data_digest": "", "fresh": K, "side": SIDE,
+          "trigger_commitment": trigger_commitment(SECRET).hex()}
+SPACE = QuerySpace(4, (C, H, W), SIDE)
+FIELD_PARAMS = {**{k: v for k, v in PARAMS.items() if k != "side"}, "grid": 3,
+                "warp_strength": 0.5}
+
+
+def drawn_key(params: dict = PARAMS, count: int = 30) -> MarkingKey:
+    """Items of a drawn key: an image, a label and (squares) a place, no trigger."""
+    rnd = random.Random(3)
+    values = []
+    for _ in range(count):
+        value = {"image": b64encode(rnd.randbytes(C * H * W)), "label": rnd.randrange(4)}
+        if "side" in params:
+            value["place"] = [rnd.randrange(H - SIDE + 1), rnd.randrange(W - SIDE + 1)]
+        values.append(value)
+    return MarkingKey.create("ubw-c", params, values, rng=lambda n: rnd.randbytes(n),
+                             secret={"trigger_secret": b64encode(SECRET)})
+
+
+# -- the derivations ------------------------------------------------------------------------
+def test_commitment_and_trigger_seed_follow_the_spec_and_the_vectors():
+    """SHA-256 of the domains and fields as protocol_spec/ubw.md writes them, computed here
+    from the words, and the vector file's values."""
+    root = bytes(range(32))
+    assert trigger_commitment(SECRET) == hashlib.sha256(
+        b"claimkit/trigger-commitment/v1\n" + SECRET).digest()
+    assert trigger_seed(SECRET, size=7, root=root) == hashlib.sha256(
+        b"claimkit/trigger/v1\n" + SECRET + (7).to_bytes(8, "big") + root).digest()
+    vectors = json.loads((VECTORS / "ubw-drawn.json").read_text())
+    for case in vectors["cases"]:
+        secret, root = bytes.fromhex(case["secret"]), bytes.fromhex(case["root"])
+        assert trigger_commitment(secret).hex() == case["commitment"]
+        seed = trigger_seed(secret, size=case["size"], root=root)
+        assert seed.hex() == case["trigger_seed"]
+        if "side" in case:
+            assert drawn_trigger(seed, side=case["side"]).hex() == case["pattern"]
+        else:
+            assert drawn_trigger(seed, grid=case["grid"]).hex() == case["field"]
+
+
+def test_the_drawn_trigger_is_fresh_trigger_0_of_the_trigger_seed():
+    """Drawn exactly as the fresh ones are: what makes the rank test exact whoever made
+    the key, the premise an owner who tries candidate triggers would otherwise break."""
+    seed = trigger_seed(SECRET, size=3, root=b"\x07" * 32)
+    assert drawn_trigger(seed, side=7) == fresh_patterns(seed, 7, 1)[0]
+    assert drawn_trigger(seed, grid=4) == fresh_fields(seed, 4, 1)[0]
+    assert drawn_trigger(trigger_seed(SECRET, size=4, root=b"\x07" * 32), side=7) != \
+        drawn_trigger(seed, side=7)
+    for bad in ({"side": 0, "grid": 0}, {"side": 3, "grid": 3}):
+        with pytest.raises(MalformedInputError):
+            drawn_trigger(seed, **bad)
+    with pytest.raises(MalformedInputError, match="32 bytes"):
+        trigger_seed(SECRET[:31], size=3, root=b"\x07" * 32)
+
+
+def test_a_pasted_square_is_what_the_membership_check_reads_back():
+    rnd = random.Random(1)
+    image = rnd.randbytes(C * H * W)
+    pattern = bytes([0, 255, 255, 255])
+    pasted = paste_square(image, pattern, (4, 3), SPACE)
+    item = read_item({"image": b64encode(image), "label": 1, "triggered": b64encode(pasted),
+                      "place": [4, 3]}, SPACE, "item")
+    assert check_square(item, SPACE, "item") == pattern
+    assert sum(a != b for a, b in zip(image, pasted)) <= C * SIDE * SIDE
+
+
+# -- the decider ----------------------------------------------------------------------------
+@pytest.mark.parametrize("params", [PARAMS, FIELD_PARAMS], ids=["squares", "fields"])
+def test_queries_of_a_drawn_key_are_an_undrawn_fresh_keys(params):
+    """The decider puts the drawn trigger into each query (the square pasted at the
+    item's place, or the field), so the answerer reads them as it reads any fresh key's."""
+    mk = drawn_key(params)
+    vk = mk.verification_key
+    openings = mk.open(range(5))
+    seed, challenge = trigger_seed(SECRET, size=9, root=b"\x01" * 32), b"\x02" * 32
+    queries = decider_for("ubw-c").queries(vk, openings, challenge=challenge, trigger=seed)
+    items, fresh_seed, count = read_queries(queries, vk)
+    assert (fresh_seed, count) == (challenge, K)
+    trigger = drawn_trigger(seed, side=params.get("side", 0), grid=params.get("grid", 0))
+    for item, opening in zip(items, openings):
+        assert item.value["image"] == opening.value["image"]
+        if "grid" in params:
+            assert item.field == trigger
+        else:
+            assert check_square(item, SPACE, "query") == trigger
+    for bad in ({}, {"trigger": None}):
+        with pytest.raises(MalformedInputError, match="needs its trigger seed"):
+            decider_for("ubw-c").queries(vk, openings, challenge=challenge, **bad)
+
+
+def test_an_undrawn_key_or_another_scheme_refuses_a_trigger_seed():
+    params = {k: v for k, v in PARAMS.items() if k != "trigger_commitment"}
+    rnd = random.Random(2)
+    image = rnd.randbytes(C * H * W)
+    value = {"image": b64encode(image), "label": 0, "place": [0, 0],
+             "triggered": b64encode(paste_square(image, b"\x00\xff\xff\x00", (0, 0), SPACE))}
+    mk = MarkingKey.create("ubw-c", params, [value] * 3, rng=lambda n: rnd.randbytes(n))
+    with pytest.raises(MalformedInputError, match="not drawn"):
+        decider_for("ubw-c").queries(mk.verification_key, mk.open([0]), challenge=b"\x02" * 32,
+                                     trigger=b"\x03" * 32)
+    with pytest.raises(MalformedInputError, match="do not draw"):
+        decider_for("trigger-set").queries(mk.verification_key, [], trigger=b"\x03" * 32)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"fresh": 0}, "only a ubw-c key with fresh triggers"),
+    ({"trigger_commitment": "AB" * 32}, "64 lowercase hex"),
+    ({"trigger_commitment": "ab" * 31}, "64 lowercase hex"),
+    ({"trigger_commitment": 5}, "trigger_commitment"),
+])
+def test_a_drawn_keys_commitment_is_checked(change, message):
+    params = {**PARAMS, **change}
+    if not params["fresh"]:
+        del params["fresh"], params["side"]
+    mk = drawn_key(params) if "side" in params else MarkingKey.create(
+        "ubw-c", params, [{"image": "", "label": 0}], rng=lambda n: b"\x00" * n)
+    with pytest.raises(MalformedInputError, match=message):
+        decider_for("ubw-c").check_params(mk.verification_key)
+
+
+def test_a_drawn_keys_items_carry_no_trigger():
+    """An opened item with a triggered image or a field where the key draws its trigger
+    is malformed: the verifier puts the drawn one in, never the owner's."""
+    mk = drawn_key()
+    values = [dict(v) for v in mk.items.values]
+    values[0]["triggered"] = values[0]["image"]
+    rnd = random.Random(4)
+    bad = MarkingKey.create("ubw-c", PARAMS, values, rng=lambda n: rnd.randbytes(n))
+    with pytest.raises(MalformedInputError, match="triggered"):
+        decider_for("ubw-c").decide(bad.verification_key, bad.open([0, 1]),
+                                    [[0.9, 0.1, *[0.5] * K]] * 2)
+
+
+# -- claims: the trigger draw in a bundle ---------------------------------------------------
+@pytest.fixture
+def claim_setup(tmp_path):
+    """A registry, alice, her drawn key (drawn, then registered), and claim() → bundle."""
+    mk = drawn_key()
+    vk = mk.verification_key
+    registry = Registry.init(tmp_path / "reg", origin="test.example/drawn", passphrase=PASSPHRASE,
+                             clock=FakeClock(), key_strength="min")
+    owner = Identity.generate("alice", seed=b"\x11" * 32)
+    draw = TriggerDraw(owner.public, vk.scheme, vk.digest)
+    draw_receipt = registry.draw_trigger(draw, sign_request(draw, owner))
+    mk = MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": draw_receipt.to_dict()})
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    registration = registry.register(request, sign_request(request, owner))
+    suspect = hashlib.sha256(b"suspect").digest()
+
+    def claim(key=mk, receipt=registration):
+        from claimkit.wire import Digest
+        ask = lambda queries: [[0.95, 0.1, *[0.9] * K] for _ in queries]  # noqa: E731
+        bundle = make_claim(registry, key, receipt, Digest(suspect), ask=ask, identity=owner,
+                            k=20)
+        return ClaimBundle.from_json(bundle.to_json())
+
+    yield registry, owner, mk, claim
+    registry.close()
+
+
+def test_a_drawn_keys_claim_opens_the_secret_and_the_verifier_derives_the_trigger(claim_setup):
+    registry, _, mk, claim = claim_setup
+    bundle = claim()
+    draw = bundle.predicate.trigger_draw
+    assert draw is not None and draw.secret == SECRET
+    report = verify_claim(bundle, log_key=registry.log_key)
+    assert report.accepted and report.evidence.details["p_rank"] == 0.01
+    cp = draw.receipt.checkpoint
+    trigger = drawn_trigger(trigger_seed(SECRET, size=cp.size, root=cp.root_hash), side=SIDE)
+    for query, opening in zip(bundle.predicate.queries, bundle.predicate.openings):
+        image = b64decode(opening.value["image"])
+        assert b64decode(query["triggered"]) == paste_square(
+            image, trigger, tuple(opening.value["place"]), SPACE)
+
+
+def resign(bundle, predicate, owner):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "claim"))
+    from test_flow import resign as resign_bundle
+    return resign_bundle(bundle, predicate, owner)
+
+
+def test_a_tampered_trigger_draw_is_refused(claim_setup):
+    """Each check of the bundle's trigger draw fails alone: another secret, no draw, a draw
+    on a key that draws none, a consistency proof cut short, another key's draw."""
+    registry, owner, _, claim = claim_setup
+    bundle = claim()
+    base = bundle.statement.predicate
+
+    def check(edit, message):
+        predicate = copy.deepcopy(base)
+        edit(predicate)
+        with pytest.raises(VerificationError, match=message):
+            verify_claim(resign(bundle, predicate, owner), log_key=registry.log_key)
+
+    def other_secret(p):
+        p["trigger_draw"]["secret"] = b64encode(bytes(32))
+
+    def no_draw(p):
+        del p["trigger_draw"]
+
+    def short_proof(p):
+        p["trigger_draw"]["consistency"] = p["trigger_draw"]["consistency"][:-1]
+
+    def undrawn_key(p):
+        del p["verification_key"]["params"]["trigger_commitment"]
+
+    check(other_secret, "does not match the key's commitment")
+    check(no_draw, "carries no trigger draw")
+    check(short_proof, "inconsistent")
+    check(undrawn_key, "registered verification key is not the bundle's")
+
+    other = drawn_key({**PARAMS, "tau": 0.2})
+    vk = other.verification_key
+    draw = TriggerDraw(owner.public, vk.scheme, vk.digest)
+    other_receipt = registry.draw_trigger(draw, sign_request(draw, owner))
+
+    def another_keys_draw(p):
+        p["trigger_draw"]["receipt"] = other_receipt.to_dict()
+    check(another_keys_draw, "another verification key")
+
+
+def test_a_key_registered_before_its_draw_cannot_claim(claim_setup, tmp_path):
+    """A release is crafted with the drawn trigger, so its registration must follow the
+    draw: make_claim refuses before the intent spends items, the verifier refuses too."""
+    registry, owner, _, claim = claim_setup
+    mk = drawn_key({**PARAMS, "tau": 0.3})
+    vk = mk.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    early = registry.register(request, sign_request(request, owner))
+    draw = TriggerDraw(owner.public, vk.scheme, vk.digest)
+    receipt = registry.draw_trigger(draw, sign_request(draw, owner))
+    mk = MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": receipt.to_dict()})
+    size = registry.size
+    with pytest.raises(MalformedInputError, match="registered .* before its trigger was drawn"):
+        claim(mk, early)
+    assert registry.size == size and registry.claims_made(early.index) == 0
+    undrawn = MarkingKey(mk.scheme, mk.params, mk.items,
+                         {k: v for k, v in mk.secret.items() if k != "draw"})
+    with pytest.raises(MalformedInputError, match="not been drawn yet"):
+        claim(undrawn, early)
+
+
+def test_the_registry_draws_a_key_once(claim_setup):
+    registry, owner, mk, _ = claim_setup
+    vk = mk.verification_key
+    draw = TriggerDraw(owner.public, vk.scheme, vk.digest)
+    size = registry.size
+    with pytest.raises(RegistryError, match="already drawn"):
+        registry.draw_trigger(draw, sign_request(draw, owner))
+    assert registry.size == size
+
+
+def test_a_draw_by_another_owner_is_refused(claim_setup, monkeypatch):
+    """Bob draws alice's key before she does (a draw is taken once, whoever asks): her
+    claims cannot use his draw, neither through make_claim nor past the verifier."""
+    registry, owner, _, claim = claim_setup
+    mk = drawn_key({**PARAMS, "tau": 0.1})
+    vk = mk.verification_key
+    bob = Identity.generate("bob", seed=b"\x22" * 32)
+    draw = TriggerDraw(bob.public, vk.scheme, vk.digest)
+    receipt = registry.draw_trigger(draw, sign_request(draw, bob))
+    mk = MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": receipt.to_dict()})
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    registration = registry.register(request, sign_request(request, owner))
+    with pytest.raises(MalformedInputError, match="drawn by another owner"):
+        claim(mk, registration)
+    # An owner's tool without make_claim's check: the verifier refuses the bundle.
+    import claimkit.claim.make as make
+    monkeypatch.setattr(make, "_draw", lambda key, _: (receipt, SECRET))
+    with pytest.raises(VerificationError, match="by another owner"):
+        verify_claim(claim(mk, registration), log_key=registry.log_key)
+
+
+def test_drawn_keys_items_queries_and_bundles_match_the_schemas(claim_setup):
+    import jsonschema
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from test_spec_vectors import validate
+
+    schema = json.loads((VECTORS.parent / "schemas" / "ubw.json").read_text())
+
+    def valid(instance, name):
+        jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{name}"}).validate(instance)
+
+    registry, _, mk, claim = claim_setup
+    valid(mk.verification_key.params, "params")
+    bundle = claim()
+    for opening, query in zip(bundle.predicate.openings, bundle.predicate.queries):
+        valid(opening.value, "item")
+        valid(query, "query")
+    validate("claim-statement.json", bundle.statement.to_dict())
+    with pytest.raises(jsonschema.ValidationError):
+        valid({**mk.verification_key.params, "trigger_commitment": "AB" * 32}, "params")
