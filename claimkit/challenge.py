@@ -4,27 +4,34 @@ Fiat–Shamir style) and drawn triggers.
 The owner must not choose which committed items a claim opens, or a forger could open
 only the items a stolen model happens to agree with. The challenge is therefore a hash
 of everything the claim is bound to: the verification key, the registry tree head that
-ends with the claim's own intent entry, the suspect model and the claim counter. The
-tree head depends on the intent (and its registry time), so the owner learns the
-challenge only after the attempt is public in the log.
+ends with the claim's own intent entry, the log key's signature on that tree head, the
+suspect model and the claim counter. The tree head depends on the intent (its registry
+time, the owner's signature), but an owner who can predict the registry's time can
+compute the root before asking and vary what the intent leaves free (its owner name,
+``open``) until the items suit them; the log's signature cannot be computed without the
+log's private key, so the owner learns the challenge only after the attempt is public in
+the log.
 
 The items opened by earlier claims on the same registration (``spent``) are excluded,
 so each claim opens fresh items and a replayed opening is refused; the unopened items
 stay secret for later claims::
 
     >>> seed = challenge_seed(vk=b"\\x01" * 32, origin="example.org/log", size=7,
-    ...                       root=b"\\x02" * 32, suspect=b"\\x03" * 32, counter=0)
+    ...                       root=b"\\x02" * 32, signature=b"\\x04" * 64,
+    ...                       suspect=b"\\x03" * 32, counter=0)
     >>> select_items(seed, items=100, spent=(), k=10)[:3]
-    (6, 23, 29)
+    (1, 16, 18)
 
 A **drawn trigger** (protocol_spec/ubw.md, "Drawn triggers") comes from randomness of
 the same kind. The owner's key commits to a secret ``s`` (:func:`trigger_commitment`)
 and the owner logs a trigger-draw entry naming the key, once per key; the tree head
-that ends with that entry fixes the trigger seed (:func:`trigger_seed`). The owner
-cannot re-draw in private, and nobody else learns the trigger before ``s`` is opened::
+that ends with that entry and the log's signature on it fix the trigger seed
+(:func:`trigger_seed`). The owner cannot re-draw in private, and nobody else learns the
+trigger before ``s`` is opened::
 
-    >>> trigger_seed(b"\x04" * 32, size=5, root=b"\x05" * 32).hex()[:16]
-    '496d09f711e9ff49'
+    >>> trigger_seed(b"\\x04" * 32, size=5, root=b"\\x05" * 32,
+    ...              signature=b"\\x06" * 64).hex()[:16]
+    '369fab9b2e431469'
 """
 
 from __future__ import annotations
@@ -37,18 +44,20 @@ from .wire import b64encode, canonical_json
 __all__ = ["CHALLENGE_DOMAIN", "TRIGGER_COMMITMENT_DOMAIN", "TRIGGER_DOMAIN", "TRIGGER_SECRET_SIZE",
            "challenge_seed", "select_items", "trigger_commitment", "trigger_seed"]
 
-CHALLENGE_DOMAIN = b"claimkit/challenge/v1\n"
+CHALLENGE_DOMAIN = b"claimkit/challenge/v2\n"
 TRIGGER_COMMITMENT_DOMAIN = b"claimkit/trigger-commitment/v1\n"
 TRIGGER_DOMAIN = b"claimkit/trigger/v1\n"
 TRIGGER_SECRET_SIZE = 32
 
 
-def challenge_seed(*, vk: bytes, origin: str, size: int, root: bytes, suspect: bytes,
-                   counter: int) -> bytes:
-    """SHA-256(domain || JCS({counter, log: {origin, size, root}, suspect, verification_key}))."""
+def challenge_seed(*, vk: bytes, origin: str, size: int, root: bytes, signature: bytes,
+                   suspect: bytes, counter: int) -> bytes:
+    """SHA-256(domain || JCS({counter, log: {origin, size, root, signature}, suspect,
+    verification_key})), ``signature`` the log key's on the checkpoint of that tree head."""
     body = {
         "verification_key": {"sha256": vk.hex()},
-        "log": {"origin": origin, "size": size, "root": b64encode(root)},
+        "log": {"origin": origin, "size": size, "root": b64encode(root),
+                "signature": b64encode(signature)},
         "suspect": {"sha256": suspect.hex()},
         "counter": counter,
     }
@@ -106,12 +115,16 @@ def trigger_commitment(secret: bytes) -> bytes:
     return hashlib.sha256(TRIGGER_COMMITMENT_DOMAIN + _secret(secret)).digest()
 
 
-def trigger_seed(secret: bytes, *, size: int, root: bytes) -> bytes:
-    """SHA-256(domain || s || uint64_be(size) || root): the seed a drawn trigger comes
-    from, ``size`` and ``root`` the tree head that ends with the key's trigger-draw entry.
-    ``s`` was fixed (committed in the key) before that tree head existed, and the tree
-    head depends on the entry, which carries the registry's time and the owner's
-    signature, so neither the owner nor the registry alone can choose the seed."""
-    if not 1 <= size < 1 << 64 or len(root) != 32:
-        raise MalformedInputError("a trigger seed needs a tree size in [1, 2^64) and a 32-byte root")
-    return hashlib.sha256(TRIGGER_DOMAIN + _secret(secret) + size.to_bytes(8, "big") + root).digest()
+def trigger_seed(secret: bytes, *, size: int, root: bytes, signature: bytes) -> bytes:
+    """SHA-256(domain || s || uint64_be(size) || root || signature): the seed a drawn
+    trigger comes from; ``size`` and ``root`` the tree head that ends with the key's
+    trigger-draw entry and ``signature`` the log key's signature on it. ``s`` was fixed
+    (committed in the key) before that tree head existed, and the signature cannot be
+    computed without the log's private key, so the owner cannot pick the trigger by
+    timing the draw or varying the request; the log could only by signing otherwise
+    than deterministically or choosing entry times (protocol_spec/ubw.md)."""
+    if not 1 <= size < 1 << 64 or len(root) != 32 or not 1 <= len(signature) <= 1024:
+        raise MalformedInputError("a trigger seed needs a tree size in [1, 2^64), a 32-byte "
+                                  "root and the log's signature")
+    return hashlib.sha256(TRIGGER_DOMAIN + _secret(secret) + size.to_bytes(8, "big") + root
+                          + signature).digest()

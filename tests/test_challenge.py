@@ -20,6 +20,7 @@ def test_known_answer_vectors():
     for case in json.loads(VECTORS.read_text()):
         seed = challenge_seed(vk=bytes.fromhex(case["vk"]), origin=case["origin"],
                               size=case["size"], root=bytes.fromhex(case["root"]),
+                              signature=bytes.fromhex(case["signature"]),
                               suspect=bytes.fromhex(case["suspect"]), counter=case["counter"])
         assert seed.hex() == case["seed"]
         assert list(select_items(seed, items=case["items"], spent=case["spent"], k=case["k"])) == \
@@ -37,12 +38,13 @@ def test_selection_is_k_distinct_unspent_items(seed, items, data):
 
 
 def test_each_input_changes_the_seed():
-    base = dict(vk=b"\x01" * 32, origin="o", size=3, root=b"\x02" * 32, suspect=b"\x03" * 32, counter=0)
+    base = dict(vk=b"\x01" * 32, origin="o", size=3, root=b"\x02" * 32, signature=b"\x04" * 64,
+                suspect=b"\x03" * 32, counter=0)
     seeds = {challenge_seed(**base)}
     for key, value in [("vk", b"\x09" * 32), ("origin", "p"), ("size", 4), ("root", b"\x09" * 32),
-                       ("suspect", b"\x09" * 32), ("counter", 1)]:
+                       ("signature", b"\x09" * 64), ("suspect", b"\x09" * 32), ("counter", 1)]:
         seeds.add(challenge_seed(**{**base, key: value}))
-    assert len(seeds) == 7
+    assert len(seeds) == 8
 
 
 def test_selection_is_close_to_uniform():
@@ -57,3 +59,38 @@ def test_too_many_items_requested():
         select_items(b"\x00" * 32, items=5, spent=[0, 1], k=4)
     with pytest.raises(MalformedInputError):
         select_items(b"\x00" * 32, items=5, spent=[7], k=1)
+
+
+def test_the_log_signature_makes_the_challenge_unpredictable(tmp_path):
+    """Two registries that log byte-identical registration and intent entries (same
+    owner, same fixed clock, so the same roots) differ only in their log keys: the
+    challenges differ, so an owner who can predict the registry's time still cannot
+    compute which items a claim opens before the log signs (challenge.md, "Why it cannot
+    be ground"). The registry's spent rows follow its own challenge (audit agrees)."""
+    import sys
+
+    from claimkit.identity import Identity
+    from claimkit.registry.entries import ClaimIntent, Registration, opened_items, sign_request
+    from claimkit.registry.log import Registry
+    from claimkit.wire import Digest
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import PASSPHRASE, FakeClock
+
+    owner = Identity.generate("alice", seed=b"\x11" * 32)
+    request = Registration(owner.public, "trigger-set", Digest(b"\x01" * 32), 1000)
+    opened, roots = [], []
+    for name in ("a", "b"):
+        registry = Registry.init(tmp_path / name, origin="test.example/claimkit",
+                                 passphrase=PASSPHRASE, clock=FakeClock(), key_strength="min")
+        registration = registry.register(request, sign_request(request, owner))
+        intent = ClaimIntent(owner.public, registration.index, registration.entry.digest,
+                             Digest(b"\x02" * 32), 0, 20)
+        receipt = registry.announce_claim(intent, sign_request(intent, owner))
+        roots.append(receipt.checkpoint.root_hash)
+        opened.append(opened_items(request, receipt.entry, receipt.proof.checkpoint,
+                                   registry.log_key))
+        assert registry.store.spent(registration.index) == opened[-1]
+        assert registry.audit().ok
+        registry.close()
+    assert roots[0] == roots[1] and opened[0] != opened[1]

@@ -3,14 +3,15 @@
 A drawn key (protocol_spec/ubw.md, "Drawn triggers") publishes only a commitment to a
 secret ``s`` (``trigger_commitment`` in its verification key); the owner's trigger-draw
 entry, logged once per key, fixes the trigger seed
-``SHA-256("claimkit/trigger/v1\\n" || s || uint64_be(size) || root)`` with ``size`` and
-``root`` the tree head that ends with that entry (:func:`claimkit.challenge.trigger_seed`).
+``SHA-256("claimkit/trigger/v1\\n" || s || uint64_be(size) || root || signature)`` with
+``size`` and ``root`` the tree head that ends with that entry and ``signature`` the log
+key's on it (:func:`claimkit.challenge.trigger_seed`).
 A claim opens ``s`` beside its items, with the draw's receipt and a consistency proof
 from the draw's checkpoint to the intent's, so the verifier re-derives the trigger
 instead of taking the owner's word for it::
 
     opening = TriggerDrawOpening(draw_receipt, secret, tuple(consistency))
-    seed = draw_seed(opening.receipt, vk, opening.secret)
+    seed = draw_seed(opening.receipt, vk, opening.secret, log_key)
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Any
 from ..challenge import TRIGGER_SECRET_SIZE, trigger_commitment, trigger_seed
 from ..errors import MalformedInputError, VerificationError
 from ..protocol.keys import VerificationKey
-from ..registry import merkle
+from ..registry.checkpoint import Checkpoint
 from ..registry.entries import TriggerDraw
+from ..registry.note import VerifierKey
 from ..registry.receipt import Receipt
 from ..wire import Fields, b64encode, b64hash
 
-__all__ = ["TriggerDrawOpening", "draw_seed", "is_drawn"]
+__all__ = ["TriggerDrawOpening", "check_draw", "draw_seed", "is_drawn"]
 
 COMMITMENT = "trigger_commitment"
 
@@ -37,34 +39,35 @@ def is_drawn(vk: VerificationKey) -> bool:
     return COMMITMENT in vk.params
 
 
-def draw_seed(receipt: Receipt, vk: VerificationKey, secret: bytes) -> bytes:
-    """The trigger seed of drawn key ``vk`` from its trigger-draw ``receipt`` and the
-    opened ``secret``, after checking that the receipt is a draw of this very key, that
-    its checkpoint ends with the draw (the tree head the seed is defined by) and includes
-    it, that the owner signed it, and that ``secret`` opens the key's commitment. The
-    checkpoint's signature is the caller's to check (:meth:`Receipt.verify`), with the
-    log key an owner may not have at hand when completing the key."""
+def check_draw(receipt: Receipt, vk: VerificationKey, log_key: VerifierKey) -> Checkpoint:
+    """Raise unless ``receipt`` is valid under ``log_key`` (its checkpoint's signature,
+    the draw's inclusion, the owner's signature), is a trigger draw of this very key, and
+    its checkpoint ends with the draw (the tree head the seed is defined by)."""
     draw = receipt.entry.request
     if not isinstance(draw, TriggerDraw):
         raise VerificationError("the trigger-draw receipt is not for a trigger draw")
     if not draw.verification_key.matches(vk.digest) or draw.scheme != vk.scheme:
         raise VerificationError("the trigger draw names another verification key")
-    checkpoint = receipt.checkpoint
+    checkpoint = receipt.verify(log_key)
     if checkpoint.size != receipt.index + 1:
-        raise VerificationError("the trigger draw's checkpoint must end with the draw entry")
-    try:
-        merkle.verify_inclusion(receipt.entry.leaf_hash, receipt.index, checkpoint.size,
-                                receipt.proof.hashes, checkpoint.root_hash)
-    except (VerificationError, MalformedInputError):
-        raise VerificationError("the trigger draw is not included in its checkpoint") from None
-    receipt.entry.verify_signature()
-    if len(secret) != TRIGGER_SECRET_SIZE:
+        raise VerificationError("the trigger draw's checkpoint must end with the draw entry "
+                                f"(a receipt of entry {receipt.index} under the checkpoint of "
+                                f"size {receipt.index + 1})")
+    return checkpoint
+
+
+def draw_seed(receipt: Receipt, vk: VerificationKey, secret: bytes, log_key: VerifierKey) -> bytes:
+    """The trigger seed of drawn key ``vk`` from its trigger-draw ``receipt``
+    (:func:`check_draw`) and the opened ``secret``, which must open the key's commitment."""
+    checkpoint = check_draw(receipt, vk, log_key)
+    if not isinstance(secret, bytes) or len(secret) != TRIGGER_SECRET_SIZE:
         raise MalformedInputError(f"a trigger secret is {TRIGGER_SECRET_SIZE} bytes")
     committed = vk.params.get(COMMITMENT)
     if not isinstance(committed, str) or not hmac.compare_digest(
             trigger_commitment(secret).hex(), committed):
         raise VerificationError("the opened trigger secret does not match the key's commitment")
-    return trigger_seed(secret, size=checkpoint.size, root=checkpoint.root_hash)
+    return trigger_seed(secret, size=checkpoint.size, root=checkpoint.root_hash,
+                        signature=receipt.proof.checkpoint.log_signature(log_key))
 
 
 @dataclass(frozen=True)

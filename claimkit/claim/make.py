@@ -47,20 +47,21 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
         raise MalformedInputError("the receipt registers another verification key")
     registration.verify(registry.log_key)
     check_claim_size(mk, k)
-    drawn = _draw(mk, registration) if is_drawn(vk) else None   # before any item is spent
+    drawn = _draw(registry, mk, registration) if is_drawn(vk) else None   # before any is spent
     intent = ClaimIntent(identity.public, registration.index, registration.entry.digest,
                          suspect, registry.claims_made(registration.index), k)
     intent_receipt = registry.announce_claim(intent, sign_request(intent, identity))
     cp = intent_receipt.checkpoint
-    opened = opened_items(reg, intent_receipt.entry, cp.origin, cp.size, cp.root_hash)
+    signed = intent_receipt.proof.checkpoint
+    opened = opened_items(reg, intent_receipt.entry, signed, registry.log_key)
     openings = mk.open(opened)
     decider = decider_for(vk.scheme)
-    challenge = claim_challenge(reg, intent_receipt.entry, cp.origin, cp.size, cp.root_hash)
+    challenge = claim_challenge(reg, intent_receipt.entry, signed, registry.log_key)
     draw = None if drawn is None else TriggerDrawOpening(
         drawn[0], drawn[1], tuple(registry.consistency_proof(drawn[0].checkpoint.size, cp.size)))
     queries = decider.queries(vk, openings, challenge=challenge,
                               trigger=None if draw is None else
-                              draw_seed(draw.receipt, vk, draw.secret))
+                              draw_seed(draw.receipt, vk, draw.secret, registry.log_key))
     answers = Answers("owner", tuple(ask(queries)))
     evidence = decider.decide(vk, openings, list(answers.values))
     consistency = registry.consistency_proof(registration.checkpoint.size, cp.size)
@@ -76,16 +77,21 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
     return ClaimBundle(envelope, statement, predicate)
 
 
-def _draw(mk: MarkingKey, registration: Receipt) -> tuple[Receipt, bytes]:
+def _draw(registry: Registry, mk: MarkingKey, registration: Receipt) -> tuple[Receipt, bytes]:
     """A drawn key's trigger-draw receipt (kept in the key) and the secret its claims
-    open, refused before the intent if a verifier would refuse them."""
+    open, refused before the intent if a verifier would refuse them: a draw of another
+    key or log, by another owner, not in this registry's history, or after the
+    registration."""
     if "draw" not in mk.secret or "trigger_secret" not in mk.secret:
         raise MalformedInputError("this key's trigger is drawn from the log and has not been "
                                   "drawn yet: claimkit draw KEYDIR --registry DIR --identity KEY")
     receipt = Receipt.from_dict(mk.secret["draw"], "marking key.secret.draw")
     secret = b64decode(mk.secret["trigger_secret"], field="marking key.secret.trigger_secret",
                        size=TRIGGER_SECRET_SIZE)
-    draw_seed(receipt, mk.verification_key, secret)
+    draw_seed(receipt, mk.verification_key, secret, registry.log_key)
+    checkpoint = receipt.checkpoint
+    if registry.root_at(checkpoint.size) != checkpoint.root_hash:
+        raise MalformedInputError("the key's trigger draw is not in this registry's history")
     if receipt.entry.request.owner.public_key != registration.entry.request.owner.public_key:
         raise MalformedInputError("the key's trigger was drawn by another owner than the one "
                                   "who registered it")

@@ -204,7 +204,7 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
     verify_envelope(bundle.envelope, reg.owner)
 
     # 5. Cut-and-choose.
-    opened = opened_items(reg, p.intent.entry, int_cp.origin, int_cp.size, int_cp.root_hash)
+    opened = opened_items(reg, p.intent.entry, p.intent.proof.checkpoint, log_key)
     if tuple(o.index for o in p.openings) != opened:
         raise VerificationError("the opened items are not the ones the challenge selects")
     for opening in p.openings:
@@ -212,7 +212,7 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
 
     # 6. Queries, answers, evidence.
     decider = decider_for(vk.scheme)
-    challenge = claim_challenge(reg, p.intent.entry, int_cp.origin, int_cp.size, int_cp.root_hash)
+    challenge = claim_challenge(reg, p.intent.entry, p.intent.proof.checkpoint, log_key)
     queries = decider.queries(vk, p.openings, challenge=challenge, trigger=trigger)
     if canonical_json(queries) != canonical_json(list(p.queries)):
         raise VerificationError("the bundle's queries are not the ones its openings define")
@@ -244,11 +244,11 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
 
 def _trigger_seed(bundle: ClaimBundle, intent_checkpoint: Checkpoint,
                   log_key: VerifierKey) -> bytes | None:
-    """The trigger seed of a drawn key (None for any other key): the draw's receipt
-    verifies under the log key, is by the registered owner, precedes the registration
-    (whose release was crafted with the drawn trigger) and lies in the history of the
-    intent's checkpoint; :func:`~claimkit.claim.drawn.draw_seed` checks that it draws
-    this key and that the opened secret is the committed one."""
+    """The trigger seed of a drawn key (None for any other key): the draw is by the
+    registered owner, precedes the registration (whose release was crafted with the
+    drawn trigger) and lies in the history of the intent's checkpoint;
+    :func:`~claimkit.claim.drawn.draw_seed` checks its receipt under the log key, that it
+    draws this key, and that the opened secret is the committed one."""
     p = bundle.predicate
     draw = p.trigger_draw
     if not is_drawn(p.verification_key):
@@ -259,8 +259,8 @@ def _trigger_seed(bundle: ClaimBundle, intent_checkpoint: Checkpoint,
     if draw is None:
         raise VerificationError("the key's trigger is drawn from the log, and the bundle "
                                 "carries no trigger draw")
-    checkpoint = draw.receipt.verify(log_key)
-    seed = draw_seed(draw.receipt, p.verification_key, draw.secret)
+    seed = draw_seed(draw.receipt, p.verification_key, draw.secret, log_key)
+    checkpoint = draw.receipt.checkpoint
     if draw.receipt.entry.request.owner.public_key != \
             p.registration.entry.request.owner.public_key:
         raise VerificationError("the trigger draw is by another owner than the registration")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..errors import MalformedInputError
+from ..errors import ClaimkitError, MalformedInputError, RegistryError
 from ..ml import MAX_EPOCHS, MAX_SEED
 from ..schemes.base import MarkOptions, backend_names, get_backend
 from .base import (
@@ -222,25 +222,25 @@ DRAW_FILE = "trigger-draw.json"
 @cli.command("draw")
 @click.argument("keydir", type=click.Path(exists=True, file_okay=False))
 @click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="The registry that will log the draw (the one the key is registered in).")
-@click.option("--identity", "identity_path", type=click.Path(exists=True, dir_okay=False),
+              help="The registry that logs the draw (the one the key will be registered in).")
+@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The owner's key file (the one that will register the key).")
 @click.option("--receipt", "receipt_path", type=click.Path(exists=True, dir_okay=False),
-              help="Complete the key from a draw already logged (its receipt, e.g. from "
-                   "claimkit registry receipt DIR INDEX --size INDEX+1) instead of drawing.")
+              help="Complete the key from its draw already logged (its receipt, from claimkit "
+                   "registry receipt DIR INDEX --size INDEX+1) instead of drawing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def draw_command(keydir: str, registry_dir: str, identity_path: str | None,
-                 receipt_path: str | None, as_json: bool) -> None:
+def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_path: str | None,
+                 as_json: bool) -> None:
     """Draw the trigger of KEYDIR's key from the registry log (a UBW-C key made with
     -p draw=log): log a signed trigger-draw entry naming the key, derive the trigger from
-    the tree head that ends with it, and add it to the marking key. The registry draws a
-    key once, so every trigger an owner tries is public. The receipt goes to
-    KEYDIR/trigger-draw.json first (a later run completes the key from it, should this
-    one stop after the draw); then mark, and register before release.
+    the tree head that ends with it and the log's signature, and add it to the marking
+    key. The registry draws a key once. The receipt goes to KEYDIR/trigger-draw.json
+    first (a later run completes the key from it, should this one stop after the draw);
+    then mark, and register before release.
 
     Example: claimkit draw keys/ --registry reg/ --identity owner.key
     """
-    from ..claim.drawn import is_drawn
+    from ..claim.drawn import check_draw, is_drawn
     from ..protocol.keys import MarkingKey
     from ..registry.entries import TriggerDraw, sign_request
     from ..registry.receipt import Receipt
@@ -255,31 +255,49 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str | None,
     if "trigger" in mk.secret:
         raise MalformedInputError(f"{keydir}: the key's trigger was drawn already "
                                   f"({DRAW_FILE}); a key is drawn once")
+    identity = load_identity(identity_path)
     kept = Path(keydir) / DRAW_FILE
-    if receipt_path is None and kept.exists():    # drawn, but the key was not completed
-        receipt_path = str(kept)
-    with open_registry(registry_dir, write=receipt_path is None) as reg:
-        if receipt_path is not None:
-            receipt = Receipt.from_file(receipt_path)
-        else:
-            if identity_path is None:
-                raise MalformedInputError("give --identity (to draw) or --receipt (a draw "
-                                          "already logged)")
-            identity = load_identity(identity_path)
+    source = receipt_path or (str(kept) if kept.exists() else None)  # resume a stopped draw
+    with open_registry(registry_dir, write=source is None) as reg:
+        if source is None:
             request = TriggerDraw(identity.public, vk.scheme, vk.digest)
-            receipt = reg.draw_trigger(request, sign_request(request, identity))
+            try:
+                receipt = reg.draw_trigger(request, sign_request(request, identity))
+            except RegistryError as e:
+                raise RegistryError(f"{e}; if that draw was yours, complete the key from it: "
+                                    f"claimkit registry receipt {registry_dir} INDEX --size "
+                                    f"INDEX+1 --out draw.json, then claimkit draw {keydir} "
+                                    "--receipt draw.json ...") from None
             # The registry will not draw this key again: keep the receipt before all else.
             atomic_write(kept, receipt.to_json())
-        receipt.verify(reg.log_key)
-    complete_draw(mk, receipt).save(keydir, phrase, overwrite=True)
-    if Path(receipt_path or kept) != kept:
+        else:
+            try:
+                receipt = Receipt.from_file(source)
+                check_draw(receipt, vk, reg.log_key)
+            except ClaimkitError as e:
+                raise MalformedInputError(f"{source} is not this key's draw in {registry_dir} "
+                                          f"({e})") from None
+        _check_draw_owner(receipt, identity.public, source or str(kept))
+        completed = complete_draw(mk, receipt, reg.log_key)
+    completed.save(keydir, phrase, overwrite=True)
+    if source != str(kept):
         atomic_write(kept, receipt.to_json())
-    emit(as_json, {"keydir": keydir, "draw": str(Path(keydir) / DRAW_FILE),
-                   "index": receipt.index, "time_ms": receipt.entry.time_ms},
+    emit(as_json, {"keydir": keydir, "draw": str(kept), "index": receipt.index,
+                   "time_ms": receipt.entry.time_ms},
          f"drew the trigger of {keydir} at entry {receipt.index} of "
-         f"{receipt.checkpoint.origin}; receipt in {Path(keydir) / DRAW_FILE}; now mark, and "
-         f"register before release: claimkit register {keydir} --dataset RELEASE "
-         "--registry DIR --identity KEY --out receipt.json")
+         f"{receipt.checkpoint.origin}; receipt in {kept}; now mark, and register before "
+         f"release: claimkit register {keydir} --dataset RELEASE --registry DIR --identity KEY "
+         "--out receipt.json")
+
+
+def _check_draw_owner(receipt: Any, owner: Any, where: str) -> None:
+    """A key drawn by someone else can never support this owner's claim (a verifier
+    requires the registration's owner to have drawn it): refuse it before any release."""
+    drawer = receipt.entry.request.owner
+    if drawer.public_key != owner.public_key:
+        raise MalformedInputError(f"{where}: the key was drawn by {drawer.name} "
+                                  f"({drawer.key_id}), not by {owner.name}; its claims would "
+                                  "fail: make a new key")
 
 
 # -- owner: register ----------------------------------------------------------------------
@@ -311,7 +329,8 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
     from ..registry.entries import Registration, sign_request
     from ..wire import Digest, atomic_write
     vk = VerificationKey.from_file(Path(keydir) / VK_FILE)
-    if "trigger_commitment" in vk.params and not (Path(keydir) / DRAW_FILE).exists():
+    kept = Path(keydir) / DRAW_FILE
+    if "trigger_commitment" in vk.params and not kept.exists():
         raise MalformedInputError(f"{keydir}: the key's trigger is drawn from the log and has "
                                   f"not been drawn; a verifier refuses a key registered before "
                                   f"its draw: claimkit draw {keydir} --registry DIR --identity KEY")
@@ -332,6 +351,16 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
     identity = load_identity(identity_path)
     request = Registration(identity.public, vk.scheme, vk.digest, vk.items, subject)
     with open_registry(registry_dir, write=True) as reg:
+        if "trigger_commitment" in vk.params:     # only a draw of this key, by this owner
+            from ..claim.drawn import check_draw
+            from ..registry.receipt import Receipt
+            try:
+                draw = Receipt.from_file(kept)
+                check_draw(draw, vk, reg.log_key)
+            except ClaimkitError as e:
+                raise MalformedInputError(f"{kept} is not this key's draw in {registry_dir} "
+                                          f"({e})") from None
+            _check_draw_owner(draw, identity.public, str(kept))
         receipt = reg.register(request, sign_request(request, identity))
     atomic_write(out, receipt.to_json())
     emit(as_json, {"receipt": out, "index": receipt.index, "time_ms": receipt.entry.time_ms,

@@ -180,6 +180,7 @@ class MoveDecider:
 
     def _params(self, vk: VerificationKey) -> MoveParams:
         f = Fields(vk.params, "verification_key.params")
+        check_undrawn(None, f)
         mode = f.str("mode", choices=MOVE_MODES)
         classes = f.int("num_classes", lo=2, hi=1 << 16)
         read_shape(f)
@@ -274,6 +275,7 @@ class EweDecider:
 
     def _params(self, vk: VerificationKey) -> tuple[int, int, float, Fraction | float, int]:
         f = Fields(vk.params, "verification_key.params")
+        check_undrawn(None, f)
         classes = f.int("num_classes", lo=2, hi=1 << 16)
         read_shape(f)
         f.str("data", max_len=256)

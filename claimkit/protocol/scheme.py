@@ -50,9 +50,11 @@ def check_answer_count(answers: Sequence[Any], openings: Sequence[ItemOpening]) 
             f"answers: {len(answers)} answers for {len(openings)} opened items")
 
 
-def check_undrawn(trigger: bytes | None) -> None:
-    """Deciders of schemes whose keys never draw a trigger from the log refuse a seed."""
-    if trigger is not None:
+def check_undrawn(trigger: bytes | None, params: Fields | None = None) -> None:
+    """Deciders of schemes whose keys never draw a trigger from the log refuse a trigger
+    seed, and a key whose ``params`` name a trigger commitment (ubw.md, "Drawn triggers")
+    before a claim spends any item on it."""
+    if trigger is not None or (params is not None and params.has("trigger_commitment")):
         raise MalformedInputError("this scheme's keys do not draw their trigger from the log")
 
 
@@ -156,6 +158,7 @@ class LabelMatchDecider:
 
     def _params(self, vk: VerificationKey) -> tuple[int, float, float, Fraction | float]:
         f = Fields(vk.params, "verification_key.params")
+        check_undrawn(None, f)
         classes = f.int("num_classes", lo=2, hi=1 << 20)
         alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5, optional=True)  # (0, 0.5]
         epsilon = f.float("epsilon", lo=0.0, hi=1.0, optional=True)

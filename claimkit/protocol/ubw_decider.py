@@ -455,8 +455,12 @@ def _with_drawn(items: Sequence[Item], trigger: bytes, space: QuerySpace) -> lis
     the drawn square pasted at each item's place or the drawn field."""
     if space.grid:
         return [{**item.value, "field": b64encode(trigger)} for item in items]
-    return [{**item.value, "triggered": b64encode(
-        paste_square(item.image, trigger, item.place or (0, 0), space))} for item in items]
+    out = []
+    for item in items:
+        assert item.place is not None       # read_item requires it of a square key's items
+        out.append({**item.value, "triggered": b64encode(
+            paste_square(item.image, trigger, item.place, space))})
+    return out
 
 
 def _units(x: float) -> int:

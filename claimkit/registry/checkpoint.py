@@ -159,6 +159,20 @@ class SignedCheckpoint:
             verify_note(self.note, log_key)
         return self.checkpoint
 
+    def log_signature(self, log_key: VerifierKey) -> bytes:
+        """The bytes of the log key's signature line, once :meth:`verify` passes: what
+        the seeds drawn from the log mix in beside the root (challenge.md), since nobody
+        without the log's private key can compute it before the checkpoint is signed,
+        and the log cannot change it without changing the checkpoint (Ed25519 signing is
+        deterministic, RFC 8032 §5.1.6; a log that deviates could choose among
+        signatures, as it could choose entry times). Exactly one line by the key."""
+        self.verify(log_key)
+        mine = self.note.signatures_by(log_key)
+        if len(mine) != 1:
+            raise VerificationError(f"checkpoint: {len(mine)} signature lines by {log_key.name}; "
+                                    "a seed drawn from the log needs exactly one")
+        return mine[0].signature
+
 
 def cosigned_message(checkpoint_text: str, timestamp: int) -> bytes:
     """``cosignature/v1\\ntime <timestamp>\\n`` + the whole checkpoint note text."""

@@ -36,6 +36,8 @@ from ..errors import MalformedInputError, VerificationError
 from ..identity import Identity, PublicIdentity
 from ..wire import Digest, Fields, b64encode, canonical_json, load_json
 from . import merkle
+from .checkpoint import SignedCheckpoint
+from .note import VerifierKey
 
 __all__ = [
     "REQUEST_DOMAIN",
@@ -338,27 +340,31 @@ class LogEntry:
         return entry
 
 
-def claim_challenge(registration: Registration, intent_entry: LogEntry, origin: str, size: int,
-                    root: bytes) -> bytes:
+def claim_challenge(registration: Registration, intent_entry: LogEntry,
+                    checkpoint: SignedCheckpoint, log_key: VerifierKey) -> bytes:
     """The challenge seed of a claim intent (protocol_spec/challenge.md §Seed): it selects
     the items a claim opens and, for a UBW-C key with fresh triggers, draws those.
 
-    ``size`` and ``root`` are the tree head that ends with the intent entry itself.
+    ``checkpoint`` is the signed tree head that ends with the intent entry itself; its
+    log signature, checked under ``log_key``, is part of the seed.
     """
     intent = intent_entry.request
     assert isinstance(intent, ClaimIntent)
-    return challenge_seed(vk=registration.verification_key.value, origin=origin, size=size,
-                          root=root, suspect=intent.suspect.value, counter=intent.counter)
+    cp = checkpoint.checkpoint
+    return challenge_seed(vk=registration.verification_key.value, origin=cp.origin,
+                          size=cp.size, root=cp.root_hash,
+                          signature=checkpoint.log_signature(log_key),
+                          suspect=intent.suspect.value, counter=intent.counter)
 
 
-def opened_items(registration: Registration, intent_entry: LogEntry, origin: str, size: int,
-                 root: bytes) -> tuple[int, ...]:
+def opened_items(registration: Registration, intent_entry: LogEntry,
+                 checkpoint: SignedCheckpoint, log_key: VerifierKey) -> tuple[int, ...]:
     """The items a claim intent opens: its challenge over the unspent items.
 
-    ``size`` and ``root`` are the tree head that ends with the intent entry itself.
+    ``checkpoint`` is the signed tree head that ends with the intent entry itself.
     """
     intent = intent_entry.request
     assert isinstance(intent, ClaimIntent)
-    seed = claim_challenge(registration, intent_entry, origin, size, root)
+    seed = claim_challenge(registration, intent_entry, checkpoint, log_key)
     return select_items(seed, items=registration.items, spent=intent_entry.spent or (),
                         k=intent.open)

@@ -351,10 +351,9 @@ class Registry:
             entry = LogEntry(intent, signature, max(self._now_ms(), last_time), spent=spent)
             entry.verify_signature()
             frontier = self._append_one(size, entry)
-            root = frontier.root()
-            opened = opened_items(reg, entry, self.origin, size + 1, root)
+            signed = self._sign_checkpoint(size + 1, frontier.root(), entry.time_ms)
+            opened = opened_items(reg, entry, signed, self.log_key)   # its seed needs the signature
             self.store.add_spent(intent.registration_index, opened, size)
-            signed = self._sign_checkpoint(size + 1, root, entry.time_ms)
         self._frontier = frontier
         return self._last_receipt(entry, frontier, signed)
 
@@ -362,7 +361,7 @@ class Registry:
         """Log a trigger draw alone; its receipt's checkpoint ends with it and fixes the trigger.
 
         A verification key is drawn once: a draw naming the digest of a key drawn before,
-        by any owner, is refused, so every trigger a key could have is a public entry.
+        by any owner, is refused: a key's trigger is never drawn twice.
         """
         if not isinstance(request, TriggerDraw):
             raise MalformedInputError("draw_trigger takes a trigger draw")
@@ -653,8 +652,11 @@ class Registry:
         if set(entry.spent or ()) != before:
             out.append(f"entry {index}: spent items differ from the earlier claims' openings")
         try:
-            opened = opened_items(reg, entry, self.origin, frontier.size, frontier.root())
-        except MalformedInputError as e:
+            note = self.store.checkpoint(frontier.size)
+            if note is None:
+                return out + [f"entry {index}: no checkpoint ends with this claim intent"]
+            opened = opened_items(reg, entry, SignedCheckpoint.from_bytes(note), self.log_key)
+        except (MalformedInputError, VerificationError) as e:
             return out + [f"entry {index}: {e}"]
         if rows != {(ref, item) for item in opened}:
             out.append(f"entry {index}: spent rows differ from the items its challenge opened")

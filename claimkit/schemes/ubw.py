@@ -143,6 +143,7 @@ from ..errors import MalformedInputError, OracleError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..protocol.ubw_decider import (MAX_FRESH, drawn_trigger, fresh_fields, fresh_patterns,
                                     min_fresh, read_queries)
+from ..registry.note import VerifierKey
 from ..registry.receipt import Receipt
 from ..wire import b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
@@ -604,18 +605,18 @@ def _decoy_pool(params: UBWParams, data: Any, poisoned: np.ndarray | None) -> np
     return np.arange(n)
 
 
-def complete_draw(mk: MarkingKey, draw: Receipt) -> MarkingKey:
+def complete_draw(mk: MarkingKey, draw: Receipt, log_key: VerifierKey) -> MarkingKey:
     """The drawn key ``mk`` with its trigger, from the receipt of its trigger-draw entry
-    (the owner's, as the registry returned it): fresh trigger 0 of the trigger seed, a
-    square placed at each item's place or a warping field (protocol_spec/ubw.md, "Drawn
-    triggers"). The receipt is kept in the key, for the claims that open the secret."""
+    in the log of ``log_key``: fresh trigger 0 of the trigger seed, a square placed at
+    each item's place or a warping field (protocol_spec/ubw.md, "Drawn triggers"). The
+    receipt is kept in the key, for the claims that open the secret."""
     if "trigger_secret" not in mk.secret:
         raise MalformedInputError("this key's trigger is not drawn from the log (keygen -p draw=log)")
     if "trigger" in mk.secret:
         raise MalformedInputError("this key's trigger was drawn already; a key is drawn once")
     secret = b64decode(mk.secret["trigger_secret"], field="marking key.secret.trigger_secret",
                        size=TRIGGER_SECRET_SIZE)
-    seed = draw_seed(draw, mk.verification_key, secret)
+    seed = draw_seed(draw, mk.verification_key, secret, log_key)
     params = key_params(mk)
     if params.trigger == "warp":
         raw = drawn_trigger(seed, grid=params.warp_grid)

@@ -131,6 +131,34 @@ def ubw_fresh_fields() -> dict:
             "note": "each field's 2·grid² values in (grid, grid, 2) row-major order"}
 
 
+def challenges() -> list:
+    """Cut-and-choose seeds (challenge.md §Seed) from the spec's words, JCS by the rfc8785
+    package rather than claimkit's wrapper, and the items each selects."""
+    import base64
+
+    import rfc8785
+
+    from claimkit.challenge import select_items
+
+    cases = []
+    for vk, origin, size, root, signature, suspect, counter, items, spent, k in (
+            ("01" * 32, "example.org/claimkit", 7, "02" * 32, "04" * 64, "03" * 32, 0, 100, [], 10),
+            ("aa" * 32, "example.org/claimkit", 12345, "bb" * 32, "dd" * 64, "cc" * 32, 2, 64,
+             [0, 1, 2, 3, 10, 20, 30], 5),
+            ("00" * 32, "claimkit.local/registry", 1, "ff" * 32, "ee" * 72, "11" * 32, 0, 1, [], 1)):
+        body = {"verification_key": {"sha256": vk},
+                "log": {"origin": origin, "size": size,
+                        "root": base64.b64encode(bytes.fromhex(root)).decode(),
+                        "signature": base64.b64encode(bytes.fromhex(signature)).decode()},
+                "suspect": {"sha256": suspect}, "counter": counter}
+        seed = hashlib.sha256(b"claimkit/challenge/v2\n" + rfc8785.dumps(body)).digest()
+        cases.append({"vk": vk, "origin": origin, "size": size, "root": root,
+                      "signature": signature, "suspect": suspect, "counter": counter,
+                      "seed": seed.hex(), "items": items, "spent": spent, "k": k,
+                      "selected": list(select_items(seed, items=items, spent=spent, k=k))})
+    return cases
+
+
 def ubw_drawn() -> dict:
     """Drawn triggers (ubw.md §Drawn triggers), from the spec's words: the commitment, the
     trigger seed of a tree head, and the trigger (fresh trigger 0 of that seed) as bytes:
@@ -141,9 +169,11 @@ def ubw_drawn() -> dict:
     for k, (size, shape) in enumerate(((1, {"side": 2}), (5, {"side": 7}), (1000, {"grid": 4}))):
         secret = hashlib.sha256(b"claimkit ubw-drawn vector secret %d" % k).digest()
         root = hashlib.sha256(b"claimkit ubw-drawn vector root %d" % k).digest()
+        signature = hashlib.sha512(b"claimkit ubw-drawn vector signature %d" % k).digest()
         seed = hashlib.sha256(b"claimkit/trigger/v1\n" + secret + size.to_bytes(8, "big")
-                              + root).digest()
+                              + root + signature).digest()
         case = {"secret": secret.hex(), "size": size, "root": root.hex(),
+                "signature": signature.hex(),
                 "commitment": hashlib.sha256(b"claimkit/trigger-commitment/v1\n"
                                              + secret).hexdigest(),
                 "trigger_seed": seed.hex(), **shape}
@@ -164,8 +194,9 @@ def main() -> None:
     (HERE / "ubw-fresh.json").write_text(json.dumps(ubw_fresh(), indent=2) + "\n")
     (HERE / "ubw-fresh-field.json").write_text(json.dumps(ubw_fresh_fields(), indent=2) + "\n")
     (HERE / "ubw-drawn.json").write_text(json.dumps(ubw_drawn(), indent=2) + "\n")
+    (HERE / "challenge.json").write_text(json.dumps(challenges(), indent=2) + "\n")
     print("wrote commitments.json, registry.json, ubw-fresh.json, ubw-fresh-field.json, "
-          "ubw-drawn.json")
+          "ubw-drawn.json, challenge.json")
 
 
 if __name__ == "__main__":

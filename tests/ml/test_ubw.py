@@ -1307,6 +1307,40 @@ def test_a_drawn_key_from_the_command_line(tmp_path, monkeypatch):
     assert report["evidence"]["result"]["test"] == "paired-t-margin-and-rank"
 
 
+def test_draw_refuses_what_a_verifier_would(tmp_path):
+    """`claimkit draw` and `register` refuse a kept receipt of another key, a corrupt
+    one, and a draw by someone else (which a verifier would refuse at claim time), with
+    a message that names the file; a key drawn by another owner is reported with how to
+    go on."""
+    import shutil
+
+    reg, alice, bob = tmp_path / "reg", tmp_path / "alice.key", tmp_path / "bob.key"
+    for who in (alice, bob):
+        assert run("keys", "new", "--out", who).exit_code == 0
+    assert run("registry", "init", reg).exit_code == 0
+    for name in ("k1", "k2", "k3"):
+        assert run("keygen", "--scheme", "ubw-c", "--data", "digits", "-p", "items=40",
+                   "-p", "m=20", "-p", "fresh=99", "-p", "draw=log",
+                   "--out", tmp_path / name).exit_code == 0
+    assert run("draw", tmp_path / "k1", "--registry", reg, "--identity", alice).exit_code == 0
+    shutil.copy(tmp_path / "k1" / "trigger-draw.json", tmp_path / "k2" / "trigger-draw.json")
+    result = run("draw", tmp_path / "k2", "--registry", reg, "--identity", alice)
+    assert result.exit_code == 2 and "k2/trigger-draw.json is not this key's draw" in result.output
+    (tmp_path / "k2" / "trigger-draw.json").write_text("{}")
+    result = run("register", tmp_path / "k2", "--registry", reg, "--identity", alice,
+                 "--out", tmp_path / "r.json")
+    assert result.exit_code == 2 and "is not this key's draw" in result.output, result.output
+    shutil.copytree(tmp_path / "k3", tmp_path / "k3-bob")         # bob draws alice's key first
+    assert run("draw", tmp_path / "k3-bob", "--registry", reg, "--identity", bob).exit_code == 0
+    result = run("draw", tmp_path / "k3", "--registry", reg, "--identity", alice)
+    assert result.exit_code == 1 and "already drawn" in result.output and \
+        "--receipt" in result.output, result.output
+    result = run("draw", tmp_path / "k3", "--registry", reg, "--identity", alice, "--receipt",
+                 tmp_path / "k3-bob" / "trigger-draw.json")
+    assert result.exit_code == 2 and "drawn by bob" in result.output, result.output
+    assert not (tmp_path / "k3" / "trigger-draw.json").exists()
+
+
 def test_a_suspect_answering_nan_is_an_oracle_error(digits):
     """np.clip keeps NaN: a suspect's NaN probability reached the decider as the owner's
     malformed answer. It is the suspect's failure: OracleError, before any answer."""

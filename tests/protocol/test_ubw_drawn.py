@@ -34,6 +34,7 @@ from conftest import PASSPHRASE, FakeClock  # noqa: E402
 VECTORS = Path(__file__).resolve().parents[2] / "protocol_spec" / "vectors"
 C, H, W, SIDE, K = 2, 6, 5, 2, 99
 SECRET = bytes(range(100, 132))
+SIG = bytes(range(64))          # a log signature, for the derivations alone
 PARAMS = {"num_classes": 4, "input_shape": [C, H, W], "tau": 0.25, "alpha": 0.01, "m": 20,
           "data": "toy", "data_digest": "", "fresh": K, "side": SIDE,
           "trigger_commitment": trigger_commitment(SECRET).hex()}
@@ -62,13 +63,15 @@ def test_commitment_and_trigger_seed_follow_the_spec_and_the_vectors():
     root = bytes(range(32))
     assert trigger_commitment(SECRET) == hashlib.sha256(
         b"claimkit/trigger-commitment/v1\n" + SECRET).digest()
-    assert trigger_seed(SECRET, size=7, root=root) == hashlib.sha256(
-        b"claimkit/trigger/v1\n" + SECRET + (7).to_bytes(8, "big") + root).digest()
+    signature = bytes(range(64))
+    assert trigger_seed(SECRET, size=7, root=root, signature=signature) == hashlib.sha256(
+        b"claimkit/trigger/v1\n" + SECRET + (7).to_bytes(8, "big") + root + signature).digest()
     vectors = json.loads((VECTORS / "ubw-drawn.json").read_text())
     for case in vectors["cases"]:
         secret, root = bytes.fromhex(case["secret"]), bytes.fromhex(case["root"])
         assert trigger_commitment(secret).hex() == case["commitment"]
-        seed = trigger_seed(secret, size=case["size"], root=root)
+        seed = trigger_seed(secret, size=case["size"], root=root,
+                            signature=bytes.fromhex(case["signature"]))
         assert seed.hex() == case["trigger_seed"]
         if "side" in case:
             assert drawn_trigger(seed, side=case["side"]).hex() == case["pattern"]
@@ -79,16 +82,16 @@ def test_commitment_and_trigger_seed_follow_the_spec_and_the_vectors():
 def test_the_drawn_trigger_is_fresh_trigger_0_of_the_trigger_seed():
     """Drawn exactly as the fresh ones are: what makes the rank test exact whoever made
     the key, the premise an owner who tries candidate triggers would otherwise break."""
-    seed = trigger_seed(SECRET, size=3, root=b"\x07" * 32)
+    seed = trigger_seed(SECRET, size=3, root=b"\x07" * 32, signature=SIG)
     assert drawn_trigger(seed, side=7) == fresh_patterns(seed, 7, 1)[0]
     assert drawn_trigger(seed, grid=4) == fresh_fields(seed, 4, 1)[0]
-    assert drawn_trigger(trigger_seed(SECRET, size=4, root=b"\x07" * 32), side=7) != \
+    assert drawn_trigger(trigger_seed(SECRET, size=4, root=b"\x07" * 32, signature=SIG), side=7) != \
         drawn_trigger(seed, side=7)
     for bad in ({"side": 0, "grid": 0}, {"side": 3, "grid": 3}):
         with pytest.raises(MalformedInputError):
             drawn_trigger(seed, **bad)
     with pytest.raises(MalformedInputError, match="32 bytes"):
-        trigger_seed(SECRET[:31], size=3, root=b"\x07" * 32)
+        trigger_seed(SECRET[:31], size=3, root=b"\x07" * 32, signature=SIG)
 
 
 def test_a_pasted_square_is_what_the_membership_check_reads_back():
@@ -110,7 +113,7 @@ def test_queries_of_a_drawn_key_are_an_undrawn_fresh_keys(params):
     mk = drawn_key(params)
     vk = mk.verification_key
     openings = mk.open(range(5))
-    seed, challenge = trigger_seed(SECRET, size=9, root=b"\x01" * 32), b"\x02" * 32
+    seed, challenge = trigger_seed(SECRET, size=9, root=b"\x01" * 32, signature=SIG), b"\x02" * 32
     queries = decider_for("ubw-c").queries(vk, openings, challenge=challenge, trigger=seed)
     items, fresh_seed, count = read_queries(queries, vk)
     assert (fresh_seed, count) == (challenge, K)
@@ -170,19 +173,29 @@ def test_a_drawn_keys_items_carry_no_trigger():
 
 
 # -- claims: the trigger draw in a bundle ---------------------------------------------------
+def draw(registry, mk: MarkingKey, who: Identity) -> tuple[MarkingKey, object]:
+    """``who`` draws ``mk`` in ``registry``: the key with the draw's receipt kept (as
+    complete_draw keeps it; no trigger needed without a model), and the receipt."""
+    vk = mk.verification_key
+    request = TriggerDraw(who.public, vk.scheme, vk.digest)
+    receipt = registry.draw_trigger(request, sign_request(request, who))
+    return MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": receipt.to_dict()}), receipt
+
+
+def register(registry, mk: MarkingKey, who: Identity):
+    vk = mk.verification_key
+    request = Registration(who.public, vk.scheme, vk.digest, vk.items)
+    return registry.register(request, sign_request(request, who))
+
+
 @pytest.fixture
 def claim_setup(tmp_path):
     """A registry, alice, her drawn key (drawn, then registered), and claim() → bundle."""
-    mk = drawn_key()
-    vk = mk.verification_key
     registry = Registry.init(tmp_path / "reg", origin="test.example/drawn", passphrase=PASSPHRASE,
                              clock=FakeClock(), key_strength="min")
     owner = Identity.generate("alice", seed=b"\x11" * 32)
-    draw = TriggerDraw(owner.public, vk.scheme, vk.digest)
-    draw_receipt = registry.draw_trigger(draw, sign_request(draw, owner))
-    mk = MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": draw_receipt.to_dict()})
-    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
-    registration = registry.register(request, sign_request(request, owner))
+    mk, _ = draw(registry, drawn_key(), owner)
+    registration = register(registry, mk, owner)
     suspect = hashlib.sha256(b"suspect").digest()
 
     def claim(key=mk, receipt=registration):
@@ -204,7 +217,9 @@ def test_a_drawn_keys_claim_opens_the_secret_and_the_verifier_derives_the_trigge
     report = verify_claim(bundle, log_key=registry.log_key)
     assert report.accepted and report.evidence.details["p_rank"] == 0.01
     cp = draw.receipt.checkpoint
-    trigger = drawn_trigger(trigger_seed(SECRET, size=cp.size, root=cp.root_hash), side=SIDE)
+    signature = draw.receipt.proof.checkpoint.log_signature(registry.log_key)
+    trigger = drawn_trigger(trigger_seed(SECRET, size=cp.size, root=cp.root_hash,
+                                         signature=signature), side=SIDE)
     for query, opening in zip(bundle.predicate.queries, bundle.predicate.openings):
         image = b64decode(opening.value["image"])
         assert b64decode(query["triggered"]) == paste_square(
@@ -247,10 +262,7 @@ def test_a_tampered_trigger_draw_is_refused(claim_setup):
     check(short_proof, "inconsistent")
     check(undrawn_key, "registered verification key is not the bundle's")
 
-    other = drawn_key({**PARAMS, "tau": 0.2})
-    vk = other.verification_key
-    draw = TriggerDraw(owner.public, vk.scheme, vk.digest)
-    other_receipt = registry.draw_trigger(draw, sign_request(draw, owner))
+    _, other_receipt = draw(registry, drawn_key({**PARAMS, "tau": 0.2}), owner)
 
     def another_keys_draw(p):
         p["trigger_draw"]["receipt"] = other_receipt.to_dict()
@@ -261,13 +273,8 @@ def test_a_key_registered_before_its_draw_cannot_claim(claim_setup, tmp_path):
     """A release is crafted with the drawn trigger, so its registration must follow the
     draw: make_claim refuses before the intent spends items, the verifier refuses too."""
     registry, owner, _, claim = claim_setup
-    mk = drawn_key({**PARAMS, "tau": 0.3})
-    vk = mk.verification_key
-    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
-    early = registry.register(request, sign_request(request, owner))
-    draw = TriggerDraw(owner.public, vk.scheme, vk.digest)
-    receipt = registry.draw_trigger(draw, sign_request(draw, owner))
-    mk = MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": receipt.to_dict()})
+    early = register(registry, drawn_key({**PARAMS, "tau": 0.3}), owner)
+    mk, _ = draw(registry, drawn_key({**PARAMS, "tau": 0.3}), owner)
     size = registry.size
     with pytest.raises(MalformedInputError, match="registered .* before its trigger was drawn"):
         claim(mk, early)
@@ -280,11 +287,9 @@ def test_a_key_registered_before_its_draw_cannot_claim(claim_setup, tmp_path):
 
 def test_the_registry_draws_a_key_once(claim_setup):
     registry, owner, mk, _ = claim_setup
-    vk = mk.verification_key
-    draw = TriggerDraw(owner.public, vk.scheme, vk.digest)
     size = registry.size
     with pytest.raises(RegistryError, match="already drawn"):
-        registry.draw_trigger(draw, sign_request(draw, owner))
+        draw(registry, mk, owner)
     assert registry.size == size
 
 
@@ -292,19 +297,14 @@ def test_a_draw_by_another_owner_is_refused(claim_setup, monkeypatch):
     """Bob draws alice's key before she does (a draw is taken once, whoever asks): her
     claims cannot use his draw, neither through make_claim nor past the verifier."""
     registry, owner, _, claim = claim_setup
-    mk = drawn_key({**PARAMS, "tau": 0.1})
-    vk = mk.verification_key
     bob = Identity.generate("bob", seed=b"\x22" * 32)
-    draw = TriggerDraw(bob.public, vk.scheme, vk.digest)
-    receipt = registry.draw_trigger(draw, sign_request(draw, bob))
-    mk = MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": receipt.to_dict()})
-    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
-    registration = registry.register(request, sign_request(request, owner))
+    mk, receipt = draw(registry, drawn_key({**PARAMS, "tau": 0.1}), bob)
+    registration = register(registry, mk, owner)
     with pytest.raises(MalformedInputError, match="drawn by another owner"):
         claim(mk, registration)
     # An owner's tool without make_claim's check: the verifier refuses the bundle.
     import claimkit.claim.make as make
-    monkeypatch.setattr(make, "_draw", lambda key, _: (receipt, SECRET))
+    monkeypatch.setattr(make, "_draw", lambda *_: (receipt, SECRET))
     with pytest.raises(VerificationError, match="by another owner"):
         verify_claim(claim(mk, registration), log_key=registry.log_key)
 
@@ -329,3 +329,18 @@ def test_drawn_keys_items_queries_and_bundles_match_the_schemas(claim_setup):
     validate("claim-statement.json", bundle.statement.to_dict())
     with pytest.raises(jsonschema.ValidationError):
         valid({**mk.verification_key.params, "trigger_commitment": "AB" * 32}, "params")
+
+
+def test_a_draw_in_another_registry_is_refused_before_the_intent(claim_setup, tmp_path):
+    """Drawn in registry B, registered in A: make_claim checks the draw under A's log key
+    before the intent spends any item (the verifier would refuse the bundle)."""
+    registry, owner, _, claim = claim_setup
+    other = Registry.init(tmp_path / "other", origin="test.example/other", passphrase=PASSPHRASE,
+                          clock=FakeClock(), key_strength="min")
+    mk, _ = draw(other, drawn_key({**PARAMS, "tau": 0.15}), owner)
+    other.close()
+    registration = register(registry, mk, owner)
+    size = registry.size
+    with pytest.raises(VerificationError, match="origin"):
+        claim(mk, registration)
+    assert registry.size == size and registry.claims_made(registration.index) == 0
