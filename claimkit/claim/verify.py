@@ -72,6 +72,8 @@ class ClaimReport:
     # With a re-query: on how many queries the owner's recorded answers differ from the
     # suspect's (None without one).
     answers_differ: int | None = None
+    # A drawn key's trigger-draw entry (index, time_ms); None for any other key.
+    trigger_draw: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,7 +84,10 @@ class ClaimReport:
             "registry": {"origin": self.origin,
                          "registration": {"index": self.registration_index,
                                           "time_ms": self.registration_time_ms},
-                         "intent": {"index": self.intent_index, "time_ms": self.intent_time_ms}},
+                         "intent": {"index": self.intent_index, "time_ms": self.intent_time_ms},
+                         **({} if self.trigger_draw is None else {"trigger_draw": {
+                             "index": self.trigger_draw[0],
+                             "time_ms": self.trigger_draw[1]}})},
             "opened": list(self.opened),
             "observer": self.observer,
             "evidence": self.evidence.to_dict(),
@@ -239,7 +244,9 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         scheme=vk.scheme, origin=int_cp.origin, registration_index=p.registration.index,
         registration_time_ms=p.registration.entry.time_ms, intent_index=p.intent.index,
         intent_time_ms=p.intent.entry.time_ms, opened=opened, observer=observer,
-        evidence=evidence, witnessed_times=witnessed, answers_differ=differ)
+        evidence=evidence, witnessed_times=witnessed, answers_differ=differ,
+        trigger_draw=None if p.trigger_draw is None else (p.trigger_draw.receipt.index,
+                                                          p.trigger_draw.receipt.entry.time_ms))
 
 
 def _trigger_seed(bundle: ClaimBundle, intent_checkpoint: Checkpoint,

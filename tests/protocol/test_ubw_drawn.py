@@ -216,6 +216,8 @@ def test_a_drawn_keys_claim_opens_the_secret_and_the_verifier_derives_the_trigge
     assert draw is not None and draw.secret == SECRET
     report = verify_claim(bundle, log_key=registry.log_key)
     assert report.accepted and report.evidence.details["p_rank"] == 0.01
+    assert report.to_dict()["registry"]["trigger_draw"] == {
+        "index": draw.receipt.index, "time_ms": draw.receipt.entry.time_ms}
     cp = draw.receipt.checkpoint
     signature = draw.receipt.proof.checkpoint.log_signature(registry.log_key)
     trigger = drawn_trigger(trigger_seed(SECRET, size=cp.size, root=cp.root_hash,
