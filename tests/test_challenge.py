@@ -94,3 +94,20 @@ def test_the_log_signature_makes_the_challenge_unpredictable(tmp_path):
         assert registry.audit().ok
         registry.close()
     assert roots[0] == roots[1] and opened[0] != opened[1]
+
+
+def test_seeds_need_an_ed25519_log_key():
+    """A cosignature-type (0x04) log key's line carries a timestamp the log picks, so one
+    checkpoint would have many signatures to draw seeds from: refused."""
+    from claimkit.errors import VerificationError
+    from claimkit.registry.checkpoint import Checkpoint, SignedCheckpoint, cosign
+    from claimkit.registry.note import NoteSigner, sign_note
+
+    checkpoint = Checkpoint("example.org/log", 3, b"\x02" * 32)
+    signer = NoteSigner("example.org/log", b"\x07" * 32)
+    signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.to_text(), signer))
+    assert len(signed.log_signature(signer.verifier_key)) == 64
+    cosigner = NoteSigner.cosigner("example.org/log", b"\x08" * 32)
+    cosigned = signed.with_signature(cosign(checkpoint, cosigner, 1_700_000_000))
+    with pytest.raises(VerificationError, match="Ed25519"):
+        cosigned.log_signature(cosigner.verifier_key)

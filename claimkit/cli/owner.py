@@ -243,6 +243,7 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_pat
     from ..claim.drawn import check_draw, is_drawn
     from ..protocol.keys import MarkingKey
     from ..registry.entries import TriggerDraw, sign_request
+    from ..registry.log import AlreadyDrawn
     from ..registry.receipt import Receipt
     from ..schemes.ubw import complete_draw
     from ..wire import atomic_write
@@ -263,11 +264,12 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_pat
             request = TriggerDraw(identity.public, vk.scheme, vk.digest)
             try:
                 receipt = reg.draw_trigger(request, sign_request(request, identity))
-            except RegistryError as e:
-                raise RegistryError(f"{e}; if that draw was yours, complete the key from it: "
-                                    f"claimkit registry receipt {registry_dir} INDEX --size "
-                                    f"INDEX+1 --out draw.json, then claimkit draw {keydir} "
-                                    "--receipt draw.json ...") from None
+            except AlreadyDrawn as e:
+                raise RegistryError(
+                    f"{e}; if that draw was yours, complete the key from it: claimkit registry "
+                    f"receipt {registry_dir} {e.index} --size {e.index + 1} --out draw.json, "
+                    f"then claimkit draw {keydir} --registry {registry_dir} --identity "
+                    f"{identity_path} --receipt draw.json") from None
             # The registry will not draw this key again: keep the receipt before all else.
             atomic_write(kept, receipt.to_json())
         else:

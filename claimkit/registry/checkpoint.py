@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import MalformedInputError, VerificationError
 from ..wire import b64decode, b64encode
-from .note import (ALG_COSIGNATURE_V1, MAX_NOTE_BYTES, NoteSignature, NoteSigner,
+from .note import (ALG_COSIGNATURE_V1, ALG_ED25519, MAX_NOTE_BYTES, NoteSignature, NoteSigner,
                    SignedNote, VerifierKey, verify_note)
 
 __all__ = ["Checkpoint", "SignedCheckpoint", "cosign", "verify_cosignature", "parse_decimal",
@@ -165,7 +165,12 @@ class SignedCheckpoint:
         without the log's private key can compute it before the checkpoint is signed,
         and the log cannot change it without changing the checkpoint (Ed25519 signing is
         deterministic, RFC 8032 §5.1.6; a log that deviates could choose among
-        signatures, as it could choose entry times). Exactly one line by the key."""
+        signatures, as it could choose entry times). Exactly one line by the key, and
+        an Ed25519 note key (0x01): a cosignature-type key's line carries a timestamp the
+        log picks, so one checkpoint would have many such signatures."""
+        if log_key.alg != ALG_ED25519:
+            raise VerificationError(f"{log_key.name}: a seed drawn from the log needs an "
+                                    "Ed25519 (type 0x01) log key")
         self.verify(log_key)
         mine = self.note.signatures_by(log_key)
         if len(mine) != 1:

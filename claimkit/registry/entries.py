@@ -7,10 +7,11 @@ bulletin board before release"; App. A cut-and-choose):
   the digest of the model or dataset about to be released);
 * a **claim intent** announces, before any item is opened, that the owner will claim
   against a suspect model. The cut-and-choose challenge is derived from the tree head
-  that ends with this very entry, so every attempt is public and cannot be ground;
+  that ends with this very entry and the log key's signature on it, which nobody can
+  compute before the log signs, so every attempt is public and cannot be ground;
 * a **trigger draw** asks the log to fix the trigger of a key whose params commit to a
-  secret (UBW-C's ``trigger_commitment``): the tree head that ends with the entry
-  supplies the randomness, and the registry lets each verification-key digest be drawn
+  secret (UBW-C's ``trigger_commitment``): the tree head that ends with the entry and
+  its log signature supply the randomness, and the registry lets each digest be drawn
   once, so an owner cannot draw a key's trigger again and keep the best
   (docs/proposals/ubw-c-key-specific-test.md).
 
@@ -190,8 +191,9 @@ class ClaimIntent:
 class TriggerDraw:
     """A request to draw the trigger of the key ``verification_key`` from the log.
 
-    The tree head that ends with this entry fixes the trigger, with a secret the key's
-    params commit to; the registry logs one draw per verification-key digest.
+    The tree head that ends with this entry and the log's signature on it fix the
+    trigger, with a secret the key's params commit to; the registry logs one draw per
+    verification-key digest.
     """
 
     owner: PublicIdentity

@@ -49,7 +49,7 @@ from .store import MAX_SQL_INT, Store, draw_ref
 from .receipt import Receipt, load_vkey
 from .tlog_proof import TlogProof
 
-__all__ = ["Registry", "Appended", "AuditReport"]
+__all__ = ["Registry", "Appended", "AuditReport", "AlreadyDrawn"]
 
 DB_NAME = "registry.db"
 KEY_NAME = "log.key"
@@ -78,6 +78,15 @@ def _time_signer(origin: str, seed: bytes) -> NoteSigner:
     """The time cosigner: its own key, derived from the log seed so one file is backed up."""
     derived = hashlib.sha256(_TIME_KEY_DOMAIN + seed).digest()
     return NoteSigner.cosigner(f"{origin}/time", derived)
+
+
+class AlreadyDrawn(RegistryError):
+    """A trigger draw of a key that was drawn before, at entry ``index``."""
+
+    def __init__(self, verification_key: Digest, index: int) -> None:
+        super().__init__(f"trigger draw: verification key {verification_key.hex[:16]}… was "
+                         f"already drawn at entry {index}")
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -371,9 +380,7 @@ class Registry:
             entry.verify_signature()
             earlier = self._drawn_at(request.verification_key)
             if earlier is not None:
-                raise RegistryError(f"trigger draw: verification key "
-                                    f"{request.verification_key.hex[:16]}… was already drawn "
-                                    f"at entry {earlier}")
+                raise AlreadyDrawn(request.verification_key, earlier)
             frontier = self._append_one(size, entry)
             signed = self._sign_checkpoint(size + 1, frontier.root(), entry.time_ms)
         self._frontier = frontier
@@ -654,12 +661,18 @@ class Registry:
         try:
             note = self.store.checkpoint(frontier.size)
             if note is None:
-                return out + [f"entry {index}: no checkpoint ends with this claim intent"]
+                raise MalformedInputError("no checkpoint ends with this claim intent")
             opened = opened_items(reg, entry, SignedCheckpoint.from_bytes(note), self.log_key)
         except (MalformedInputError, VerificationError) as e:
-            return out + [f"entry {index}: {e}"]
-        if rows != {(ref, item) for item in opened}:
-            out.append(f"entry {index}: spent rows differ from the items its challenge opened")
+            # Its challenge cannot be recomputed; later claims are checked against the
+            # items recorded as spent, so one damaged checkpoint is one problem.
+            out.append(f"entry {index}: {e}")
+            opened = tuple(sorted(item for registration, item in rows
+                                  if registration == ref and isinstance(item, int)))
+        else:
+            if rows != {(ref, item) for item in opened}:
+                out.append(f"entry {index}: spent rows differ from the items its challenge "
+                           "opened")
         counters[ref] = counters.get(ref, 0) + 1
         before.update(opened)
         return out

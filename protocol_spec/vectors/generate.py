@@ -145,7 +145,7 @@ def challenges() -> list:
             ("01" * 32, "example.org/claimkit", 7, "02" * 32, "04" * 64, "03" * 32, 0, 100, [], 10),
             ("aa" * 32, "example.org/claimkit", 12345, "bb" * 32, "dd" * 64, "cc" * 32, 2, 64,
              [0, 1, 2, 3, 10, 20, 30], 5),
-            ("00" * 32, "claimkit.local/registry", 1, "ff" * 32, "ee" * 72, "11" * 32, 0, 1, [], 1)):
+            ("00" * 32, "claimkit.local/registry", 1, "ff" * 32, "ee" * 64, "11" * 32, 0, 1, [], 1)):
         body = {"verification_key": {"sha256": vk},
                 "log": {"origin": origin, "size": size,
                         "root": base64.b64encode(bytes.fromhex(root)).decode(),

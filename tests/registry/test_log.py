@@ -264,3 +264,16 @@ def test_audit_catches_a_time_cosignature_that_goes_back(registry, owner):
     problems = registry.audit().problems
     assert any("earlier than the previous checkpoint's" in p for p in problems), problems
     assert any("predates its entries" in p for p in problems), problems
+
+
+def test_one_damaged_intent_checkpoint_is_one_audit_problem(registry, owner):
+    """Without the checkpoint that ends with a claim intent its challenge (which needs the
+    log's signature on that checkpoint) cannot be recomputed: audit says so once, and
+    checks the next claim on the registration against the items recorded as spent."""
+    _claimed(registry, owner)                                   # the first claim: entry 2
+    intent = ClaimIntent(owner.public, 0, Digest.of(registry.store.entry(0)),
+                         Digest.of(b"another suspect"), 1, 4)
+    registry.announce_claim(intent, sign_request(intent, owner))
+    assert registry.audit().ok
+    registry.store.conn.execute("DELETE FROM checkpoints WHERE size = 3")
+    assert registry.audit().problems == ("entry 2: no checkpoint ends with this claim intent",)
