@@ -240,11 +240,10 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_pat
 
     Example: claimkit draw keys/ --registry reg/ --identity owner.key
     """
-    from ..claim.drawn import check_draw, is_drawn
+    from ..claim.drawn import is_drawn
     from ..protocol.keys import MarkingKey
     from ..registry.entries import TriggerDraw, sign_request
     from ..registry.log import AlreadyDrawn
-    from ..registry.receipt import Receipt
     from ..schemes.ubw import complete_draw
     from ..wire import atomic_write
     phrase = passphrase(PASSPHRASE_ENV, f"passphrase for {keydir}/marking-key")
@@ -273,13 +272,8 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_pat
             # The registry will not draw this key again: keep the receipt before all else.
             atomic_write(kept, receipt.to_json())
         else:
-            try:
-                receipt = Receipt.from_file(source)
-                check_draw(receipt, vk, reg.log_key)
-            except ClaimkitError as e:
-                raise MalformedInputError(f"{source} is not this key's draw in {registry_dir} "
-                                          f"({e})") from None
-        _check_draw_owner(receipt, identity.public, source or str(kept))
+            receipt = _read_draw(source, vk, reg.log_key, identity.public, registry_dir)
+        _check_draw_owner(receipt, identity.public, str(kept))
         completed = complete_draw(mk, receipt, reg.log_key)
     completed.save(keydir, phrase, overwrite=True)
     if source != str(kept):
@@ -290,6 +284,20 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_pat
          f"{receipt.checkpoint.origin}; receipt in {kept}; now mark, and register before "
          f"release: claimkit register {keydir} --dataset RELEASE --registry DIR --identity KEY "
          "--out receipt.json")
+
+
+def _read_draw(path: str | Path, vk: Any, log_key: Any, owner: Any, registry_dir: str) -> Any:
+    """The trigger-draw receipt at ``path``: a draw of ``vk`` in this registry by ``owner``,
+    or a one-line error that names the file."""
+    from ..claim.drawn import check_draw
+    from ..registry.receipt import Receipt
+    try:
+        receipt = Receipt.from_file(path)
+        check_draw(receipt, vk, log_key)
+    except ClaimkitError as e:
+        raise MalformedInputError(f"{path} is not this key's draw in {registry_dir} ({e})") from None
+    _check_draw_owner(receipt, owner, str(path))
+    return receipt
 
 
 def _check_draw_owner(receipt: Any, owner: Any, where: str) -> None:
@@ -354,15 +362,7 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
     request = Registration(identity.public, vk.scheme, vk.digest, vk.items, subject)
     with open_registry(registry_dir, write=True) as reg:
         if "trigger_commitment" in vk.params:     # only a draw of this key, by this owner
-            from ..claim.drawn import check_draw
-            from ..registry.receipt import Receipt
-            try:
-                draw = Receipt.from_file(kept)
-                check_draw(draw, vk, reg.log_key)
-            except ClaimkitError as e:
-                raise MalformedInputError(f"{kept} is not this key's draw in {registry_dir} "
-                                          f"({e})") from None
-            _check_draw_owner(draw, identity.public, str(kept))
+            _read_draw(kept, vk, reg.log_key, identity.public, registry_dir)
         receipt = reg.register(request, sign_request(request, identity))
     atomic_write(out, receipt.to_json())
     emit(as_json, {"receipt": out, "index": receipt.index, "time_ms": receipt.entry.time_ms,
