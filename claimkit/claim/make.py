@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from ..challenge import TRIGGER_SECRET_SIZE
 from ..dsse import sign_envelope
 from ..errors import MalformedInputError
 from ..identity import Identity
@@ -22,7 +23,6 @@ from ..registry.entries import (ClaimIntent, Registration, claim_challenge, open
                                 sign_request)
 from ..registry.log import Registry
 from ..registry.receipt import Receipt
-from ..challenge import TRIGGER_SECRET_SIZE
 from ..wire import Digest, b64decode, canonical_json
 from .drawn import TriggerDrawOpening, draw_seed, is_drawn
 from .bundle import (CLAIM_PREDICATE, PAYLOAD_TYPE, Answers, ClaimBundle, ClaimPredicate,
@@ -57,11 +57,12 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
     openings = mk.open(opened)
     decider = decider_for(vk.scheme)
     challenge = claim_challenge(reg, intent_receipt.entry, signed, registry.log_key)
-    draw = None if drawn is None else TriggerDrawOpening(
-        drawn[0], drawn[1], tuple(registry.consistency_proof(drawn[0].checkpoint.size, cp.size)))
-    queries = decider.queries(vk, openings, challenge=challenge,
-                              trigger=None if draw is None else
-                              draw_seed(draw.receipt, vk, draw.secret, registry.log_key))
+    draw = trigger = None
+    if drawn is not None:
+        receipt, secret, trigger = drawn
+        draw = TriggerDrawOpening(receipt, secret, tuple(
+            registry.consistency_proof(receipt.checkpoint.size, cp.size)))
+    queries = decider.queries(vk, openings, challenge=challenge, trigger=trigger)
     answers = Answers("owner", tuple(ask(queries)))
     evidence = decider.decide(vk, openings, list(answers.values))
     consistency = registry.consistency_proof(registration.checkpoint.size, cp.size)
@@ -77,18 +78,19 @@ def make_claim(registry: Registry, mk: MarkingKey, registration: Receipt, suspec
     return ClaimBundle(envelope, statement, predicate)
 
 
-def _draw(registry: Registry, mk: MarkingKey, registration: Receipt) -> tuple[Receipt, bytes]:
-    """A drawn key's trigger-draw receipt (kept in the key) and the secret its claims
-    open, refused before the intent if a verifier would refuse them: a draw of another
-    key or log, by another owner, not in this registry's history, or after the
-    registration."""
+def _draw(registry: Registry, mk: MarkingKey,
+          registration: Receipt) -> tuple[Receipt, bytes, bytes]:
+    """A drawn key's trigger-draw receipt (kept in the key), the secret its claims open
+    and the trigger seed, refused before the intent if a verifier would refuse them: a
+    draw of another key or log, by another owner, not in this registry's history, or
+    after the registration."""
     if "draw" not in mk.secret or "trigger_secret" not in mk.secret:
         raise MalformedInputError("this key's trigger is drawn from the log and has not been "
                                   "drawn yet: claimkit draw KEYDIR --registry DIR --identity KEY")
     receipt = Receipt.from_dict(mk.secret["draw"], "marking key.secret.draw")
     secret = b64decode(mk.secret["trigger_secret"], field="marking key.secret.trigger_secret",
                        size=TRIGGER_SECRET_SIZE)
-    draw_seed(receipt, mk.verification_key, secret, registry.log_key)
+    seed = draw_seed(receipt, mk.verification_key, secret, registry.log_key)
     checkpoint = receipt.checkpoint
     if registry.root_at(checkpoint.size) != checkpoint.root_hash:
         raise MalformedInputError("the key's trigger draw is not in this registry's history")
@@ -99,7 +101,7 @@ def _draw(registry: Registry, mk: MarkingKey, registration: Receipt) -> tuple[Re
         raise MalformedInputError(f"the key was registered (entry {registration.index}) before "
                                   f"its trigger was drawn (entry {receipt.index}): register it "
                                   "again, after the draw and before the release")
-    return receipt, secret
+    return receipt, secret, seed
 
 
 def default_open(vk: VerificationKey) -> int:

@@ -306,7 +306,8 @@ def test_a_draw_by_another_owner_is_refused(claim_setup, monkeypatch):
         claim(mk, registration)
     # An owner's tool without make_claim's check: the verifier refuses the bundle.
     import claimkit.claim.make as make
-    monkeypatch.setattr(make, "_draw", lambda *_: (receipt, SECRET))
+    seed = make.draw_seed(receipt, mk.verification_key, SECRET, registry.log_key)
+    monkeypatch.setattr(make, "_draw", lambda *_: (receipt, SECRET, seed))
     with pytest.raises(VerificationError, match="by another owner"):
         verify_claim(claim(mk, registration), log_key=registry.log_key)
 
