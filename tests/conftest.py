@@ -22,6 +22,9 @@ LOOKUP_SCHEME = "test-lookup"
 register_decider(LabelMatchDecider(LOOKUP_SCHEME, "input"))
 
 PASSPHRASE = "correct horse battery staple"
+# A fixed log key for test registries, so a log (its signatures, and so every challenge
+# drawn from them) replays exactly with a FakeClock.
+LOG_SEED = b"\x33" * 32
 
 
 class FakeClock:
@@ -77,7 +80,7 @@ def owner() -> Identity:
 @pytest.fixture
 def registry(tmp_path: Path, clock: FakeClock) -> Registry:
     reg = Registry.init(tmp_path / "registry", origin="test.example/claimkit",
-                        passphrase=PASSPHRASE, clock=clock, key_strength="min")
+                        passphrase=PASSPHRASE, clock=clock, key_strength="min", log_seed=LOG_SEED)
     yield reg
     reg.close()
 

@@ -82,7 +82,8 @@ def test_the_log_signature_makes_the_challenge_unpredictable(tmp_path):
     opened, roots = [], []
     for name in ("a", "b"):
         registry = Registry.init(tmp_path / name, origin="test.example/claimkit",
-                                 passphrase=PASSPHRASE, clock=FakeClock(), key_strength="min")
+                                 passphrase=PASSPHRASE, clock=FakeClock(), key_strength="min",
+                                 log_seed=name.encode() * 32)
         registration = registry.register(request, sign_request(request, owner))
         intent = ClaimIntent(owner.public, registration.index, registration.entry.digest,
                              Digest(b"\x02" * 32), 0, 20)

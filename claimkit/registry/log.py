@@ -140,8 +140,13 @@ class Registry:
     # -- opening ----------------------------------------------------------------------
     @classmethod
     def init(cls, directory: str | Path, *, origin: str, passphrase: str,
-             clock: Callable[[], float] = time.time, key_strength: str = "interactive") -> Registry:
+             clock: Callable[[], float] = time.time, key_strength: str = "interactive",
+             log_seed: bytes | None = None) -> Registry:
         """Create a new registry: database, encrypted log key, public verifier keys.
+
+        ``log_seed`` (32 bytes) fixes the log key, for tests and vectors that must replay
+        a log exactly (its signatures, and so every challenge drawn from them); a real
+        registry leaves it None and draws a fresh key.
 
         It is built in a hidden sibling directory renamed into place at the end, so a
         crash leaves no registry or a whole one: never key files without a database,
@@ -158,7 +163,8 @@ class Registry:
         staging = target.parent / f".{target.name}.init-{secrets.token_hex(4)}"
         staging.mkdir()
         try:
-            signer, time_signer = cls._build(staging, origin, passphrase, key_strength, clock)
+            signer, time_signer = cls._build(staging, origin, passphrase, key_strength, clock,
+                                             log_seed)
             try:
                 os.rename(staging, target)  # replaces an empty directory, nothing else
             except OSError as e:  # e.g. another init filled it meanwhile
@@ -173,9 +179,9 @@ class Registry:
 
     @classmethod
     def _build(cls, directory: Path, origin: str, passphrase: str, key_strength: str,
-               clock: Callable[[], float]) -> tuple[NoteSigner, NoteSigner]:
+               clock: Callable[[], float], log_seed: bytes | None) -> tuple[NoteSigner, NoteSigner]:
         """Write a complete registry into ``directory`` (the staging one) and close it."""
-        identity = Identity.generate("log")
+        identity = Identity.generate("log", seed=log_seed)
         signer = NoteSigner(origin, identity.seed)
         time_signer = _time_signer(origin, identity.seed)
         identity.save(directory / KEY_NAME, passphrase, strength=key_strength)

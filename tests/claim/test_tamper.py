@@ -21,7 +21,7 @@ from claimkit.identity import Identity
 from claimkit.registry.entries import Registration, sign_request
 from claimkit.registry.log import Registry
 
-from conftest import PASSPHRASE, FakeClock, lookup_keys, marked_model
+from conftest import LOG_SEED, PASSPHRASE, FakeClock, lookup_keys, marked_model
 from test_flow import resign
 
 
@@ -29,7 +29,7 @@ from test_flow import resign
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tamper")
     registry = Registry.init(tmp / "reg", origin="test.example/tamper", passphrase=PASSPHRASE,
-                             clock=FakeClock(), key_strength="min")
+                             clock=FakeClock(), key_strength="min", log_seed=LOG_SEED)
     owner = Identity.generate("alice", seed=b"\x11" * 32)
     mk = lookup_keys(items=32)
     vk = mk.verification_key

@@ -1098,11 +1098,11 @@ def registered_claims(tmp_path: Path, mk):
     from claimkit.registry.entries import Registration, sign_request
     from claimkit.registry.log import Registry
 
-    from conftest import PASSPHRASE, FakeClock
+    from conftest import LOG_SEED, PASSPHRASE, FakeClock
 
     vk = mk.verification_key
     registry = Registry.init(tmp_path / "reg", origin="test.example/fresh", passphrase=PASSPHRASE,
-                             clock=FakeClock(), key_strength="min")
+                             clock=FakeClock(), key_strength="min", log_seed=LOG_SEED)
     owner = Identity.generate("alice", seed=b"\x11" * 32)
     request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
     registration = registry.register(request, sign_request(request, owner))

@@ -29,7 +29,7 @@ from claimkit.registry.log import Registry
 from claimkit.wire import b64decode, b64encode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import PASSPHRASE, FakeClock  # noqa: E402
+from conftest import LOG_SEED, PASSPHRASE, FakeClock  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol_spec" / "vectors"
 C, H, W, SIDE, K = 2, 6, 5, 2, 99
@@ -192,7 +192,7 @@ def register(registry, mk: MarkingKey, who: Identity):
 def claim_setup(tmp_path):
     """A registry, alice, her drawn key (drawn, then registered), and claim() → bundle."""
     registry = Registry.init(tmp_path / "reg", origin="test.example/drawn", passphrase=PASSPHRASE,
-                             clock=FakeClock(), key_strength="min")
+                             clock=FakeClock(), key_strength="min", log_seed=LOG_SEED)
     owner = Identity.generate("alice", seed=b"\x11" * 32)
     mk, _ = draw(registry, drawn_key(), owner)
     registration = register(registry, mk, owner)
