@@ -93,8 +93,20 @@ def _scheme(name: str, where: str) -> str:
     return name
 
 
+class _Signed:
+    """What the three request kinds share: their canonical JSON, computed once (a
+    request is immutable), which the owner signs and the log entry embeds."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @cached_property
+    def canonical(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+
 @dataclass(frozen=True)
-class Registration:
+class Registration(_Signed):
     """An owner's commitment to a verification key, logged before release."""
 
     owner: PublicIdentity
@@ -104,11 +116,6 @@ class Registration:
     subject: Digest | None = None
 
     kind = "registration"
-
-    @cached_property
-    def canonical(self) -> bytes:
-        """JCS of the request, computed once (the request is immutable)."""
-        return canonical_json(self.to_dict())
 
     def __post_init__(self) -> None:
         _check_types(self, owner=PublicIdentity, scheme=str, verification_key=Digest)
@@ -140,7 +147,7 @@ class Registration:
 
 
 @dataclass(frozen=True)
-class ClaimIntent:
+class ClaimIntent(_Signed):
     """The announcement of claim number ``counter`` against ``suspect``, opening ``open`` items."""
 
     owner: PublicIdentity
@@ -151,11 +158,6 @@ class ClaimIntent:
     open: int
 
     kind = "claim-intent"
-
-    @cached_property
-    def canonical(self) -> bytes:
-        """JCS of the request, computed once (the request is immutable)."""
-        return canonical_json(self.to_dict())
 
     def __post_init__(self) -> None:
         _check_types(self, owner=PublicIdentity, registration_entry=Digest, suspect=Digest)
@@ -188,7 +190,7 @@ class ClaimIntent:
 
 
 @dataclass(frozen=True)
-class TriggerDraw:
+class TriggerDraw(_Signed):
     """A request to draw the trigger of the key ``verification_key`` from the log.
 
     The tree head that ends with this entry and the log's signature on it fix the
@@ -201,11 +203,6 @@ class TriggerDraw:
     verification_key: Digest
 
     kind = "trigger-draw"
-
-    @cached_property
-    def canonical(self) -> bytes:
-        """JCS of the request, computed once (the request is immutable)."""
-        return canonical_json(self.to_dict())
 
     def __post_init__(self) -> None:
         _check_types(self, owner=PublicIdentity, scheme=str, verification_key=Digest)
