@@ -273,7 +273,6 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_pat
             atomic_write(kept, receipt.to_json())
         else:
             receipt = _read_draw(source, vk, reg.log_key, identity.public, registry_dir)
-        _check_draw_owner(receipt, identity.public, str(kept))
         completed = complete_draw(mk, receipt, reg.log_key)
     completed.save(keydir, phrase, overwrite=True)
     if source != str(kept):
@@ -296,18 +295,14 @@ def _read_draw(path: str | Path, vk: Any, log_key: Any, owner: Any, registry_dir
         check_draw(receipt, vk, log_key)
     except ClaimkitError as e:
         raise MalformedInputError(f"{path} is not this key's draw in {registry_dir} ({e})") from None
-    _check_draw_owner(receipt, owner, str(path))
-    return receipt
-
-
-def _check_draw_owner(receipt: Any, owner: Any, where: str) -> None:
-    """A key drawn by someone else can never support this owner's claim (a verifier
-    requires the registration's owner to have drawn it): refuse it before any release."""
+    # A key drawn by someone else can never support this owner's claim (a verifier
+    # requires the registration's owner to have drawn it): refuse it before any release.
     drawer = receipt.entry.request.owner
     if drawer.public_key != owner.public_key:
-        raise MalformedInputError(f"{where}: the key was drawn by {drawer.name} "
+        raise MalformedInputError(f"{path}: the key was drawn by {drawer.name} "
                                   f"({drawer.key_id}), not by {owner.name}; its claims would "
                                   "fail: make a new key")
+    return receipt
 
 
 # -- owner: register ----------------------------------------------------------------------
