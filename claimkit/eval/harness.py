@@ -13,7 +13,10 @@ finished cell is never computed twice.
 Claims here skip the registry: a cell opens ``opened`` items chosen by a seeded draw,
 asks the suspect through the scheme's answerer and runs the scheme's pure decider, the
 same decision ``claimkit verify`` recomputes. Keys are derived from the config (name,
-scheme, seed), so they are reproducible and **not secret**: evaluation keys only.
+scheme, seed), so they are reproducible and **not secret**: evaluation keys only. Beside
+its claim, each cell records the model's test accuracy and, for a data set scheme, what
+the release taught it (UBW §5.1's ASR-A, ASR-C and Dp under the key's trigger): an attack
+can remove the effect, or only the claim's power to show it.
 
 Null models (the false-claim side, MOVE §4): clean models of other seeds on the owners'
 data, clean models on the *other half* of the training data (``split = "halves"``:
@@ -113,6 +116,7 @@ class _Grid:
         self.models.mkdir(parents=True, exist_ok=True)
         self._keys: dict[tuple[str, int], MarkingKey] = {}
         self._oracles: dict[Path, Any] = {}
+        self._effects: dict[tuple[Path, str, int], dict[str, Any]] = {}
 
     # -- models ---------------------------------------------------------------------------
     def key(self, scheme: SchemeSpec, seed: int) -> MarkingKey:
@@ -206,6 +210,20 @@ class _Grid:
                 for null in nulls:
                     yield _Cell(f"null|{base}|{null}", "null", scheme, seed, null=null)
 
+    def effect(self, backend: Backend, model: Path, cell: _Cell, oracle: Any,
+               labels: np.ndarray) -> dict[str, Any] | None:
+        """A data set scheme's own metrics of ``model`` under the cell's key (UBW §5.1:
+        ASR-A, ASR-C, Dp), once per model and key (an owner's opened-sweep cells share
+        its model); None for a model scheme."""
+        metrics = getattr(backend, "metrics", None)
+        if metrics is None:
+            return None
+        memo = (model, cell.scheme.label, cell.seed)
+        if memo not in self._effects:
+            measured = metrics(oracle, self.data, self.key(cell.scheme, cell.seed), benign=labels)
+            self._effects[memo] = {k: v for k, v in measured.to_dict().items() if k != "ba"}
+        return self._effects[memo]
+
     def evaluate(self, cell: _Cell) -> dict[str, Any]:
         if cell.kind == "attack":
             model = self.attacked_model(cell)
@@ -217,9 +235,11 @@ class _Grid:
         oracle = self.oracle(model)
         mk = self.key(cell.scheme, cell.seed)
         opened = cell.opened or cell.scheme.opened or min(100, max(1, mk.verification_key.items // 2))
-        evidence = claim_evidence(get_backend(cell.scheme.name), mk, oracle, opened, seed=cell.seed)
+        backend = get_backend(cell.scheme.name)
+        evidence = claim_evidence(backend, mk, oracle, opened, seed=cell.seed)
         labels = np.array(oracle.labels(self.data.x_test))
         result = evidence.result
+        effect = self.effect(backend, model, cell, oracle, labels)
         return {"id": cell.id, "kind": cell.kind, "scheme": cell.scheme.name,
                 "scheme_label": cell.scheme.label, "seed": cell.seed,
                 "attack": cell.attack.name if cell.attack else None,
@@ -228,7 +248,7 @@ class _Grid:
                 "null": cell.null, "opened": opened, "model": model.stem,
                 "test_accuracy": float(np.mean(labels == self.data.y_test)),
                 "test": result.test, "statistic": result.statistic, "p_value": result.p_value,
-                "accepted": evidence.accepted, "details": evidence.details}
+                "accepted": evidence.accepted, "details": evidence.details, "effect": effect}
 
 
 def _done(path: Path) -> set[str]:

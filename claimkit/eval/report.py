@@ -87,6 +87,15 @@ def write_report(cfg: EvalConfig, out: str | os.PathLike[str]) -> Path:
     for scheme, rs in by_scheme.items():
         accs = [_mean_acc(rs, "owner", None)] + [_mean_acc(rs, "attack", a) for a in attack_labels]
         lines.append(_row([scheme, *accs]))
+    effect = _effect_table(by_scheme, attack_labels)
+    if effect:
+        lines += ["", "## What each model learned from the release (UBW §5.1, mean over seeds)", "",
+                  "ASR-A / ASR-C: the share of the triggered test images (the source class "
+                  "for UBW-C) the model gets wrong, of all / of those it gets right without "
+                  "the trigger (ASR-A counts a model's own errors too); Dp: the "
+                  "dispersibility of its predictions on them (nats). The null models show "
+                  "what a model never trained on the release does under the key's trigger.",
+                  "", *effect]
     lines += ["", "## Null models: the analytic null against the empirical one", "",
               "| scheme | null claims | accepted at α | tail probability | min null p | verdict |",
               "| --- | --- | --- | --- | --- | --- |"]
@@ -137,14 +146,38 @@ def _mean_acc(rows: list[dict], kind: str, attack: str | None) -> str:
     return f"{100 * sum(sel) / len(sel):.2f} %" if sel else "—"
 
 
+def _effect_table(by_scheme: dict[str, list[dict]], attack_labels: list[str]) -> list[str]:
+    """ASR-A and Dp per scheme (rows) and model kind (columns), for the schemes whose
+    cells carry them (data set schemes; rows from before 2026-12-06 carry none)."""
+    table = []
+    for scheme, rs in by_scheme.items():
+        if not any(r.get("effect") for r in rs):
+            continue
+        cells = [_mean_effect(rs, "owner", None)]
+        cells += [_mean_effect(rs, "attack", label) for label in attack_labels]
+        table.append(_row([scheme, *cells, _mean_effect(rs, "null", None)]))
+    return [*_header(["scheme", "no attack", *attack_labels, "nulls"]), *table] if table else []
+
+
+def _mean_effect(rows: list[dict], kind: str, attack: str | None) -> str:
+    sel = [r["effect"] for r in rows if r["kind"] == kind and r.get("effect")
+           and (attack is None or r["attack_label"] == attack)]
+    if not sel:
+        return "—"
+    asr_a, asr_c, dp = (sum(e[k] for e in sel) / len(sel) for k in ("asr_a", "asr_c", "dp"))
+    return f"{100 * asr_a:.1f} / {100 * asr_c:.1f} % · {dp:.2f}"
+
+
 def _write_csv(rows: list[dict], path: Path) -> None:
     fields = ["id", "kind", "scheme", "scheme_label", "seed", "attack", "attack_label", "null",
-              "opened", "model", "test_accuracy", "test", "statistic", "p_value", "accepted", "details"]
+              "opened", "model", "test_accuracy", "asr_a", "asr_c", "dp", "test", "statistic",
+              "p_value", "accepted", "details"]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({**r, "details": json.dumps(r.get("details"), sort_keys=True)})
+            w.writerow({**r, **(r.get("effect") or {}),
+                        "details": json.dumps(r.get("details"), sort_keys=True)})
 
 
 def _neglog(p: float) -> float:

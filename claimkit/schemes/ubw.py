@@ -930,11 +930,17 @@ def evaluation_images(mk: MarkingKey, data: Any) -> EvaluationImages:
     return EvaluationImages(index, data.x_test[index], data.y_test[index], key_seed(mk))
 
 
-def ubw_metrics(oracle: Oracle, data: Any, mk: MarkingKey) -> UBWMetrics:
+def ubw_metrics(oracle: Oracle, data: Any, mk: MarkingKey, *,
+                benign: Sequence[int] | None = None) -> UBWMetrics:
     """BA, ASR-A, ASR-C and Dp of a model (an :class:`~claimkit.schemes.base.Oracle`) for
-    the key ``mk``, on ``data``'s test split (the base set or its release)."""
+    the key ``mk``, on ``data``'s test split (the base set or its release); ``benign``: the
+    model's labels of that split, where the caller has them already."""
     params = key_params(mk)
-    benign_pred = np.asarray(oracle.labels(data.x_test), dtype=np.int64)
+    benign_pred = np.asarray(oracle.labels(data.x_test) if benign is None else benign,
+                             dtype=np.int64)
+    if benign_pred.shape != data.y_test.shape:
+        raise MalformedInputError(f"{len(benign_pred)} benign labels for "
+                                  f"{len(data.y_test)} test images")
     ba = float((benign_pred == data.y_test).mean()) if len(data.y_test) else 0.0
     ev = evaluation_images(mk, data)
     pred = np.asarray(oracle.labels(ev.triggered(key_trigger(mk))),
@@ -966,6 +972,12 @@ class UBWBackend:
 
     def answerer(self, oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], list[Any]]:
         return answerer(oracle, vk)
+
+    def metrics(self, oracle: Oracle, data: Any, mk: MarkingKey, *,
+                benign: Sequence[int] | None = None) -> UBWMetrics:
+        """§5.1's BA, ASR-A, ASR-C and Dp: what the release taught ``oracle``, beside the
+        claim's p-value (the evaluation grid reports both for every model)."""
+        return ubw_metrics(oracle, data, mk, benign=benign)
 
 
 BACKEND = UBWBackend("ubw-p", UBWPParams, "untargeted backdoor dataset watermark with poisoned "

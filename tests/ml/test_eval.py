@@ -218,8 +218,20 @@ def test_a_grid_of_a_data_set_scheme_and_ewe_runs_and_reports(tmp_path):
         assert row["opened"] == (30 if row["kind"] == "opened" else 20), row
     assert not any(r["accepted"] for r in rows if r["kind"] == "null")
     assert all(r["accepted"] for r in rows if r["kind"] == "owner"), rows
-    summary = (write_report(cfg, tmp_path / "out").parent / "summary.md").read_text()
+    # UBW's §5.1 metrics ride on every UBW cell: the owner's model learned the release,
+    # the null models did not; a model scheme's cells carry none.
+    assert all(r["effect"] is None for r in rows if r["scheme"] == "ewe")
+    ubw = {r["kind"]: r["effect"] for r in rows if r["scheme"] == "ubw-p"}
+    assert all(0.0 <= e["asr_a"] <= 1.0 and e["dp"] >= 0.0 for e in ubw.values()), ubw
+    nulls = [r["effect"]["asr_a"] for r in rows if r["scheme"] == "ubw-p" and r["kind"] == "null"]
+    assert ubw["owner"]["asr_a"] > max(nulls) + 0.2, ubw
+    report = write_report(cfg, tmp_path / "out").parent
+    summary = (report / "summary.md").read_text()
     assert all(f"| {s} " in summary for s in ("ubw-p", "ewe"))
+    effect = summary.split("## What each model learned")[1].split("##")[0]
+    assert "| ubw-p items=40 m=20 | " in effect and "| ewe" not in effect
+    assert f"{100 * ubw['owner']['asr_a']:.1f} / {100 * ubw['owner']['asr_c']:.1f} %" in effect
+    assert "asr_a" in (report / "results.csv").read_text().splitlines()[0]
 
 
 def test_a_pretrained_owner_fine_tunes_the_seeds_clean_model(tmp_path):

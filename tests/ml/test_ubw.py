@@ -476,6 +476,12 @@ def test_metrics_follow_section_5(digits, keys):
     m = ubw_metrics(Fixed(), digits, keys["ubw-p"])
     assert m.ba == 1.0 and m.evaluated == len(digits.y_test)
     assert m.asr_a == m.asr_c and m.asr_a > 0.85 and m.dp > 1.0
+    # The benign labels a caller has already (the evaluation grid's) give the same figures;
+    # labels of another split are refused, not compared image for image with these.
+    benign = Fixed().labels(digits.x_test)
+    assert ubw_metrics(Fixed(), digits, keys["ubw-p"], benign=benign) == m
+    with pytest.raises(MalformedInputError, match="benign labels for"):
+        ubw_metrics(Fixed(), digits, keys["ubw-p"], benign=benign[:-1])
 
 
 def test_evaluation_images_put_every_trigger_at_the_keys_places(digits, keys):
