@@ -369,8 +369,10 @@ def summary(runs: list[dict[str, Any]], tau: float, alpha: float) -> dict[str, A
             "delta_p": {"min": min(deltas), "median": statistics.median(deltas),
                         "max": max(deltas)},
             "other_keys": counted(others, alpha),
-            **({"control": {"accepted": sum(p < alpha for p in ranks),
-                            "other_keys_accepted": sum(p < alpha for p in other_ranks)}}
+            # The rank test rejects at p_rank <= alpha (stats.monte_carlo_rank_test); until
+            # 2026-12-06 these counts took p_rank < alpha and missed p_rank = alpha.
+            **({"control": {"accepted": sum(p <= alpha for p in ranks),
+                            "other_keys_accepted": sum(p <= alpha for p in other_ranks)}}
                if ranks else {})}
 
 

@@ -19,6 +19,7 @@ import json
 import math
 import os
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..protocol.stats import binomial_sf
 from .config import EvalConfig
 from .harness import RESULTS_FILE
 
-__all__ = ["write_report", "load_rows", "calibration"]
+__all__ = ["write_report", "load_rows", "calibration", "passes"]
 
 
 def load_rows(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -40,10 +41,25 @@ def load_rows(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def calibration(null_p: list[float], alpha: float) -> dict[str, Any]:
-    """How the analytic null held on the null models, and a calibrated threshold."""
+def passes(row: dict[str, Any], alpha: float) -> bool:
+    """Whether a cell's claim passes at level ``alpha`` as its decider would decide it:
+    p < alpha, but for UBW's fresh triggers Prop. 1 at p < alpha and the rank test at
+    p_rank <= alpha, its p taking only the values n / (K + 1) (with K = 99 and alpha =
+    0.01 the least is alpha itself; :func:`~claimkit.protocol.stats.monte_carlo_rank_test`).
+    Compared as rationals, as the decider compares them."""
+    details = row.get("details") or {}
+    if "p_rank" in details:
+        total = int(details["fresh"]) + 1
+        rank = Fraction(round(details["p_rank"] * total), total)
+        return details["p_prop1"] < alpha and rank <= Fraction(alpha)
+    return row["p_value"] < alpha
+
+
+def calibration(nulls: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+    """How the analytic null held on the null models' cells, and a calibrated threshold."""
+    null_p = [r["p_value"] for r in nulls]
     n = len(null_p)
-    below = sum(p < alpha for p in null_p)
+    below = sum(passes(r, alpha) for r in nulls)
     # Under a valid null, `below` is at most Binomial(n, alpha); optimistic if that is unlikely.
     tail = binomial_sf(below, n, alpha) if n else 1.0
     threshold = min([alpha] + [p for p in null_p])
@@ -66,7 +82,7 @@ def write_report(cfg: EvalConfig, out: str | os.PathLike[str]) -> Path:
     by_scheme: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_scheme[r["scheme_label"]].append(r)
-    cal = {s: calibration([r["p_value"] for r in rs if r["kind"] == "null"], alpha)
+    cal = {s: calibration([r for r in rs if r["kind"] == "null"], alpha)
            for s, rs in by_scheme.items()}
 
     attack_labels = [a.label for a in cfg.attacks]
@@ -136,7 +152,7 @@ def _detect(rows: list[dict], kind: str, attack: str | None, alpha: float) -> st
     sel = [r for r in rows if r["kind"] == kind and (attack is None or r["attack_label"] == attack)]
     if not sel:
         return "—"
-    hits = sum(r["p_value"] < alpha for r in sel)
+    hits = sum(passes(r, alpha) for r in sel)
     ps = sorted(r["p_value"] for r in sel)
     return f"{hits}/{len(sel)} ({_fmt_p(ps[len(ps) // 2])})"
 

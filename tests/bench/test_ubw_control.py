@@ -144,3 +144,14 @@ def test_prop_1_on_the_images_a_reference_model_classifies_correctly():
     assert ref["key_p"] < plain["prop1_fresh"]["key_p"] and ref["accepted"] == 0.0
     none = control(half, mk, data, fresh=19, reference=Labeller(source, data.num_classes, ev.x[:1]))
     assert none["prop1_fresh"]["reference_correct"] == {"m": 1, "skipped": "fewer than 2 such images"}
+
+
+def test_the_bench_counts_rank_tests_as_the_protocol_decides():
+    """p_rank = alpha passes the rank test (stats.monte_carlo_rank_test); the bench's
+    summaries counted p_rank < alpha until 2026-12-06."""
+    from bench.ubw import summary
+    runs = [{"delta_p": 0.5, "p_value": 1e-9, "other_keys_p_values": [1.0],
+             "control": {"p_rank": rank}, "other_keys_control_p_rank": [0.5]}
+            for rank in (0.005, 0.01, 0.015)]
+    assert summary(runs, tau=0.25, alpha=0.01)["control"] == {"accepted": 2,
+                                                             "other_keys_accepted": 0}

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from claimkit.cli import cli
 from claimkit.errors import MalformedInputError
 from claimkit.eval import load_config, run_grid, write_report
-from claimkit.eval.report import calibration
+from claimkit.eval.report import calibration, passes
 
 torch.set_num_threads(2)
 
@@ -74,12 +74,33 @@ def test_a_config_must_be_a_regular_file(tmp_path):
         load_config(tmp_path / "grid.toml")
 
 
+def _nulls(ps):
+    return [{"p_value": p, "test": "binomial", "details": {}} for p in ps]
+
+
 def test_calibration_flags_an_optimistic_null():
-    honest = calibration([0.2, 0.5, 0.9, 0.04, 0.7] * 4, alpha=0.01)
+    honest = calibration(_nulls([0.2, 0.5, 0.9, 0.04, 0.7] * 4), alpha=0.01)
     assert not honest["optimistic"] and honest["calibrated_threshold"] == 0.01
-    liar = calibration([1e-4, 2e-3, 5e-3, 0.3, 0.6] * 4, alpha=0.01)
+    liar = calibration(_nulls([1e-4, 2e-3, 5e-3, 0.3, 0.6] * 4), alpha=0.01)
     assert liar["optimistic"] and liar["false_claims"] == 12
     assert liar["calibrated_threshold"] == 1e-4       # below every null claim
+
+
+def test_claims_pass_as_their_decider_decides():
+    """p < α, but a rank test also rejects at p = α (its p is n / (K + 1)): the report
+    counted 2 of 440 null claims where `claimkit verify` accepted 4 (2026-12-06)."""
+    def ranked(p_prop1, p_rank, fresh=199):
+        return {"p_value": max(p_prop1, p_rank), "test": "paired-t-margin-and-rank",
+                "details": {"p_prop1": p_prop1, "p_rank": p_rank, "fresh": fresh}}
+
+    assert passes(ranked(1e-19, 0.01), 0.01) and passes(ranked(1e-19, 0.005), 0.01)
+    assert not passes(ranked(1e-19, 0.015), 0.01) and not passes(ranked(0.01, 0.005), 0.01)
+    assert passes(ranked(1e-5, 1 / 100, fresh=99), 0.01)
+    assert not passes(ranked(1e-5, 2 / 100, fresh=99), 0.01)
+    assert not passes({"p_value": 0.01, "test": "binomial", "details": {}}, 0.01)
+    assert passes({"p_value": 0.0099, "test": "binomial", "details": {}}, 0.01)
+    assert calibration([ranked(1e-19, 0.01), ranked(0.3, 0.01), ranked(1e-9, 0.5)],
+                       0.01)["false_claims"] == 1
 
 
 @pytest.fixture(scope="module")
