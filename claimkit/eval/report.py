@@ -163,7 +163,7 @@ def _mean_acc(rows: list[dict], kind: str, attack: str | None) -> str:
 
 
 def _effect_table(by_scheme: dict[str, list[dict]], attack_labels: list[str]) -> list[str]:
-    """ASR-A and Dp per scheme (rows) and model kind (columns), for the schemes whose
+    """ASR-A, ASR-C and Dp per scheme (rows) and model kind (columns), for the schemes whose
     cells carry them (data set schemes; rows from before 2026-12-06 carry none)."""
     table = []
     for scheme, rs in by_scheme.items():
