@@ -117,6 +117,7 @@ class _Grid:
         self._keys: dict[tuple[str, int], MarkingKey] = {}
         self._oracles: dict[Path, Any] = {}
         self._effects: dict[tuple[Path, str, int], dict[str, Any]] = {}
+        self._labels: dict[Path, np.ndarray] = {}
 
     # -- models ---------------------------------------------------------------------------
     def key(self, scheme: SchemeSpec, seed: int) -> MarkingKey:
@@ -193,6 +194,13 @@ class _Grid:
             self._oracles[path] = LocalModel.from_file(path, device=self.device)
         return self._oracles[path]
 
+    def labels(self, model: Path, oracle: Any) -> np.ndarray:
+        """``model``'s labels of the test images, once per model: a null model is
+        evaluated under every key of the grid, an owner's model in each opened-sweep cell."""
+        if model not in self._labels:
+            self._labels[model] = np.array(oracle.labels(self.data.x_test))
+        return self._labels[model]
+
     # -- cells ----------------------------------------------------------------------------
     def cells(self) -> Iterator[_Cell]:
         cfg = self.cfg
@@ -237,7 +245,7 @@ class _Grid:
         opened = cell.opened or cell.scheme.opened or min(100, max(1, mk.verification_key.items // 2))
         backend = get_backend(cell.scheme.name)
         evidence = claim_evidence(backend, mk, oracle, opened, seed=cell.seed)
-        labels = np.array(oracle.labels(self.data.x_test))
+        labels = self.labels(model, oracle)
         result = evidence.result
         effect = self.effect(backend, model, cell, oracle, labels)
         return {"id": cell.id, "kind": cell.kind, "scheme": cell.scheme.name,
