@@ -69,8 +69,10 @@ def test_owner_registry_arbiter_story(tmp_path, monkeypatch):
     result = run("verify", "good.json", "--registry-key", "reg/log.vkey", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["decision"] == "accept"
+    assert json.loads(result.output)["earlier_claims"] == {"count": 0, "spent_items": 0}
     result = run("verify", "bad.json", "--registry-key", "reg/log.vkey")
     assert result.exit_code == 1 and "REJECTED" in result.output
+    assert "1 earlier claim(s) under this registration (15 items spent)" in result.output
 
     assert run("keys", "new", "--out", "arbiter.key", "--strength", "interactive").exit_code == 0
     result = run("verify", "good.json", "--registry-key", "reg/log.vkey",

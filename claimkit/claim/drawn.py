@@ -61,8 +61,9 @@ def draw_seed(receipt: Receipt, vk: VerificationKey, secret: bytes, log_key: Ver
     (:func:`check_draw`) and the opened ``secret``, which must open the key's commitment."""
     checkpoint = check_draw(receipt, vk, log_key)
     committed = vk.params.get(COMMITMENT)       # trigger_commitment checks the secret's size
+    # Bytes, not str: compare_digest refuses a str with non-ASCII characters (a TypeError).
     if not isinstance(committed, str) or not hmac.compare_digest(
-            trigger_commitment(secret).hex(), committed):
+            trigger_commitment(secret).hex().encode(), committed.encode()):
         raise VerificationError("the opened trigger secret does not match the key's commitment")
     return trigger_seed(secret, size=checkpoint.size, root=checkpoint.root_hash,
                         signature=receipt.proof.checkpoint.log_signature(log_key))

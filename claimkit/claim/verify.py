@@ -12,8 +12,9 @@ report's ``accepted`` says whether the recomputed statistics support ownership::
 Checks, in order (the procedure of protocol_spec/bundle.md, §Verify, grouped here):
 1. both receipts verify under the log key (checkpoint signature, inclusion, the owner's
    request signature); both entries come from the same log origin;
-2. the registration commits to this verification key; the intent names this
-   registration, this suspect and the same owner; its checkpoint ends with the intent;
+2. the registration commits to this verification key, whose parameters are well formed
+   for its scheme; the intent names this registration, this suspect and the same owner;
+   its checkpoint ends with the intent;
 3. the consistency proof links the registration's checkpoint to the intent's; for a
    key whose trigger is drawn from the log, the bundle's trigger draw is checked (its
    receipt, that it precedes the registration, its consistency with the intent's
@@ -27,6 +28,8 @@ Checks, in order (the procedure of protocol_spec/bundle.md, §Verify, grouped he
 7. with ``oracle`` (the arbiter re-queries the suspect), the arbiter's answers decide,
    and the report counts the queries on which the owner's recorded answers differ from
    them (:func:`same_answer`).
+The report also counts the claims announced under the registration before this one
+(each a try at level α; the log names their suspects).
 """
 
 from __future__ import annotations
@@ -74,6 +77,12 @@ class ClaimReport:
     answers_differ: int | None = None
     # A drawn key's trigger-draw entry (index, time_ms); None for any other key.
     trigger_draw: tuple[int, int] | None = None
+    # The intent's counter (claims announced under this registration before this one,
+    # against any suspect) and how many items they spent. Each announced claim is a
+    # fresh try at the test's level α, so an owner who retried against one innocent model
+    # until a claim passed had up to 1 + counter tries: the log lists every one.
+    earlier_claims: int = 0
+    spent_items: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +101,7 @@ class ClaimReport:
             "observer": self.observer,
             "evidence": self.evidence.to_dict(),
             "witnessed_times": dict(self.witnessed_times),
+            "earlier_claims": {"count": self.earlier_claims, "spent_items": self.spent_items},
             **({} if self.answers_differ is None else {"answers_differ": self.answers_differ}),
         }
 
@@ -182,6 +192,8 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         raise VerificationError("the registered verification key is not the bundle's")
     if vk.scheme != reg.scheme or vk.items != reg.items:
         raise VerificationError("the verification key's scheme or size differs from the registration")
+    decider = decider_for(vk.scheme)
+    decider.check_params(vk)        # the key's own fields, before step 3 reads any of them
     if intent.registration_index != p.registration.index:
         raise VerificationError("the claim intent names another registration")
     if not p.registration.entry.digest.matches(intent.registration_entry):
@@ -216,7 +228,6 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         vk.check_opening(opening)
 
     # 6. Queries, answers, evidence.
-    decider = decider_for(vk.scheme)
     challenge = claim_challenge(reg, p.intent.entry, p.intent.proof.checkpoint, log_key)
     queries = decider.queries(vk, p.openings, challenge=challenge, trigger=trigger)
     if canonical_json(queries) != canonical_json(list(p.queries)):
@@ -246,7 +257,8 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         intent_time_ms=p.intent.entry.time_ms, opened=opened, observer=observer,
         evidence=evidence, witnessed_times=witnessed, answers_differ=differ,
         trigger_draw=None if p.trigger_draw is None else (p.trigger_draw.receipt.index,
-                                                          p.trigger_draw.receipt.entry.time_ms))
+                                                          p.trigger_draw.receipt.entry.time_ms),
+        earlier_claims=intent.counter, spent_items=len(p.intent.entry.spent or ()))
 
 
 def _trigger_seed(bundle: ClaimBundle, intent_checkpoint: Checkpoint,

@@ -130,7 +130,10 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             f"(alpha {result.alpha:g}), answers observed by the {report.observer}"
             + (f"\n  note: the owner's answers differ from the suspect's on "
                f"{report.answers_differ} of {len(report.opened)} queries (the decision "
-               "uses the suspect's)" if report.answers_differ else ""))
+               "uses the suspect's)" if report.answers_differ else "")
+            + (f"\n  note: {report.earlier_claims} earlier claim(s) under this registration "
+               f"({report.spent_items} items spent); each was a try at alpha, so ask the "
+               f"registry's log which suspects they named" if report.earlier_claims else ""))
     accepted = [r for r in reports if r.accepted]
     out: dict[str, Any] = {"bundles": results} if len(bundle_paths) > 1 else results[0]
     if len(bundle_paths) > 1 and accepted:

@@ -56,6 +56,11 @@ def test_second_claim_opens_fresh_items(registry, mk, registration, owner):
     assert not set(first.opened) & set(second.opened)
     assert sorted(registry.store.spent(registration.index)) == sorted(first.opened + second.opened)
     assert registry.audit().ok
+    # Each announced claim is another try at the test's level: the report says how many
+    # came before this one under the registration, and what they spent.
+    assert (first.earlier_claims, first.spent_items) == (0, 0)
+    assert (second.earlier_claims, second.spent_items) == (1, len(first.opened))
+    assert second.to_dict()["earlier_claims"] == {"count": 1, "spent_items": len(first.opened)}
 
 
 def test_claims_run_out_of_items(registry, mk, registration, owner):

@@ -334,6 +334,42 @@ def test_drawn_keys_items_queries_and_bundles_match_the_schemas(claim_setup):
         valid({**mk.verification_key.params, "trigger_commitment": "AB" * 32}, "params")
 
 
+def test_a_registered_key_with_a_malformed_commitment_is_malformed_input(claim_setup):
+    """The registry logs a key by its digest alone, so an owner can register a key whose
+    commitment is no hex at all. The verifier checks the key's parameters before it reads
+    the commitment (a non-ASCII one made hmac.compare_digest raise TypeError, a traceback),
+    and draw_seed compares bytes."""
+    from claimkit.claim.bundle import (CLAIM_PREDICATE, PAYLOAD_TYPE, Answers, ClaimPredicate,
+                                       Statement)
+    from claimkit.claim.drawn import TriggerDrawOpening, draw_seed
+    from claimkit.dsse import sign_envelope
+    from claimkit.registry.entries import ClaimIntent, opened_items
+    from claimkit.wire import Digest, canonical_json
+
+    registry, owner, _, _ = claim_setup
+    mk, receipt = draw(registry, drawn_key({**PARAMS, "trigger_commitment": "\u00e9" * 64}), owner)
+    registration = register(registry, mk, owner)
+    suspect = Digest(hashlib.sha256(b"suspect").digest())
+    intent = ClaimIntent(owner.public, registration.index, registration.entry.digest, suspect, 0, 4)
+    announced = registry.announce_claim(intent, sign_request(intent, owner))
+    size = announced.checkpoint.size
+    opened = opened_items(registration.entry.request, announced.entry,
+                          announced.proof.checkpoint, registry.log_key)
+    predicate = ClaimPredicate(
+        mk.verification_key, registration, announced,
+        tuple(registry.consistency_proof(registration.checkpoint.size, size)), mk.open(opened),
+        (), Answers("owner", ()), {},
+        TriggerDrawOpening(receipt, SECRET, tuple(registry.consistency_proof(
+            receipt.checkpoint.size, size))))
+    statement = Statement("suspect-model", suspect, CLAIM_PREDICATE, predicate.to_dict())
+    bundle = ClaimBundle.from_json(sign_envelope(canonical_json(statement.to_dict()),
+                                                 PAYLOAD_TYPE, owner).to_json())
+    with pytest.raises(MalformedInputError, match="64 lowercase hex"):
+        verify_claim(bundle, log_key=registry.log_key)
+    with pytest.raises(VerificationError, match="does not match the key's commitment"):
+        draw_seed(receipt, mk.verification_key, SECRET, registry.log_key)
+
+
 def test_a_draw_in_another_registry_is_refused_before_the_intent(claim_setup, tmp_path):
     """Drawn in registry B, registered in A: make_claim checks the draw under A's log key
     before the intent spends any item (the verifier would refuse the bundle)."""
