@@ -70,6 +70,10 @@ def test_owner_registry_arbiter_story(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["decision"] == "accept"
     assert json.loads(result.output)["earlier_claims"] == {"count": 0, "spent_items": 0}
+    result = run("verify", "good.json", "--registry-key", "reg/log.vkey", "--max-alpha", "1e-9")
+    assert result.exit_code == 1 and "above the arbiter's limit 1e-09" in result.output
+    assert run("verify", "good.json", "--registry-key", "reg/log.vkey",
+               "--max-alpha", "0").exit_code == 2
     result = run("verify", "bad.json", "--registry-key", "reg/log.vkey")
     assert result.exit_code == 1 and "REJECTED" in result.output
     assert "1 earlier claim(s) under this registration (15 items spent)" in result.output

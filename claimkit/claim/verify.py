@@ -165,15 +165,19 @@ def same_answer(owner: Any, arbiter: Any) -> bool:
 
 def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
                  witness_keys: Sequence[VerifierKey] = (), oracle: Oracle | None = None,
-                 suspect: Digest | None = None) -> ClaimReport:
+                 suspect: Digest | None = None, max_alpha: float | None = None) -> ClaimReport:
     """Check ``bundle`` against the registry's key; see the module docstring.
 
     ``witness_keys``: each must have cosigned the registration's checkpoint (its
     attested time is reported). ``oracle``: the arbiter's own access to the suspect;
     its answers replace the owner's, and the report counts where the two differ.
     ``suspect``: the digest of the model the arbiter
-    holds, which must be the bundle's subject.
+    holds, which must be the bundle's subject. ``max_alpha``: the arbiter's limit on the
+    level a key was registered with (the owner chose it at KeyGen, and a key at α = 0.5
+    is accepted on a coin flip); a key above it is refused before any re-query.
     """
+    if max_alpha is not None and not 0.0 < max_alpha < 1.0:
+        raise MalformedInputError(f"max_alpha must lie in (0, 1), not {max_alpha!r}")
     p = bundle.predicate
     if suspect is not None and not suspect.matches(bundle.suspect):
         raise VerificationError("the bundle is about another model than the one given")
@@ -239,6 +243,10 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
     computed = COMPUTED if list(evidence.observations) == recorded else COMPUTED | {"observations"}
     if not same_evidence(evidence.to_dict(), p.evidence, computed):
         raise VerificationError("the bundle's evidence differs from what its answers give")
+    level = evidence.result.alpha
+    if max_alpha is not None and level > max_alpha:
+        raise VerificationError(f"the key's level alpha = {level:g} is above the arbiter's "
+                                f"limit {max_alpha:g}")
     observer, differ = OWNER, None
     if oracle is not None:
         # 7. The arbiter's answers decide (decide checks there is one per query). Where the

@@ -41,11 +41,14 @@ def _answerer(oracle: Any, bundle: Any) -> Any:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Draw each valid claim's statistic against its null distribution into "
                    "REPORT/<bundle name>/evidence.png.")
+@click.option("--max-alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=None, help="Reject a claim whose key was registered with a level alpha "
+                                 "above this (the owner chose it at keygen; default: any).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys: tuple[str, ...],
            model_path: str | None, arch: str | None, onnx_path: str | None, endpoint: str | None,
            timeout: float, verdict_key: str | None, verdict_out: str | None, report_dir: str | None,
-           as_json: bool) -> None:
+           max_alpha: float | None, as_json: bool) -> None:
     """Check claim bundles offline and recompute their statistics.
 
     With --model, --onnx or --endpoint the suspect must be the bundle's subject and is
@@ -91,7 +94,8 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             try:
                 report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses,
                                       oracle=None if suspect is None else _answerer(suspect, bundle),
-                                      suspect=None if suspect is None else suspect.subject)
+                                      suspect=None if suspect is None else suspect.subject,
+                                      max_alpha=max_alpha)
                 reports.append(report)
             except VerificationError as e:
                 reasons = (str(e),)

@@ -8,7 +8,7 @@ from claimkit.claim.bundle import ClaimBundle
 from claimkit.claim.make import make_claim
 from claimkit.claim.verdict import make_verdict
 from claimkit.claim.verify import verify_claim
-from claimkit.errors import RegistryError, VerificationError
+from claimkit.errors import MalformedInputError, RegistryError, VerificationError
 from claimkit.identity import Identity
 from claimkit.registry.entries import ClaimIntent, Registration, sign_request
 from claimkit.registry.witness import Witness
@@ -30,6 +30,17 @@ def test_stolen_model_is_accepted(registry, mk, registration, owner):
     assert report.evidence.result.p_value < 1e-10
     assert report.registration_index == registration.index
     assert report.owner.public_key == owner.public.public_key
+
+
+def test_an_arbiter_can_refuse_keys_above_its_level(registry, mk, registration, owner):
+    """The key's α was the owner's choice at KeyGen; ``max_alpha`` is the arbiter's."""
+    bundle = claim(registry, mk, registration, owner, marked_model(mk, keep=0.9))
+    level = verify_claim(bundle, log_key=registry.log_key).evidence.result.alpha
+    assert verify_claim(bundle, log_key=registry.log_key, max_alpha=level).accepted
+    with pytest.raises(VerificationError, match="above the arbiter's limit"):
+        verify_claim(bundle, log_key=registry.log_key, max_alpha=level / 2)
+    with pytest.raises(MalformedInputError, match="max_alpha"):
+        verify_claim(bundle, log_key=registry.log_key, max_alpha=1.5)
 
 
 def test_independent_model_is_rejected(registry, mk, registration, owner):
