@@ -20,8 +20,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import json
 import os
+import re
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -160,21 +162,45 @@ def _no_constants(name: str) -> Any:
     raise MalformedInputError(f"JSON constant {name} is not allowed")
 
 
-def _check_depth(value: Any) -> None:
-    """Refuse nesting deeper than MAX_DEPTH; only containers are visited."""
+def _check_depth(value: Any, *, strings: bool = False) -> None:
+    """Refuse nesting deeper than MAX_DEPTH; only containers are visited. With
+    ``strings``, also refuse a key or string holding a lone surrogate (JSON lets
+    ``"\\ud800"`` through as an escape; it is no Unicode text, cannot be encoded as UTF-8,
+    and RFC 8785 refuses it)."""
     stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    if strings and isinstance(value, str):
+        _check_text(value)
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise MalformedInputError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        children = item.values() if isinstance(item, dict) else item
+        children = list(item.values()) if isinstance(item, dict) else item
+        if strings:
+            for text in itertools.chain(item if isinstance(item, dict) else (), children):
+                if isinstance(text, str):
+                    _check_text(text)
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedInputError(f"a JSON string holds a lone surrogate: {ascii(text[:40])}") from None
+
+
+# A \u escape of a surrogate (U+D800 to U+DFFF): a pair is fine, a lone one is not.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
-    """Parse untrusted JSON: UTF-8 only, bounded size and depth, no duplicate keys, no NaN."""
+    """Parse untrusted JSON: UTF-8 only, bounded size and depth, no duplicate keys, no NaN,
+    no lone surrogates."""
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        try:
+            data = data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedInputError(f"{what}: not UTF-8") from None
     if len(data) > max_bytes:
         raise MalformedInputError(f"{what}: larger than {max_bytes} bytes")
     try:
@@ -183,11 +209,11 @@ def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX
         raise MalformedInputError(f"{what}: not UTF-8") from None
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        _check_depth(value, strings=_SURROGATE_ESCAPE.search(text) is not None)
     except MalformedInputError as e:
         raise MalformedInputError(f"{what}: {e}") from None
     except (ValueError, RecursionError) as e:
         raise MalformedInputError(f"{what}: not valid JSON ({e})") from None
-    _check_depth(value)
     return value
 
 
@@ -231,7 +257,10 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str
             check(st)
         if st.st_size > max_bytes:
             raise MalformedInputError(f"{label}: larger than {max_bytes} bytes")
-        data = fh.read(st.st_size + 1)    # read(n) reserves n bytes: not max_bytes + 1
+        try:
+            data = fh.read(st.st_size + 1)    # read(n) reserves n bytes: not max_bytes + 1
+        except MemoryError:     # a sparse file within max_bytes can claim more than there is
+            raise MalformedInputError(f"{label}: {st.st_size} bytes do not fit in memory") from None
     if len(data) > max_bytes:
         raise MalformedInputError(f"{label}: larger than {max_bytes} bytes")
     return data

@@ -37,10 +37,48 @@ def test_canonical_json_round_trips(value):
     (b'{"a": ', "not valid JSON"),
     (b'[' * 40 + b']' * 40, "deeper"),
     (b'[' * 100_000, "not valid JSON|deeper"),
+    (b'{"\\ud800": 1}', "lone surrogate"),               # a key
+    (b'{"a": ["x", {"b": "y\\udc00"}]}', "lone surrogate"),  # a nested value
+    (b'"\\uDBFF"', "lone surrogate"),                      # the document itself
 ])
 def test_untrusted_json_is_refused(data, message):
     with pytest.raises(MalformedInputError, match=message):
         load_json(data)
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_text():
+    """Only a lone surrogate is refused: a pair is one character, and an escaped
+    backslash before "ud800" is six plain characters."""
+    assert load_json(b'["\\ud83d\\ude00", "\\\\ud800"]') == ["\U0001F600", "\\ud800"]
+    with pytest.raises(MalformedInputError, match="^doc: JSON nested deeper"):
+        load_json(b'[' * 40 + b']' * 40, what="doc")     # the document named, as every error
+
+
+def test_a_file_that_does_not_fit_in_memory_is_one_line(tmp_path, monkeypatch):
+    """A sparse file within the limit can be far larger than memory: read() raises
+    MemoryError, which no caller catches."""
+    import claimkit.wire as wire
+
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * 10)
+    real = wire.os.fdopen
+
+    class Huge:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def read(self, n):
+            raise MemoryError
+
+    monkeypatch.setattr(wire.os, "fdopen", lambda *a, **k: Huge(real(*a, **k)))
+    with pytest.raises(MalformedInputError, match="big: 10 bytes do not fit in memory"):
+        wire.read_regular_file(path, max_bytes=100)
 
 
 def test_size_limit():

@@ -33,6 +33,7 @@ import io
 import hashlib
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         if data[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
                 data = fh.read(MAX_IDX_BYTES + 1)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:      # BadGzipFile is an OSError
         raise MalformedInputError(f"{path}: cannot read IDX file ({e})") from None
     if len(data) > MAX_IDX_BYTES or len(data) < 4 or data[:2] != b"\x00\x00" \
             or data[2] not in _IDX_TYPES or not 1 <= data[3] <= 4:

@@ -54,7 +54,8 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_DATA_BYTES = 1 << 36
 _ARRAYS = {"x_train": ("U8", np.uint8), "y_train": ("I64", np.int64),
            "x_test": ("U8", np.uint8), "y_test": ("I64", np.int64)}
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")      # whole names: fullmatch
+_SCHEME = re.compile(r"[a-z0-9-]{1,32}")
 
 
 def write_release(data: Dataset, out_dir: str | os.PathLike[str], *, base_digest: Digest,
@@ -67,7 +68,7 @@ def write_release(data: Dataset, out_dir: str | os.PathLike[str], *, base_digest
     """
     from safetensors.numpy import save
 
-    if not _NAME.match(data.name):
+    if not _NAME.fullmatch(data.name):
         raise MalformedInputError(f"release: data set name {data.name!r} is not a plain name")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -105,12 +106,14 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     f = Fields(read_json_file(path, max_bytes=MAX_MANIFEST_BYTES), str(path))
     f.str("type", choices=(MANIFEST_TYPE,))
     name = f.str("name", max_len=64)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise MalformedInputError(f"{path}.name: not a plain data set name")
     out: dict[str, Any] = {"name": name, "base_digest": f.digest("base_digest"),
                            "scheme": f.str("scheme", max_len=32),
                            "verification_key": f.digest("verification_key"),
                            "num_classes": f.int("num_classes", lo=2, hi=100_000)}
+    if not _SCHEME.fullmatch(out["scheme"]):
+        raise MalformedInputError(f"{path}.scheme: not a scheme name")
     shape = f.list("input_shape", max_items=3)
     if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool)
                                   and 1 <= d <= 4096 for d in shape):

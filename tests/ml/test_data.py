@@ -83,6 +83,16 @@ def test_damaged_gzip_is_refused(tmp_path):
         read_idx(tmp_path / "x.gz")
 
 
+def test_a_corrupt_deflate_stream_is_refused(tmp_path):
+    """zlib.error is no OSError: a flipped byte inside the stream was a traceback."""
+    write_idx(tmp_path / "x.gz", np.arange(3 * 16, dtype=np.uint8).reshape(3, 4, 4), compress=True)
+    blob = bytearray((tmp_path / "x.gz").read_bytes())
+    blob[10] ^= 0xFF                                   # the first byte after the gzip header
+    (tmp_path / "x.gz").write_bytes(bytes(blob))
+    with pytest.raises(MalformedInputError, match="cannot read IDX file"):
+        read_idx(tmp_path / "x.gz")
+
+
 def test_idx_sizes_are_multiplied_without_wrapping_around(tmp_path):
     # 2^22 · 2^21 · 2^21 = 2^64 is 0 in int64: the empty body used to pass the size check.
     (tmp_path / "x").write_bytes(struct.pack(">HBB3I", 0, 0x08, 3, 1 << 22, 1 << 21, 1 << 21))

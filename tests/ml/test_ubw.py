@@ -621,6 +621,9 @@ def test_release_round_trip_and_tampering(tmp_path, digits, keys):
     assert "train: expected an integer" in tampered(manifest_edit(lambda o: o.update(train="1")))
     assert "input_shape" in tampered(manifest_edit(lambda o: o.update(input_shape=[1, 8])))
     assert "file.name" in tampered(manifest_edit(lambda o: o["file"].update(name="../x")))
+    # Python's $ matches before a final newline: names are matched whole.
+    assert ".name: not a plain" in tampered(manifest_edit(lambda o: o.update(name="digits\n")))
+    assert ".scheme: not a scheme name" in tampered(manifest_edit(lambda o: o.update(scheme="")))
     assert "digest differs" in tampered(manifest_edit(
         lambda o: o["digest"].update(sha256="0" * 64)))
     assert "missing" in tampered(lambda f: (f / DATA_FILE).unlink())
