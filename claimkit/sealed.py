@@ -70,6 +70,8 @@ def unseal(obj: Any, passphrase: str, *, what: str, max_bytes: int = 1 << 30) ->
     kdf.str("alg", choices=(KDF_ALG,))
     opslimit = kdf.int("opslimit", lo=_ARGON.OPSLIMIT_MIN, hi=MAX_OPSLIMIT)
     memlimit = kdf.int("memlimit", lo=_ARGON.MEMLIMIT_MIN, hi=MAX_MEMLIMIT)
+    if memlimit % 1024:     # libsodium takes whole KiB: an edit below one would still open
+        raise KeyFileError(f"{kdf.path('memlimit')}: not a whole number of KiB")
     salt = kdf.bytes("salt", size=_ARGON.SALTBYTES)
     kdf.done()
     ciphertext = f.bytes("ciphertext", max_size=max_bytes)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from nacl.secret import SecretBox
 
 from ..commitments import NONCE_SIZE, CommittedItems, ItemOpening, commit_items
-from ..errors import KeyFileError, MalformedInputError, VerificationError
+from ..errors import KeyFileError, MalformedInputError
 from ..identity import read_private_file, write_key_file
 from ..sealed import seal, unseal
 from ..wire import (Digest, Fields, b64decode, b64encode, canonical_json, pretty_json, ct_equal,
@@ -186,5 +186,5 @@ class MarkingKey:
             vk = VerificationKey.from_file(vk_path)
             if not ct_equal(canonical_json(vk.to_dict()),
                             canonical_json(mk.verification_key.to_dict())):
-                raise VerificationError(f"{vk_path} does not match the marking key beside it")
+                raise KeyFileError(f"{vk_path} does not match the marking key beside it")
         return mk

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -70,6 +71,17 @@ def test_bad_key_files_are_malformed_input(keydir: Path) -> None:
     path = keydir / MK_FILE
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(MalformedInputError, match="not valid JSON"):
+        MarkingKey.load(keydir, PASSPHRASE)
+
+
+def test_an_edited_verification_key_beside_the_marking_key_is_a_key_file_error(
+        keydir: Path) -> None:
+    """Tampered key files are malformed input (exit 2), whether cut short or edited."""
+    path = keydir / VK_FILE
+    body = json.loads(path.read_bytes())
+    body["params"]["edited"] = 1
+    path.write_text(json.dumps(body))
+    with pytest.raises(KeyFileError, match="does not match the marking key beside it"):
         MarkingKey.load(keydir, PASSPHRASE)
 
 
