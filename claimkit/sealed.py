@@ -22,7 +22,7 @@ import nacl.utils
 from .errors import KeyFileError, MalformedInputError
 from .wire import Fields, b64encode
 
-__all__ = ["STRENGTHS", "seal", "unseal"]
+__all__ = ["STRENGTHS", "seal", "strength_of", "unseal"]
 
 _ARGON = nacl.pwhash.argon2id
 STRENGTHS: dict[str, tuple[int, int]] = {
@@ -61,6 +61,14 @@ def seal(plaintext: bytes, passphrase: str, *, strength: str = "interactive") ->
                 "salt": b64encode(salt)},
         "ciphertext": b64encode(bytes(box.encrypt(plaintext))),
     }
+
+
+def strength_of(obj: Any, default: str = "interactive") -> str:
+    """The name of the strength a sealed box was made with, for sealing it again no
+    weaker; ``default`` for a box whose limits are none of :data:`STRENGTHS`."""
+    kdf = obj.get("kdf") if isinstance(obj, dict) else None
+    limits = (kdf.get("opslimit"), kdf.get("memlimit")) if isinstance(kdf, dict) else None
+    return next((name for name, pair in STRENGTHS.items() if pair == limits), default)
 
 
 def unseal(obj: Any, passphrase: str, *, what: str, max_bytes: int = 1 << 30) -> bytes:

@@ -248,6 +248,7 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_pat
     from ..wire import atomic_write
     phrase = passphrase(PASSPHRASE_ENV, f"passphrase for {keydir}/marking-key")
     mk = MarkingKey.load(keydir, phrase)
+    strength = MarkingKey.sealed_strength(keydir)    # sealed again no weaker than it was
     vk = mk.verification_key
     if not is_drawn(vk):
         raise MalformedInputError(f"{keydir}: this key's trigger is not drawn from the log "
@@ -274,7 +275,7 @@ def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_pat
         else:
             receipt = _read_draw(source, vk, reg.log_key, identity.public, registry_dir)
         completed = complete_draw(mk, receipt, reg.log_key)
-    completed.save(keydir, phrase, overwrite=True)
+    completed.save(keydir, phrase, strength=strength, overwrite=True)
     if source != str(kept):
         atomic_write(kept, receipt.to_json())
     emit(as_json, {"keydir": keydir, "draw": str(kept), "index": receipt.index,

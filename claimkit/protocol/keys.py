@@ -23,7 +23,7 @@ from nacl.secret import SecretBox
 from ..commitments import NONCE_SIZE, CommittedItems, ItemOpening, commit_items
 from ..errors import KeyFileError, MalformedInputError
 from ..identity import read_private_file, write_key_file
-from ..sealed import seal, unseal
+from ..sealed import seal, strength_of, unseal
 from ..wire import (Digest, Fields, b64decode, b64encode, canonical_json, pretty_json, ct_equal,
                     load_json, read_json_file)
 
@@ -150,6 +150,14 @@ class MarkingKey:
         write_key_file(mk_path, canonical_json(sealed), 0o600, overwrite)
         write_key_file(vk_path, self.verification_key.to_json(), 0o644, overwrite)
         return directory
+
+    @staticmethod
+    def sealed_strength(directory: str | Path) -> str:
+        """The strength the directory's marking key was sealed at (:data:`~claimkit.sealed.
+        STRENGTHS`), so that a key re-saved (a drawn key completed) is sealed no weaker."""
+        path = Path(directory) / MK_FILE
+        data = read_private_file(path, max_bytes=MAX_MARKING_KEY_FILE_BYTES)
+        return strength_of(load_json(data, what=str(path), max_bytes=MAX_MARKING_KEY_FILE_BYTES))
 
     @classmethod
     def load(cls, directory: str | Path, passphrase: str) -> MarkingKey:

@@ -1282,6 +1282,11 @@ def test_a_drawn_key_from_the_command_line(tmp_path, monkeypatch):
     result = run("mark", keydir, "--data", "digits", "--device", "cpu", "--out", tmp_path / "x")
     assert result.exit_code == 2 and "not been drawn yet" in result.output, result.output
 
+    # A key sealed at another strength than the CLI's (through the API) is sealed again at it.
+    from claimkit.protocol.keys import MarkingKey
+    phrase = ENV["CLAIMKIT_PASSPHRASE"]
+    MarkingKey.load(keydir, phrase).save(keydir, phrase, strength="min", overwrite=True)
+
     def stop(*_):
         raise KeyboardInterrupt
     monkeypatch.setattr(ubw, "complete_draw", stop)      # the draw is logged, then the run stops
@@ -1297,6 +1302,7 @@ def test_a_drawn_key_from_the_command_line(tmp_path, monkeypatch):
         assert log.size == size and log.audit().draws == 1
     result = run("draw", keydir, "--registry", reg, "--identity", owner)
     assert result.exit_code == 2 and "drawn already" in result.output, result.output
+    assert MarkingKey.sealed_strength(keydir) == "min"
 
     rel, suspect = tmp_path / "rel", tmp_path / "suspect.safetensors"
     assert run("mark", keydir, "--data", "digits", "--device", "cpu", "--out", rel).exit_code == 0
