@@ -130,7 +130,8 @@ def _checked_header(raw: bytes, size: int, where: str | os.PathLike[str]) -> Saf
     """The header JSON ``raw`` of a ``size``-byte file, checked strictly."""
     if not raw.startswith(b"{"):
         raise MalformedInputError(f"{where}: not a safetensors file (header is not JSON)")
-    header = load_json(raw.rstrip(b" "), what=f"{where} header", max_bytes=MAX_HEADER_BYTES)
+    header = load_json(raw.rstrip(b" "), what=f"{where} header", max_bytes=MAX_HEADER_BYTES,
+                       canonical_integers=True)
     if not isinstance(header, dict):
         raise MalformedInputError(f"{where}: safetensors header must be a JSON object")
     metadata = header.pop("__metadata__", {})

@@ -158,6 +158,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _canonical_int(text: str) -> int:
+    if text == "-0":
+        raise MalformedInputError("-0 is not an integer every reader reads as 0")
+    return int(text)
+
+
 def _no_constants(name: str) -> Any:
     raise MalformedInputError(f"JSON constant {name} is not allowed")
 
@@ -193,9 +199,12 @@ def _check_text(text: str) -> None:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX_DOCUMENT_BYTES,
+              canonical_integers: bool = False) -> Any:
     """Parse untrusted JSON: UTF-8 only, bounded size and depth, no duplicate keys, no NaN,
-    no lone surrogates."""
+    no lone surrogates. With ``canonical_integers``, ``-0`` is refused too: Python reads it
+    as 0, a reader in another language (safetensors' Rust one) as the float -0.0, so a
+    file another reader then refuses or reads otherwise would pass our checks."""
     if isinstance(data, str):
         try:
             data = data.encode("utf-8")
@@ -208,7 +217,8 @@ def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX
     except UnicodeDecodeError:
         raise MalformedInputError(f"{what}: not UTF-8") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                           parse_int=_canonical_int if canonical_integers else None)
         _check_depth(value, strings=_SURROGATE_ESCAPE.search(text) is not None)
     except MalformedInputError as e:
         raise MalformedInputError(f"{what}: {e}") from None

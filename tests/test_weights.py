@@ -62,6 +62,15 @@ def test_malformed_files_are_refused(tmp_path, header, data, message):
         weights_digest(tmp_path / "m.safetensors")
 
 
+def test_negative_zero_is_refused(tmp_path):
+    """Python reads -0 as 0, safetensors' Rust reader as the float -0.0 (and refuses the
+    file): the same file passed our checks and then crashed the loader."""
+    raw = b'{"t":{"dtype":"U8","shape":[2],"data_offsets":[-0,2]}}'
+    (tmp_path / "m.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + b"\x00\x00")
+    with pytest.raises(MalformedInputError, match="-0 is not an integer"):
+        weights_digest(tmp_path / "m.safetensors")
+
+
 def test_truncated_and_foreign_files(tmp_path):
     save_file(TENSORS, tmp_path / "a.safetensors")
     whole = (tmp_path / "a.safetensors").read_bytes()

@@ -175,10 +175,14 @@ def parse_answer(obj: Any, n: int, classes: int, where: str) -> np.ndarray:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """The claim names one URL; an answer from another one is not the suspect's."""
 
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> None:
-        raise OracleError(f"{req.full_url}: redirected (HTTP {code}) to {_one_line(newurl)}; "
-                          "query the URL that answers")
+    def http_error_302(self, req: Any, fp: Any, code: int, msg: str, headers: Any) -> None:
+        """Refused before urllib parses the Location (a malformed one, such as
+        ``http://[oops/``, raised ValueError there)."""
+        fp.close()
+        raise OracleError(f"{req.full_url}: redirected (HTTP {code}) to "
+                          f"{_one_line(str(headers.get('Location', '')))}; query the URL that answers")
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def _time_left(deadline: float) -> float:
@@ -251,6 +255,8 @@ def _lookup(host: str, port: int) -> list[tuple[Any, ...]] | OSError:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as e:
         return e
+    except UnicodeError as e:        # the idna codec: an empty label (a..b), one over 63 bytes
+        return OSError(f"not a host name ({e})")
 
 
 class _TimedConnection(http.client.HTTPConnection):

@@ -163,6 +163,7 @@ def load_model(path: str | os.PathLike[str], *, arch: str | None = None,
     before any is materialised: metadata alone cannot make the loader allocate more
     than the file holds.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load
 
     path = Path(path)
@@ -181,7 +182,9 @@ def load_model(path: str | os.PathLike[str], *, arch: str | None = None,
         state = load(blob)
         model.load_state_dict(state, strict=True, assign=True)
         model = model.to(device)
-    except (RuntimeError, MemoryError) as e:     # out of memory, here or on the GPU
+    # Out of memory, here or on the GPU; or a header the Rust reader parses otherwise than
+    # ours (weights.py refuses what it knows of, -0 for 0: this is the backstop).
+    except (RuntimeError, MemoryError, SafetensorError) as e:
         raise MalformedInputError(f"{path}: cannot load the weights "
                                   f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     for name, tensor in state.items():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,12 @@ from .oracle_checks import (
     softmax,
 )
 
+# Seconds one batch (at most ``batch_size`` images) may run, and the one-image probe that
+# finds the class count: a graph may loop for ever (a Loop of 2^62 trips), and the arbiter
+# must get an answer or an error. onnxruntime stops a run whose RunOptions.terminate is set.
+BATCH_SECONDS = 600.0
+PROBE_SECONDS = 60.0
+
 
 # -- an ONNX file ----------------------------------------------------------------------------
 def onnx_digest(data: bytes) -> Digest:
@@ -47,30 +53,26 @@ def _onnx_modules() -> tuple[Any, Any]:
 
 
 def _has_external_data(onnx: Any, model: Any) -> bool:
-    """Whether any tensor of the model (subgraphs and functions included) keeps its bytes
-    in another file."""
-    def graph(g: Any) -> Iterator[Any]:
-        yield from g.initializer
-        for s in g.sparse_initializer:
-            yield from (s.values, s.indices)
-        yield from nodes(g.node)
+    """Whether any tensor anywhere in the model keeps its bytes in another file: every
+    message field is walked, so graphs, subgraphs, functions and their attributes'
+    defaults, training info and whatever a later ONNX adds are all covered (a walk over
+    named fields missed a function's default attribute, which onnxruntime then read
+    from a path relative to the working directory)."""
+    from google.protobuf.message import Message
 
-    def nodes(ns: Any) -> Iterator[Any]:
-        for n in ns:
-            for a in n.attribute:
-                if a.HasField("t"):
-                    yield a.t
-                yield from a.tensors
-                sparse = [*a.sparse_tensors, *([a.sparse_tensor] if a.HasField("sparse_tensor") else [])]
-                for s in sparse:
-                    yield from (s.values, s.indices)
-                if a.HasField("g"):
-                    yield from graph(a.g)
-                for sub in a.graphs:
-                    yield from graph(sub)
-
-    tensors = [*graph(model.graph), *(t for f in model.functions for t in nodes(f.node))]
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors)
+    tensor = onnx.TensorProto
+    stack: list[Any] = [model]
+    while stack:
+        message = stack.pop()
+        if isinstance(message, tensor) and (message.data_location == tensor.EXTERNAL
+                                            or len(message.external_data)):
+            return True
+        for field, value in message.ListFields():
+            if field.type == field.TYPE_MESSAGE:    # one message, a repeated field, or a map
+                items = [value] if isinstance(value, Message) else (
+                    value.values() if hasattr(value, "values") else value)
+                stack.extend(item for item in items if isinstance(item, Message))
+    return False
 
 
 def _providers(ort: Any, device: str) -> list[Any]:
@@ -159,14 +161,18 @@ class OnnxModel:
         model = cls(session, spec.name, outs[0].name, tuple(shape), 0, onnx_digest(data), name,
                     outputs, fixed)
         # The class count is the output's width, which graphs may leave symbolic: ask once.
-        probe = model._run(np.zeros((1, *shape), dtype=np.float32))
+        probe = model._run(np.zeros((1, *shape), dtype=np.float32), seconds=PROBE_SECONDS)
         model.num_classes = probe.shape[1]
         if not 2 <= model.num_classes <= MAX_CLASSES:
             raise OracleError(f"{name}: {model.num_classes} classes (expected 2 to {MAX_CLASSES})")
         return model
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """Raw outputs for float32 inputs, batched, validated as (N, classes) finite numbers."""
+    def _run(self, x: np.ndarray, seconds: float | None = None) -> np.ndarray:
+        """Raw outputs for float32 inputs, batched, validated as (N, classes) finite numbers;
+        a batch running past ``seconds`` (:data:`BATCH_SECONDS`) is stopped and refused."""
+        import onnxruntime as ort
+
+        seconds = BATCH_SECONDS if seconds is None else seconds
         step = self.fixed_batch or self.batch_size
         out = []
         for i in range(0, len(x), step):
@@ -174,10 +180,19 @@ class OnnxModel:
             if self.fixed_batch and len(chunk) < step:
                 chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *x.shape[1:]),
                                                         dtype=x.dtype)])
+            options = ort.RunOptions()
+            options.log_severity_level = 4            # its errors become ours, below
+            timer = threading.Timer(seconds, setattr, (options, "terminate", True))
+            timer.start()
             try:
-                raw = self.session.run([self.output_name], {self.input_name: chunk})[0]
+                raw = self.session.run([self.output_name], {self.input_name: chunk}, options)[0]
             except Exception as e:  # noqa: BLE001 — as above
+                if options.terminate:
+                    raise OracleError(f"{self.name}: a batch of {len(chunk)} images ran longer "
+                                      f"than {seconds:g} s; stopped") from None
                 raise OracleError(f"{self.name}: onnxruntime failed ({_one_line(e)})") from None
+            finally:
+                timer.cancel()
             raw = np.asarray(raw)
             # num_classes is 0 only while from_bytes probes for it.
             width = self.num_classes or (raw.shape[1] if raw.ndim == 2 else -1)

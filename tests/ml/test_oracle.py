@@ -231,6 +231,68 @@ def test_onnx_refusals(onnx_file, tmp_path, monkeypatch):
         OnnxModel.from_file(onnx_file)
 
 
+def test_onnx_external_data_anywhere_in_the_model_is_refused(tmp_path, monkeypatch):
+    """A tensor kept outside the file as a local function's default attribute: a walk of
+    named fields missed it, and onnxruntime read it relative to the working directory."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    monkeypatch.chdir(tmp_path)
+    (np.arange(10, dtype=np.float32) + 100).tofile(tmp_path / "w.bin")
+    tensor = helper.make_tensor("value", TensorProto.FLOAT, [10], np.zeros(10, np.float32))
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "w.bin"), ("offset", "0"), ("length", "40")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    constant = helper.make_node("Constant", [], ["k"])
+    ref = onnx.AttributeProto(name="value", ref_attr_name="c", type=onnx.AttributeProto.TENSOR)
+    constant.attribute.append(ref)
+    function = helper.make_function("my", "AddC", ["x"], ["y"],
+                                    [constant, helper.make_node("Add", ["x", "k"], ["y"])],
+                                    [helper.make_opsetid("", 17)], attributes=[])
+    function.attribute_proto.append(helper.make_attribute("c", tensor))
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=1),
+         helper.make_node("Reshape", ["m", "s"], ["m2"]),
+         helper.make_node("AddC", ["m2"], ["y"], domain="my")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        initializer=[numpy_helper.from_array(np.array([-1, 1], np.int64), "s")])
+    model = helper.make_model(graph, functions=[function], opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("my", 1)])
+    model.ir_version = 8
+    with pytest.raises(OracleError, match="external data"):
+        OnnxModel.from_bytes(model.SerializeToString(), name="hidden", device="cpu")
+
+
+def test_an_onnx_graph_that_never_ends_is_stopped(monkeypatch):
+    """A Loop of 2^62 trips: the class-count probe never returned, so verify hung."""
+    import claimkit.ml.onnx_oracle as onnx_oracle
+    from onnx import TensorProto, helper, numpy_helper
+
+    scalar = helper.make_tensor_value_info
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Add", ["v_in", "one"], ["v_out"])], "body",
+        [scalar("i", TensorProto.INT64, []), scalar("cond_in", TensorProto.BOOL, []),
+         scalar("v_in", TensorProto.FLOAT, [])],
+        [scalar("cond_out", TensorProto.BOOL, []), scalar("v_out", TensorProto.FLOAT, [])],
+        initializer=[numpy_helper.from_array(np.array(1, np.float32), "one")])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["M", "c", "v0"], ["v"], body=body),
+         helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Add", ["f", "v"], ["y"])],
+        "g", [scalar("x", TensorProto.FLOAT, ["N", 1, 8, 8])], [scalar("y", TensorProto.FLOAT, ["N", 64])],
+        initializer=[numpy_helper.from_array(np.array(2 ** 62, np.int64), "M"),
+                     numpy_helper.from_array(np.array(True), "c"),
+                     numpy_helper.from_array(np.array(0, np.float32), "v0")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    monkeypatch.setattr(onnx_oracle, "PROBE_SECONDS", 0.3)
+    with pytest.raises(OracleError, match="ran longer than 0.3 s; stopped"):
+        OnnxModel.from_bytes(model.SerializeToString(), name="loop", device="cpu")
+
+
 def test_claim_and_verify_an_onnx_suspect(world, onnx_file):
     bundle = world / "onnx.bundle.json"
     result = run("claim", world / "keys", "--receipt", world / "receipt.json", "--registry",
@@ -279,6 +341,7 @@ class Canned(BaseHTTPRequestHandler):
     """Describes itself properly, then answers every POST with ``reply`` (or sleeps)."""
 
     reply: tuple[int, bytes] = (200, b"")
+    location = "http://elsewhere/"
     describe = json.dumps({"type": "claimkit/oracle/v1", "input_shape": [1, 8, 8],
                            "num_classes": 3, "max_batch": 8}).encode()
     sleep = 0.0
@@ -299,7 +362,7 @@ class Canned(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers["Content-Length"]))
         time.sleep(type(self).sleep)
         code, body = type(self).reply
-        self._answer(code, body, [("Location", "http://elsewhere/")] if code == 302 else ())
+        self._answer(code, body, [("Location", type(self).location)] if code in (301, 302, 308) else ())
 
     def log_message(self, *args):
         pass
@@ -358,6 +421,25 @@ def test_garbage_answers_are_refused_with_one_line(canned, reply, message):
     with pytest.raises(OracleError, match=message) as info:
         endpoint.probabilities(np.zeros((1, 1, 8, 8), dtype=np.uint8))
     assert "\n" not in str(info.value) and url in str(info.value)
+
+
+@pytest.mark.parametrize("code", [301, 302, 308])
+def test_a_malformed_redirect_is_refused_before_urllib_parses_it(canned, monkeypatch, code):
+    """urllib parsed the Location before our handler saw it: ValueError, a traceback."""
+    _, url = canned
+    endpoint = HttpEndpoint.open(url, timeout=5)
+    monkeypatch.setattr(Canned, "location", "http://[oops/")
+    Canned.reply = (code, b"")
+    with pytest.raises(OracleError, match=rf"redirected \(HTTP {code}\) to http://\[oops/"):
+        endpoint.probabilities(np.zeros((1, 1, 8, 8), dtype=np.uint8))
+
+
+def test_a_host_name_the_idna_codec_refuses_is_one_line():
+    """getaddrinfo encodes the name with idna, whose UnicodeError killed the lookup thread
+    (a traceback) and was then reported as a timeout."""
+    for host in ("a..b", "a" * 64 + ".example"):
+        with pytest.raises(OracleError, match="cannot connect .*not a host name"):
+            HttpEndpoint.open(f"http://{host}/", timeout=5)
 
 
 def test_good_answers_from_another_server_are_accepted(canned):
