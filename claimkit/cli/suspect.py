@@ -44,7 +44,8 @@ def suspect_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command("serve")
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (the default answers this machine only).")
+              help="Address to listen on, IPv4 or IPv6 (the default answers this machine "
+                   "only; 0.0.0.0 or :: every network).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port, printed at start).")
 @click.option("--arch", default=None, help="The architecture the file must hold.")

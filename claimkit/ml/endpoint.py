@@ -335,7 +335,7 @@ def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -
         with opener.open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             if length is not None and length.isascii() and length.isdigit() \
-                    and int(length) > max_bytes:
+                    and (len(length) > 19 or int(length) > max_bytes):   # int() stops at 4,300 digits
                 raise OracleError(f"{url}: answer larger than {max_bytes} bytes")
             data = bytearray()
             while chunk := response.read1(65536):
@@ -426,10 +426,46 @@ class HttpEndpoint:
         return [int(v) for v in self.probabilities(images).argmax(axis=1)]
 
 
+# A client has REQUEST_SECONDS to send its whole request, headers and body (``timeout``
+# bounds each read only: one byte a minute held a connection for ever); the server
+# serves at most MAX_CONNECTIONS at once, and refuses the others.
+REQUEST_SECONDS = 60.0
+MAX_CONNECTIONS = 64
+_LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}   # no terminal escapes in logs
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: OracleServer
     server_version = f"claimkit/{__version__}"
-    timeout = 60     # seconds a client may take to send its request
+    sys_version = ""  # the Server header names claimkit, not the Python build
+    timeout = 60      # seconds one read may wait
+
+    def setup(self) -> None:
+        super().setup()
+        self._deadline = threading.Timer(REQUEST_SECONDS, self._hang_up)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _hang_up(self) -> None:
+        """The request took too long to arrive: the blocked read ends (EOF) and so does
+        the handler."""
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own refusals (a bad request line, 414, 431, 501) as the
+        protocol's error document rather than an HTML page."""
+        if getattr(self, "command", None) == "HEAD" or code < 200 or code in (204, 304):
+            return super().send_error(code, message, explain)
+        self.close_connection = True
+        short = self.responses.get(code, ("error",))[0]
+        self._refuse(code, _one_line(message or short))
 
     def _send(self, code: int, obj: dict[str, Any]) -> None:
         data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
@@ -443,6 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, {"type": ERROR_TYPE, "error": message})
 
     def do_GET(self) -> None:
+        self._deadline.cancel()                     # the request is in
         if self.path != "/":
             return self._refuse(404, "this oracle answers at /")
         oracle = self.server.oracle
@@ -455,14 +492,24 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length", "")
         if not (length.isascii() and length.isdigit()):     # "²" is a digit to isdigit
             return self._refuse(411, "Content-Length required")
-        if int(length) > MAX_REQUEST_BYTES:
-            return self._refuse(413, f"requests are at most {MAX_REQUEST_BYTES} bytes")
+        limit = self.server.max_request_bytes
+        if len(length) > 19 or int(length) > limit:          # int() stops at 4,300 digits
+            return self._refuse(413, f"queries to this oracle are at most {limit} bytes "
+                                     f"({self.server.max_batch} images)")
         oracle = self.server.oracle
         try:
             body = self.rfile.read(int(length))
         except (TimeoutError, ConnectionError):
             self.close_connection = True
             return None
+        self._deadline.cancel()
+        if len(body) != int(length):                 # the client, or the deadline, hung up
+            self.close_connection = True
+            return None
+        # A query is one object holding two lists. Any more containers and the parse
+        # costs ~50 bytes of memory per body byte ({"x": [{}, {}, …]}), so refuse first.
+        if body.count(b"{") + body.count(b"[") > 8:
+            return self._refuse(400, "query: a query is one JSON object with two lists")
         try:
             images = parse_query(load_json(body, what="query"), oracle.input_shape,
                                  self.server.max_batch)
@@ -473,11 +520,14 @@ class _Handler(BaseHTTPRequestHandler):
                 probabilities = check_probabilities(oracle.probabilities(images), "the model")
         except MalformedInputError as e:
             return self._refuse(500, str(e))
+        except Exception as e:  # noqa: BLE001 — the model's own failure (out of GPU memory):
+            self.log_message("the model failed: %s", _one_line(e))   # an answer, not a hang-up
+            return self._refuse(500, f"the model failed ({type(e).__name__})")
         self._send(200, {"type": ANSWER_TYPE, "probabilities": probabilities.tolist()})
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.log is not None:
-            self.server.log(f"{self.address_string()} {format % args}")
+            self.server.log(f"{self.address_string()} {format % args}".translate(_LOG_ESCAPES))
 
 
 class OracleServer(ThreadingHTTPServer):
@@ -497,16 +547,39 @@ class OracleServer(ThreadingHTTPServer):
                  max_batch: int = DEFAULT_BATCH, log: Callable[[str], None] | None = None) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise MalformedInputError(f"max batch must be within [1, {MAX_BATCH}]")
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.oracle = oracle
         self.max_batch = max_batch
+        # A query of max_batch images, base64 in quotes with a separator each, and the rest.
+        size = math.prod(oracle.input_shape)
+        self.max_request_bytes = min(MAX_REQUEST_BYTES, max_batch * (4 * ((size + 2) // 3) + 4) + 4096)
         self.log = log
         self.lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return normalise_url(f"http://{host}:{port}/")
+        return normalise_url(f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, at most MAX_CONNECTIONS of them: beyond, hang up."""
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (its own timeout) is one log line, not a traceback."""

@@ -593,6 +593,106 @@ def test_the_server_refuses_bad_queries(served):
     assert conn.getresponse().status == 411
 
 
+def test_the_server_bounds_what_a_client_can_make_it_hold(served, local, monkeypatch):
+    """Found by a review of claimkit serve as a network service: a body of 64 MiB of
+    empty objects took 3.3 GB to parse, a 5,000-digit Content-Length or a failing model
+    got no answer (a traceback on the server), one byte a minute held a connection for
+    ever, and the log printed a client's terminal escapes."""
+    import socket
+
+    import claimkit.ml.endpoint as endpoint
+
+    host, port = served.server_address[:2]
+
+    def post(body, headers=None):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("POST", "/", body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, json.loads(data) if data else None
+
+    image = base64.b64encode(bytes(64)).decode()
+    ok = json.dumps({"type": "claimkit/query/v1", "shape": [1, 8, 8], "images": [image] * 100})
+    assert post(ok)[0] == 200                              # a full batch fits the cap
+    assert served.max_request_bytes < 20_000               # 100 images of 64 bytes, not 64 MiB
+    status, body = post(b"x", headers={"Content-Length": str(served.max_request_bytes + 1)})
+    assert status == 413 and "100 images" in body["error"]
+    status, body = post(b"x", headers={"Content-Length": "0" * 4999 + "5"})
+    assert status == 413 and body["type"] == "claimkit/error/v1"
+    status, body = post(json.dumps({"x": [{}] * 100}))
+    assert status == 400 and "one JSON object with two lists" in body["error"]
+
+    lines = []
+    monkeypatch.setattr(served, "log", lines.append)
+    monkeypatch.setattr(served.oracle, "probabilities", lambda images: (_ for _ in ()).throw(
+        RuntimeError("CUDA out of memory")))
+    status, body = post(ok)
+    assert status == 500 and body["error"] == "the model failed (RuntimeError)"
+    assert any("CUDA out of memory" in line for line in lines)
+    monkeypatch.undo()
+
+    lines = []
+    monkeypatch.setattr(served, "log", lines.append)
+    with socket.create_connection((host, port), timeout=10) as raw:  # the library's own refusal
+        raw.sendall(b"GET /\x1b[2J HTTP/1.0\r\n\r\n")
+        reply = raw.makefile("rb").read()
+    assert b"\x1b" not in "".join(lines).encode() and "\\x1b[2J" in "".join(lines)
+    assert b"claimkit/error/v1" in reply and b"404" in reply.split(b"\r\n")[0]
+    monkeypatch.setattr(endpoint, "REQUEST_SECONDS", 0.5)
+    with socket.create_connection((host, port), timeout=10) as raw:
+        raw.sendall(b"POST / HTTP/1.0\r\nContent-Length: 100\r\n\r\n{")   # and no more
+        start = time.monotonic()
+        assert raw.recv(100) == b""                         # the server hung up
+        assert time.monotonic() - start < 9                 # well before the 10 s read timeout
+    assert post(ok)[0] == 200                              # and it still serves
+
+
+def test_the_server_serves_a_bounded_number_of_connections(local, monkeypatch):
+    import socket
+
+    import claimkit.ml.endpoint as endpoint
+
+    monkeypatch.setattr(endpoint, "MAX_CONNECTIONS", 1)
+    server = start(OracleServer(local, ("127.0.0.1", 0)))
+    try:
+        host, port = server.server_address[:2]
+        with socket.create_connection((host, port), timeout=10):        # holds the one slot
+            time.sleep(0.2)
+            with socket.create_connection((host, port), timeout=10) as second:
+                assert second.recv(100) == b""                           # hung up at once
+        time.sleep(0.2)
+        assert HttpEndpoint.open(server.url, timeout=5).num_classes == local.num_classes
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_server_answers_a_malformed_request_line_in_the_protocol(served):
+    import socket
+
+    host, port = served.server_address[:2]
+    with socket.create_connection((host, port), timeout=10) as raw:
+        raw.sendall(b"GET / one-word-too-many HTTP/1.0\r\n\r\n")
+        status, _, rest = raw.makefile("rb").read().partition(b"\r\n")
+    assert b" 400 " in status
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["type"] == "claimkit/error/v1"
+
+
+def test_the_client_refuses_a_content_length_of_thousands_of_digits(canned, monkeypatch):
+    _, url = canned
+
+    def answer(self, code, body, headers=()):
+        self.send_response(code)
+        self.send_header("Content-Length", "0" * 4999 + "5")
+        self.end_headers()
+        self.wfile.write(body[:5])
+
+    monkeypatch.setattr(Canned, "_answer", answer)
+    with pytest.raises(OracleError, match="answer larger than"):
+        HttpEndpoint.open(url, timeout=5)
+
+
 def test_open_oracle_takes_exactly_one_suspect(world, onnx_file):
     model = world / "released.safetensors"
     with pytest.raises(MalformedInputError, match="exactly one"):
