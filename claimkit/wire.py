@@ -245,6 +245,8 @@ def open_regular_file(path: str | os.PathLike[str], *,
         raise
     except OSError as e:
         raise MalformedInputError(f"{label}: cannot read ({e.strerror})") from None
+    except ValueError:                      # os.open refuses a path with a NUL byte
+        raise MalformedInputError(f"{label}: not a path (it holds a NUL byte)") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):     # before fdopen, which refuses a directory

@@ -69,6 +69,9 @@ class QueryBudget:
                                  self.oracle.num_classes)
 
 
+MAX_NOISE_BYTES = 1 << 30
+
+
 def query_pool(cfg: ExtractConfig, data: Dataset, seed: int) -> np.ndarray:
     """The images the thief will ask about: ``cfg.budget`` of its pool, a seeded sample."""
     rng = np.random.default_rng(seed)
@@ -78,6 +81,10 @@ def query_pool(cfg: ExtractConfig, data: Dataset, seed: int) -> np.ndarray:
         pool = data.x_test
     elif cfg.pool == "noise":
         count = cfg.budget or len(data.x_train)
+        size = count * int(np.prod(data.input_shape))
+        if size > MAX_NOISE_BYTES:       # drawn at once: a budget of 10^8 was 6 GiB on digits
+            raise MalformedInputError(f"a noise pool of {count} images is {size >> 20} MiB, more "
+                                      f"than {MAX_NOISE_BYTES >> 20}: lower -p budget")
         return rng.integers(0, 256, (count, *data.input_shape), dtype=np.uint8)
     else:
         pool = other_dataset(cfg.pool, cfg.pool_root, data.input_shape, "query pool").x_train

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..attacks import ATTACKS, AttackSpec
+from ..ml import MAX_SEED
 from .base import cli, data_option, device_option, emit, root_option
 from .owner import _params
 from .suspect import suspect_options
@@ -68,7 +69,7 @@ def _command(spec: AttackSpec) -> click.Command:
     @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
                   help="An attack parameter (repeatable); an unknown key lists the settable ones.")
     @device_option
-    @click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
+    @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
                   help="Seeds the attacker's data share, initial weights and data order.")
     @click.option("--json", "as_json", is_flag=True, help="Print the attack's record as JSON.")
     def command(model_path: str | None, arch: str | None, onnx_path: str | None,

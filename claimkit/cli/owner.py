@@ -32,6 +32,8 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise MalformedInputError(f"--param {item!r}: expected KEY=VALUE")
+        if key.strip() in out:
+            raise MalformedInputError(f"--param {key.strip()}: given twice")
         out[key.strip()] = value.strip()
     return out
 

@@ -182,7 +182,27 @@ def _check_archs(named: list[tuple[str, str]]) -> None:
 def _sweep(value: Any, where: str) -> tuple[int, ...]:
     if not isinstance(value, list):
         raise MalformedInputError(f"{where}: opened_sweep must be a list")
-    return tuple(_int(k, f"{where}: opened_sweep[]", 1) for k in value)
+    return _distinct(tuple(_int(k, f"{where}: opened_sweep[]", 1) for k in value),
+                     f"{where}: opened_sweep")
+
+
+def _distinct(values: tuple[Any, ...], where: str) -> tuple[Any, ...]:
+    """A grid's axis: each value once, or two cells get one id and the report counts
+    every claim twice."""
+    seen = [v for i, v in enumerate(values) if v in values[:i]]
+    if seen:
+        raise MalformedInputError(f"{where}: {seen[0]!r} appears more than once")
+    return values
+
+
+def _tables(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+    """``[[key]]`` tables (a list), or a single ``[key]`` table."""
+    value = raw.get(key, [])
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, list):
+        raise MalformedInputError(f"{where}: {key} must be [[{key}]] tables")
+    return value
 
 
 def load_config(path: str | os.PathLike[str]) -> EvalConfig:
@@ -199,7 +219,7 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
     if not isinstance(raw.get("data"), str):
         raise MalformedInputError(f"{path}: 'data' (a data set name or folder) is required")
     schemes = []
-    for i, s in enumerate(raw.get("scheme", [])):
+    for i, s in enumerate(_tables(raw, "scheme", str(path))):
         where = f"{path}: scheme[{i}]"
         if not isinstance(s, dict) or not isinstance(s.get("name"), str):
             raise MalformedInputError(f"{where}: a table with a 'name'")
@@ -213,8 +233,9 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
                                   sweep, s.get("pretrained", False)))
     if not schemes:
         raise MalformedInputError(f"{path}: at least one [[scheme]]")
+    _distinct(tuple(s.label for s in schemes), f"{path}: scheme labels")
     attacks = []
-    for i, a in enumerate(raw.get("attack", [])):
+    for i, a in enumerate(_tables(raw, "attack", str(path))):
         where = f"{path}: attack[{i}]"
         if not isinstance(a, dict) or not isinstance(a.get("name"), str):
             raise MalformedInputError(f"{where}: a table with a 'name'")
@@ -224,6 +245,7 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
         # the config dataclass run_attack will build from these strings, checks and all
         _located(f"{where}.params", attack.make_config, spec.params)
         attacks.append(spec)
+    _distinct(tuple(a.label for a in attacks), f"{path}: attack labels")
     null_raw = raw.get("null", {})
     if not isinstance(null_raw, dict):
         raise MalformedInputError(f"{path}: [null] must be a table")
@@ -231,8 +253,9 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
     archs = null_raw.get("archs", [])
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
         raise MalformedInputError(f"{path}: null.archs must be a list of architecture names")
-    null = NullSpec(_int(null_raw.get("seeds", 10), "null.seeds", 0, 1000),
-                    _int(null_raw.get("disjoint", 0), "null.disjoint", 0, 1000), tuple(archs))
+    null = NullSpec(_int(null_raw.get("seeds", 10), f"{path}: null.seeds", 0, 1000),
+                    _int(null_raw.get("disjoint", 0), f"{path}: null.disjoint", 0, 1000),
+                    _distinct(tuple(archs), f"{path}: null.archs"))
     arch = raw.get("arch")
     if arch is not None and not isinstance(arch, str):
         raise MalformedInputError(f"{path}: arch must be an architecture name")
@@ -248,17 +271,24 @@ def load_config(path: str | os.PathLike[str]) -> EvalConfig:
             isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds):
         raise MalformedInputError(f"{path}: seeds must be a list of 1 to 1000 integers "
                                   f"within [0, {MAX_SEED}]")
+    _distinct(tuple(seeds), f"{path}: seeds")
     alpha = raw.get("alpha", 0.01)
     if not isinstance(alpha, (int, float)) or not 0 < alpha < 0.5:
         raise MalformedInputError(f"{path}: alpha within (0, 0.5)")
     data = raw["data"]
     if os.sep in data or data.startswith("."):
         data = str((path.parent / data).resolve())
+    data_root = raw.get("data_root")
+    if data_root is not None:
+        if not isinstance(data_root, str) or not data_root or "\0" in data_root:
+            raise MalformedInputError(f"{path}: data_root must be a folder's path")
+        data_root = str((path.parent / data_root).resolve())      # as data: from the config's folder
     return EvalConfig(
-        name=str(raw.get("name", path.stem)), data=data, data_root=raw.get("data_root"),
-        arch=arch, epochs=None if raw.get("epochs") is None else _int(raw["epochs"], "epochs", 0, 10_000),
-        subset=_int(raw.get("subset", 0), "subset", 0, 10**8),
-        test_subset=_int(raw.get("test_subset", 0), "test_subset", 0, 10**8),
+        name=str(raw.get("name", path.stem)), data=data, data_root=data_root,
+        arch=arch, epochs=None if raw.get("epochs") is None else _int(raw["epochs"],
+                                                                      f"{path}: epochs", 0, 10_000),
+        subset=_int(raw.get("subset", 0), f"{path}: subset", 0, 10**8),
+        test_subset=_int(raw.get("test_subset", 0), f"{path}: test_subset", 0, 10**8),
         device=str(raw.get("device", "auto")), seeds=tuple(seeds), alpha=float(alpha), split=split,
         opened_sweep=_sweep(raw.get("opened_sweep", []), str(path)),
         schemes=tuple(schemes), attacks=tuple(attacks), null=null)

@@ -109,6 +109,8 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise MalformedInputError(f"unknown device {name!r}") from None
+    if device.type not in ("cpu", "cuda"):    # torch names meta, mps, xla …: none is built here
+        raise MalformedInputError(f"device {name!r}: claimkit runs on cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MalformedInputError("--device cuda asked for, but no CUDA device is available")
     return device

@@ -20,6 +20,7 @@ dataclass, refusing unknown keys and bad values with one line each.
 from __future__ import annotations
 
 import dataclasses
+import re
 import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -126,7 +127,9 @@ def parse_params(cls: type[P], given: Mapping[str, str], fixed: Mapping[str, Any
                                       f"(settable: {', '.join(settable)})")
         kind = fields[key].type if isinstance(fields[key].type, str) else fields[key].type.__name__
         try:
-            if kind.startswith("int"):
+            if kind.startswith("int"):       # ASCII digits only: int() takes 1_000 and ٣
+                if not re.fullmatch(r"[+-]?[0-9]{1,30}", raw.strip()):
+                    raise ValueError(raw)
                 values[key] = int(raw)
             elif kind.startswith("float"):
                 values[key] = float(raw)

@@ -35,6 +35,7 @@ verification key commits to them (:func:`style_commitment`)::
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ import numpy as np
 
 from ..commitments import commit
 from ..errors import MalformedInputError
-from ..wire import Digest
+from ..wire import Digest, read_regular_file
 
 __all__ = ["STYLIZERS", "Stylizer", "FourierStylizer", "AdaINStylizer", "get_stylizer",
            "load_style_image", "random_style_image", "style_commitment"]
@@ -89,17 +90,15 @@ def load_style_image(path: str | os.PathLike[str], shape: tuple[int, int, int]) 
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as e:
+    try:      # a regular file: a FIFO named like an image would hang the read
+        data = read_regular_file(path, max_bytes=MAX_STYLE_FILE, what=f"style image {path}")
+    except FileNotFoundError as e:
         raise MalformedInputError(f"style image {path}: cannot read ({e.strerror})") from None
-    if size > MAX_STYLE_FILE:
-        raise MalformedInputError(f"style image {path}: larger than {MAX_STYLE_FILE >> 20} MiB")
     c, h, w = shape
     if c not in (1, 3):
         raise MalformedInputError(f"style images need data with 1 or 3 channels, not {c}")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > MAX_STYLE_PIXELS or im.width < 1 or im.height < 1:
                 raise MalformedInputError(f"style image {path}: {im.width}×{im.height} pixels "
                                           f"is outside 1 … {MAX_STYLE_PIXELS}")

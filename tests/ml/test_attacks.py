@@ -280,6 +280,13 @@ def test_bad_configs_are_refused_in_one_line(victim, digits, tmp_path):
         Generator(16, (1, 6, 6))
 
 
+def test_a_noise_pool_too_large_to_draw_is_refused(digits):
+    from claimkit.attacks.extract import query_pool
+    with pytest.raises(MalformedInputError, match="noise pool of 100000000 images .* lower -p budget"):
+        query_pool(ATTACKS["extract-label"].make_config({"pool": "noise", "budget": "100000000"}),
+                   digits, seed=0)
+
+
 def test_the_cli_lists_every_attack_and_runs_one(victim, tmp_path):
     result = CliRunner().invoke(cli, ["attack", "--help"])
     assert result.exit_code == 0
@@ -293,11 +300,18 @@ def test_the_cli_lists_every_attack_and_runs_one(victim, tmp_path):
     record = json.loads(result.output)
     assert record["config"]["attack"] == "ftll" and record["config"]["seed"] == 3
     assert record["extra"]["weights_digest"] == weights_digest(out).hex
-    for bad in (["-p", "nope=1"], ["-p", "epochs=x"], ["-p", "epochs"]):
+    for bad in (["-p", "nope=1"], ["-p", "epochs=x"], ["-p", "epochs"],
+                ["-p", "epochs=1_0"], ["-p", "epochs=\u0663"],          # int() takes both
+                ["-p", "epochs=1", "-p", "epochs=2"],
+                ["--device", "meta"], ["-p", "epochs=1", "--device", "mps"]):
         result = CliRunner().invoke(cli, ["attack", "ftll", "--model", str(victim), "--data", "digits",
                                           "--out", str(tmp_path / "bad.safetensors"), *bad])
         assert result.exit_code == 2
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["attack", "ftll", "--model", str(victim), "--data", "digits",
+                                      "--out", str(tmp_path / "bad.safetensors"),
+                                      "--seed", str(2 ** 64)])      # a usage error, as train's
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
     assert not (tmp_path / "bad.safetensors").exists()
 
 

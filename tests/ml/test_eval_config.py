@@ -42,6 +42,17 @@ BAD_TAILS = [
     ('[[scheme]]\nname = "trigger-sett"\n', r"scheme\[1\]\.name: unknown scheme 'trigger-sett'"),
     ('[null]\narchs = ["mlp", "resnet18"]\n', r"null\.archs\[1\]: unknown architecture 'resnet18'"),
     ('arch = "digits_cnn"\n', r": arch: unknown architecture 'digits_cnn'"),
+    # Each axis of the grid once: a repeat gave two cells one id, and the report counted
+    # every claim of it twice.
+    ('[[scheme]]\nname = "trigger-set"\nparams = { items = "40" }\n',
+     r"scheme labels: 'trigger-set items=40' appears more than once"),
+    ('[[attack]]\nname = "ftal"\nparams = { epochs = 1 }\n', r"attack labels: .* more than once"),
+    ('[null]\narchs = ["mlp", "mlp"]\n', r"null\.archs: 'mlp' appears more than once"),
+    ('seeds = [0, 0]\n', r"seeds: 0 appears more than once"),
+    ('opened_sweep = [2, 2]\n', r"opened_sweep: 2 appears more than once"),
+    ('data_root = 5\n', r"data_root must be a folder's path"),
+    ('data_root = "a\\u0000b"\n', r"data_root must be a folder's path"),
+    ('epochs = -1\n', r": epochs: "),
 ]
 
 
@@ -60,6 +71,21 @@ def test_the_last_table_is_checked_when_the_config_loads(tmp_path, tail, message
         load_config(path)
     text = str(caught.value)
     assert text.startswith(f"{path}: ") and "\n" not in text
+
+
+@pytest.mark.parametrize("text, message", [
+    ('data = "digits"\nattack = 5\n[[scheme]]\nname = "trigger-set"\n', "attack must be"),
+    ('data = "digits"\nscheme = "trigger-set"\n', "scheme must be"),
+])
+def test_tables_that_are_not_tables_are_refused(tmp_path, text, message):
+    (tmp_path / "grid.toml").write_text(text)
+    with pytest.raises(MalformedInputError, match=message):
+        load_config(tmp_path / "grid.toml")
+
+
+def test_a_relative_data_root_is_taken_from_the_configs_folder(tmp_path):
+    cfg = load_config(_write(tmp_path, 'data_root = "./fm"\n'))
+    assert cfg.data_root == str((tmp_path / "fm").resolve())
 
 
 @pytest.mark.parametrize("tail, message", BAD_TAILS[:1] + BAD_TAILS[2:3] + BAD_TAILS[6:7])

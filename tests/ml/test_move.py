@@ -149,6 +149,17 @@ def test_a_flat_or_missing_style_image_and_bad_parameters_are_exit_2(tmp_path):
         assert result.exit_code == 2 and message in result.output, (param, result.output)
 
 
+def test_a_style_image_path_that_is_no_file_is_exit_2(tmp_path):
+    """A FIFO named like an image hung keygen; a NUL byte in the path was a traceback."""
+    import os
+    os.mkfifo(tmp_path / "fifo.png")
+    for path, message in ((tmp_path / "fifo.png", "not a regular file"),
+                          (f"{tmp_path}/a\0b.png", "NUL byte")):
+        result = run("keygen", "--scheme", "move", "--data", "digits", "--out", tmp_path / "k",
+                     "-p", f"style_image={path}")
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
 def test_a_style_that_benign_models_handle_is_refused(tmp_path):
     result = run("keygen", "--scheme", "move", "--data", "digits", "--out", tmp_path / "k",
                  "-p", "strength=0.02", "-p", "references=1", "-p", "reference_epochs=4",
