@@ -87,6 +87,8 @@ class EweParams:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.source < -1 or self.target < -1:     # -1 alone means the preset
+            raise MalformedInputError("ewe: source and target are classes, or -1 for the preset")
         src, tgt = self.classes
         if not (0 <= src < self.num_classes and 0 <= tgt < self.num_classes and src != tgt):
             raise MalformedInputError(f"ewe: source and target must be different classes below "

@@ -97,6 +97,7 @@ def test_too_few_queries_and_bad_parameters_are_exit_2(owner, tmp_path):
     assert code == 2 and "at least 30 queries" in output
     for param, message in (("target=1", "different classes"), ("items=1000", "training images"),
                            ("source=12", "different classes"), ("ratio=0", "ratio"),
+                           ("source=-7", "or -1 for the preset"), ("target=-2", "or -1"),
                            ("kappa=nan", "kappa"), ("temperature=inf", "temperature"),
                            ("fgsm_iters=1000000000", "fgsm_iters"), ("ratio=1000000000", "ratio")):
         result = run("keygen", "--scheme", "ewe", "--data", "digits", "--out", tmp_path / "k",
