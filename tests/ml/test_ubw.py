@@ -1271,8 +1271,8 @@ def test_a_drawn_key_from_the_command_line(tmp_path, monkeypatch):
     keydir, reg, owner = tmp_path / "keys", tmp_path / "reg", tmp_path / "owner.key"
     assert run("keys", "new", "--out", owner).exit_code == 0
     assert run("registry", "init", reg).exit_code == 0
-    params = [a for k, v in PARAMS["ubw-c"].items() for a in ("-p", f"{k}={v}")]
-    result = run("keygen", "--scheme", "ubw-c", "--data", "digits", *params, "-p", "m=20",
+    params = [a for k, v in {**PARAMS["ubw-c"], "m": "20"}.items() for a in ("-p", f"{k}={v}")]
+    result = run("keygen", "--scheme", "ubw-c", "--data", "digits", *params,
                  "-p", "fresh=99", "-p", "draw=log", "--out", keydir)
     assert result.exit_code == 0 and "claimkit draw" in result.output, result.output
     assert "trigger_commitment" in json.loads((keydir / "verification-key.json").read_text())["params"]
