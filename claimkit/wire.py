@@ -180,7 +180,7 @@ def _check_depth(value: Any, *, strings: bool = False) -> None:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise MalformedInputError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        children = list(item.values()) if isinstance(item, dict) else item
+        children = item.values() if isinstance(item, dict) else item    # a view: re-iterable
         if strings:
             for text in itertools.chain(item if isinstance(item, dict) else (), children):
                 if isinstance(text, str):

@@ -196,10 +196,8 @@ def _distinct(values: tuple[Any, ...], where: str) -> tuple[Any, ...]:
 
 
 def _tables(raw: dict[str, Any], key: str, where: str) -> list[Any]:
-    """``[[key]]`` tables (a list), or a single ``[key]`` table."""
+    """The ``[[key]]`` tables: a list (each checked by the caller)."""
     value = raw.get(key, [])
-    if isinstance(value, dict):
-        return [value]
     if not isinstance(value, list):
         raise MalformedInputError(f"{where}: {key} must be [[{key}]] tables")
     return value

@@ -333,9 +333,8 @@ def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -
     opener = urllib.request.build_opener(_NoRedirect, _TimedHTTP(deadline), _TimedHTTPS(deadline))
     try:
         with opener.open(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            if length is not None and length.isascii() and length.isdigit() \
-                    and (len(length) > 19 or int(length) > max_bytes):   # int() stops at 4,300 digits
+            length = _declared_length(response.headers.get("Content-Length"))
+            if length is not None and length > max_bytes:
                 raise OracleError(f"{url}: answer larger than {max_bytes} bytes")
             data = bytearray()
             while chunk := response.read1(65536):
@@ -354,6 +353,14 @@ def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -
         raise OracleError(f"{url}: broken answer ({_one_line(repr(e))})") from None
     with _oracle_errors():
         return load_json(bytes(data), what=f"{url}: answer", max_bytes=max_bytes)
+
+
+def _declared_length(value: str | None) -> int | None:
+    """A Content-Length header's number, None when it is no decimal number ("²" is a
+    digit to isdigit); one of more than 19 digits is 2^64 (int() stops at 4,300)."""
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return 1 << 64 if len(value) > 19 else int(value)
 
 
 def _server_error(e: urllib.error.HTTPError) -> str:
@@ -489,21 +496,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path != "/":
             return self._refuse(404, "this oracle answers at /")
-        length = self.headers.get("Content-Length", "")
-        if not (length.isascii() and length.isdigit()):     # "²" is a digit to isdigit
+        length = _declared_length(self.headers.get("Content-Length"))
+        if length is None:
             return self._refuse(411, "Content-Length required")
         limit = self.server.max_request_bytes
-        if len(length) > 19 or int(length) > limit:          # int() stops at 4,300 digits
+        if length > limit:
             return self._refuse(413, f"queries to this oracle are at most {limit} bytes "
                                      f"({self.server.max_batch} images)")
         oracle = self.server.oracle
         try:
-            body = self.rfile.read(int(length))
+            body = self.rfile.read(length)
         except (TimeoutError, ConnectionError):
             self.close_connection = True
             return None
         self._deadline.cancel()
-        if len(body) != int(length):                 # the client, or the deadline, hung up
+        if len(body) != length:                      # the client, or the deadline, hung up
             self.close_connection = True
             return None
         # A query is one object holding two lists. Any more containers and the parse

@@ -76,6 +76,7 @@ def test_the_last_table_is_checked_when_the_config_loads(tmp_path, tail, message
 @pytest.mark.parametrize("text, message", [
     ('data = "digits"\nattack = 5\n[[scheme]]\nname = "trigger-set"\n', "attack must be"),
     ('data = "digits"\nscheme = "trigger-set"\n', "scheme must be"),
+    ('data = "digits"\n[scheme]\nname = "trigger-set"\n', "scheme must be"),   # one [table]
 ])
 def test_tables_that_are_not_tables_are_refused(tmp_path, text, message):
     (tmp_path / "grid.toml").write_text(text)
