@@ -277,7 +277,25 @@ class Registry:
         cached = self._frontier
         if cached is not None and cached.size == size:
             return merkle.Frontier(size, cached.nodes)
-        return merkle.Frontier.load(size, self.store.read_nodes)
+        frontier = merkle.Frontier.load(size, self.store.read_nodes)
+        if size:
+            self._check_head(frontier)
+        return frontier
+
+    def _check_head(self, frontier: merkle.Frontier) -> None:
+        """The right edge read from the store must give the root the log last signed:
+        a damaged node there would otherwise go into the next checkpoint, which then
+        forks the log's own history (audit names the node; an append did not ask it)."""
+        note = self.store.checkpoint(frontier.size)
+        try:
+            signed = None if note is None else SignedCheckpoint.from_bytes(note)
+            head = None if signed is None else signed.verify(self.log_key)
+        except (MalformedInputError, VerificationError):
+            head = None
+        if head is None or not hmac.compare_digest(head.root_hash, frontier.root()):
+            raise RegistryError(f"the stored tree of {frontier.size} entries does not give the "
+                                "root of its signed checkpoint (damaged storage): nothing was "
+                                "appended; run claimkit registry audit")
 
     def _last_receipt(self, entry: LogEntry, frontier: merkle.Frontier,
                       signed: SignedCheckpoint) -> Receipt:
@@ -501,7 +519,14 @@ class Registry:
         if not _index(index, "entry index") < signed.checkpoint.size:
             raise MalformedInputError(f"entry {index} is not under the checkpoint of size "
                                 f"{signed.checkpoint.size}")
-        return self._receipt_under(self.entry(index), index, signed)
+        receipt = self._receipt_under(self.entry(index), index, signed)
+        try:                # built from stored nodes and entries: never hand out a broken one
+            receipt.verify(self.log_key)
+        except (VerificationError, MalformedInputError) as e:
+            raise RegistryError(f"the stored log does not prove entry {index} under the "
+                                f"checkpoint of size {signed.checkpoint.size} ({e}; damaged "
+                                "storage): run claimkit registry audit") from None
+        return receipt
 
     def _receipt_under(self, entry: LogEntry, index: int, signed: SignedCheckpoint) -> Receipt:
         proof = merkle.inclusion_proof(index, signed.checkpoint.size, self.store.read_nodes)

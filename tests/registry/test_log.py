@@ -238,6 +238,29 @@ def test_damaged_database_gives_registry_errors(registry, owner):
         registry.register(*_signed_registration(owner))
 
 
+def test_a_damaged_right_edge_is_never_signed_into_a_checkpoint(registry, owner, clock):
+    """A damaged node on the tree's right edge, read by a new process: the next append
+    signed a checkpoint that forked the log's own history (audit named the node, the
+    append did not ask), and a receipt built over a damaged node was handed out."""
+    register_many(registry, owner, 5)
+    directory = registry.directory
+    registry.close()
+    db = sqlite3.connect(directory / "registry.db")
+    db.execute("UPDATE nodes SET hash = zeroblob(32) WHERE id = ?", ((2 << 56) | 0,))
+    db.commit()
+    db.close()
+    reopened = Registry.open(directory, passphrase=PASSPHRASE, clock=clock)
+    try:
+        with pytest.raises(RegistryError, match="does not give the root of its signed checkpoint"):
+            reopened.register(*_signed_registration(owner))
+        assert reopened.size == 5 and reopened.latest_checkpoint().checkpoint.size == 5
+        with pytest.raises(RegistryError, match="does not prove entry 4 .* registry audit"):
+            reopened.receipt(4)                       # its path is the damaged node (2, 0)
+        assert reopened.receipt(0).verify(reopened.log_key).size == 5   # its path is not
+    finally:
+        reopened.close()
+
+
 def _signed_registration(owner, tag=b"late"):
     request = Registration(owner.public, "test-lookup", Digest.of(tag), 16)
     return request, sign_request(request, owner)
