@@ -377,7 +377,7 @@ class Registry:
             if intent.counter != expected:
                 raise RegistryError(
                     f"claim intent: counter must be {expected} (claims made so far)")
-            spent = self.store.spent(intent.registration_index)
+            spent = self._spent_before(intent.registration_index, reg, expected)
             if intent.open > reg.items - len(spent):
                 raise RegistryError(f"claim intent: only {reg.items - len(spent)} of "
                                     f"{reg.items} items remain unopened")
@@ -389,6 +389,32 @@ class Registry:
             self.store.add_spent(intent.registration_index, opened, size)
         self._frontier = frontier
         return self._last_receipt(entry, frontier, signed)
+
+    def _spent_before(self, index: int, reg: Registration, claims: int) -> tuple[int, ...]:
+        """The items the registration's earlier claims opened: the spent table, checked
+        against the signed log before it is signed into the next intent. The last
+        intent's own spent list and the items its challenge opened must be the table's
+        (the audit checks every intent; a damaged table was signed and only it noticed)."""
+        spent = self.store.spent(index)
+        expected: tuple[int, ...] = ()
+        if claims:
+            last = self.store.last_intent(index)
+            try:
+                entry = None if last is None else self.entry(last)
+                intent = None if entry is None else entry.request
+                if entry is None or not isinstance(intent, ClaimIntent) \
+                        or intent.registration_index != index or intent.counter != claims - 1:
+                    raise VerificationError("the last claim intent is not where the index says")
+                opened = opened_items(reg, entry, self.checkpoint_at(last + 1), self.log_key)
+                expected = tuple(sorted(set(entry.spent or ()) | set(opened)))
+            except (MalformedInputError, VerificationError) as e:
+                raise RegistryError(f"the log's last claim on registration {index} cannot be "
+                                    f"read back ({e}; damaged storage): run claimkit registry "
+                                    "audit") from None
+        if spent != expected:
+            raise RegistryError(f"the spent table differs from the items registration {index}'s "
+                                "claims opened (damaged storage): run claimkit registry audit")
+        return spent
 
     def draw_trigger(self, request: TriggerDraw, signature: bytes) -> Receipt:
         """Log a trigger draw alone; its receipt's checkpoint ends with it and fixes the trigger.

@@ -239,7 +239,17 @@ class Store:
     def spent(self, registration: int) -> tuple[int, ...]:
         rows = self._rows("SELECT item FROM spent WHERE registration = ? ORDER BY item",
                           (registration,))
-        return tuple(r[0] for r in rows)
+        items = tuple(r[0] for r in rows)
+        if not all(type(i) is int for i in items):
+            raise RegistryError(f"the spent table holds an item of registration {registration} "
+                                "that is no integer (damaged storage): run claimkit registry audit")
+        return items
+
+    def last_intent(self, registration: int) -> int | None:
+        """The index of the newest claim intent naming ``registration``, if any."""
+        rows = self._rows("SELECT max(idx) FROM entries WHERE ref = ? AND kind = 'claim-intent'",
+                          (registration,))
+        return rows[0][0] if rows else None
 
     def add_spent(self, registration: int, items: Sequence[int], intent: int) -> None:
         self._run_many("INSERT INTO spent (registration, item, intent) VALUES (?, ?, ?)",

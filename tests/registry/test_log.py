@@ -199,6 +199,29 @@ def test_audit_cross_checks_the_columns_the_rules_read(registry, owner, tamper, 
     assert any(problem in p for p in report.problems), report.problems
 
 
+@pytest.mark.parametrize("tamper, message", [
+    ("DELETE FROM spent", "spent table differs"),                       # items opened again
+    ("UPDATE spent SET item = 'x' WHERE rowid IN (SELECT rowid FROM spent LIMIT 1)",
+     "no integer"),                                                    # was a TypeError
+    ("UPDATE spent SET item = NULL WHERE rowid IN (SELECT rowid FROM spent LIMIT 1)",
+     "no integer"),
+    ("UPDATE entries SET kind = 'registration' WHERE idx = 2", "spent table differs"),
+    ("UPDATE spent SET registration = 1", "spent table differs"),
+])
+def test_the_next_claim_is_refused_over_a_damaged_spent_table(registry, owner, tamper, message):
+    """announce_claim signs the spent list into the next intent: it is checked against the
+    log's last intent first (its own spent list and the items its challenge opened);
+    before, only the audit noticed what had been signed."""
+    _claimed(registry, owner)
+    registry.store.conn.execute(tamper)
+    size = registry.size
+    intent = ClaimIntent(owner.public, 0, Digest.of(registry.store.entry(0)),
+                         Digest.of(b"suspect"), registry.claims_made(0), 4)   # 0 with kind edited
+    with pytest.raises(RegistryError, match=message):
+        registry.announce_claim(intent, sign_request(intent, owner))
+    assert registry.size == size
+
+
 @pytest.mark.parametrize("make", [
     lambda o: Registration(o.public, "test-lookup", Digest.of(b"x"), 2.5),
     lambda o: Registration(o.public, "test-lookup", Digest.of(b"x"), True),
