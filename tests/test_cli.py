@@ -42,6 +42,22 @@ def test_every_command_has_help_with_an_example():
             assert "Example:" in command.help, path
 
 
+def test_every_arch_option_refuses_an_empty_name():
+    # "" once meant "the recipe's" (train) or "any architecture" (--model checks): silent
+    commands = [path for path, command in all_commands(cli)
+                if any(p.name == "arch" for p in getattr(command, "params", []))]
+    assert len(commands) >= 6
+    for path in commands:
+        command = cli
+        for name in path:
+            command = command.commands[name]
+        arch = next(p for p in command.params if p.name == "arch")
+        ctx = click.Context(command)
+        with pytest.raises(click.BadParameter, match="must name an architecture"):
+            arch.process_value(ctx, "")
+        assert arch.process_value(ctx, "digits-cnn") == "digits-cnn"
+
+
 def test_owner_registry_arbiter_story(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run("keys", "new", "--out", "owner.key", "--strength", "interactive").exit_code == 0

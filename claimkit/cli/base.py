@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 import click
 
@@ -100,6 +100,19 @@ ROOT_HELP = ("Folder of a named set's files: the IDX files (default for fashion-
 data_option = click.option("--data", required=True, type=DATA_CHOICES, help=DATA_HELP)
 root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
                            help=ROOT_HELP)
+
+
+def _named_arch(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():    # "" read as "the recipe's" / "any" before
+        raise click.BadParameter("must name an architecture", ctx, param)
+    return value
+
+
+def arch_option(help: str) -> Callable[[Any], Any]:
+    """--arch NAME: an architecture ("" is refused; unknown names by claimkit.ml.models)."""
+    return click.option("--arch", default=None, callback=_named_arch, help=help)
+
+
 device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 
 

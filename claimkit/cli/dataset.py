@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..errors import MalformedInputError
-from .base import PASSPHRASE_ENV, cli, data_option, device_option, emit, passphrase, root_option
+from .base import (PASSPHRASE_ENV, arch_option, cli, data_option, device_option, emit, passphrase,
+                   root_option)
 
 UBW_SCHEMES = ("ubw-p", "ubw-c")
 
@@ -16,7 +17,7 @@ UBW_SCHEMES = ("ubw-p", "ubw-c")
 @root_option
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The model to measure (safetensors).")
-@click.option("--arch", default=None, help="The architecture the file must hold.")
+@arch_option("The architecture the file must hold.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def metrics_command(keydir: str, data: str, data_root: str | None, model_path: str,

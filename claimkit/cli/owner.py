@@ -12,6 +12,7 @@ from ..ml import MAX_EPOCHS, MAX_SEED
 from ..schemes.base import MarkOptions, backend_names, get_backend
 from .base import (
     PASSPHRASE_ENV,
+    arch_option,
     cli,
     data_option,
     device_option,
@@ -78,7 +79,7 @@ def keygen_command(scheme: str, data: str, data_root: str | None, out: str,
 @cli.command("train")
 @data_option
 @root_option
-@click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
+@arch_option("Architecture (default: the data set's recipe).")
 @click.option("--epochs", type=click.IntRange(0, MAX_EPOCHS), default=None,
               help="Default: the recipe's.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
@@ -104,7 +105,7 @@ def train_command(data: str, data_root: str | None, arch: str | None, epochs: in
 @click.argument("keydir", type=click.Path(exists=True, file_okay=False))
 @data_option
 @root_option
-@click.option("--arch", default=None, help="Architecture (default: the data set's recipe).")
+@arch_option("Architecture (default: the data set's recipe).")
 @click.option("--from", "start_from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fine-tune this trained model (PreTrained) instead of training from scratch.")
 @click.option("--epochs", type=click.IntRange(0, MAX_EPOCHS), default=None,

@@ -13,14 +13,14 @@ from typing import Any
 
 import click
 
-from .base import cli, device_option, emit
+from .base import arch_option, cli, device_option, emit
 
 DEFAULT_TIMEOUT = 30.0   # seconds; claimkit.ml.oracle.DEFAULT_TIMEOUT (not imported: numpy)
 
 _SUSPECT_OPTIONS = (
     click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
                  help="The suspect as a claimkit model file (safetensors)."),
-    click.option("--arch", default=None, help="With --model: the architecture the file must hold."),
+    arch_option("With --model: the architecture the file must hold."),
     click.option("--onnx", "onnx_path", type=click.Path(exists=True, dir_okay=False),
                  help="Or as an ONNX file (float32 images in [0, 1] → logits; "
                       "pip install 'claimkit[onnx]')."),
@@ -48,7 +48,7 @@ def suspect_options(command: Callable[..., Any]) -> Callable[..., Any]:
                    "only; 0.0.0.0 or :: every network).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port, printed at start).")
-@click.option("--arch", default=None, help="The architecture the file must hold.")
+@arch_option("The architecture the file must hold.")
 @click.option("--max-batch", default=256, show_default=True, type=click.IntRange(1, 4096),
               help="Most images one request may carry (announced to clients).")
 @device_option
@@ -78,7 +78,7 @@ def serve_command(model_path: str, host: str, port: int, arch: str | None, max_b
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.option("--onnx", "onnx_out", required=True, type=click.Path(dir_okay=False),
               help="The ONNX file to write (float32 images in [0, 1] → logits, any batch size).")
-@click.option("--arch", default=None, help="The architecture the file must hold.")
+@arch_option("The architecture the file must hold.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export_command(model_path: str, onnx_out: str, arch: str | None, as_json: bool) -> None:
     """Export MODEL (claimkit safetensors) to a single ONNX file, checked against the
