@@ -123,7 +123,13 @@ class _Grid:
     def key(self, scheme: SchemeSpec, seed: int) -> MarkingKey:
         if (scheme.label, seed) not in self._keys:
             rng = derived_rng(f"{self.cfg.name}\n{scheme.label}\n{seed}")
-            self._keys[scheme.label, seed] = get_backend(scheme.name).keygen(self.data, scheme.params, rng=rng)
+            mk = get_backend(scheme.name).keygen(self.data, scheme.params, rng=rng)
+            items = mk.verification_key.items     # checked before the owner's model trains
+            for opened in (scheme.opened, *self.cfg.sweep(scheme)):
+                if opened is not None and opened > items:
+                    raise MalformedInputError(f"{self.cfg.name}: {scheme.label}: cannot open "
+                                              f"{opened} of the key's {items} items")
+            self._keys[scheme.label, seed] = mk
         return self._keys[scheme.label, seed]
 
     def _fit(self, data: Dataset, path: Path, *, arch: str | None, seed: int) -> None:

@@ -293,6 +293,23 @@ seeds = 0
         run_grid(cfg, tmp_path / "out", progress=False)
 
 
+@pytest.mark.parametrize("claim", ["opened = 41", "opened_sweep = [10, 41]"])
+def test_a_claim_larger_than_the_key_is_refused_before_any_training(tmp_path, claim):
+    cfg = load_config(_write(tmp_path, f"""
+data = "digits"
+device = "cpu"
+[[scheme]]
+name = "trigger-set"
+params = {{ items = 40 }}
+{claim}
+[null]
+seeds = 1
+"""))
+    with pytest.raises(MalformedInputError, match="cannot open 41 of the key's 40 items"):
+        run_grid(cfg, tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out" / "models").glob("*.safetensors"))
+
+
 def test_claim_evidence_draws_ubw_c_fresh_triggers_from_its_seed():
     """A claim without a log: the cell's seed stands in for the challenge, so a UBW-C key
     with fresh triggers is evaluated too, the same way for the same seed."""
