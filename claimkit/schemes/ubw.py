@@ -309,9 +309,10 @@ class UBWCParams(UBWParams):
             raise MalformedInputError("ubw-c: draw=log needs fresh triggers (-p fresh=K): "
                                       "a drawn trigger is what makes their rank test exact")
         if self.fresh and self.fresh < min_fresh(self.alpha):
+            hint = (f"use K >= {min_fresh(self.alpha)}" if min_fresh(self.alpha) <= MAX_FRESH
+                    else f"fresh triggers need alpha >= {1 / (MAX_FRESH + 1):.3g} (K <= {MAX_FRESH})")
             raise MalformedInputError(f"ubw-c: fresh={self.fresh} can never reach alpha = "
-                                      f"{self.alpha} (p_rank >= 1/(K+1)); use K >= "
-                                      f"{min_fresh(self.alpha)}")
+                                      f"{self.alpha} (p_rank >= 1/(K+1)); {hint}")
 
     def public(self) -> dict[str, Any]:
         """With fresh triggers the key also states K and the square's side, or the warping
