@@ -73,7 +73,8 @@ def keygen_command(scheme: str, data: str, data_root: str | None, out: str,
            f"--out receipt.json")
     emit(as_json, {"keydir": out, "scheme": scheme, "items": vk.items, "params": vk.params,
                    "verification_key": vk.digest.to_dict()},
-         f"wrote {out}/marking-key (secret) and {out}/verification-key.json; {nxt}")
+         f"wrote {out}/marking-key (secret; {vk.items} committed items) and "
+         f"{out}/verification-key.json; {nxt}")
 
 
 @cli.command("train")

@@ -183,7 +183,7 @@ class UBWParams:
     data_digest: str = ""
     gamma: float = 0.1          # poisoning rate |D_s| / |D| (§5.2)
     patch_size: int = 0         # side of the square trigger in pixels; 0: per_32 per 32 pixels
-    items: int = 300            # ℓ committed verification items
+    items: int = 300            # ℓ committed verification items (at most the candidates)
     m: int = 100                # pairs a claim should open (App. C.2)
     tau: float = 0.25           # margin of Prop. 1's H1: P_b > P_p + τ (§5.3)
     alpha: float = 0.01         # significance level
@@ -596,14 +596,22 @@ def _decoy_pool(params: UBWParams, data: Any, poisoned: np.ndarray | None) -> np
     them)."""
     n = len(data.y_train)
     if poisoned is not None:
-        return np.setdiff1d(np.arange(n), poisoned)
-    if getattr(params, "decoy_class", "all") == "source":
+        pool, where = np.setdiff1d(np.arange(n), poisoned), "training images not poisoned"
+    elif getattr(params, "decoy_class", "all") == "source":
         pool = np.flatnonzero(data.y_train == params.source)
-        if params.decoys and not len(pool):
-            raise MalformedInputError(f"ubw-c: no training image of class {params.source} "
-                                      f"to be a decoy")
-        return pool
-    return np.arange(n)
+        where = f"training images of class {params.source}"
+    else:
+        pool, where = np.arange(n), "training images"
+    wanted = _decoy_count(params.decoys, n)
+    if wanted > len(pool):      # checked at keygen, a drawn key's too (its decoys come later)
+        raise MalformedInputError(f"ubw: decoys={params.decoys} asks for {wanted} decoys; there "
+                                  f"are {len(pool)} {where}; lower -p decoys")
+    return pool
+
+
+def _decoy_count(share: float, n: int) -> int:
+    """How many of n training images a share ρ of decoys makes (none for ρ = 0)."""
+    return max(1, round(share * n)) if share else 0
 
 
 def complete_draw(mk: MarkingKey, draw: Receipt, log_key: VerifierKey) -> MarkingKey:
@@ -659,7 +667,7 @@ def _decoys(rng: np.random.Generator, trigger: Trigger, shape: tuple[int, ...],
     whose poisons are picked at marking and avoid these), or a warping field of the key's
     grid and strength (stored as float32). Their labels stay."""
     n, _, h, w = shape
-    indices = np.sort(rng.choice(pool, min(len(pool), max(1, round(share * n))), replace=False))
+    indices = np.sort(rng.choice(pool, _decoy_count(share, n), replace=False))
     if trigger.kind == "warp":
         fields = np.stack([fresh_field(rng, trigger) for _ in indices]).astype("<f4")
         return {"indices": indices.tolist(), "fields": b64encode(fields.tobytes())}

@@ -352,6 +352,10 @@ def test_patch_sides_below_the_minimum_are_refused_and_never_drawn():
     ("ubw-c", {"decay": "cosine", "m": "20"}, "decay"),
     ("ubw-c", {"decoy_class": "target", "m": "20"}, "decoy_class"),
     ("ubw-p", {"decoy_class": "source"}, "decoy_class"),
+    ("ubw-c", {"decoy_class": "source", "decoys": "0.5", "m": "20"},   # was capped silently
+     "decoys=0.5 asks for 719 decoys; there are 140 training images of class"),
+    ("ubw-c", {"decoy_class": "source", "decoys": "0.5", "m": "20", "draw": "log",
+               "fresh": "99"}, "asks for 719 decoys"),                # before the draw
     ("ubw-p", {"fresh": "99"}, "fresh: unknown for this scheme"),
     ("ubw-c", {"fresh": "98", "m": "20"}, "fresh=98 can never reach alpha = 0.01.*K >= 99"),
     ("ubw-c", {"fresh": "199", "alpha": "0.001", "m": "20"}, "use K >= 999"),
@@ -828,6 +832,14 @@ def test_mark_warns_when_the_last_surrogate_loses_no_more_than_tau():
         {"surrogate_gaps": gaps}, 0.25)
     assert "warning" not in _specificity_line({"surrogate_gaps": gaps}, 0.2)
     assert _specificity_line({"surrogate_gaps": gaps[:1]}, 0.25) == ""   # never re-trained
+
+
+def test_keygen_says_how_many_items_the_key_commits(tmp_path, digits):
+    # ℓ is at most the candidate test images: -p items=100000 gives the whole test split
+    result = run("keygen", "--scheme", "ubw-p", "--data", "digits", "-p", "items=100000",
+                 "--out", tmp_path / "k")
+    assert result.exit_code == 0, result.output
+    assert f"(secret; {len(digits.y_test)} committed items)" in result.output
 
 
 def test_metrics_refuses_other_keys(tmp_path, clean_models):
