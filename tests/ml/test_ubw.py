@@ -1076,10 +1076,10 @@ def test_ubw_c_decoys_can_come_from_the_source_class_only(digits):
     idx = np.asarray(mk.secret["decoys"]["indices"])
     assert len(idx) == round(0.02 * len(digits.y_train)) and (digits.y_train[idx] == 3).all()
     assert len(set(idx.tolist())) == len(idx)
-    # A share beyond the class takes the whole class, once each.
-    whole = backend.keygen(digits, {**params, "decoys": "0.5", "decoy_class": "source"},
-                           rng=seeded(5)).secret["decoys"]["indices"]
-    assert sorted(whole) == np.flatnonzero(digits.y_train == 3).tolist()
+    # A share beyond the class is refused (it once took the whole class, silently).
+    with pytest.raises(MalformedInputError, match="asks for 719 decoys; there are 155"):
+        backend.keygen(digits, {**params, "decoys": "0.5", "decoy_class": "source"},
+                       rng=seeded(5))
 
 
 def test_decoy_places_outside_the_images_are_refused(digits):
