@@ -54,7 +54,7 @@ from ..wire import Fields
 from .keys import VerificationKey
 from .scheme import (Evidence, check_answer_count, check_min_opened, check_undrawn,
                      read_shape, register_decider)
-from .stats import paired_t_margin_test, success_rate_test
+from .stats import min_pairs, paired_t_margin_test, success_rate_test
 
 __all__ = [
     "AUGMENTATIONS",
@@ -221,7 +221,11 @@ class MoveDecider:
         self._params(vk)
 
     def check_claim_size(self, vk: VerificationKey, k: int) -> None:
-        self._check_size(self._params(vk), k)
+        p = self._params(vk)
+        self._check_size(p, k)
+        least = min_pairs(p.tau, p.alpha)   # fewer can only be rejected (stats floor)
+        check_min_opened(k, least, f"a MOVE claim needs at least {least} images to reach "
+                         f"alpha = {p.alpha} at tau = {p.tau} (p >= ((1 + tau)/2)^images)")
 
     @staticmethod
     def _check_size(p: MoveParams, k: int) -> None:

@@ -14,8 +14,7 @@ states the accuracy and the tested ranges.
 * :func:`all_but_epsilon` — the paper's own Verify rule, reported beside the test.
 * :func:`paired_t_margin_test` — UBW (Li et al. 2022, §4.2, Proposition 1):
   H1 is P_b > P_p + τ for the probabilities of the true label on benign and poisoned
-  images.
-* :func:`paired_t_test` — MOVE (§5.4): one-tailed paired t-test.
+  images; MOVE (§5.4) with its scores (τ = 0: the paper's paired t-test).
 * :func:`monte_carlo_rank_test` — UBW-C's fresh triggers (ours; docs/proposals/
   ubw-c-key-specific-test.md): the key's statistic ranked among K i.i.d. fresh ones
   (Barnard 1963).
@@ -60,8 +59,9 @@ __all__ = [
     "binomial_test",
     "all_but_epsilon",
     "t_sf",
+    "margin_floor",
+    "min_pairs",
     "paired_t_margin_test",
-    "paired_t_test",
     "monte_carlo_rank_test",
     "success_rate_test",
     "binomial_sample_size",
@@ -99,9 +99,8 @@ class TestResult:
     ``statistic`` is the number of matches (binomial, success-rate), Student's t
     (paired t-tests; ±``sys.float_info.max`` where |t| exceeds the double range), or,
     for a paired test whose differences are all identical (so t is infinite or
-    undefined), the number of positive differences of the exact sign test
-    (``params["method"] == "sign"``; see :func:`paired_t_margin_test`). Every field is a
-    finite JSON value.
+    undefined), their common value (``params["method"] == "bound"``; see
+    :func:`paired_t_margin_test`). Every field is a finite JSON value.
     """
 
     __test__ = False  # not a pytest test class
@@ -528,7 +527,8 @@ def _sqrt_ratio(num: int, den: int) -> float:
 
 def _paired(xs: list[float], ys: list[float], shift: float, alpha: float, test: str,
             params: dict[str, Any]) -> TestResult:
-    """One-sided one-sample t-test of d_i = x_i − y_i − shift, H1: mean(d) > 0.
+    """One-sided one-sample t-test of d_i = x_i − y_i − shift, H1: mean(d) > 0, for x_i
+    and y_i in [0, 1], with the bounds of :func:`paired_t_margin_test`.
 
     Mean and variance are computed exactly in integer arithmetic (every float is a
     dyadic rational) and rounded once, so the statistic is the same on every platform
@@ -541,31 +541,75 @@ def _paired(xs: list[float], ys: list[float], shift: float, alpha: float, test: 
     s1 = sum(diffs)
     s2 = sum(dv * dv for dv in diffs)
     q = m * s2 - s1 * s1  # = m (m−1) var · 4^e  >= 0, and 0 iff all d_i are equal
-    try:
-        raw_mean = (s1 + m * big_s) / (m << e)  # mean of x − y, before the shift
-    except OverflowError:
-        raise MalformedInputError(f"{test}: the differences exceed the double range") from None
+    raw_mean = (s1 + m * big_s) / (m << e)  # mean of x − y, before the shift; in [-1, 1]
     sd = _sqrt_ratio(q, (m * (m - 1)) << (2 * e))
-    if math.isinf(sd):
-        raise MalformedInputError(f"{test}: the differences exceed the double range")
-    info = {**params, "m": m, "mean_difference": raw_mean, "sd_difference": sd}
+    low = 1 + Fraction(shift)               # every d_i >= −low
+    floor = margin_floor(shift, m)
+    info = {**params, "m": m, "mean_difference": raw_mean, "sd_difference": sd,
+            "p_floor": floor}
     if q == 0:
-        # All differences are identical: t is ±inf or 0/0. Fall back to the exact sign
-        # test, which is valid under the t-test's own (symmetric) model and under no model
-        # at all. Here every d_i has the sign of the mean: m positive differences give
-        # p = 2^−m, none give p = 1.
-        positive = sum(1 for dv in diffs if dv > 0)
-        p_value = math.ldexp(1.0, -m) if positive == m else 1.0
-        return TestResult(test, float(positive), None, p_value, alpha, p_value < alpha,
-                          {**info, "method": "sign"})
-    # A positive variance is a t-test however small it is: stronger evidence must never
-    # give a larger p. Beyond the double range |t| is the largest double (JSON has no
-    # inf), whose tail, an upper bound on the true one, is 0.0 or 1.0 but for df = 1.
+        # All differences equal some c: t is ±inf or 0/0. Under H0 (mean(d) <= 0, d >= −low)
+        # Markov's inequality gives P[d_i >= c] <= low / (low + c) for c > 0, so m
+        # independent pairs all at c have probability at most its m-th power.
+        c = Fraction(diffs[0], 1 << e)
+        p_value = _power(low / (low + c), m) if c > 0 else 1.0
+        return TestResult(test, float(c), None, p_value, alpha, p_value < alpha,
+                          {**info, "method": "bound"})
+    # A positive variance is a t-test however small it is. Beyond the double range |t| is
+    # the largest double (JSON has no inf), whose tail, an upper bound on the true one,
+    # is 0.0 or 1.0 but for df = 1; below the floor p is the floor.
     t_abs = min(_sqrt_ratio(s1 * s1 * (m - 1), q), sys.float_info.max)
     t = t_abs if s1 >= 0 else -t_abs
-    p_value = t_sf(t, float(m - 1))
+    p_value = max(t_sf(t, float(m - 1)), floor)
     return TestResult(test, t, float(m - 1), p_value, alpha, p_value < alpha,
                       {**info, "method": "t"})
+
+
+def margin_floor(tau: float, m: int) -> float:
+    """((1 + τ)/2)^m: the least p-value :func:`paired_t_margin_test` gives m pairs."""
+    return _power((1 + Fraction(tau)) / 2, m)
+
+
+def min_pairs(tau: float, alpha: float) -> int:
+    """The least m whose :func:`margin_floor` is below alpha: fewer pairs can never make
+    a claim at level alpha (10 for τ = 0.25 and alpha = 0.01)."""
+    m = max(2, math.floor(math.log(alpha) / math.log((1 + tau) / 2)) - 1)
+    while margin_floor(tau, m) >= alpha:     # exact from a float estimate a step below
+        m += 1
+    return m
+
+
+def _power(base: Fraction, m: int) -> float:
+    """base^m for 0 < base <= 1 and m up to MAX_SAMPLES, the same on every platform.
+
+    Exact powers grow to m times the bits of base (53 Mbit for a million pairs), so
+    binary powering keeps _POWER_BITS bits, truncating each product in integer
+    arithmetic: 2 log2(m) truncations leave a relative error below 2^-150, far inside the
+    final rounding to a double, and every step is an integer operation (libm's pow may
+    differ between platforms)."""
+    if base == 1:
+        return 1.0
+    if m * math.log2(base) < -1100:         # below the least subnormal, 2^−1074, by far
+        return 0.0
+    shift = _POWER_BITS + base.denominator.bit_length() - base.numerator.bit_length()
+    n, e = (base.numerator << shift) // base.denominator, -shift
+    out, out_e = 1, 0
+    while m:
+        if m & 1:
+            out, out_e = _truncate(out * n, out_e + e)
+        m >>= 1
+        if m:
+            n, e = _truncate(n * n, 2 * e)
+    return float(Fraction(out, 1 << -out_e) if out_e < 0 else out << out_e)
+
+
+_POWER_BITS = 192
+
+
+def _truncate(n: int, e: int) -> tuple[int, int]:
+    """n·2^e with n cut to its _POWER_BITS leading bits (rounded down)."""
+    drop = n.bit_length() - _POWER_BITS
+    return (n >> drop, e + drop) if drop > 0 else (n, e)
 
 
 def paired_t_margin_test(benign: Sequence[float], watermarked: Sequence[float], *,
@@ -579,14 +623,26 @@ def paired_t_margin_test(benign: Sequence[float], watermarked: Sequence[float], 
     d_i = P_b,i − P_p,i − τ with m − 1 degrees of freedom; ``params["mean_difference"]``
     is the paper's confidence score ΔP = mean(P_b − P_p).
 
-    Identical differences (zero variance, e.g. P_b = 1 and P_p = 0 on every sample) make
-    t infinite or undefined. The result is then the exact sign test on the d_i:
-    ``method = "sign"``, ``statistic`` = the number of positive d_i, ``df = None``, and
-    p = 2^−m when every d_i > 0 (1.0 otherwise). Identical answers are legitimate,
-    finite evidence, and the sign test is valid whatever the distribution of the d_i.
-    Differences that are not all identical always get the t-test, so the p-value never
-    rises as the evidence grows: where |t| would exceed the double range (1.8e308) the
-    statistic is ±1.8e308 and p its tail (0.0 or 1.0, but ~1.8e-309 for df = 1).
+    The paper's t-test assumes normal differences; these are bounded (d_i >= −(1 + τ)),
+    and two bounds keep the test from claiming more than m pairs can show (ours):
+
+    * **Floor.** p is never below ((1 + τ)/2)^m (``params["p_floor"]``): under the null
+      whose P_b − P_p is 1 with probability (1 + τ)/2 and −1 otherwise (mean τ), the most
+      extreme sample, all P_b − P_p = 1, has that probability, so no valid test can give
+      it a smaller p, while the t-test gives samples near it any p at all (t → ∞ as the
+      differences approach equality): with τ = 0.25, two pairs [1, 1e-7], [1, 2e-7] had
+      p ≈ 1e-7, and a model whose trigger flips a quarter of its answers passed 6 % of
+      claims opening 2 items at α = 0.01. The floor is 0.39 for m = 2, 9.1e-3 for
+      m = 10, 3.9e-21 for m = 100.
+    * **Zero variance** (every d_i equal to c: t is infinite or undefined, e.g. P_b = 1 and
+      P_p = 0 on every sample). Identical answers are legitimate evidence: ``method =
+      "bound"``, ``statistic`` = c, ``df = None``, and p = ((1 + τ)/(1 + τ + c))^m for
+      c > 0 (1.0 otherwise), Markov's inequality on d_i + 1 + τ >= 0, valid for every
+      null distribution with mean(d) <= 0 (the sign test's 2^−m that this replaces holds
+      for the median only). With c = 1 − τ it equals the floor.
+
+    Where |t| would exceed the double range (1.8e308) the statistic is ±1.8e308 and p its
+    tail (0.0 or 1.0, but ~1.8e-309 for df = 1), or the floor.
 
     Raises :class:`MalformedInputError` for fewer than 2 pairs, unequal lengths,
     non-finite values, values or τ outside [0, 1], or alpha outside (0, 1).
@@ -601,23 +657,6 @@ def paired_t_margin_test(benign: Sequence[float], watermarked: Sequence[float], 
     if not 0.0 <= tau_f <= 1.0:
         raise MalformedInputError(f"tau must be within [0, 1], got {tau!r}")
     return _paired(b, w, tau_f, alpha, "paired-t-margin", {"tau": tau_f})
-
-
-def paired_t_test(x: Sequence[float], y: Sequence[float], *, alpha: float = 0.05) -> TestResult:
-    """MOVE (Li et al., §5.4): one-tailed paired t-test, H0: mean(x − y) <= 0,
-    H1: mean(x − y) > 0, over m pairs (e.g. the meta-classifier's posterior on m
-    transformed images for the suspect vs. for a benign model).
-
-    Equals ``scipy.stats.ttest_rel(x, y, alternative="greater")`` wherever the latter
-    is numerically sound; zero variance is handled by the exact sign test as in
-    :func:`paired_t_margin_test`.
-    """
-    alpha = _level(alpha, "alpha")
-    xs, ys = _samples(x, "x"), _samples(y, "y")
-    if len(xs) != len(ys):
-        raise MalformedInputError(
-            f"x and y need the same number of samples ({len(xs)} != {len(ys)})")
-    return _paired(xs, ys, 0.0, alpha, "paired-t", {})
 
 
 # -- Monte Carlo rank test --------------------------------------------------------------------

@@ -60,7 +60,7 @@ from ..errors import MalformedInputError
 from ..wire import Fields, b64decode, b64encode
 from .keys import VerificationKey
 from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, register_decider
-from .stats import TestResult, monte_carlo_rank_test, paired_t_margin_test
+from .stats import TestResult, min_pairs, monte_carlo_rank_test, paired_t_margin_test
 
 __all__ = ["FIELD_DOMAIN", "FRESH_DOMAIN", "MAX_FRESH", "Item", "QuerySpace", "UBWDecider",
            "check_square", "drawn_trigger", "fresh_fields", "fresh_patterns", "min_fresh",
@@ -372,8 +372,13 @@ class UBWDecider:
         self._params(vk)
 
     def check_claim_size(self, vk: VerificationKey, k: int) -> None:
-        self._params(vk)
+        """Before a claim spends items: at least 2, and enough for the test's floor to be
+        below alpha (fewer can only be rejected; an arbiter just rejects such a bundle)."""
+        p = self._params(vk)
         self._check_size(k)
+        check_min_opened(k, min_pairs(p.tau, p.alpha),
+                         f"a claim needs at least {min_pairs(p.tau, p.alpha)} pairs to reach "
+                         f"alpha = {p.alpha} at tau = {p.tau} (p >= ((1 + tau)/2)^pairs)")
 
     @staticmethod
     def _check_size(k: int) -> None:

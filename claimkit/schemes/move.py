@@ -45,8 +45,10 @@ training run on the same engine. Verify: the pure decider ``move``
 (:mod:`claimkit.protocol.move_ewe_deciders`) — one-tailed paired t-test over the m opened
 images with margin τ.
 
-Defaults and their source: γ = 0.1 (§6.1 "we poison 10% training samples"); m = 10
-white-box and 100 black-box (§6.1, "Evaluation Metric"); items = 3·m (three claims);
+Defaults and their source: γ = 0.1 (§6.1 "we poison 10% training samples"); m = 100
+black-box (§6.1, "Evaluation Metric") and 20 white-box (the paper's 10 cannot reach
+α = 0.01 at τ = 0.35: the t-test's floor ((1 + τ)/2)^m, docs/statistics.md, is 0.020
+at m = 10 and needs m ≥ 12; 20 gives 3.9e-4); items = 3·m (three claims);
 α = 0.01 (the issue's level); the ``fourier`` stylizer at strength 1 (the whole amplitude
 spectrum; at 0.7 a benign model still read 10–36 % of stylized digits depending on the
 style image, at 1.0 8–21 %), ours; τ = 0.5 black-box and 0.35 white-box, ours (the
@@ -73,13 +75,14 @@ import numpy as np
 from ..errors import MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..protocol.move_ewe_deciders import AUGMENTATIONS, MOVE_MODES, blackbox_features
+from ..protocol.stats import min_pairs
 from ..wire import b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = ["BACKEND", "SCHEME", "MoveParams", "keygen", "marked_dataset"]
 
 SCHEME = "move"
-DEFAULT_M = {"black-box": 100, "white-box": 10}
+DEFAULT_M = {"black-box": 100, "white-box": 20}
 DEFAULT_TAU = {"black-box": 0.5, "white-box": 0.35}
 
 
@@ -118,6 +121,11 @@ class MoveParams:
             raise MalformedInputError("move: alpha within [1e-12, 0.5], tau within [0, 0.99]")
         if self.m != 0 and self.m < 2 or self.items < 0 or 0 < self.items < self.min_queries:
             raise MalformedInputError("move: m ≥ 2 opened images per claim, items ≥ m")
+        least = min_pairs(self.margin, self.alpha)
+        if self.min_queries < least:    # no answers could ever make such a claim
+            raise MalformedInputError(f"move: a claim of m = {self.min_queries} images can never "
+                                      f"reach alpha = {self.alpha} at tau = {self.margin} (p >= "
+                                      f"((1 + tau)/2)^m, docs/statistics.md); use m >= {least}")
         if not 1 <= self.references <= 16 or not -1 <= self.reference_epochs <= 1000:
             raise MalformedInputError("move: references within [1, 16], reference_epochs within "
                                       "[0, 1000] (-1: the recipe's)")

@@ -141,6 +141,7 @@ from ..challenge import TRIGGER_SECRET_SIZE, trigger_commitment
 from ..claim.drawn import draw_seed
 from ..errors import MalformedInputError, OracleError
 from ..protocol.keys import MarkingKey, VerificationKey
+from ..protocol.stats import min_pairs
 from ..protocol.ubw_decider import (MAX_FRESH, drawn_trigger, fresh_fields, fresh_patterns,
                                     min_fresh, read_queries)
 from ..registry.note import VerifierKey
@@ -212,6 +213,12 @@ class UBWParams:
             raise MalformedInputError("ubw: tau must be within [0, 1)")
         if not 1e-12 <= self.alpha <= 0.5:
             raise MalformedInputError("ubw: alpha must be within [1e-12, 0.5]")
+        least = min_pairs(self.tau, self.alpha)
+        if self.m < least:      # no answers could ever make such a claim
+            hint = f"use m >= {least}" if least <= 100_000 else "lower tau or raise alpha"
+            raise MalformedInputError(f"ubw: a claim of m = {self.m} pairs can never reach "
+                                      f"alpha = {self.alpha} at tau = {self.tau} (p >= "
+                                      f"((1 + tau)/2)^m, docs/statistics.md); {hint}")
         if not 0.0 <= self.decoys <= 0.5:
             raise MalformedInputError("ubw: decoys must be within [0, 0.5]")
 

@@ -208,16 +208,16 @@ def test_white_box_move_accepts_the_victim_and_rejects_independent_models(tmp_pa
     data = load_dataset("digits")
     r = random.Random(5)
     mk = BACKEND.keygen(data, {"mode": "white-box", "reference_epochs": "6", "meta_epochs": "30",
-                               "meta_images": "600", "items": "70", "device": "cpu"},
+                               "meta_images": "600", "items": "120", "device": "cpu"},
                         rng=lambda n: r.randbytes(n))
     vk = mk.verification_key
-    assert vk.params["min_queries"] == 10 and vk.params["arch"] == "digits-cnn"
+    assert vk.params["min_queries"] == 20 and vk.params["arch"] == "digits-cnn"
     BACKEND.mark(mk, data, tmp_path / "victim.safetensors",
                  MarkOptions(epochs=8, device="cpu", progress=False))
     decider = decider_for("move")
     suspects = [tmp_path / "victim.safetensors", *independent_models(tmp_path_factory)]
     for i, path in enumerate(suspects):
-        openings = mk.open(list(range(10 * i, 10 * i + 10)))
+        openings = mk.open(list(range(20 * i, 20 * i + 20)))
         ask = BACKEND.answerer(LocalModel.from_file(path), vk)
         evidence = decider.decide(vk, openings, ask(decider.queries(vk, openings)))
         assert evidence.accepted == (i == 0), (path.name, evidence.details)
@@ -284,3 +284,16 @@ def test_adain_weights_load_from_safetensors_and_bad_files_are_refused(tmp_path)
     for bad in ("short.safetensors", "junk.safetensors", "missing.safetensors"):
         with pytest.raises(MalformedInputError):
             AdaINStylizer(str(tmp_path / bad)).apply(images, images[0])
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"mode": "white-box", "m": "10"}, r"m = 10 images can never reach alpha = 0.01 at tau = 0.35"
+                                       r".*use m >= 12"),
+    ({"mode": "black-box", "m": "16"}, "use m >= 17"),            # tau 0.5: 0.75^16 = 0.01
+])
+def test_a_claim_size_that_can_never_reach_alpha_is_refused(params, message):
+    from claimkit.schemes.move import MoveParams
+    shape = {"num_classes": 10, "input_shape": (1, 8, 8)}
+    with pytest.raises(MalformedInputError, match=message):
+        MoveParams(**shape, **{k: (int(v) if k == "m" else v) for k, v in params.items()})
+    MoveParams(**shape, mode=params["mode"])  # the defaults (20 white-box, 100 black-box) can

@@ -359,8 +359,10 @@ def test_patch_sides_below_the_minimum_are_refused_and_never_drawn():
     ("ubw-p", {"fresh": "99"}, "fresh: unknown for this scheme"),
     ("ubw-c", {"fresh": "98", "m": "20"}, "fresh=98 can never reach alpha = 0.01.*K >= 99"),
     ("ubw-c", {"fresh": "199", "alpha": "0.001", "m": "20"}, "use K >= 999"),
-    ("ubw-c", {"fresh": "1000", "alpha": "1e-12", "m": "20"},     # no K in range reaches it
+    ("ubw-c", {"fresh": "1000", "alpha": "1e-12", "m": "100"},    # no K in range reaches it
      r"fresh triggers need alpha >= 0.0001 \(K <= 10000\)"),
+    ("ubw-p", {"m": "20", "alpha": "1e-12"}, r"m = 20 pairs can never reach .* use m >= 59"),
+    ("ubw-p", {"tau": "0.9999", "alpha": "1e-12"}, "lower tau or raise alpha"),
     ("ubw-c", {"fresh": "-1", "m": "20"}, "fresh must be 0"),
     ("ubw-c", {"fresh": "10001", "m": "20"}, "fresh must be 0"),
     ("ubw-p", {"fresh": "99", "trigger": "warp"}, "fresh: unknown for this scheme"),

@@ -31,7 +31,6 @@ from claimkit.protocol.stats import (
     binomial_test,
     hoeffding_bound,
     paired_t_margin_test,
-    paired_t_test,
     success_rate_test,
     t_sf,
     t_test_sample_size,
@@ -82,7 +81,7 @@ def fixed_point_tail(k: int, n: int, p: Fraction, bits: int = 256) -> float:
 # -- the import stays cheap ----------------------------------------------------------------
 def test_import_does_not_pull_scipy_or_numpy():
     code = ("import sys, claimkit.protocol.stats as s; "
-            "s.binomial_test(30, 100, 0.1); s.paired_t_test([1.0, 2.0, 4.0], [0.5, 0.2, 0.1]); "
+            "s.binomial_test(30, 100, 0.1); s.paired_t_margin_test([1.0, 0.2, 0.4], [0.5, 0.2, 0.1], tau=0); "
             "s.t_sf(3.0, 7.5); "
             "assert not {'scipy', 'numpy', 'torch'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -254,13 +253,13 @@ SAMPLES = [
 
 
 @pytest.mark.parametrize("x,y", SAMPLES)
-def test_paired_t_matches_ttest_rel(x, y):
-    ours = paired_t_test(x, y)
+def test_margin_zero_is_the_papers_paired_t_test(x, y):
+    ours = paired_t_margin_test(x, y, tau=0.0)
     ref = sst.ttest_rel(x, y, alternative="greater")
-    assert ours.test == "paired-t" and ours.params["method"] == "t"
+    assert ours.params["method"] == "t"
     assert close(ours.statistic, ref.statistic) and ours.df == float(ref.df)
-    assert close(ours.p_value, ref.pvalue)
-    assert ours.reject_null == (ref.pvalue < 0.05)
+    assert close(ours.p_value, max(ref.pvalue, 0.5 ** len(x)))
+    assert ours.reject_null == (max(ref.pvalue, 0.5 ** len(x)) < 0.05)
 
 
 @pytest.mark.parametrize("tau", [0.0, 0.1, 0.25, 0.5])
@@ -272,7 +271,8 @@ def test_margin_test_matches_ttest_1samp_on_shifted_differences(x, y, tau):
     assert ours.test == "paired-t-margin" and ours.params["tau"] == tau
     assert close(ours.statistic, exact_t(diffs), 1e-15)
     assert close(ours.statistic, ref.statistic)
-    assert close(ours.p_value, ref.pvalue)
+    assert close(ours.p_value, max(ref.pvalue, ours.params["p_floor"]))
+    assert ours.params["p_floor"] == float((1 + Fraction(tau)) ** len(x) / 2 ** len(x))
     assert close(ours.params["mean_difference"], sum(a - b for a, b in zip(x, y)) / len(x))
 
 
@@ -301,52 +301,73 @@ def test_paired_t_property(pairs, tau):
     ours = paired_t_margin_test(x, y, tau=tau)
     t = exact_t(diffs)
     assert ours.params["method"] == "t"  # the sign test is for identical differences only
+    floor = float(((1 + Fraction(tau)) / 2) ** len(pairs))
+    assert ours.params["p_floor"] == floor and ours.p_value >= floor
     if math.isinf(t):  # differences equal but for ~1e-308: |t| overflows
         assert ours.statistic == math.copysign(sys.float_info.max, t)
-        assert ours.p_value == t_sf(ours.statistic, len(pairs) - 1)
+        assert ours.p_value == max(t_sf(ours.statistic, len(pairs) - 1), floor)
         return
     assert close(ours.statistic, t, 1e-15)  # the statistic is exact up to one rounding
     ref_p = student_sf(ours.statistic, len(pairs) - 1)
     if ref_p > 1e-300:
-        assert close(ours.p_value, ref_p)
+        assert close(ours.p_value, max(ref_p, floor))
     scipy_t = sst.ttest_1samp([a - b - tau for a, b in pairs], 0.0).statistic
     # where scipy's float arithmetic is sound (its t.sf is not, near 0.5 for df = 1)
     if len(pairs) > 2 and close(float(scipy_t), t, 1e-14):
         ref = sst.ttest_1samp([a - b - tau for a, b in pairs], 0.0, alternative="greater")
         if ref.pvalue > 1e-300:
-            assert close(ours.p_value, ref.pvalue, 1e-11)
+            assert close(ours.p_value, max(ref.pvalue, floor), 1e-11)
 
 
-def test_zero_variance_falls_back_to_the_exact_sign_test():
+def test_zero_variance_gets_the_markov_bound():
+    # all P_b − P_p − τ = c > 0: P[d >= c] <= (1 + τ)/(1 + τ + c) under any null with mean <= τ
     r = paired_t_margin_test([1.0] * 20, [0.0] * 20, tau=0.25)
-    assert r.params["method"] == "sign" and r.df is None
-    assert r.statistic == 20.0 and r.p_value == 2.0**-20 and r.reject_null
-    r = paired_t_test([0.3] * 5, [0.3] * 5)
-    assert r.params["method"] == "sign" and r.statistic == 0.0 and r.p_value == 1.0
+    assert r.params["method"] == "bound" and r.df is None and r.statistic == 0.75
+    assert r.p_value == float(Fraction(5, 8) ** 20) == r.params["p_floor"] and r.reject_null
+    r = paired_t_margin_test([0.75] * 30, [0.25] * 30, tau=0.25)          # c = 0.25
+    assert r.p_value == float(Fraction(5, 6) ** 30) > r.params["p_floor"]
+    r = paired_t_margin_test([0.3] * 5, [0.3] * 5, tau=0.0)
+    assert r.params["method"] == "bound" and r.statistic == 0.0 and r.p_value == 1.0
     assert not r.reject_null
     r = paired_t_margin_test([0.5] * 4, [0.4] * 4, tau=0.25)  # d = -0.15 everywhere
-    assert r.p_value == 1.0 and r.statistic == 0.0
-    assert paired_t_test([2.0] * 1100, [1.0] * 1100).p_value == 0.0  # 2^-1100 underflows
+    assert r.p_value == 1.0 and r.statistic == float(Fraction(0.5) - Fraction(0.4) - Fraction(0.25))
+    assert paired_t_margin_test([1.0] * 1700, [0.0] * 1700, tau=0.0).p_value == 0.0  # underflows
     # x - y are not all equal as reals, though float subtraction would round them alike
-    assert paired_t_test([0.1, 0.2, 0.3], [0.0, 0.1, 0.2]).params["method"] == "t"
-    # huge but finite spreads are fine
-    r = paired_t_test([1e300, -1e300, 0.0], [1e-300, 0.0, 0.0])
-    assert r.params["method"] == "t" and close(r.statistic, exact_t(
-        [Fraction(1e300) - Fraction(1e-300), Fraction(-1e300), Fraction(0)]), 1e-15)
+    assert paired_t_margin_test([0.1, 0.2, 0.3], [0.0, 0.1, 0.2], tau=0.0).params["method"] == "t"
+
+
+def test_the_bound_holds_where_the_sign_test_did_not():
+    """Under a null with mean(P_b − P_p) = τ exactly (P_b − P_p = 1 with probability
+    0.75, else 0), all ten pairs at 1 happen 5.6 % of the time; the sign test gave them
+    p = 2^-10 and accepted at α = 1e-3 (56 × α). The bound gives (1.75/2)^10 = 0.26."""
+    r = paired_t_margin_test([1.0] * 10, [0.0] * 10, tau=0.75, alpha=1e-3)
+    assert r.p_value == float(Fraction(7, 8) ** 10) and not r.reject_null
+    assert 0.75 ** 10 <= r.p_value
+
+
+@pytest.mark.parametrize("m", [2, 3, 10, 20, 100])
+def test_no_sample_of_m_pairs_gets_a_p_below_the_floor(m):
+    """((1 + τ)/2)^m is the probability of the most extreme sample under a null with mean
+    τ, so no valid test gives any sample less; near-identical differences had t → ∞."""
+    floor = float(Fraction(5, 8) ** m)
+    for pp in ([1e-7 * (i + 1) for i in range(m)], [0.0] * (m - 1) + [5e-324],
+               [0.01 * (i % 2) for i in range(m)]):
+        r = paired_t_margin_test([1.0] * m, pp, tau=0.25, alpha=0.01)
+        assert r.params["method"] == "t" and r.p_value == floor == r.params["p_floor"]
+        assert r.reject_null == (floor < 0.01)
 
 
 def test_nearly_identical_differences_keep_the_t_test_so_p_never_rises():
     """Differences equal but for 5e-324 have a positive variance: |t| ~ 1e323 overflows,
-    and the statistic is the largest double with its tail as p. The sign test there
-    (p = 2^-m) once made stronger evidence than 1e-300 (p ~ 2e-301) be rejected."""
-    weaker = paired_t_margin_test([1.0, 1.0], [0.0, 1e-300], tau=0.25, alpha=0.01)
-    stronger = paired_t_margin_test([1.0, 1.0], [0.0, 5e-324], tau=0.25, alpha=0.01)
+    and the statistic is the largest double with its tail (or the floor) as p. Stronger
+    evidence never gets a larger p: identical answers get the floor too."""
+    weaker = paired_t_margin_test([1.0] * 12, [0.0] * 11 + [1e-300], tau=0.25, alpha=0.01)
+    stronger = paired_t_margin_test([1.0] * 12, [0.0] * 11 + [5e-324], tau=0.25, alpha=0.01)
+    exact = paired_t_margin_test([1.0] * 12, [0.0] * 12, tau=0.25, alpha=0.01)
     assert weaker.params["method"] == stronger.params["method"] == "t"
-    assert stronger.statistic == sys.float_info.max and stronger.df == 1.0
-    assert stronger.p_value <= weaker.p_value < 1e-300 and stronger.reject_null
-    assert stronger.p_value == t_sf(sys.float_info.max, 1.0)  # recomputable from the result
-    r = paired_t_test([1.0, 1.0, 1.0], [0.0, 5e-324, 0.0])  # df = 2: the tail underflows
-    assert (r.params["method"], r.statistic, r.p_value) == ("t", sys.float_info.max, 0.0)
+    assert stronger.statistic == sys.float_info.max and stronger.df == 11.0
+    assert exact.p_value == stronger.p_value == weaker.p_value == float(Fraction(5, 8) ** 12)
+    assert stronger.reject_null
     r = paired_t_margin_test([0.0, 0.0], [0.0, 5e-324], tau=0.25)  # mean below the margin
     assert (r.params["method"], r.statistic, r.p_value) == ("t", -sys.float_info.max, 1.0)
     assert not r.reject_null
@@ -358,7 +379,7 @@ def test_results_are_plain_json():
     results = [
         binomial_test(28, 100, Fraction(1, 10), alpha=1e-6),
         success_rate_test(30, 100, 0.1),
-        paired_t_test([0.9, 0.8, 0.7], [0.1, 0.2, 0.4]),
+        paired_t_margin_test([0.9, 0.8, 0.7], [0.1, 0.2, 0.4], tau=0.0),
         paired_t_margin_test([1.0] * 3, [0.0] * 3, tau=0.5),
         binomial_test(20000, 20000, Fraction(1, 2)),
     ]
@@ -475,14 +496,14 @@ def test_t_test_sample_size_is_the_smallest(d, alpha, power):
     lambda: t_sf(1.0, math.inf),
     lambda: t_sf(1.0, 1e-3),
     lambda: t_sf(1.0, 1e16),
-    lambda: paired_t_test([1.0], [0.5]),
-    lambda: paired_t_test([1.0, 2.0], [0.5]),
-    lambda: paired_t_test([1.0, math.nan], [0.5, 0.1]),
-    lambda: paired_t_test([1.0, math.inf], [0.5, 0.1]),
-    lambda: paired_t_test([1.0, "2"], [0.5, 0.1]),
-    lambda: paired_t_test("12", "34"),
-    lambda: paired_t_test([1.0, 2.0], [0.5, 0.1], alpha=2),
-    lambda: paired_t_test([1.7e308, 1.7e308, 0.0], [-1.7e308, -1.7e308, 0.0]),
+    lambda: paired_t_margin_test([1.0], [0.5], tau=0.0),
+    lambda: paired_t_margin_test([1.0, 2.0], [0.5], tau=0.0),
+    lambda: paired_t_margin_test([1.0, math.nan], [0.5, 0.1], tau=0.0),
+    lambda: paired_t_margin_test([1.0, math.inf], [0.5, 0.1], tau=0.0),
+    lambda: paired_t_margin_test([1.0, "2"], [0.5, 0.1], tau=0.0),
+    lambda: paired_t_margin_test("12", "34", tau=0.0),
+    lambda: paired_t_margin_test([1.0, 2.0], [0.5, 0.1], alpha=2, tau=0.0),
+    lambda: paired_t_margin_test([1.7e308, 1.7e308, 0.0], [-1.7e308, -1.7e308, 0.0], tau=0.0),
     lambda: paired_t_margin_test([0.9, 0.8], [0.1, 0.2], tau=1.5),
     lambda: paired_t_margin_test([0.9, 0.8], [0.1, 0.2], tau=math.nan),
     lambda: paired_t_margin_test([0.9, 1.8], [0.1, 0.2], tau=0.1),
@@ -505,7 +526,7 @@ def test_errors_belong_to_the_claimkit_tree():
     with pytest.raises(ClaimkitError, match="p0 must be within"):
         binomial_test(3, 10, 2)
     with pytest.raises(MalformedInputError, match="same number of samples"):
-        paired_t_test([1.0, 2.0, 3.0], [1.0, 2.0])
+        paired_t_margin_test([1.0, 0.2, 0.3], [1.0, 0.2], tau=0.0)
 
 
 def test_exact_bound_is_documented():

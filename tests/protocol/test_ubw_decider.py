@@ -39,7 +39,7 @@ def pairs(n: int, benign: float, triggered: float, seed: int = 1) -> list[list[f
 
 @pytest.fixture(scope="module")
 def key() -> MarkingKey:
-    return ubw_key()
+    return ubw_key(items=60)
 
 
 def decide(mk: MarkingKey, answers: list, n: int | None = None):
@@ -72,21 +72,22 @@ def test_malformed_items_are_refused(change, message):
 
 
 def test_a_watermarked_suspect_is_accepted_and_an_independent_one_rejected(key):
-    stolen = decide(key, pairs(30, 0.95, 0.15))
+    stolen = decide(key, pairs(60, 0.95, 0.15))
     assert stolen.accepted and stolen.result.p_value < 1e-10
-    assert stolen.details["pairs"] == 30 and stolen.details["delta_p"] > 0.7
-    independent = decide(key, pairs(30, 0.95, 0.93))
+    assert stolen.details["pairs"] == 60 and stolen.details["delta_p"] > 0.7
+    independent = decide(key, pairs(60, 0.95, 0.93))
     assert not independent.accepted and independent.result.p_value > 0.99
 
 
 def test_the_p_value_is_scipys_one_sided_test_of_the_margin(key):
-    answers = pairs(25, 0.9, 0.55, seed=3)
+    answers = pairs(60, 0.9, 0.6, seed=3)
     evidence = decide(key, answers)
     d = [b - p for b, p in answers]
     reference = sst.ttest_1samp(d, 0.25, alternative="greater")
+    assert evidence.result.params["p_floor"] < reference.pvalue     # the t-test's own p
     assert math.isclose(evidence.result.p_value, reference.pvalue, rel_tol=1e-9)
     assert math.isclose(evidence.result.statistic, reference.statistic, rel_tol=1e-12)
-    assert evidence.result.df == 24 and evidence.result.params["tau"] == 0.25
+    assert evidence.result.df == 59 and evidence.result.params["tau"] == 0.25
 
 
 def test_direction_and_margin(key):
@@ -97,10 +98,10 @@ def test_direction_and_margin(key):
     assert decide(key, [[0.9, 0.6]] * 10 + [[0.9, 0.59]] * 10).accepted       # ΔP ≈ 0.3 > τ
 
 
-def test_identical_differences_use_the_exact_sign_test(key):
+def test_identical_differences_use_the_markov_bound(key):
     evidence = decide(key, [[1.0, 0.0]] * 12)
-    assert evidence.result.params["method"] == "sign"
-    assert evidence.result.p_value == 2.0 ** -12 and evidence.accepted
+    assert evidence.result.params["method"] == "bound"
+    assert evidence.result.p_value == 0.625 ** 12 and evidence.accepted
     assert not decide(key, [[1, 1]] * 12).accepted      # integers 0/1 are probabilities too
 
 
@@ -129,7 +130,9 @@ def test_answer_counts_and_parameters_are_checked(key):
         decide(key, [[0.9, 0.1]])
     with pytest.raises(MalformedInputError, match="at least 2"):     # before a claim opens any
         decider_for("ubw-p").check_claim_size(key.verification_key, 1)
-    decider_for("ubw-p").check_claim_size(key.verification_key, 2)
+    with pytest.raises(MalformedInputError, match="at least 10 pairs to reach alpha = 0.01"):
+        decider_for("ubw-p").check_claim_size(key.verification_key, 9)   # the floor: 0.0146
+    decider_for("ubw-p").check_claim_size(key.verification_key, 10)      # 0.0091
     for bad in (None, "ab", {"0": [0.9, 0.1], "1": [0.9, 0.1]}):     # from the Python API
         with pytest.raises(MalformedInputError, match="expected a list"):
             decide(key, bad, n=2)
@@ -185,7 +188,8 @@ def test_an_overflowing_t_round_trips_through_a_claim(registry, owner, claim_set
     report = verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key)
     result = report.evidence.result
     assert report.accepted and result.params["method"] == "t"
-    assert result.statistic == 1.7976931348623157e308 and result.p_value == 0.0
+    assert result.statistic == 1.7976931348623157e308 and result.p_value == 0.625 ** 20
+    assert result.p_value == result.params["p_floor"]      # the t tail, 0.0, is below it
 
 
 def resign(bundle: ClaimBundle, predicate: dict, owner) -> ClaimBundle:
@@ -221,7 +225,8 @@ def test_an_arbiter_recomputes_the_p_value_and_catches_dishonest_answers(registr
     assert report.accepted and report.observer == "owner"
     recomputed = sst.ttest_1samp([b - p for b, p in bundle.predicate.answers.values], 0.25,
                                  alternative="greater").pvalue
-    assert math.isclose(report.evidence.result.p_value, recomputed, rel_tol=1e-9)
+    assert math.isclose(report.evidence.result.p_value, max(recomputed, 0.625 ** 20),
+                        rel_tol=1e-9)
     rechecked = verify_claim(bundle, log_key=registry.log_key, oracle=honest)
     assert not rechecked.accepted and rechecked.observer == "arbiter"
     # Answers changed after the evidence was computed (and signed again): refused.
