@@ -163,6 +163,12 @@ class LabelMatchDecider:
         alpha = f.float("alpha", lo=math.ulp(0.0), hi=0.5, optional=True)  # (0, 0.5]
         epsilon = f.float("epsilon", lo=0.0, hi=1.0, optional=True)
         p0 = f.float("p0", lo=1e-12, hi=1 - 1e-12, optional=True)
+        if p0 is not None and p0 < Fraction(1, classes):
+            # uniformly random labels match an independent model at exactly 1/C: a smaller
+            # null rate would make chance agreement look like evidence
+            raise MalformedInputError(f"verification_key.params.p0: {p0} is below 1/num_classes "
+                                      f"= 1/{classes}, the rate at which random labels match "
+                                      f"any independent model")
         return (classes, 0.01 if alpha is None else alpha,
                 0.1 if epsilon is None else epsilon, Fraction(1, classes) if p0 is None else p0)
 

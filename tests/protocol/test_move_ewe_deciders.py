@@ -328,3 +328,19 @@ def test_the_deciders_import_neither_torch_nor_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
+
+# -- trigger sets ---------------------------------------------------------------------------
+@pytest.mark.parametrize("p0, ok", [(1e-6, False), (0.0999, False), (0.1, True), (0.2, True)])
+def test_a_trigger_set_null_rate_below_chance_is_refused(p0, ok):
+    """A review registered a key with p0 = 1e-6: 7 chance matches in 50 from an
+    independent model gave p = 1e-34, accepted even when the arbiter asked the model."""
+    rnd = random.Random(3)
+    values = [{"input": f"t{i}", "label": rnd.randrange(10)} for i in range(20)]
+    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "alpha": 0.01, "p0": p0}, values,
+                           rng=lambda n: rnd.randbytes(n))
+    decider = decider_for("trigger-set")
+    if ok:
+        decider.check_params(mk.verification_key)
+    else:
+        with pytest.raises(MalformedInputError, match="below 1/num_classes"):
+            decider.check_params(mk.verification_key)
