@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -351,6 +352,57 @@ def test_one_malformed_bundle_does_not_keep_the_others_from_their_verdicts(tmp_p
     result = run("verify", "bad.json", *args)             # alone: one line, exit 2
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "bad.verdict.json").exists()
+
+
+def test_claims_about_two_models_are_ranked_per_model_and_verdicts_say_what_was_trusted(
+        tmp_path, monkeypatch):
+    """Accepted bundles about different models once ended the run before any verdict
+    (exit 2, "competing claims must name the same suspect model"); a verdict named
+    neither its competitors nor the log key it was checked with."""
+    from claimkit.wire import Digest
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "owner.key", "--strength", "interactive").exit_code == 0
+    assert run("keys", "new", "--out", "arbiter.key", "--strength", "interactive").exit_code == 0
+    assert run("registry", "init", "reg", "--origin", "test.example/two").exit_code == 0
+    mk = lookup_keys(items=40)
+    mk.save(tmp_path / "keys", PASSPHRASE, strength="min")
+    assert run("register", "keys", "--registry", "reg", "--identity", "owner.key",
+               "--out", "receipt.json").exit_code == 0
+    owner = Identity.load(tmp_path / "owner.key", PASSPHRASE)
+    stolen = marked_model(mk)
+    with Registry.open(tmp_path / "reg", passphrase=PASSPHRASE) as reg:
+        for name, subject in (("a.json", stolen.digest), ("b.json", Digest.of(b"another"))):
+            bundle = make_claim(reg, mk, Receipt.from_file(tmp_path / "receipt.json"), subject,
+                                ask=stolen.answer, identity=owner, k=15)
+            (tmp_path / name).write_bytes(bundle.to_json())
+    result = run("verify", "a.json", "b.json", "--registry-key", "reg/log.vkey",
+                 "--sign-verdict", "arbiter.key", "--max-alpha", "0.5", "--json")
+    assert result.exit_code == 0, result.output
+    ranked = json.loads(result.output)["earliest_registrations"]
+    assert sorted(r["suspect"] for r in ranked) == sorted([stolen.digest.hex,
+                                                           Digest.of(b"another").hex])
+    envelope = json.loads((tmp_path / "a.verdict.json").read_text())
+    verdict = json.loads(base64.b64decode(envelope["payload"]))
+    predicate = verdict["predicate"]
+    assert predicate["checked_with"] == {
+        "log_key": (tmp_path / "reg" / "log.vkey").read_text().strip(), "witness_keys": [],
+        "max_alpha": 0.5}
+    assert len(predicate["competition"]["bundles"]) == 1        # b.json is about another model
+    assert predicate["competition"]["earliest"] == predicate["bundle"]
+
+
+def test_verdicts_that_would_share_a_file_are_refused_before_any_check(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "arbiter.key", "--strength", "interactive").exit_code == 0
+    for name in ("a.json", "a.bundle"):
+        (tmp_path / name).write_text("{}")
+    result = run("verify", "a.json", "a.bundle", "--registry-key", "missing.vkey",
+                 "--sign-verdict", "arbiter.key")
+    assert result.exit_code == 2 and "would share a file" in result.output
+    result = run("verify", "a.json", "--registry-key", "missing.vkey",
+                 "--sign-verdict", "arbiter.key", "--verdict-out", "a.json")
+    assert result.exit_code == 2 and "would share a file" in result.output
+    assert (tmp_path / "a.json").read_text() == "{}"
 
 
 def test_registry_commands_report_bad_numbers_and_damage_in_one_line(tmp_path):

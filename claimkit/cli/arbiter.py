@@ -74,9 +74,20 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
         raise MalformedInputError("--registry-key is required: the registry's log.vkey you trust")
     if verdict_out is not None and len(bundle_paths) != 1:
         raise MalformedInputError("--verdict-out takes one bundle; verdicts of several go beside them")
+    targets = {}
+    if verdict_key is not None:      # one verdict per bundle, none over another's or a bundle
+        targets = {path: verdict_out or str(Path(path).with_suffix(".verdict.json"))
+                   for path in bundle_paths}
+        resolved = [Path(target).resolve() for target in targets.values()]
+        if len(set(resolved)) < len(resolved) or set(resolved) & {Path(p).resolve()
+                                                                  for p in bundle_paths}:
+            raise MalformedInputError("two bundles' verdicts, or a verdict and a bundle, would "
+                                      "share a file (BUNDLE.verdict.json); rename the bundles")
     log_key = load_vkey(registry_key)
     witnesses = [load_vkey(p) for p in witness_keys]
     arbiter = load_identity(verdict_key) if verdict_key is not None else None
+    checked_with = {"log_key": log_key.to_vkey(), "witness_keys": [w.to_vkey() for w in witnesses],
+                    "max_alpha": max_alpha}
     suspect = None
     if (model_path, onnx_path, endpoint, arch) != (None, None, None, None):
         from ..ml.oracle import open_oracle
@@ -85,7 +96,7 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     results: list[dict[str, Any]] = []
     reports = []
     lines = []
-    verdicts: list[tuple[str, bytes]] = []   # written once every bundle is checked
+    judged: list[tuple[str, Any, Any, tuple[str, ...]]] = []   # verdicts once all are ranked
     malformed = False
     for path in bundle_paths:
         report, reasons = None, ()
@@ -111,10 +122,7 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
                             "reasons": [message]})
             lines.append(f"MALFORMED {path}: {message}")
             continue
-        if arbiter is not None:
-            from ..claim.verdict import make_verdict
-            target = verdict_out or str(Path(path).with_suffix(".verdict.json"))
-            verdicts.append((target, make_verdict(bundle, report, arbiter, reasons=reasons).to_json()))
+        judged.append((path, bundle, report, reasons))
         if report is None:
             results.append({"bundle": path, "decision": "reject", "reasons": list(reasons)})
             lines.append(f"REJECTED {path}: {reasons[0]}")
@@ -140,15 +148,43 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
                f"registry's log which suspects they named" if report.earlier_claims else ""))
     accepted = [r for r in reports if r.accepted]
     out: dict[str, Any] = {"bundles": results} if len(bundle_paths) > 1 else results[0]
+    winners: dict[str, Any] = {}     # per suspect: claims about other models do not compete
     if len(bundle_paths) > 1 and accepted:
         from ..claim.compete import rank_claims
-        first = rank_claims(accepted)[0]
-        out["earliest_registration"] = {"owner": first.owner.name, "key_id": first.owner.key_id,
-                                        "registration_index": first.registration_index}
-        lines.append(f"earliest registration among the accepted claims: {first.owner.name} "
-                     f"(entry {first.registration_index})")
-    from ..wire import atomic_write
-    for target, data in verdicts:
-        atomic_write(target, data)
+        for hex_ in sorted({r.suspect.hex for r in accepted}):
+            first = rank_claims([r for r in accepted if r.suspect.hex == hex_])[0]
+            winners[hex_] = first
+            lines.append(f"earliest registration among the accepted claims on {hex_[:16]}: "
+                         f"{first.owner.name} (entry {first.registration_index})")
+        ranked = [{"suspect": hex_, "owner": r.owner.name, "key_id": r.owner.key_id,
+                   "registration_index": r.registration_index} for hex_, r in winners.items()]
+        if len(ranked) == 1:
+            out["earliest_registration"] = {k: v for k, v in ranked[0].items() if k != "suspect"}
+        else:
+            out["earliest_registrations"] = ranked
+    if arbiter is not None:
+        _write_verdicts(judged, winners, targets, arbiter, checked_with, several=len(bundle_paths) > 1)
     emit(as_json, out, "\n".join(lines))
     sys.exit(EXIT_OK if accepted else EXIT_MALFORMED if malformed else EXIT_REJECTED)
+
+
+def _write_verdicts(judged: list[tuple[str, Any, Any, tuple[str, ...]]], winners: dict[str, Any],
+                    targets: dict[str, str], arbiter: Any, checked_with: dict[str, Any], *,
+                    several: bool) -> None:
+    """One signed verdict per judged bundle; among several, each names the bundles about
+    its suspect that were judged with it and the one with the earliest registration."""
+    from ..claim.verdict import bundle_digest, make_verdict
+    from ..wire import atomic_write
+    digests = {path: bundle_digest(bundle).to_dict() for path, bundle, _, _ in judged}
+    for path, bundle, report, reasons in judged:
+        competition = None
+        if several:
+            hex_ = bundle.suspect.hex
+            winner = winners.get(hex_)
+            competition = {
+                "bundles": [digests[p] for p, b, _, _ in judged if b.suspect.hex == hex_],
+                "earliest": None if winner is None else next(
+                    digests[p] for p, _, r, _ in judged if r is winner)}
+        atomic_write(targets[path], make_verdict(bundle, report, arbiter, reasons=reasons,
+                                                 checked_with=checked_with,
+                                                 competition=competition).to_json())
