@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import os
 import re
 import stat
@@ -195,6 +196,15 @@ def _check_text(text: str) -> None:
         raise MalformedInputError(f"a JSON string holds a lone surrogate: {ascii(text[:40])}") from None
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number that overflows a double (1e400) would be read as infinity, which no
+    canonical JSON document holds: refused like the Infinity literal."""
+    value = float(text)
+    if math.isinf(value):
+        raise MalformedInputError(f"number {text[:40]} is beyond the double range")
+    return value
+
+
 # A \u escape of a surrogate (U+D800 to U+DFFF): a pair is fine, a lone one is not.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -218,7 +228,8 @@ def load_json(data: bytes | str, *, what: str = "document", max_bytes: int = MAX
         raise MalformedInputError(f"{what}: not UTF-8") from None
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
-                           parse_int=_canonical_int if canonical_integers else None)
+                           parse_int=_canonical_int if canonical_integers else None,
+                           parse_float=_finite_float)
         _check_depth(value, strings=_SURROGATE_ESCAPE.search(text) is not None)
     except MalformedInputError as e:
         raise MalformedInputError(f"{what}: {e}") from None

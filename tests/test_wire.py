@@ -40,6 +40,8 @@ def test_canonical_json_round_trips(value):
     (b'{"\\ud800": 1}', "lone surrogate"),               # a key
     (b'{"a": ["x", {"b": "y\\udc00"}]}', "lone surrogate"),  # a nested value
     (b'"\\uDBFF"', "lone surrogate"),                      # the document itself
+    (b'{"p_value": 1e400}', "beyond the double range"),   # json reads it as infinity
+    (b'[-1e999]', "beyond the double range"),
 ])
 def test_untrusted_json_is_refused(data, message):
     with pytest.raises(MalformedInputError, match=message):

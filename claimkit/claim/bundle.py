@@ -29,7 +29,7 @@ from ..dsse import MAX_ENVELOPE_BYTES, MAX_PAYLOAD, Envelope
 from ..errors import MalformedInputError
 from ..protocol.keys import VerificationKey
 from ..registry.receipt import Receipt
-from ..wire import Digest, Fields, b64encode, b64hash, load_json, read_json_file
+from ..wire import Digest, Fields, b64encode, b64hash, canonical_json, load_json, read_json_file
 from .drawn import TriggerDrawOpening
 
 __all__ = [
@@ -197,8 +197,15 @@ class ClaimBundle:
             raise MalformedInputError(f"bundle: payloadType must be {PAYLOAD_TYPE}")
         # The envelope's own payload limit, not load_json's smaller default: every
         # payload an envelope may carry (and make_claim may write) must parse.
-        statement = Statement.from_dict(load_json(envelope.payload, what="bundle payload",
-                                                  max_bytes=MAX_PAYLOAD))
+        document = load_json(envelope.payload, what="bundle payload", max_bytes=MAX_PAYLOAD)
+        try:                                    # bundle.md: the payload is JCS(statement)
+            canonical = canonical_json(document) == envelope.payload
+        except MalformedInputError:             # e.g. 10**400, which RFC 8785 cannot write
+            canonical = False
+        if not canonical:
+            raise MalformedInputError("bundle payload: not canonical JSON (RFC 8785); a claim "
+                                      "is signed over one exact encoding")
+        statement = Statement.from_dict(document)
         if statement.predicate_type != CLAIM_PREDICATE:
             raise MalformedInputError(f"bundle: predicateType must be {CLAIM_PREDICATE}")
         return cls(envelope, statement, ClaimPredicate.from_dict(statement.predicate))

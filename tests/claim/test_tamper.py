@@ -7,6 +7,7 @@ so only the inner checks (receipts, proofs, challenge, openings, evidence) stand
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -125,3 +126,22 @@ def test_dishonest_owner_changing_any_field_is_rejected(setup, choice, seed):
     except ClaimkitError:
         return  # refused while parsing: rejected
     assert rejected(forged.to_json(), registry), f"accepted after changing {path}"
+
+
+@pytest.mark.parametrize("encode", [
+    lambda doc: json.dumps(doc, indent=2).encode(),                   # pretty-printed
+    lambda doc: json.dumps(dict(reversed(list(doc.items()))), separators=(",", ":")).encode(),
+])
+def test_a_payload_that_is_not_jcs_is_refused_even_signed_by_the_owner(setup, encode):
+    """bundle.md: the payload is JCS(statement). Another encoding of the same statement,
+    signed by the owner, was accepted: one claim under many bundle digests."""
+    from claimkit.claim.bundle import PAYLOAD_TYPE
+    from claimkit.dsse import sign_envelope
+    from claimkit.errors import MalformedInputError
+    registry, owner, bundle, _ = setup
+    document = json.loads(bundle.envelope.payload)
+    payload = encode(document)
+    assert json.loads(payload) == document and payload != bundle.envelope.payload
+    forged = sign_envelope(payload, PAYLOAD_TYPE, owner)
+    with pytest.raises(MalformedInputError, match="not canonical JSON"):
+        ClaimBundle.from_envelope(forged)
