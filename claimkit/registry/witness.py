@@ -15,8 +15,12 @@ A :class:`Witness` is a tracker with a key: after the check it adds a timestampe
 
 from __future__ import annotations
 
+import fcntl
 import hmac
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -34,11 +38,20 @@ Prove = Callable[[int, int], "list[bytes]"]
 
 
 class CheckpointTracker:
-    """The newest verified checkpoint per log origin, kept in a JSON file."""
+    """The newest verified checkpoint per log origin, kept in a JSON file.
+
+    Several witness processes may share one state file (two `registry cosign` runs at
+    once): :meth:`observe` holds an exclusive lock on ``STATE.lock`` from reading the
+    file to writing it back, so one run cannot overwrite another's newer checkpoint
+    with what it read before, which would let a fork of that log be cosigned later.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._seen: dict[str, bytes] = {}
+        self._seen = self._load()
+
+    def _load(self) -> dict[str, bytes]:
+        seen: dict[str, bytes] = {}
         if self.path.exists():
             f = Fields(read_json_file(self.path), str(self.path))
             f.str("type", choices=(STATE_TYPE,))
@@ -47,7 +60,21 @@ class CheckpointTracker:
             for origin, note in logs.items():
                 if not isinstance(note, str):
                     raise MalformedInputError(f"{self.path}: logs.{origin}: expected a note")
-                self._seen[origin] = note.encode("utf-8")
+                seen[origin] = note.encode("utf-8")
+        return seen
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold ``STATE.lock`` exclusively (waiting for another holder) and re-read the
+        state under it, so what is written back starts from the newest state."""
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(f"{self.path}.lock", flags, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._seen = self._load()
+            yield
+        finally:
+            os.close(fd)    # releases the lock
 
     def seen(self, origin: str) -> SignedCheckpoint | None:
         note = self._seen.get(origin)
@@ -57,7 +84,12 @@ class CheckpointTracker:
         """Accept ``signed`` as the newest checkpoint of its log, or raise.
 
         ``prove(size1, size2)`` returns a consistency proof from the log (or a mirror).
+        It runs under the state's lock, as does the whole check.
         """
+        with self._locked():
+            return self._observe(signed, log_key, prove)
+
+    def _observe(self, signed: SignedCheckpoint, log_key: VerifierKey, prove: Prove) -> Checkpoint:
         new = signed.verify(log_key)
         old_signed = self.seen(new.origin)
         if old_signed is not None:

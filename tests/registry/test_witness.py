@@ -133,3 +133,60 @@ def test_add_cosignature_verifies_the_witness_line_against_its_key(registry, own
     assert registry.latest_checkpoint().note.signatures_by(key) == ()
     registry.add_cosignature(cosigned, key)
     assert verify_cosignature(registry.latest_checkpoint(), key) > 0
+
+
+def test_two_trackers_sharing_a_state_file_lose_no_log(registry, owner, tmp_path):
+    """Two `registry cosign` runs on one --state: each read the whole file when it
+    opened and wrote back what it read, so the second dropped the first's log (and the
+    witness later took a fork of it on first use). The state is now re-read under a lock."""
+    other = Registry.init(tmp_path / "other", origin="test.example/other",
+                          passphrase=PASSPHRASE, key_strength="min", clock=FakeClock())
+    register_many(registry, owner, 2)
+    register_many(other, owner, 3)
+    first = CheckpointTracker(tmp_path / "t.json")
+    second = CheckpointTracker(tmp_path / "t.json")    # opened before the first saves
+    first.observe(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    second.observe(other.latest_checkpoint(), other.log_key, other.consistency_proof)
+    again = CheckpointTracker(tmp_path / "t.json")
+    assert again.seen(registry.origin).checkpoint.size == 2
+    assert again.seen(other.origin).checkpoint.size == 3
+    # And the second tracker checks against what the first saw, not its stale view.
+    old = registry.latest_checkpoint()
+    register_many(registry, owner, 2)
+    first.observe(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    with pytest.raises(InconsistentLogError, match="rollback"):
+        second.observe(old, registry.log_key, registry.consistency_proof)
+    other.close()
+
+
+def test_the_state_lock_is_held_from_reading_to_writing(registry, owner, tmp_path):
+    """While one tracker checks (here: while the log proves), another cannot take the
+    lock on STATE.lock: a non-blocking attempt is refused, so nothing times a wait."""
+    import fcntl
+    import os
+    import stat
+    tracker = CheckpointTracker(tmp_path / "t.json")
+    register_many(registry, owner, 2)
+    tracker.observe(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    register_many(registry, owner, 2)
+    lock = tmp_path / "t.json.lock"
+    refused = []
+
+    def prove(size1, size2):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            refused.append(True)
+        finally:
+            os.close(fd)
+        return registry.consistency_proof(size1, size2)
+
+    tracker.observe(registry.latest_checkpoint(), registry.log_key, prove)
+    assert refused == [True]
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    fd = os.open(lock, os.O_RDWR)          # released once observe returned
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
