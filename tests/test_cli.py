@@ -254,6 +254,23 @@ def test_cosign_refuses_rollback_and_fork(story):
     assert (tmp_path / "seen.json.evidence").exists()
 
 
+def test_cosign_reports_damaged_storage_not_a_fork(story):
+    """A log whose last entry row was deleted after the witness saw it: exit 1 with the
+    registry's damage line (as `registry receipt` reports damage), and no evidence file
+    accusing the operator of a fork."""
+    tmp_path, reg, owner = story
+    Identity.generate("witness", seed=b"\x44" * 32).save(tmp_path / "w.key", PASSPHRASE,
+                                                         strength="min")
+    assert run("registry", "cosign", "reg", "--identity", "w.key", "--state", "seen.json").exit_code == 0
+    from conftest import register_many
+    register_many(reg, owner, 3)
+    reg.store.conn.execute("DELETE FROM entries WHERE idx = ?", (reg.size - 1,))
+    result = run("registry", "cosign", "reg", "--identity", "w.key", "--state", "seen.json")
+    assert result.exit_code == 1 and "damaged storage" in result.output, result.output
+    assert "fork" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "seen.json.evidence").exists()
+
+
 def test_bundle_envelope_verifies_with_securesystemslib(story):
     """Standard DSSE tooling checks the owner's signature on a claim bundle."""
     from securesystemslib.dsse import Envelope as SslibEnvelope

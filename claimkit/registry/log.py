@@ -509,10 +509,24 @@ class Registry:
         return self.store.intents_for(_index(registration_index, "registration index"))
 
     def latest_checkpoint(self) -> SignedCheckpoint:
-        data = self.store.checkpoint()
+        """The newest signed checkpoint, checked before it is handed out: signed by the
+        log key and covering every stored entry. A deleted entry or checkpoint row would
+        otherwise show a witness a head beyond the log or behind what it saw (a false
+        fork or rollback, accusing an honest operator of its damaged disk)."""
+        size, data = self.store.latest()
         if data is None:
             raise RegistryError("the registry has no checkpoint")
-        return SignedCheckpoint.from_bytes(data)
+        try:
+            signed = SignedCheckpoint.from_bytes(data)
+            head = signed.verify(self.log_key)
+        except (MalformedInputError, VerificationError) as e:
+            raise RegistryError(f"the latest stored checkpoint does not verify ({e}; damaged "
+                                "storage): run claimkit registry audit") from None
+        if head.size != size:
+            raise RegistryError(f"the latest stored checkpoint (size {head.size}) does not cover "
+                                f"the {size} stored entries (damaged storage): run claimkit "
+                                "registry audit")
+        return signed
 
     def checkpoint_at(self, size: int) -> SignedCheckpoint:
         data = self.store.checkpoint(_index(size, "checkpoint size"))
@@ -528,8 +542,31 @@ class Registry:
         return merkle.inclusion_proof(index, size, self.store.read_nodes)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """An RFC 9162 consistency proof built from stored nodes, verified before it is
+        handed out between the log's own signed checkpoints of the two sizes (for a size
+        it never signed, the root its nodes give). A damaged node would otherwise give a
+        witness a failing proof, which it must take for a fork."""
         self._check_size(size2)
-        return merkle.consistency_proof(size1, size2, self.store.read_nodes)
+        proof = merkle.consistency_proof(size1, size2, self.store.read_nodes)
+        try:
+            merkle.verify_consistency(size1, size2, proof, self._stored_root(size1),
+                                      self._stored_root(size2))
+        except (MalformedInputError, VerificationError) as e:
+            raise RegistryError(f"the stored log does not prove its tree of size {size1} "
+                                f"consistent with that of size {size2} ({e}; damaged "
+                                "storage): run claimkit registry audit") from None
+        return proof
+
+    def _stored_root(self, size: int) -> bytes:
+        """The root of the stored checkpoint of ``size`` (signature checked), or, when the
+        log signed none of that size, the root of its stored nodes."""
+        note = self.store.checkpoint(size)
+        if note is None:
+            return merkle.root_at(size, self.store.read_nodes)
+        head = SignedCheckpoint.from_bytes(note).verify(self.log_key)
+        if head.size != size:
+            raise VerificationError(f"the checkpoint stored as size {size} is of size {head.size}")
+        return head.root_hash
 
     def root_at(self, size: int) -> bytes:
         self._check_size(size)

@@ -274,6 +274,13 @@ class Store:
             rows = self._rows("SELECT note FROM checkpoints WHERE size = ?", (size,))
         return rows[0][0] if rows else None
 
+    def latest(self) -> tuple[int, bytes | None]:
+        """(log size, newest checkpoint note) in one statement, so one snapshot: read
+        apart, an append committed between the two reads looks like a damaged head."""
+        (top, note), = self._rows("SELECT (SELECT max(idx) FROM entries), "
+                                  "(SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1)")
+        return 0 if top is None else top + 1, note
+
     def iter_checkpoints(self) -> Iterator[tuple[int, bytes]]:
         yield from self._iter("checkpoints", "size", "note")
 

@@ -100,15 +100,19 @@ class CheckpointTracker:
                 raise InconsistentLogError(
                     f"rollback: {new.origin} presents size {new.size} after size {old.size} was seen",
                     seen=seen_text, presented=new_text)
+            # A prover that fails (a registry that finds its storage damaged) gives no
+            # proof and no evidence: only a proof that fails between the two validly
+            # signed checkpoints is a fork. Nothing is cosigned either way.
+            growth = old.size != 0 and new.size != old.size
+            proof = prove(old.size, new.size) if growth else []
             try:
                 if old.size == 0:  # the empty tree is a prefix of every tree
                     if not hmac.compare_digest(old.root_hash, merkle.EMPTY_ROOT):
                         raise VerificationError("empty tree with a non-empty root")
                 else:
-                    proof = [] if new.size == old.size else prove(old.size, new.size)
                     merkle.verify_consistency(old.size, new.size, proof, old.root_hash,
                                               new.root_hash)
-            except (VerificationError, MalformedInputError):
+            except VerificationError:
                 raise InconsistentLogError(
                     f"fork: {new.origin} at size {new.size} is not consistent with the "
                     f"checkpoint of size {old.size} seen before", seen=seen_text,

@@ -190,3 +190,48 @@ def test_the_state_lock_is_held_from_reading_to_writing(registry, owner, tmp_pat
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+
+
+def _damage(registry, sql, *params):
+    registry.store.conn.execute(sql, params)
+
+
+@pytest.mark.parametrize("damage", ["node", "last entry", "latest checkpoint"])
+def test_damaged_storage_is_no_fork_nor_rollback(registry, owner, witness, damage):
+    """The witness saw size 5, the log grew to 8, then its database was damaged: a node
+    the proof 5 -> 8 uses edited, the last entry row deleted (the head then claimed
+    more than the log), or the latest checkpoint row deleted (a stale head). Each was
+    reported as a fork or rollback with evidence, accusing an honest operator; the
+    registry now checks what it hands out and says its storage is damaged."""
+    from claimkit.errors import RegistryError
+    register_many(registry, owner, 5)
+    witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    for _ in range(3):
+        register_many(registry, owner, 1)
+    if damage == "latest checkpoint":      # the witness has seen 8 as well
+        witness.cosign(registry.latest_checkpoint(), registry.log_key,
+                       registry.consistency_proof)
+        _damage(registry, "DELETE FROM checkpoints WHERE size = 8")
+    elif damage == "last entry":
+        _damage(registry, "DELETE FROM entries WHERE idx = 7")
+    else:                                  # node (1, 3) = MTH(D[6:8]), in PROOF(5, D[8])
+        _damage(registry, "UPDATE nodes SET hash = zeroblob(32) WHERE id = ?", (1 << 56) | 3)
+    state = witness.tracker.path.read_bytes()
+    with pytest.raises(RegistryError, match="damaged storage.*registry audit"):
+        witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    assert witness.tracker.path.read_bytes() == state
+
+
+def test_a_failing_prover_is_no_evidence_of_a_fork(registry, owner, witness):
+    """Only a proof that fails between two validly signed checkpoints is a fork; a
+    prover that cannot give one raises its own error and nothing is cosigned."""
+    register_many(registry, owner, 2)
+    witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    register_many(registry, owner, 2)
+
+    def prove(size1, size2):     # what a log missing its last entry row said
+        raise MalformedInputError(f"tree size {size2} is beyond the log ({size2 - 1})")
+
+    with pytest.raises(MalformedInputError, match="beyond the log"):
+        witness.cosign(registry.latest_checkpoint(), registry.log_key, prove)
+    assert witness.tracker.seen(registry.origin).checkpoint.size == 2
