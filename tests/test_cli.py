@@ -271,6 +271,18 @@ def test_cosign_reports_damaged_storage_not_a_fork(story):
     assert not (tmp_path / "seen.json.evidence").exists()
 
 
+def test_cosign_refuses_a_dangling_symlink_as_state(story):
+    """It cosigned with an empty memory and replaced the link with a regular file."""
+    tmp_path, _, _ = story
+    Identity.generate("witness", seed=b"\x44" * 32).save(tmp_path / "w.key", PASSPHRASE,
+                                                         strength="min")
+    (tmp_path / "seen.json").symlink_to("elsewhere.json")
+    result = run("registry", "cosign", "reg", "--identity", "w.key", "--state", "seen.json")
+    assert result.exit_code == 2 and "symbolic link" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (tmp_path / "seen.json").is_symlink() and not (tmp_path / "elsewhere.json").exists()
+
+
 def test_bundle_envelope_verifies_with_securesystemslib(story):
     """Standard DSSE tooling checks the owner's signature on a claim bundle."""
     from securesystemslib.dsse import Envelope as SslibEnvelope

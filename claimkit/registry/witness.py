@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import hmac
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,16 +52,26 @@ class CheckpointTracker:
         self._seen = self._load()
 
     def _load(self) -> dict[str, bytes]:
+        """The remembered notes; none if the file does not exist. A symbolic link is
+        refused, dangling or not: a dangling one read as "nothing seen" (every log
+        trusted on first use again) and the save then replaced the link by a file."""
         seen: dict[str, bytes] = {}
-        if self.path.exists():
-            f = Fields(read_json_file(self.path), str(self.path))
-            f.str("type", choices=(STATE_TYPE,))
-            logs = f.obj("logs")
-            f.done()
-            for origin, note in logs.items():
-                if not isinstance(note, str):
-                    raise MalformedInputError(f"{self.path}: logs.{origin}: expected a note")
-                seen[origin] = note.encode("utf-8")
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return seen
+        if not stat.S_ISREG(mode):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise MalformedInputError(f"{self.path}: the witness state is {what}; give the "
+                                      "path of a regular file")
+        f = Fields(read_json_file(self.path), str(self.path))
+        f.str("type", choices=(STATE_TYPE,))
+        logs = f.obj("logs")
+        f.done()
+        for origin, note in logs.items():
+            if not isinstance(note, str):
+                raise MalformedInputError(f"{self.path}: logs.{origin}: expected a note")
+            seen[origin] = note.encode("utf-8")
         return seen
 
     @contextmanager

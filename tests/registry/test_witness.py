@@ -235,3 +235,20 @@ def test_a_failing_prover_is_no_evidence_of_a_fork(registry, owner, witness):
     with pytest.raises(MalformedInputError, match="beyond the log"):
         witness.cosign(registry.latest_checkpoint(), registry.log_key, prove)
     assert witness.tracker.seen(registry.origin).checkpoint.size == 2
+
+
+@pytest.mark.parametrize("target", ["nowhere", "real.json"])
+def test_a_symlinked_state_file_is_refused(registry, owner, tmp_path, target):
+    """A dangling link as the state read as "nothing seen" (path.exists() is False for
+    it), so the witness trusted the log on first use again, and the save replaced the
+    link with a regular file. Links are refused, dangling or not."""
+    register_many(registry, owner, 2)
+    CheckpointTracker(tmp_path / "real.json").observe(
+        registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    (tmp_path / "link.json").symlink_to(target)
+    with pytest.raises(MalformedInputError, match="link.json: the witness state is a symbolic link"):
+        CheckpointTracker(tmp_path / "link.json")
+    assert (tmp_path / "link.json").is_symlink()
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(MalformedInputError, match="not a regular file"):
+        CheckpointTracker(tmp_path / "dir.json")
