@@ -102,9 +102,15 @@ class CheckpointTracker:
 
     def _observe(self, signed: SignedCheckpoint, log_key: VerifierKey, prove: Prove) -> Checkpoint:
         new = signed.verify(log_key)
-        old_signed = self.seen(new.origin)
-        if old_signed is not None:
-            old = old_signed.verify(log_key)
+        try:     # the state's fault, not the log's: it was blamed ("bad signature by …")
+            old_signed = self.seen(new.origin)
+            old = None if old_signed is None else old_signed.verify(log_key)
+        except (MalformedInputError, VerificationError) as e:
+            raise MalformedInputError(
+                f"{self.path}: the checkpoint remembered for {new.origin} does not verify "
+                f"under the log's key ({e}): the state file is damaged or edited, or the "
+                "log's key changed") from None
+        if old_signed is not None and old is not None:
             seen_text = old_signed.to_bytes().decode()
             new_text = signed.to_bytes().decode()
             if new.size < old.size:

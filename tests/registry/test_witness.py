@@ -252,3 +252,34 @@ def test_a_symlinked_state_file_is_refused(registry, owner, tmp_path, target):
     (tmp_path / "dir.json").mkdir()
     with pytest.raises(MalformedInputError, match="not a regular file"):
         CheckpointTracker(tmp_path / "dir.json")
+
+
+@pytest.mark.parametrize("how", ["edited", "foreign"])
+def test_a_bad_remembered_note_is_blamed_on_the_state_file(registry, owner, tmp_path, how):
+    """A remembered note that does not verify under the log's key (edited in the state,
+    or signed by another log of the same origin) was reported as "bad signature by note
+    key …", blaming the log; it is now malformed input naming the state file."""
+    import base64
+    import json
+    register_many(registry, owner, 2)
+    path = tmp_path / "t.json"
+    if how == "edited":
+        CheckpointTracker(path).observe(registry.latest_checkpoint(), registry.log_key,
+                                        registry.consistency_proof)
+        state = json.loads(path.read_text())
+        lines = state["logs"][registry.origin].split("\n")
+        lines[2] = base64.b64encode(b"\0" * 32).decode()        # the root hash line
+        state["logs"][registry.origin] = "\n".join(lines)
+        path.write_text(json.dumps(state))
+    else:
+        other = Registry.init(tmp_path / "o", origin=registry.origin, passphrase=PASSPHRASE,
+                              key_strength="min")
+        register_many(other, owner, 1)
+        CheckpointTracker(path).observe(other.latest_checkpoint(), other.log_key,
+                                        other.consistency_proof)
+        other.close()
+    before = path.read_bytes()
+    with pytest.raises(MalformedInputError, match=f"{path}: the checkpoint remembered"):
+        CheckpointTracker(path).observe(registry.latest_checkpoint(), registry.log_key,
+                                        registry.consistency_proof)
+    assert path.read_bytes() == before
