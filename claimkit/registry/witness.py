@@ -68,9 +68,16 @@ class CheckpointTracker:
         f.str("type", choices=(STATE_TYPE,))
         logs = f.obj("logs")
         f.done()
-        for origin, note in logs.items():
+        for origin, note in logs.items():   # every note, not only the one cosigned now
+            where = f"{self.path}: logs[{origin!r}]"
             if not isinstance(note, str):
-                raise MalformedInputError(f"{self.path}: logs.{origin}: expected a note")
+                raise MalformedInputError(f"{where}: expected a note")
+            try:
+                checkpoint = SignedCheckpoint.from_bytes(note.encode("utf-8")).checkpoint
+            except MalformedInputError as e:
+                raise MalformedInputError(f"{where}: {e}") from None
+            if checkpoint.origin != origin:
+                raise MalformedInputError(f"{where}: holds a checkpoint of {checkpoint.origin!r}")
             seen[origin] = note.encode("utf-8")
         return seen
 

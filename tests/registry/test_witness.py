@@ -283,3 +283,20 @@ def test_a_bad_remembered_note_is_blamed_on_the_state_file(registry, owner, tmp_
         CheckpointTracker(path).observe(registry.latest_checkpoint(), registry.log_key,
                                         registry.consistency_proof)
     assert path.read_bytes() == before
+
+
+def test_every_remembered_note_is_parsed_and_filed_under_its_origin(registry, owner, tmp_path):
+    """Only the note of the log being cosigned was ever parsed: garbage, or a note
+    filed under another origin, sat in the state unnoticed."""
+    import json
+    register_many(registry, owner, 2)
+    path = tmp_path / "t.json"
+    CheckpointTracker(path).observe(registry.latest_checkpoint(), registry.log_key,
+                                    registry.consistency_proof)
+    note = json.loads(path.read_text())["logs"][registry.origin]
+    for logs, message in (({"other.example/log": "xx"}, "other.example/log.*note"),
+                          ({"other.example/log": note}, "holds a checkpoint of 'test.example")):
+        path.write_text(json.dumps({"type": "claimkit/witness-state/v1",
+                                    "logs": {registry.origin: note, **logs}}))
+        with pytest.raises(MalformedInputError, match=f"{path}: logs\\[.*{message}"):
+            CheckpointTracker(path)
