@@ -283,6 +283,23 @@ def test_cosign_refuses_a_dangling_symlink_as_state(story):
     assert (tmp_path / "seen.json").is_symlink() and not (tmp_path / "elsewhere.json").exists()
 
 
+def test_cosign_reports_a_rollback_even_when_the_evidence_cannot_be_written(story):
+    """STATE.evidence a directory: the write's OSError became exit 2 and the alarm was lost."""
+    tmp_path, reg, owner = story
+    Identity.generate("witness", seed=b"\x44" * 32).save(tmp_path / "w.key", PASSPHRASE,
+                                                         strength="min")
+    import shutil
+    shutil.copytree(tmp_path / "reg", tmp_path / "old")
+    from conftest import register_many
+    register_many(reg, owner, 2)
+    assert run("registry", "cosign", "reg", "--identity", "w.key", "--state", "seen.json").exit_code == 0
+    (tmp_path / "seen.json.evidence").mkdir()
+    result = run("registry", "cosign", "old", "--identity", "w.key", "--state", "seen.json")
+    assert result.exit_code == 1 and "rollback" in result.output, result.output
+    assert "writing the evidence to seen.json.evidence failed" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_bundle_envelope_verifies_with_securesystemslib(story):
     """Standard DSSE tooling checks the owner's signature on a claim bundle."""
     from securesystemslib.dsse import Envelope as SslibEnvelope

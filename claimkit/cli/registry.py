@@ -126,7 +126,8 @@ def registry_cosign(directory: str, identity_path: str, state_path: str, as_json
     witness saw, then add a timestamped cosignature (C2SP tlog-cosignature).
 
     A fork or rollback is refused with exit 1; both signed checkpoints, the evidence of
-    the log's misbehaviour, are written to STATE.evidence.
+    the log's misbehaviour, are written to STATE.evidence (still exit 1 if that write fails).
+    Damaged registry storage is exit 1 with no evidence: run `claimkit registry audit`.
 
     Example: claimkit registry cosign ./registry --identity arbiter.key --state arbiter.seen
     """
@@ -140,9 +141,13 @@ def registry_cosign(directory: str, identity_path: str, state_path: str, as_json
             cosigned = witness.cosign(reg.latest_checkpoint(), reg.log_key, reg.consistency_proof)
         except InconsistentLogError as e:
             evidence = f"{state_path}.evidence"
-            atomic_write(evidence, (f"# {e}\n# seen before:\n{e.seen}\n"
-                                    f"# presented now:\n{e.presented}").encode())
-            raise InconsistentLogError(f"{e} (both checkpoints written to {evidence})") from None
+            try:    # a failed write must not turn the alarm into an I/O error (exit 2)
+                atomic_write(evidence, (f"# {e}\n# seen before:\n{e.seen}\n"
+                                        f"# presented now:\n{e.presented}").encode())
+                where = f"both checkpoints written to {evidence}"
+            except OSError as w:
+                where = f"writing the evidence to {evidence} failed: {w.strerror or w}"
+            raise InconsistentLogError(f"{e} ({where})") from None
         reg.add_cosignature(cosigned, witness.verifier_key)
     cp = cosigned.checkpoint
     emit(as_json, {"origin": cp.origin, "size": cp.size, "witness": witness.verifier_key.to_vkey()},
