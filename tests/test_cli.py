@@ -300,6 +300,22 @@ def test_cosign_reports_a_rollback_even_when_the_evidence_cannot_be_written(stor
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_verify_refuses_a_witness_key_that_is_no_cosigner_key(story):
+    """--witness-key with the log's own (type 0x01) key gave a signed REJECT verdict
+    against a valid claim; it is now a usage error before any verdict."""
+    tmp_path, _, _ = story
+    Identity.generate("arbiter", seed=b"\x77" * 32).save(tmp_path / "arbiter.key", PASSPHRASE,
+                                                         strength="min")
+    result = run("verify", "bundle.json", "--registry-key", "reg/log.vkey",
+                 "--witness-key", "reg/log.vkey", "--sign-verdict", "arbiter.key")
+    assert result.exit_code == 2 and "reg/log.vkey: not a witness key" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bundle.verdict.json").exists()
+    result = run("verify", "bundle.json", "--registry-key", "reg/log.vkey",
+                 "--witness-key", "reg/time.vkey")       # a type 0x04 key is taken
+    assert result.exit_code == 0, result.output
+
+
 def test_bundle_envelope_verifies_with_securesystemslib(story):
     """Standard DSSE tooling checks the owner's signature on a claim bundle."""
     from securesystemslib.dsse import Envelope as SslibEnvelope

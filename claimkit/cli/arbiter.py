@@ -25,6 +25,17 @@ def _answerer(oracle: Any, bundle: Any) -> Any:
     return get_backend(vk.scheme).answerer(oracle, vk)
 
 
+def _witness_key(key: Any, path: str) -> Any:
+    """A witness cosigns with a ``cosignature/v1`` (type 0x04) key. Any other (a log
+    key given by mistake) can never match, and rejected valid claims with signed verdicts."""
+    from ..errors import MalformedInputError
+    from ..registry.note import ALG_COSIGNATURE_V1
+    if key.alg != ALG_COSIGNATURE_V1:
+        raise MalformedInputError(f"{path}: not a witness key (type 0x{key.alg:02x}; a witness "
+                                  "cosigns with a cosignature/v1, type 0x04, key)")
+    return key
+
+
 @cli.command("verify")
 @click.argument("bundle_paths", metavar="BUNDLE...", nargs=-1, required=True,
                 type=click.Path(dir_okay=False))
@@ -84,7 +95,7 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             raise MalformedInputError("two bundles' verdicts, or a verdict and a bundle, would "
                                       "share a file (BUNDLE.verdict.json); rename the bundles")
     log_key = load_vkey(registry_key)
-    witnesses = [load_vkey(p) for p in witness_keys]
+    witnesses = [_witness_key(load_vkey(p), p) for p in witness_keys]
     arbiter = load_identity(verdict_key) if verdict_key is not None else None
     checked_with = {"log_key": log_key.to_vkey(), "witness_keys": [w.to_vkey() for w in witnesses],
                     "max_alpha": max_alpha}
