@@ -485,3 +485,31 @@ def test_registry_commands_report_bad_numbers_and_damage_in_one_line(tmp_path):
         result = run("registry", *command)
         assert result.exit_code == 1 and "no such table: checkpoints" in result.output, command
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_register_and_claim_check_out_before_they_write_to_the_log(story):
+    """The log grew (a registration, a claim spending items) and then the receipt or the
+    bundle could not be written; a second claim replaced the first bundle silently."""
+    tmp_path, reg, _ = story
+    mk_dir = tmp_path / "keys"
+    lookup_keys(items=30).save(mk_dir, PASSPHRASE, strength="min")
+    size = reg.size
+    for out in ("nope/r.json", "", "bundle.json", str(tmp_path)):
+        result = run("register", str(mk_dir), "--registry", "reg", "--identity", "owner.key",
+                     "--out", out)
+        assert result.exit_code == 2 and "Traceback" not in result.output, out
+    assert Registry.open(tmp_path / "reg").size == size
+
+
+def test_export_and_attacks_refuse_to_write_over_their_input(tmp_path):
+    from claimkit.cli.base import check_out
+    from claimkit.errors import MalformedInputError
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"x")
+    with pytest.raises(MalformedInputError, match="also an input"):
+        check_out(str(model), inputs=(str(model),))
+    check_out(str(model))                                   # replacing an output: allowed
+    with pytest.raises(MalformedInputError, match="exists; it would be replaced"):
+        check_out(str(model), replace=False)
+    with pytest.raises(MalformedInputError, match="does not exist"):
+        check_out(str(tmp_path / "no" / "x.onnx"))

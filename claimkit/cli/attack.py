@@ -13,7 +13,7 @@ import click
 
 from ..attacks import ATTACKS, AttackSpec
 from ..ml import MAX_SEED
-from .base import cli, data_option, device_option, emit, root_option
+from .base import check_out, cli, data_option, device_option, emit, root_option
 from .owner import _params
 from .suspect import suspect_options
 
@@ -81,6 +81,7 @@ def _command(spec: AttackSpec) -> click.Command:
         cfg = spec.make_config(_params(params))
         victim = open_oracle(model=model_path, onnx=onnx_path, endpoint=endpoint, arch=arch,
                              device=device, timeout=timeout)
+        check_out(out, inputs=(model_path, onnx_path))
         record = run_attack(spec.name, victim, load_dataset(data, root=data_root), out, cfg,
                             device=device, seed=seed, progress=not as_json)
         extra = record["extra"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 import click
@@ -66,6 +67,27 @@ def cli() -> None:
     Exit codes: 0 done or claim accepted, 1 claim rejected or a check failed,
     2 malformed input or usage error.
     """
+
+
+def check_out(path: str, *, replace: bool = True, inputs: tuple[str | None, ...] = ()) -> None:
+    """Refuse an output path before any work or any write to a log: an empty name, a
+    folder, a missing parent folder, one of the command's ``inputs`` (export once wrote
+    its ONNX file over the model it read), or, with ``replace=False``, any existing file
+    (a receipt or bundle is the only record of a log entry the command makes)."""
+    from ..errors import MalformedInputError
+    if not path:
+        raise MalformedInputError("--out: an empty path")
+    target = Path(path)
+    if target.is_dir():
+        raise MalformedInputError(f"{path}: is a folder; give a file name")
+    if not target.resolve().parent.is_dir():
+        raise MalformedInputError(f"{path}: its folder {target.parent} does not exist")
+    if any(i is not None and Path(i).exists() and target.exists() and target.samefile(i)
+           for i in inputs):
+        raise MalformedInputError(f"{path}: is also an input of this command")
+    if not replace and target.exists():
+        raise MalformedInputError(f"{path} exists; it would be replaced (move it or choose "
+                                  "another --out)")
 
 
 def open_registry(directory: str, *, write: bool = False) -> Any:

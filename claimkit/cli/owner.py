@@ -13,6 +13,7 @@ from ..schemes.base import MarkOptions, backend_names, get_backend
 from .base import (
     PASSPHRASE_ENV,
     arch_option,
+    check_out,
     cli,
     data_option,
     device_option,
@@ -96,6 +97,7 @@ def train_command(data: str, data_root: str | None, arch: str | None, epochs: in
     """
     from ..ml.data import load_dataset
     from ..ml.jobs import fit_and_save
+    check_out(out)                  # before training, not after it
     digest, record = fit_and_save(load_dataset(data, root=data_root), out, arch=arch,
                                   epochs=epochs, seed=seed, device=device)
     emit(as_json, record.to_dict(), f"wrote {out} (weights {digest.hex[:16]}): test accuracy "
@@ -127,6 +129,8 @@ def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None
     Example: claimkit mark keys/ --data digits --out released.safetensors
     """
     from ..ml.data import load_dataset
+    if Path(out).suffix == ".safetensors":          # a model (a data set goes to a folder)
+        check_out(out, inputs=(start_from,))
     mk = _load_key(keydir)
     dataset = load_dataset(data, root=data_root)
     if mk.params.get("data_digest") not in (None, "", dataset.digest.hex):
@@ -200,6 +204,7 @@ def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path:
     from ..ml.oracle import open_oracle
     from ..registry.receipt import Receipt
     from ..wire import atomic_write
+    check_out(out, replace=False)   # the bundle is the only record of the items it spends
     mk = _load_key(keydir)
     k = default_open(mk.verification_key) if k is None else k
     check_claim_size(mk, k)     # before the suspect is reached (make_claim asks again)
@@ -338,6 +343,7 @@ def register(keydir: str, registry_dir: str, identity_path: str, model_path: str
     from ..protocol.keys import VK_FILE, VerificationKey
     from ..registry.entries import Registration, sign_request
     from ..wire import Digest, atomic_write
+    check_out(out, replace=False)   # before the log has an entry this receipt must record
     vk = VerificationKey.from_file(Path(keydir) / VK_FILE)
     kept = Path(keydir) / DRAW_FILE
     if "trigger_commitment" in vk.params and not kept.exists():

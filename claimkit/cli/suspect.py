@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .base import arch_option, cli, device_option, emit
+from .base import arch_option, check_out, cli, device_option, emit
 
 DEFAULT_TIMEOUT = 30.0   # seconds; claimkit.ml.oracle.DEFAULT_TIMEOUT (not imported: numpy)
 
@@ -87,6 +87,7 @@ def export_command(model_path: str, onnx_out: str, arch: str | None, as_json: bo
     Example: claimkit export released.safetensors --onnx released.onnx
     """
     from ..ml.export import export_onnx
+    check_out(onnx_out, inputs=(model_path,))
     digest = export_onnx(model_path, onnx_out, arch=arch)
     emit(as_json, {"onnx": onnx_out, "subject": digest.to_dict()},
          f"wrote {onnx_out} (ONNX subject {digest.hex[:16]}); claim or verify it with --onnx {onnx_out}")
