@@ -220,7 +220,7 @@ def test_white_box_move_accepts_the_victim_and_rejects_independent_models(tmp_pa
         openings = mk.open(list(range(20 * i, 20 * i + 20)))
         ask = BACKEND.answerer(LocalModel.from_file(path), vk)
         evidence = decider.decide(vk, openings, ask(decider.queries(vk, openings)))
-        assert evidence.accepted == (i == 0), (path.name, evidence.details)
+        assert evidence.accepted == (i == 0), (path.name, evidence.result.p_value, evidence.details)
 
 
 def test_white_box_needs_the_suspects_weights_and_architecture(tmp_path):
