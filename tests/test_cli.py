@@ -354,6 +354,17 @@ def test_register_refuses_a_release_marked_with_another_key(tmp_path, monkeypatc
                  "mine", "--out", "r.json")
     assert result.exit_code == 0, result.output
     assert Receipt.from_file(tmp_path / "r.json").entry.request.subject == load_release("mine").digest
+    # The verification_key member is covered by the release digest: naming this key in
+    # another key's release is refused, not registered (it once was, under the arrays' digest).
+    import shutil
+    shutil.copytree("other", "edited")
+    manifest = json.loads((tmp_path / "edited" / "claimkit-dataset.json").read_text())
+    manifest["verification_key"] = vk.digest.to_dict()
+    (tmp_path / "edited" / "claimkit-dataset.json").write_text(json.dumps(manifest))
+    result = run("register", "k", "--registry", "reg", "--identity", "o.key", "--dataset",
+                 "edited", "--out", "r2.json")
+    assert result.exit_code == 2 and "release digest differs" in result.output, result.output
+    assert not (tmp_path / "r2.json").exists()
 
 
 def test_register_binds_the_model_about_to_be_released(tmp_path, monkeypatch):

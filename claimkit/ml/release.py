@@ -15,9 +15,12 @@ The folder holds two files:
 * ``claimkit-dataset.json`` — the manifest (protocol_spec/ubw.md §Release, schema
   ``schemas/dataset-manifest.json``): type ``claimkit/dataset/v1``, the base data set's
   name and digest, the scheme and the verification key it was marked with, the class
-  count, input shape and split sizes, the file's SHA-256, and the release's dataset
-  digest (:attr:`claimkit.ml.data.Dataset.digest` of what the file holds, under the base
-  set's name). The dataset digest is what ``claimkit register --dataset`` binds.
+  count, input shape and split sizes, the file's SHA-256, and the release digest: a
+  SHA-256 over the manifest's other members (all but ``file`` and ``digest``) and the
+  dataset digest of what the file holds (:attr:`claimkit.ml.data.Dataset.digest`, under
+  the base set's name). The release digest is what ``claimkit register --dataset`` binds
+  and what a model trained on the release records as its data digest, so the class count
+  a model is trained with and the key the release names cannot be edited unseen.
 
 Reading is strict: every manifest field is typed and unknown fields are refused, the
 file's SHA-256 and the recomputed dataset digest must equal the manifest's (compared in
@@ -33,19 +36,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataMissingError, MalformedInputError
-from ..wire import (Digest, Fields, atomic_write, ct_equal, pretty_json, read_json_file,
-                    read_regular_file)
+from ..wire import (Digest, Fields, atomic_write, canonical_json, ct_equal, pretty_json,
+                    read_json_file, read_regular_file)
 from ..weights import header_from_bytes
 from .data import RELEASE_MANIFEST, Dataset
 
-__all__ = ["DATA_FILE", "MANIFEST", "MANIFEST_TYPE", "load_release", "read_manifest",
-           "write_release"]
+__all__ = ["DATA_FILE", "MANIFEST", "MANIFEST_TYPE", "Release", "load_release", "read_manifest",
+           "release_digest", "write_release"]
 
 MANIFEST = RELEASE_MANIFEST
 MANIFEST_TYPE = "claimkit/dataset/v1"
@@ -56,11 +60,33 @@ _ARRAYS = {"x_train": ("U8", np.uint8), "y_train": ("I64", np.int64),
            "x_test": ("U8", np.uint8), "y_test": ("I64", np.int64)}
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")      # whole names: fullmatch
 _SCHEME = re.compile(r"[a-z0-9-]{1,32}")
+_UNBOUND = ("file", "digest")      # the manifest members the release digest does not cover
+RELEASE_DOMAIN = b"claimkit/release/v1\n"
+
+
+def release_digest(bound: bytes, data_digest: Digest) -> Digest:
+    """SHA-256(domain || JCS(the manifest but ``file`` and ``digest``) || "\\n" || the
+    dataset digest's 32 bytes): the arrays alone left ``num_classes`` (the width of every
+    model trained on the release) and ``verification_key`` (the key ``register --dataset``
+    checks) free to edit."""
+    return Digest(hashlib.sha256(RELEASE_DOMAIN + bound + b"\n" + data_digest.value).digest())
+
+
+@dataclass(frozen=True)
+class Release(Dataset):
+    """A data set read from a release folder: its digest is the release digest, so what
+    a model trained on it records is what the owner registered."""
+
+    bound: bytes = b""     # JCS of the manifest members the digest binds
+
+    @property
+    def digest(self) -> Digest:
+        return release_digest(self.bound, Dataset.digest.fget(self))  # type: ignore[attr-defined]
 
 
 def write_release(data: Dataset, out_dir: str | os.PathLike[str], *, base_digest: Digest,
                   scheme: str, key_digest: Digest, extra: dict[str, Any] | None = None) -> Digest:
-    """Write ``data`` (already watermarked) as a release folder; returns its dataset digest.
+    """Write ``data`` (already watermarked) as a release folder; returns its release digest.
 
     ``out_dir`` must be new or empty: a release is never written over another one. The
     data file goes first and the manifest last, each atomically, so a crash leaves no
@@ -78,7 +104,6 @@ def write_release(data: Dataset, out_dir: str | os.PathLike[str], *, base_digest
     arrays = {name: np.ascontiguousarray(getattr(data, name)) for name in _ARRAYS}
     blob = save(arrays, metadata={"claimkit.type": MANIFEST_TYPE})
     atomic_write(out / DATA_FILE, blob)
-    digest = data.digest
     manifest = {
         "type": MANIFEST_TYPE,
         "name": data.name,
@@ -89,10 +114,11 @@ def write_release(data: Dataset, out_dir: str | os.PathLike[str], *, base_digest
         "input_shape": list(data.input_shape),
         "train": len(data.y_train),
         "test": len(data.y_test),
-        "file": {"name": DATA_FILE, "sha256": hashlib.sha256(blob).hexdigest()},
-        "digest": digest.to_dict(),
         "extra": dict(extra or {}),
     }
+    digest = release_digest(canonical_json(manifest), data.digest)
+    manifest["file"] = {"name": DATA_FILE, "sha256": hashlib.sha256(blob).hexdigest()}
+    manifest["digest"] = digest.to_dict()
     atomic_write(out / MANIFEST, pretty_json(manifest))
     return digest
 
@@ -103,7 +129,8 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise DataMissingError(f"missing {path} (a released data set holds {MANIFEST} and "
                                f"{DATA_FILE}; write one with claimkit mark)")
-    f = Fields(read_json_file(path, max_bytes=MAX_MANIFEST_BYTES), str(path))
+    obj = read_json_file(path, max_bytes=MAX_MANIFEST_BYTES)
+    f = Fields(obj, str(path))
     f.str("type", choices=(MANIFEST_TYPE,))
     name = f.str("name", max_len=64)
     if not _NAME.fullmatch(name):
@@ -131,6 +158,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     out["digest"] = f.digest("digest")
     out["extra"] = f.obj("extra")
     f.done()
+    out["bound"] = canonical_json({k: v for k, v in obj.items() if k not in _UNBOUND})
     return out
 
 
@@ -175,7 +203,13 @@ def load_release(path: str | os.PathLike[str], *, marked_with: Digest | None = N
         raw = blob[header.data_start + t.begin:header.data_start + t.end]
         arrays[name] = np.frombuffer(raw, dtype=np.dtype(np_dtype).newbyteorder("<")).astype(
             np_dtype).reshape(t.shape)
-    data = Dataset(manifest["name"], num_classes=manifest["num_classes"], **arrays)
+    data = Release(manifest["name"], num_classes=manifest["num_classes"], bound=manifest["bound"],
+                   **arrays)
     if not manifest["digest"].matches(data.digest):
-        raise MalformedInputError(f"{folder / MANIFEST}: the dataset digest differs from the data's")
+        if manifest["digest"].matches(Dataset.digest.fget(data)):   # type: ignore[attr-defined]
+            raise MalformedInputError(f"{folder / MANIFEST}: its digest covers the data only, "
+                                      "as an older claimkit wrote it; write the release again "
+                                      "with claimkit mark")
+        raise MalformedInputError(f"{folder / MANIFEST}: the release digest differs from the one "
+                                  "of the data and the manifest's other fields (edited?)")
     return data

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,12 +20,12 @@ from claimkit.cli import cli
 from claimkit.cli.owner import _specificity_line
 from claimkit.errors import DataMissingError, MalformedInputError
 from claimkit.ml.data import Dataset, load_dataset
-from claimkit.ml.release import DATA_FILE, MANIFEST, load_release, write_release
+from claimkit.ml.release import DATA_FILE, MANIFEST, load_release, release_digest, write_release
 from claimkit.protocol.scheme import decider_for
 from claimkit.schemes.base import MarkOptions, get_backend
 from claimkit.schemes.ubw import (Trigger, dispersibility, evaluation_images, key_params, make_warp,
                                   ubw_metrics)
-from claimkit.wire import Digest
+from claimkit.wire import Digest, canonical_json
 
 ENV = {"CLAIMKIT_PASSPHRASE": "pw", "CLAIMKIT_LOG_PASSPHRASE": "pw"}
 NULL_SEEDS = (11, 12, 13, 14, 15)
@@ -684,7 +685,39 @@ def test_release_header_is_read_from_the_hashed_bytes(tmp_path, monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(release, "ct_equal", replace_file_then_compare)
-    assert load_release(tmp_path).digest == data.digest
+    assert Dataset.digest.fget(load_release(tmp_path)) == data.digest
+
+
+@pytest.mark.parametrize("member, value", [
+    ("num_classes", 3), ("verification_key", {"sha256": "07" * 32}), ("scheme", "ubw-c"),
+    ("base_digest", {"sha256": "00" * 32}), ("extra", {"note": 1}), ("name", "other")])
+def test_release_digest_binds_the_manifest(tmp_path, member, value):
+    """The digest once covered the name and arrays only: ``num_classes`` (the width of
+    every model trained on the release) or ``verification_key`` (what ``register
+    --dataset`` checks) could be edited and the release still loaded, under its digest."""
+    data = tiny_release(tmp_path / "rel")
+    registered = load_release(tmp_path / "rel").digest
+    assert registered != data.digest        # not the arrays' digest alone
+    manifest = json.loads((tmp_path / "rel" / MANIFEST).read_text())
+    manifest[member] = value
+    (tmp_path / "rel" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(MalformedInputError, match="release digest differs"):
+        load_release(tmp_path / "rel")
+    # Re-sealed by whoever edited it, it is another release, with another digest.
+    manifest["digest"] = release_digest(
+        canonical_json({k: v for k, v in manifest.items() if k not in ("file", "digest")}),
+        Dataset.digest.fget(SimpleNamespace(**{**vars(data), "name": manifest["name"]}))).to_dict()
+    (tmp_path / "rel" / MANIFEST).write_text(json.dumps(manifest))
+    assert load_release(tmp_path / "rel").digest != registered
+
+
+def test_a_release_whose_digest_covers_the_data_only_says_so(tmp_path):
+    data = tiny_release(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["digest"] = data.digest.to_dict()       # as claimkit wrote it before
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(MalformedInputError, match="older claimkit"):
+        load_release(tmp_path)
 
 
 def test_release_splits_must_hold_images(tmp_path):
