@@ -32,6 +32,7 @@ IMAGE_SUFFIXES = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".p
                             ".tiff", ".webp"})
 MAX_SIDE = 1024     # the models here take up to 32×32; larger targets are a mistake
 _MODES = {1: "L", 3: "RGB"}
+_GREY16 = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
@@ -64,6 +65,13 @@ def _open(path: Path, mode: str | None = None):  # -> PIL.Image.Image
             img = img.copy()     # closing the file closes the image too
     except Exception as e:  # noqa: BLE001 - Pillow raises OSError, ValueError, SyntaxError, ...
         raise MalformedInputError(f"{path}: not a readable image ({type(e).__name__})") from None
+    # Pillow's convert("L") clips wider pixels to 0…255 (a 16-bit photo turns white): 16-bit
+    # grey keeps its top 8 bits; 32-bit integers and floats have no one 8-bit scale.
+    if img.mode in _GREY16:
+        img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
+    elif img.mode in ("I", "F"):
+        raise MalformedInputError(f"{path}: {img.mode} pixels (32-bit integers or floats) have "
+                                  "no 8-bit scale; save the image with 8 or 16 bits a channel")
     if mode is None or img.mode == mode:
         return img
     try:

@@ -255,6 +255,25 @@ def test_imagefolder_images_pillow_cannot_convert_are_refused(tmp_path):
         load_dataset(tmp_path, channels=1)
 
 
+def test_imagefolder_16_bit_grey_is_scaled_and_32_bit_refused(tmp_path):
+    """Pillow's convert("L") clipped 16-bit grey to 255 (and 32-bit images to 0 or 255)."""
+    make_tree(tmp_path)
+    grey16 = np.array([[0, 255, 256, 4660], [32768, 65280, 65535, 1000]], dtype=np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "train/cat/a.png")      # first image: 2×4, I;16
+    with Image.open(tmp_path / "train/cat/a.png") as img:
+        assert img.mode == "I;16"
+    data = load_dataset(tmp_path, channels=1)
+    assert data.input_shape == (1, 2, 4)
+    assert np.array_equal(data.x_train[0, 0], (grey16 >> 8).astype(np.uint8))
+    for mode, array in (("I", np.array([[0, 70000]], np.int32)),
+                        ("F", np.array([[0.5, 300.0]], np.float32))):
+        Image.fromarray(array).save(tmp_path / "test/cat/f.tif")
+        with Image.open(tmp_path / "test/cat/f.tif") as img:
+            assert img.mode == mode
+        with pytest.raises(MalformedInputError, match=rf"f\.tif: {mode} pixels \(32-bit"):
+            load_dataset(tmp_path, channels=1)
+
+
 def test_imagefolder_skips_what_is_not_a_regular_file(tmp_path):
     """A FIFO named like an image would block the load for ever; /dev/zero never ends."""
     make_tree(tmp_path)
