@@ -168,6 +168,13 @@ def test_cifar10_huge_shapes_are_refused_before_allocating(tmp_path, monkeypatch
     refused(tmp_path, batch_ops(array_ops(b"\0" * 3072, huge), [0]), f"needs {huge[0] ** 2} bytes")
 
 
+@pytest.mark.parametrize("opcode", [b"}", b"]", b"\x80\x02"])
+def test_cifar10_opcode_count_is_capped(tmp_path, opcode):
+    """Nothing bounded how many values a pickle built: 20 MB of EMPTY_DICT held 1.46 GB,
+    100 MB of EMPTY_LIST ended in a MemoryError. A real batch has ~30,100 opcodes."""
+    refused(tmp_path, b"\x80\x02" + opcode * 300_000 + b".", r"more than \d+ opcodes")
+
+
 def test_cifar10_fortran_order_is_honoured(tmp_path):
     raw = IMAGES.T.tobytes()  # column-major bytes of IMAGES
     x, _ = read(tmp_path, batch_ops(array_ops(raw, (3, 3072), fortran=b"\x88"), LABELS))
