@@ -102,33 +102,61 @@ class Dataset:
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read one IDX file (raw or gzip): magic 0x0000 | type | ndim, big-endian sizes, data."""
+    """Read one IDX file (raw or gzip): magic 0x0000 | type | ndim, big-endian sizes, data.
+
+    A gzip stream is read header first, then only as far as the size the header gives
+    (plus one byte, to tell a longer stream): reading it whole reserved 2 GiB up front
+    and let a small bomb expand to gigabytes before anything was checked.
+    """
     path = Path(path)
     try:
         data = read_regular_file(path, max_bytes=MAX_IDX_BYTES)    # not a FIFO or a device
         if data[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
-                data = fh.read(MAX_IDX_BYTES + 1)
+                data = _read_idx_stream(path, fh)
     except (OSError, EOFError, zlib.error) as e:      # BadGzipFile is an OSError
         raise MalformedInputError(f"{path}: cannot read IDX file ({e})") from None
-    if len(data) > MAX_IDX_BYTES or len(data) < 4 or data[:2] != b"\x00\x00" \
-            or data[2] not in _IDX_TYPES or not 1 <= data[3] <= 4:
+    dtype, shape, size = _idx_head(path, data)
+    body = memoryview(data)[4 + 4 * len(shape):]
+    if len(body) > size:
+        raise MalformedInputError(f"{path}: IDX data runs past the {size} bytes its header says "
+                                  "(trailing bytes, or a gzip stream that expands to more)")
+    if len(body) < size:
+        raise MalformedInputError(f"{path}: IDX data has {len(body)} bytes, the header says {size}")
+    return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_idx_stream(path: Path, fh: gzip.GzipFile) -> bytearray:
+    """The header, then at most one byte more than the data size it gives."""
+    data = bytearray(fh.read(4))
+    if len(data) == 4 and 1 <= data[3] <= 4:
+        data += fh.read(4 * data[3])
+    end = len(data) + _idx_head(path, data)[2] + 1     # refuses a bad header before reading on
+    while len(data) < end:
+        chunk = fh.read(min(1 << 20, end - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _idx_head(path: Path, data: bytes | bytearray) -> tuple[np.dtype, tuple[int, ...], int]:
+    """The dtype, shape and data size in bytes an IDX header gives, every size checked."""
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] not in _IDX_TYPES \
+            or not 1 <= data[3] <= 4:
         raise MalformedInputError(f"{path}: not an IDX file")
     ndim = data[3]
     if len(data) < 4 + 4 * ndim:
         raise MalformedInputError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", bytes(data[4:4 + 4 * ndim]))
     dtype = np.dtype(_IDX_TYPES[data[2]])
-    body = data[4 + 4 * ndim:]
     expected = dtype.itemsize
     for d in shape:         # Python ints: numpy's product wraps around for huge sizes
         expected *= d
     if expected > MAX_IDX_BYTES:
         raise MalformedInputError(f"{path}: the IDX header says {expected} bytes, more than "
                                   f"{MAX_IDX_BYTES}")
-    if len(body) != expected:
-        raise MalformedInputError(f"{path}: IDX data has {len(body)} bytes, the header says {expected}")
-    return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    return dtype, shape, expected
 
 
 def _find(root: Path, stem: str, how_to_get: str) -> Path:

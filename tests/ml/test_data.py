@@ -93,6 +93,22 @@ def test_a_corrupt_deflate_stream_is_refused(tmp_path):
         read_idx(tmp_path / "x.gz")
 
 
+def test_a_gzip_stream_is_read_no_further_than_its_header_says(tmp_path, monkeypatch):
+    """``fh.read(MAX_IDX_BYTES + 1)`` reserved 2 GiB whatever the header said, and a gzip
+    bomb expanded in full (2.6 GB) before it was called "not an IDX file"."""
+    asked = []
+    real_read = gzip.GzipFile.read
+    monkeypatch.setattr(gzip.GzipFile, "read",
+                        lambda self, n=-1: asked.append(n) or real_read(self, n))
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 3, 4, 4)
+    (tmp_path / "x.gz").write_bytes(gzip.compress(header + bytes(48) + bytes(4 << 20)))
+    with pytest.raises(MalformedInputError, match="runs past the 48 bytes its header says"):
+        read_idx(tmp_path / "x.gz")
+    assert 0 < max(asked) <= 49 and -1 not in asked
+    write_idx(tmp_path / "y.gz", np.arange(48, dtype=np.uint8).reshape(3, 4, 4), compress=True)
+    assert read_idx(tmp_path / "y.gz").tolist() == np.arange(48).reshape(3, 4, 4).tolist()
+
+
 def test_idx_sizes_are_multiplied_without_wrapping_around(tmp_path):
     # 2^22 · 2^21 · 2^21 = 2^64 is 0 in int64: the empty body used to pass the size check.
     (tmp_path / "x").write_bytes(struct.pack(">HBB3I", 0, 0x08, 3, 1 << 22, 1 << 21, 1 << 21))
