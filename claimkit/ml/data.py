@@ -150,12 +150,16 @@ def _idx_head(path: Path, data: bytes | bytearray) -> tuple[np.dtype, tuple[int,
         raise MalformedInputError(f"{path}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", bytes(data[4:4 + 4 * ndim]))
     dtype = np.dtype(_IDX_TYPES[data[2]])
-    expected = dtype.itemsize
+    expected = nonzero = dtype.itemsize
     for d in shape:         # Python ints: numpy's product wraps around for huge sizes
         expected *= d
+        nonzero *= max(d, 1)
     if expected > MAX_IDX_BYTES:
         raise MalformedInputError(f"{path}: the IDX header says {expected} bytes, more than "
                                   f"{MAX_IDX_BYTES}")
+    if nonzero > MAX_IDX_BYTES:      # an empty file of (0, 2^32-1, 2^32-1): numpy's reshape fails
+        raise MalformedInputError(f"{path}: the IDX header gives sizes {list(shape)}, more than "
+                                  f"{MAX_IDX_BYTES} bytes besides its zero")
     return dtype, shape, expected
 
 

@@ -116,6 +116,19 @@ def test_idx_sizes_are_multiplied_without_wrapping_around(tmp_path):
         read_idx(tmp_path / "x")
 
 
+@pytest.mark.parametrize("shape", [(0, (1 << 32) - 1, (1 << 32) - 1),
+                                   (1 << 16, 0, 1 << 16, 1 << 16), (0, 1 << 31, 2)])
+def test_idx_sizes_beside_a_zero_are_bounded_too(tmp_path, shape):
+    """A zero size passed the byte count with any other sizes: numpy's reshape of
+    (0, 2^32-1, 2^32-1) then raised ValueError (a traceback)."""
+    (tmp_path / "x").write_bytes(struct.pack(f">HBB{len(shape)}I", 0, 0x08, len(shape), *shape))
+    with pytest.raises(MalformedInputError, match=r"x: the IDX header gives sizes \[.*besides "
+                                                  "its zero"):
+        read_idx(tmp_path / "x")
+    (tmp_path / "x").write_bytes(struct.pack(">HBB3I", 0, 0x08, 3, 0, 1 << 15, 1 << 16))
+    assert read_idx(tmp_path / "x").shape == (0, 1 << 15, 1 << 16)    # empty, within bounds
+
+
 @pytest.mark.parametrize("labels", [np.array([9.7, 1, 2]), np.array([np.nan, 1, 2])])
 def test_idx_labels_must_be_integers(tmp_path, labels):
     make_idx_set(tmp_path, n_train=3)
