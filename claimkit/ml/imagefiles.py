@@ -25,12 +25,13 @@ import numpy as np
 
 from ..errors import MalformedInputError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "image_files", "image_spec", "read_image", "read_images"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_DEPTH", "MAX_SIDE", "image_files", "image_spec", "read_image", "read_images"]
 
 # torchvision's ImageFolder extensions (IMG_EXTENSIONS), compared case-insensitively.
 IMAGE_SUFFIXES = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif",
                             ".tiff", ".webp"})
 MAX_SIDE = 1024     # the models here take up to 32×32; larger targets are a mistake
+MAX_DEPTH = 64      # folders below the one given; os.walk recurses, ~1,000 levels crash it
 _MODES = {1: "L", 3: "RGB"}
 _GREY16 = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
@@ -39,12 +40,17 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Image files under ``folder``, sorted by relative path.
 
     Hidden names and anything but regular files (after symlinks) are skipped, as other
-    non-image files are: opening a FIFO named ``x.png`` would block for ever.
+    non-image files are: opening a FIFO named ``x.png`` would block for ever. Folders
+    more than :data:`MAX_DEPTH` levels down are refused before os.walk recurses into
+    them (1,100 levels were a RecursionError).
     """
     folder = Path(folder)
     found = []
     for top, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if dirs and len(Path(top).relative_to(folder).parts) >= MAX_DEPTH:
+            raise MalformedInputError(f"{folder}: folders nest more than {MAX_DEPTH} levels deep "
+                                      f"({Path(top, dirs[0])})"[:300])
         found += [Path(top, f) for f in files
                   if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
                   and Path(top, f).is_file()]

@@ -285,6 +285,25 @@ def test_imagefolder_skips_what_is_not_a_regular_file(tmp_path):
     assert load_dataset(tmp_path).digest == expected
 
 
+def test_imagefolder_depth_is_capped(tmp_path):
+    """1,100 nested folders crashed the listing with a RecursionError (os.walk recurses)."""
+    make_tree(tmp_path)
+    deep = tmp_path / "train/dog"
+    for _ in range(1100):               # Path.mkdir(parents=True) recurses too
+        deep = deep / "d"
+        deep.mkdir()
+    try:
+        with pytest.raises(MalformedInputError, match=r"train/dog: folders nest more than 64 levels"):
+            load_dataset(tmp_path)
+    finally:                            # shutil.rmtree (pytest's clean-up) recurses too
+        for _ in range(1100):
+            deep.rmdir()
+            deep = deep.parent
+    deep = tmp_path / "test/cat" / "/".join(["d"] * 64)
+    save(deep / "g.png", np.zeros((6, 5, 3), np.uint8))
+    assert deep / "g.png" in image_files(tmp_path / "test/cat")       # 64 levels down: fine
+
+
 def test_imagefolder_size_caps(tmp_path, monkeypatch):
     import claimkit.ml.data as data_module
 
