@@ -56,6 +56,7 @@ DIGITS_SPLIT_SEED = 0
 MAX_IDX_BYTES = 1 << 31
 RELEASE_MANIFEST = "claimkit-dataset.json"
 MAX_FOLDER_IMAGES = 1_000_000
+MAX_CLASSES = 100_000           # a release's num_classes too (claimkit.ml.release)
 MAX_FOLDER_BYTES = 1 << 33      # the decoded uint8 arrays of an ImageFolder tree
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -197,16 +198,25 @@ def _load_digits() -> Dataset:
 
 
 def _class_names(folder: Path) -> list[str]:
-    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    """The class folders' names, sorted; more than :data:`MAX_CLASSES` are refused as
+    soon as they are seen, before any image is listed."""
+    names = []
+    for d in folder.iterdir():
+        if d.is_dir() and not d.name.startswith("."):
+            names.append(d.name)
+            if len(names) > MAX_CLASSES:
+                raise MalformedInputError(f"{folder}: more than {MAX_CLASSES} class folders")
+    return sorted(names)
 
 
 def _split_files(folder: Path, classes: list[str], *, require_all: bool) -> tuple[list[Path], list[int]]:
-    """Image files of one split and their labels (the index of their class in ``classes``)."""
-    present = _class_names(folder)
-    for name in present:
-        if name not in classes:
-            raise MalformedInputError(f"{folder / name}: not a class of the train split "
-                                      f"({', '.join(classes)})")
+    """Image files of one split and their labels (the index of their class in ``classes``).
+    Membership is tested in sets: lists made 100,000 classes a quadratic wait."""
+    present = set(_class_names(folder))
+    unknown = sorted(present - set(classes))
+    if unknown:
+        shown = ", ".join(classes[:10]) + (", …" if len(classes) > 10 else "")
+        raise MalformedInputError(f"{folder / unknown[0]}: not a class of the train split ({shown})")
     files: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):

@@ -46,7 +46,7 @@ from ..errors import DataMissingError, MalformedInputError
 from ..wire import (Digest, Fields, atomic_write, canonical_json, ct_equal, pretty_json,
                     read_json_file, read_regular_file)
 from ..weights import header_from_bytes
-from .data import RELEASE_MANIFEST, Dataset
+from .data import MAX_CLASSES, RELEASE_MANIFEST, Dataset
 
 __all__ = ["DATA_FILE", "MANIFEST", "MANIFEST_TYPE", "Release", "load_release", "read_manifest",
            "release_digest", "write_release"]
@@ -138,7 +138,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "base_digest": f.digest("base_digest"),
                            "scheme": f.str("scheme", max_len=32),
                            "verification_key": f.digest("verification_key"),
-                           "num_classes": f.int("num_classes", lo=2, hi=100_000)}
+                           "num_classes": f.int("num_classes", lo=2, hi=MAX_CLASSES)}
     if not _SCHEME.fullmatch(out["scheme"]):
         raise MalformedInputError(f"{path}.scheme: not a scheme name")
     shape = f.list("input_shape", max_items=3)

@@ -304,6 +304,24 @@ def test_imagefolder_depth_is_capped(tmp_path):
     assert deep / "g.png" in image_files(tmp_path / "test/cat")       # 64 levels down: fine
 
 
+def test_imagefolder_class_count_is_capped_as_a_release_s(tmp_path, monkeypatch):
+    """Class folders were listed without a cap, then matched in lists (quadratic); the cap
+    is a release's own (its manifest's num_classes), checked before any image is listed."""
+    import claimkit.ml.data as data_module
+    import claimkit.ml.release as release_module
+
+    assert release_module.MAX_CLASSES is data_module.MAX_CLASSES == 100_000
+    make_tree(tmp_path)
+    for name in ("emu", "fox"):
+        (tmp_path / "train" / name).mkdir()
+    listed = []
+    monkeypatch.setattr(data_module, "image_files", lambda folder: listed.append(folder) or [])
+    monkeypatch.setattr(data_module, "MAX_CLASSES", 3)
+    with pytest.raises(MalformedInputError, match=r"train: more than 3 class folders"):
+        load_dataset(tmp_path)
+    assert listed == []
+
+
 def test_imagefolder_size_caps(tmp_path, monkeypatch):
     import claimkit.ml.data as data_module
 
