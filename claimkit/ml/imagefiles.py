@@ -18,6 +18,7 @@ naming it.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,12 +26,15 @@ import numpy as np
 
 from ..errors import MalformedInputError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_DEPTH", "MAX_SIDE", "image_files", "image_spec", "read_image", "read_images"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_DEPTH", "MAX_PIXELS", "MAX_SIDE", "image_files", "image_spec", "read_image", "read_images"]
 
 # torchvision's ImageFolder extensions (IMG_EXTENSIONS), compared case-insensitively.
 IMAGE_SUFFIXES = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif",
                             ".tiff", ".webp"})
 MAX_SIDE = 1024     # the models here take up to 32×32; larger targets are a mistake
+# Decoded whole before it is resized: 8× the largest target a side (64 MiB of grey), under
+# Pillow's own limit (89.5 M pixels, a warning of two lines, then 2× that an error).
+MAX_PIXELS = (8 * MAX_SIDE) ** 2
 MAX_DEPTH = 64      # folders below the one given; os.walk recurses, ~1,000 levels crash it
 _MODES = {1: "L", 3: "RGB"}
 _GREY16 = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -65,10 +69,20 @@ def _open(path: Path, mode: str | None = None):  # -> PIL.Image.Image
     """
     from PIL import Image
 
+    too_large = MalformedInputError(f"{path}: more than {MAX_PIXELS} pixels; images are "
+                                    f"resized to at most {MAX_SIDE}×{MAX_SIDE}, resize it first")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = img.copy()     # closing the file closes the image too
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:      # before decoding any pixel
+                    raise too_large
+                img.load()
+                img = img.copy()     # closing the file closes the image too
+    except MalformedInputError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise too_large from None
     except Exception as e:  # noqa: BLE001 - Pillow raises OSError, ValueError, SyntaxError, ...
         raise MalformedInputError(f"{path}: not a readable image ({type(e).__name__})") from None
     # Pillow's convert("L") clips wider pixels to 0…255 (a 16-bit photo turns white): 16-bit

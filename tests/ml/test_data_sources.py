@@ -11,6 +11,8 @@ import random
 import struct
 import sys
 import types
+import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -272,6 +274,32 @@ def test_imagefolder_16_bit_grey_is_scaled_and_32_bit_refused(tmp_path):
             assert img.mode == mode
         with pytest.raises(MalformedInputError, match=rf"f\.tif: {mode} pixels \(32-bit"):
             load_dataset(tmp_path, channels=1)
+
+
+def png_header(path, width: int, height: int) -> None:
+    """A 1-bit grey PNG that says it is width × height and holds no pixel data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height,
+                                                                         1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width, height", [(8193, 8192), (10_000, 10_000), (20_000, 20_000)])
+def test_imagefolder_images_too_large_are_refused_before_decoding(tmp_path, width, height):
+    """Images under Pillow's own limit were decoded whole (3.9 s and 1.16 GB for one), and
+    between its warning and its error a DecompressionBombWarning printed two lines."""
+    assert 8192 * 8192 < Image.MAX_IMAGE_PIXELS
+    make_tree(tmp_path)
+    png_header(tmp_path / "train/cat/big.png", width, height)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MalformedInputError, match=r"big\.png: more than 67108864 pixels"):
+            load_dataset(tmp_path, image_size=8)
+    png_header(tmp_path / "train/cat/big.png", 8192, 8192)      # at the limit: read on
+    with pytest.raises(MalformedInputError, match=r"big\.png: not a readable image"):
+        load_dataset(tmp_path, image_size=8)
 
 
 def test_imagefolder_skips_what_is_not_a_regular_file(tmp_path):
