@@ -203,8 +203,11 @@ def load_release(path: str | os.PathLike[str], *, marked_with: Digest | None = N
         raw = blob[header.data_start + t.begin:header.data_start + t.end]
         arrays[name] = np.frombuffer(raw, dtype=np.dtype(np_dtype).newbyteorder("<")).astype(
             np_dtype).reshape(t.shape)
-    data = Release(manifest["name"], num_classes=manifest["num_classes"], bound=manifest["bound"],
-                   **arrays)
+    try:        # its message names the base data set: say which folder holds the release
+        data = Release(manifest["name"], num_classes=manifest["num_classes"],
+                       bound=manifest["bound"], **arrays)
+    except MalformedInputError as e:
+        raise MalformedInputError(f"{file}: {e}") from None
     if not manifest["digest"].matches(data.digest):
         if manifest["digest"].matches(Dataset.digest.fget(data)):   # type: ignore[attr-defined]
             raise MalformedInputError(f"{folder / MANIFEST}: its digest covers the data only, "

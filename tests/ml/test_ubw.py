@@ -711,6 +711,23 @@ def test_release_digest_binds_the_manifest(tmp_path, member, value):
     assert load_release(tmp_path / "rel").digest != registered
 
 
+def test_release_labels_outside_the_classes_name_the_folder(tmp_path):
+    """The refusal named the base data set ("tiny train: ..."), not the folder given."""
+    from safetensors.numpy import save
+
+    data = tiny_release(tmp_path)
+    arrays = {name: getattr(data, name) for name in ("x_train", "y_train", "x_test", "y_test")}
+    arrays["y_train"] = np.where(np.arange(6) == 0, 2, data.y_train)     # label 2 of 2 classes
+    blob = save(arrays, metadata={"claimkit.type": "claimkit/dataset/v1"})
+    (tmp_path / DATA_FILE).write_bytes(blob)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["file"]["sha256"] = hashlib.sha256(blob).hexdigest()
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(MalformedInputError) as e:
+        load_release(tmp_path)
+    assert str(e.value) == f"{tmp_path / DATA_FILE}: tiny train: labels outside [0, 2)"
+
+
 def test_a_release_whose_digest_covers_the_data_only_says_so(tmp_path):
     data = tiny_release(tmp_path)
     manifest = json.loads((tmp_path / MANIFEST).read_text())
