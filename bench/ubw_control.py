@@ -19,7 +19,8 @@ same side drawn here, over the images the model classifies correctly, and two te
   It assumes the key's pattern was drawn honestly: an owner who picks a pattern that
   hurts every model would pass it.
 * ``p_paired_images``, the one-sided paired t-test of mean P_p(fresh) − P_p(key) > 0 over
-  the images. It describes one model, but it is *not* a test of the claim: a fixed
+  the images (``paired_t_margin_test`` with τ = 0, so with its floor 2^−m since 2026-12-07).
+  It describes one model, but it is *not* a test of the claim: a fixed
   pattern differs from the fresh patterns' mean on any model, and with enough images
   that difference is significant for models that never saw the key (the CLI's
   independent model at 8,000 images: p = 0.011 on 171 images, against 999 fresh).
@@ -64,7 +65,7 @@ from scipy.stats import spearmanr
 from claimkit.ml.data import load_dataset
 from claimkit.ml.oracle import LocalModel
 from claimkit.protocol.keys import MarkingKey
-from claimkit.protocol.stats import paired_t_margin_test, paired_t_test
+from claimkit.protocol.stats import paired_t_margin_test
 from claimkit.schemes.ubw import Trigger, evaluation_images, fresh_field, key_params, make_patch
 
 from .common import emit
@@ -139,7 +140,8 @@ def control(oracle: Any, mk: MarkingKey, data: Any, *, fresh: int = 199,
                            "above_tau": float((delta_fresh > params.tau).mean())},
            "key_minus_fresh": float((fresh_mean - p_key[correct]).mean()),
            "fresh_reaching_key": reached, "p_rank": p_rank,
-           "p_paired_images": paired_t_test(fresh_mean, p_key[correct]).p_value,
+           "p_paired_images": paired_t_margin_test(fresh_mean.tolist(), p_key[correct].tolist(),
+                                                   tau=0.0).p_value,
            "prop1_fresh": prop1_fresh}
     if trigger.pattern is None:          # a field has no white pixels to grind
         return out
