@@ -4,6 +4,7 @@ outranks uniform fresh patterns on any model and white-matched ones must not."""
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from bench.ubw_control import control
 from claimkit.ml.data import load_dataset
@@ -86,7 +87,8 @@ def test_a_warping_key_is_ranked_among_fresh_fields():
     assert abs(result["delta_key"] - 0.7) < 1e-9 and result["delta_fresh"]["max"] < 0.7
     assert "matched_white" not in result and "white_spearman" not in result
     # Prop. 1 as a claim runs it, on the first m = 30 images: the key's passes, no fresh one.
-    assert result["prop1_fresh"]["m"] == 30 and result["prop1_fresh"]["key_p"] < 1e-8
+    assert result["prop1_fresh"]["m"] == 30
+    assert result["prop1_fresh"]["key_p"] == pytest.approx((1.25 / 1.7) ** 30)   # d = 0.45
     assert result["prop1_fresh"]["accepted"] == 0.0
     blind = control(KeyFieldModel(int(ev.y[0]), data.num_classes, ev.x[:0]), mk, data, fresh=99)
     assert blind["p_rank"] == 1.0 and blind["prop1_fresh"]["key_p"] > 0.5
@@ -108,7 +110,8 @@ def test_fresh_triggers_that_pass_prop_1_are_counted_as_other_owners_claims():
                                             "warp_strength": "2"}, rng=lambda n: rng.bytes(n))
     ev = evaluation_images(mk, data)
     result = control(AnyWarpModel(int(ev.y[0]), data.num_classes, ev.x), mk, data, fresh=99)
-    assert result["prop1_fresh"]["accepted"] == 1.0 and result["prop1_fresh"]["min_p"] < 1e-8
+    assert result["prop1_fresh"]["accepted"] == 1.0
+    assert result["prop1_fresh"]["min_p"] == pytest.approx((1.25 / 1.7) ** 30)   # d = 0.45
 
 
 class Labeller:
@@ -140,7 +143,8 @@ def test_prop_1_on_the_images_a_reference_model_classifies_correctly():
     chosen = control(half, mk, data, fresh=19,
                      reference=Labeller(source, data.num_classes, ev.x[::2]))["prop1_fresh"]
     ref = chosen["reference_correct"]
-    assert ref["m"] == 16 and ref["key_p"] == 2.0 ** -16      # every d = 0.7 − τ: the sign test
+    assert ref["m"] == 16      # every d = 0.7 − τ: Markov's bound (1 + τ)/(1 + τ + d) per pair
+    assert ref["key_p"] == pytest.approx((1.25 / 1.7) ** 16)
     assert ref["key_p"] < plain["prop1_fresh"]["key_p"] and ref["accepted"] == 0.0
     none = control(half, mk, data, fresh=19, reference=Labeller(source, data.num_classes, ev.x[:1]))
     assert none["prop1_fresh"]["reference_correct"] == {"m": 1, "skipped": "fewer than 2 such images"}

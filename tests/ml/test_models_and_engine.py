@@ -156,7 +156,7 @@ def _write(path, state, *, arch="digits-cnn", shape="[1, 8, 8]", classes="10"):
 @pytest.mark.parametrize("metadata, message", [
     ({"shape": '"188"'}, "must be \\[C, H, W\\]"),
     ({"shape": "[1.9, 8.5, 8]"}, "must be \\[C, H, W\\]"),
-    ({"shape": "[1e999, 8, 8]"}, "must be \\[C, H, W\\]"),
+    ({"shape": "[1e999, 8, 8]"}, "beyond the double range"),
     ({"shape": "[true, 8, 8]"}, "must be \\[C, H, W\\]"),
     ({"shape": "[" * 100_000 + "]" * 100_000}, "not valid JSON"),
     ({"classes": " 1_0 "}, "not valid JSON"),
