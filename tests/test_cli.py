@@ -524,3 +524,25 @@ def test_export_and_attacks_refuse_to_write_over_their_input(tmp_path):
         check_out(str(model), replace=False)
     with pytest.raises(MalformedInputError, match="does not exist"):
         check_out(str(tmp_path / "no" / "x.onnx"))
+
+
+def test_json_errors_are_a_document_on_stdout_and_a_line_on_stderr(tmp_path):
+    """With --json, stdout held nothing on an error: a script piping it into a JSON parser
+    failed on an empty document. A folder that is no registry is bad input: exit 2 (was 1,
+    the code reserved for rejected claims)."""
+    result = CliRunner().invoke(cli, ["registry", "checkpoint", str(tmp_path), "--json"],
+                                env=ENV)
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {"error": f"{tmp_path}: no registry here (run "
+                                                  "`claimkit registry init`)", "exit_code": 2}
+    assert result.stderr.startswith("claimkit: ") and len(result.stderr.splitlines()) == 1
+    result = CliRunner().invoke(cli, ["registry", "checkpoint", str(tmp_path)], env=ENV)
+    assert result.exit_code == 2 and result.stdout == ""
+
+
+def test_serve_refuses_an_empty_host_and_paths_are_never_empty(tmp_path):
+    (tmp_path / "m.safetensors").write_bytes(b"x")
+    result = run("serve", str(tmp_path / "m.safetensors"), "--host", "")
+    assert result.exit_code == 2 and "every network" in result.output
+    result = run("keygen", "--data", "digits", "--out", "")
+    assert result.exit_code == 2 and "an empty path" in result.output

@@ -10,8 +10,10 @@ import click
 
 from ..errors import EXIT_OK, EXIT_REJECTED
 from .base import (
+    PathParam,
     cli,
     emit,
+    json_option,
     load_identity,
 )
 from .suspect import suspect_options
@@ -38,24 +40,24 @@ def _witness_key(key: Any, path: str) -> Any:
 
 @cli.command("verify")
 @click.argument("bundle_paths", metavar="BUNDLE...", nargs=-1, required=True,
-                type=click.Path(dir_okay=False))
-@click.option("--registry-key", "registry_key", type=click.Path(dir_okay=False),
+                type=PathParam(dir_okay=False))
+@click.option("--registry-key", "registry_key", type=PathParam(dir_okay=False),
               envvar="CLAIMKIT_REGISTRY_KEY",
               help="The registry's log.vkey (or CLAIMKIT_REGISTRY_KEY). Required.")
-@click.option("--witness-key", "witness_keys", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--witness-key", "witness_keys", multiple=True, type=PathParam(dir_okay=False),
               help="A witness's vkey that must have cosigned the registration (repeatable).")
 @suspect_options
-@click.option("--sign-verdict", "verdict_key", type=click.Path(exists=True, dir_okay=False),
+@click.option("--sign-verdict", "verdict_key", type=PathParam(exists=True, dir_okay=False),
               help="Sign a verdict per bundle with this arbiter key file.")
-@click.option("--verdict-out", type=click.Path(dir_okay=False),
+@click.option("--verdict-out", type=PathParam(dir_okay=False),
               help="Where to write the signed verdict (one bundle; default BUNDLE.verdict.json).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--report", "report_dir", type=PathParam(file_okay=False), default=None,
               help="Draw each valid claim's statistic against its null distribution into "
                    "REPORT/<bundle name>/evidence.png.")
 @click.option("--max-alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None, help="Reject a claim whose key was registered with a level alpha "
                                  "above this (the owner chose it at keygen; default: any).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys: tuple[str, ...],
            model_path: str | None, arch: str | None, onnx_path: str | None, endpoint: str | None,
            timeout: float, verdict_key: str | None, verdict_out: str | None, report_dir: str | None,

@@ -13,7 +13,16 @@ import click
 
 from ..attacks import ATTACKS, AttackSpec
 from ..ml import MAX_SEED
-from .base import check_out, cli, data_option, device_option, emit, root_option
+from .base import (
+    PathParam,
+    check_out,
+    cli,
+    data_option,
+    device_option,
+    emit,
+    json_option,
+    root_option,
+)
 from .owner import _params
 from .suspect import suspect_options
 
@@ -64,14 +73,14 @@ def _command(spec: AttackSpec) -> click.Command:
     @suspect_options
     @data_option
     @root_option
-    @click.option("--out", required=True, type=click.Path(dir_okay=False),
+    @click.option("--out", required=True, type=PathParam(dir_okay=False),
                   help="The attacked model to write (safetensors); its record goes beside it.")
     @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
                   help="An attack parameter (repeatable); an unknown key lists the settable ones.")
     @device_option
     @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
                   help="Seeds the attacker's data share, initial weights and data order.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the attack's record as JSON.")
+    @json_option("Print the attack's record as JSON.")
     def command(model_path: str | None, arch: str | None, onnx_path: str | None,
                 endpoint: str | None, timeout: float, data: str, data_root: str | None, out: str,
                 params: tuple[str, ...], device: str, seed: int, as_json: bool) -> None:

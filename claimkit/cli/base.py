@@ -24,13 +24,33 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except ClaimkitError as e:
-            fail(str(e), e.exit_code)
+            fail(str(e), e.exit_code, as_json=ctx.meta.get(JSON_META, False))
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""    # a socket error names no file
-            fail(f"{where}{e.strerror}" if e.strerror else str(e), EXIT_MALFORMED)
+            fail(f"{where}{e.strerror}" if e.strerror else str(e), EXIT_MALFORMED,
+                 as_json=ctx.meta.get(JSON_META, False))
 
 
-def fail(message: str, code: int) -> NoReturn:
+JSON_META = "claimkit.json"     # set by --json (context meta is shared by nested commands)
+
+
+def remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """--json's callback: an error then prints a JSON document on stdout too."""
+    if value:
+        ctx.meta[JSON_META] = True
+    return value
+
+
+def json_option(help: str) -> Callable[[Any], Any]:
+    """--json: the command's result as JSON on stdout (and an error as one, too)."""
+    return click.option("--json", "as_json", is_flag=True, callback=remember_json, help=help)
+
+
+def fail(message: str, code: int, *, as_json: bool = False) -> NoReturn:
+    """One line on stderr; with --json also {"error", "exit_code"} on stdout, so a script
+    reading stdout gets a document whatever happened."""
+    if as_json:
+        click.echo(json.dumps({"error": message, "exit_code": code}, sort_keys=True))
     click.echo(f"claimkit: {message}", err=True)
     sys.exit(code)
 
@@ -101,6 +121,16 @@ def open_registry(directory: str, *, write: bool = False) -> Any:
 DATA_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "imagefolder")  # ml.data.DATASETS
 
 
+class PathParam(click.Path):
+    """click.Path that refuses an empty string: "" was read as the current folder (keygen
+    wrote there and printed "/marking-key") or reached a temporary file's name."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("an empty path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class DataParam(click.ParamType):
     """A data set's name, or a directory: an ImageFolder tree or a released data set."""
 
@@ -120,7 +150,7 @@ DATA_HELP = ("Data set: digits (embedded), fashion-mnist, mnist, cifar10, imagef
 ROOT_HELP = ("Folder of a named set's files: the IDX files (default for fashion-mnist: Debian's "
              "package), CIFAR-10's unpacked batches, or an ImageFolder tree.")
 data_option = click.option("--data", required=True, type=DATA_CHOICES, help=DATA_HELP)
-root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
+root_option = click.option("--data-root", type=PathParam(file_okay=False), default=None,
                            help=ROOT_HELP)
 
 

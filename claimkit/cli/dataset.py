@@ -5,21 +5,31 @@ from __future__ import annotations
 import click
 
 from ..errors import MalformedInputError
-from .base import (PASSPHRASE_ENV, arch_option, cli, data_option, device_option, emit, passphrase,
-                   root_option)
+from .base import (
+    PASSPHRASE_ENV,
+    PathParam,
+    arch_option,
+    cli,
+    data_option,
+    device_option,
+    emit,
+    json_option,
+    passphrase,
+    root_option,
+)
 
 UBW_SCHEMES = ("ubw-p", "ubw-c")
 
 
 @cli.command("metrics")
-@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@click.argument("keydir", type=PathParam(exists=True, file_okay=False))
 @data_option
 @root_option
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--model", "model_path", required=True, type=PathParam(exists=True, dir_okay=False),
               help="The model to measure (safetensors).")
 @arch_option("The architecture the file must hold.")
 @device_option
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@json_option("Print the metrics as JSON.")
 def metrics_command(keydir: str, data: str, data_root: str | None, model_path: str,
                     arch: str | None, device: str, as_json: bool) -> None:
     """Measure a model against KEYDIR's UBW watermark (Li et al. 2022, §5.1): benign

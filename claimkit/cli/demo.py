@@ -12,16 +12,17 @@ from .base import (
     DATA_CHOICES,
     DATA_HELP,
     ROOT_HELP,
+    PathParam,
     cli,
 )
 
 
 # -- the whole story ----------------------------------------------------------------------
 @cli.command("demo")
-@click.option("--out", default="claimkit-demo", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", default="claimkit-demo", show_default=True, type=PathParam(file_okay=False),
               help="Where every artifact goes (must be new or empty).")
 @click.option("--data", type=DATA_CHOICES, default="digits", show_default=True, help=DATA_HELP)
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help=ROOT_HELP)
+@click.option("--data-root", type=PathParam(file_okay=False), default=None, help=ROOT_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
               help="Training seed.")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import click
 
-from .base import cli, emit
+from .base import PathParam, cli, emit, json_option
 
 
 @cli.command("eval")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.argument("config", type=PathParam(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=PathParam(file_okay=False),
               help="Folder for the model cache, results.jsonl and report/ (re-use it to resume).")
 @click.option("--device", default=None, help="Override the config's device (auto, cpu, cuda).")
 @click.option("--report-only", is_flag=True, help="Do not train or evaluate; redraw the report.")
-@click.option("--json", "as_json", is_flag=True, help="Print the paths and cell counts as JSON.")
+@json_option("Print the paths and cell counts as JSON.")
 def eval_command(config: str, out: str, device: str | None, report_only: bool, as_json: bool) -> None:
     """Run the grid in CONFIG (TOML: data, schemes, attacks, seeds, null models) and write
     tables, CSV and figures under OUT/report/.

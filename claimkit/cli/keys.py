@@ -9,8 +9,10 @@ import click
 from .base import (
     PASSPHRASE_ENV,
     Group,
+    PathParam,
     cli,
     emit,
+    json_option,
     passphrase,
 )
 
@@ -22,12 +24,12 @@ def keys() -> None:
 
 
 @keys.command("new")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", "out", required=True, type=PathParam(dir_okay=False),
               help="Private key file to write (encrypted, mode 0600); the public half goes beside it as .pub.")
 @click.option("--name", default=None, help="A name for the identity (default: the file's stem).")
 @click.option("--strength", type=click.Choice(["interactive", "moderate", "sensitive"]),
               default="interactive", show_default=True, help="Argon2id cost for the key file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def keys_new(out: str, name: str | None, strength: str, as_json: bool) -> None:
     """Make a new identity: OUT (secret, encrypted) and OUT with .pub (public).
 

@@ -12,12 +12,14 @@ from ..ml import MAX_EPOCHS, MAX_SEED
 from ..schemes.base import MarkOptions, backend_names, get_backend
 from .base import (
     PASSPHRASE_ENV,
+    PathParam,
     arch_option,
     check_out,
     cli,
     data_option,
     device_option,
     emit,
+    json_option,
     load_identity,
     open_registry,
     passphrase,
@@ -50,12 +52,12 @@ def _load_key(keydir: str) -> Any:
               show_default=True, help="The watermarking scheme.")
 @data_option
 @root_option
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=PathParam(file_okay=False),
               help="Key directory: marking-key (secret, sealed, 0600) and verification-key.json.")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="A scheme parameter (repeatable), e.g. -p items=100 -p alpha=1e-4 for "
                    "trigger-set; an unknown key lists the settable ones.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def keygen_command(scheme: str, data: str, data_root: str | None, out: str,
                    params: tuple[str, ...], as_json: bool) -> None:
     """Make a marking key (secret) and its verification key (public) for DATA.
@@ -87,8 +89,8 @@ def keygen_command(scheme: str, data: str, data_root: str | None, out: str,
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
               help="Initial weights and data order.")
 @device_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model.safetensors to write.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+@click.option("--out", required=True, type=PathParam(dir_okay=False), help="model.safetensors to write.")
+@json_option("Print the run record as JSON.")
 def train_command(data: str, data_root: str | None, arch: str | None, epochs: int | None, seed: int,
                   device: str, out: str, as_json: bool) -> None:
     """Train a clean model (an independent or suspect model); the run record goes beside it.
@@ -105,20 +107,20 @@ def train_command(data: str, data_root: str | None, arch: str | None, epochs: in
 
 
 @cli.command("mark")
-@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
+@click.argument("keydir", type=PathParam(exists=True, file_okay=False))
 @data_option
 @root_option
 @arch_option("Architecture (default: the data set's recipe).")
-@click.option("--from", "start_from", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--from", "start_from", type=PathParam(exists=True, dir_okay=False), default=None,
               help="Fine-tune this trained model (PreTrained) instead of training from scratch.")
 @click.option("--epochs", type=click.IntRange(0, MAX_EPOCHS), default=None,
               help="Default: the recipe's.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
               help="Initial weights and data order.")
 @device_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=PathParam(dir_okay=False),
               help="model.safetensors to write, or a new folder for a dataset scheme's release.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+@json_option("Print the run record as JSON.")
 def mark_command(keydir: str, data: str, data_root: str | None, arch: str | None,
                  start_from: str | None, epochs: int | None, seed: int, device: str, out: str,
                  as_json: bool) -> None:
@@ -176,20 +178,20 @@ def _specificity_line(record: dict[str, Any], tau: float) -> str:
 
 
 @cli.command("claim")
-@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
-@click.option("--receipt", "receipt_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.argument("keydir", type=PathParam(exists=True, file_okay=False))
+@click.option("--receipt", "receipt_path", required=True, type=PathParam(exists=True, dir_okay=False),
               help="The registration receipt of KEYDIR's verification key.")
-@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--registry", "registry_dir", required=True, type=PathParam(exists=True, file_okay=False),
               help="The registry that logged it (the claim's intent is announced there).")
 @suspect_options
-@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--identity", "identity_path", required=True, type=PathParam(exists=True, dir_okay=False),
               help="The owner's key file (the one that registered).")
 @click.option("--open", "k", default=None, type=click.IntRange(1),
               help="Committed items this claim opens (the challenge picks which; "
                    "default: UBW's m; otherwise 50, or the key's minimum if larger).")
 @device_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bundle file to write.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--out", required=True, type=PathParam(dir_okay=False), help="Bundle file to write.")
+@json_option("Print the result as JSON.")
 def claim_command(keydir: str, receipt_path: str, registry_dir: str, model_path: str | None,
                   arch: str | None, onnx_path: str | None, endpoint: str | None, timeout: float,
                   identity_path: str, k: int | None, device: str, out: str, as_json: bool) -> None:
@@ -229,15 +231,15 @@ DRAW_FILE = "trigger-draw.json"
 
 
 @cli.command("draw")
-@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
-@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.argument("keydir", type=PathParam(exists=True, file_okay=False))
+@click.option("--registry", "registry_dir", required=True, type=PathParam(exists=True, file_okay=False),
               help="The registry that logs the draw (the one the key will be registered in).")
-@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--identity", "identity_path", required=True, type=PathParam(exists=True, dir_okay=False),
               help="The owner's key file (the one that will register the key).")
-@click.option("--receipt", "receipt_path", type=click.Path(exists=True, dir_okay=False),
+@click.option("--receipt", "receipt_path", type=PathParam(exists=True, dir_okay=False),
               help="Complete the key from its draw already logged (its receipt, from claimkit "
                    "registry receipt DIR INDEX --size INDEX+1) instead of drawing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def draw_command(keydir: str, registry_dir: str, identity_path: str, receipt_path: str | None,
                  as_json: bool) -> None:
     """Draw the trigger of KEYDIR's key from the registry log (a UBW-C key made with
@@ -317,19 +319,19 @@ def _read_draw(path: str | Path, vk: Any, log_key: Any, owner: Any, registry_dir
 
 # -- owner: register ----------------------------------------------------------------------
 @cli.command("register")
-@click.argument("keydir", type=click.Path(exists=True, file_okay=False))
-@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.argument("keydir", type=PathParam(exists=True, file_okay=False))
+@click.option("--registry", "registry_dir", required=True, type=PathParam(exists=True, file_okay=False),
               help="The registry directory (a local log).")
-@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--identity", "identity_path", required=True, type=PathParam(exists=True, dir_okay=False),
               help="The owner's key file.")
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+@click.option("--model", "model_path", type=PathParam(exists=True, dir_okay=False),
               help="The model about to be released (safetensors): its weights digest is bound too.")
-@click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False),
+@click.option("--dataset", "dataset_dir", type=PathParam(exists=True, file_okay=False),
               help="Or the released data set (a claimkit mark folder): its dataset digest is bound.")
 @click.option("--subject-digest", default=None, metavar="HEX",
               help="Or the SHA-256 of the model or dataset about to be released.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Receipt file to write.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--out", required=True, type=PathParam(dir_okay=False), help="Receipt file to write.")
+@json_option("Print the result as JSON.")
 def register(keydir: str, registry_dir: str, identity_path: str, model_path: str | None,
              dataset_dir: str | None, subject_digest: str | None, out: str, as_json: bool) -> None:
     """Register KEYDIR's verification key in the registry, before release.

@@ -11,8 +11,10 @@ from ..errors import EXIT_OK, EXIT_REJECTED
 from .base import (
     LOG_PASSPHRASE_ENV,
     Group,
+    PathParam,
     cli,
     emit,
+    json_option,
     load_identity,
     open_registry,
     passphrase,
@@ -27,10 +29,10 @@ def registry() -> None:
 
 
 @registry.command("init")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=PathParam(file_okay=False))
 @click.option("--origin", default=None,
               help="The log's name in checkpoints (default: claimkit.local/<dir name>).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def registry_init(directory: str, origin: str | None, as_json: bool) -> None:
     """Create a registry in DIRECTORY: registry.db, log.key (encrypted), log.vkey, time.vkey.
 
@@ -49,8 +51,8 @@ def registry_init(directory: str, origin: str | None, as_json: bool) -> None:
 
 
 @registry.command("checkpoint")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print size, root and the note as JSON.")
+@click.argument("directory", type=PathParam(exists=True, file_okay=False))
+@json_option("Print size, root and the note as JSON.")
 def registry_checkpoint(directory: str, as_json: bool) -> None:
     """Print the latest signed checkpoint (a C2SP signed note).
 
@@ -68,8 +70,8 @@ def registry_checkpoint(directory: str, as_json: bool) -> None:
 
 
 @registry.command("audit")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the audit report as JSON.")
+@click.argument("directory", type=PathParam(exists=True, file_okay=False))
+@json_option("Print the audit report as JSON.")
 def registry_audit(directory: str, as_json: bool) -> None:
     """Recompute the whole log and check every entry, node, checkpoint, claim and draw.
 
@@ -91,12 +93,12 @@ def registry_audit(directory: str, as_json: bool) -> None:
 
 
 @registry.command("receipt")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory", type=PathParam(exists=True, file_okay=False))
 @click.argument("index", type=click.IntRange(min=0))
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="Prove against the checkpoint of this size (default: the latest).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Receipt file to write.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--out", required=True, type=PathParam(dir_okay=False), help="Receipt file to write.")
+@json_option("Print the result as JSON.")
 def registry_receipt(directory: str, index: int, size: int | None, out: str, as_json: bool) -> None:
     """Write a fresh receipt for entry INDEX, e.g. to carry the witnesses' cosignatures
     gathered since registration (what `verify --witness-key` checks).
@@ -115,12 +117,12 @@ def registry_receipt(directory: str, index: int, size: int | None, out: str, as_
 
 
 @registry.command("cosign")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.argument("directory", type=PathParam(exists=True, file_okay=False))
+@click.option("--identity", "identity_path", required=True, type=PathParam(exists=True, dir_okay=False),
               help="The witness's key file (from `claimkit keys new`).")
-@click.option("--state", "state_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--state", "state_path", required=True, type=PathParam(dir_okay=False),
               help="The witness's memory of the checkpoints it has seen (created if absent).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def registry_cosign(directory: str, identity_path: str, state_path: str, as_json: bool) -> None:
     """Witness the latest checkpoint: check it is consistent with the last one this
     witness saw, then add a timestamped cosignature (C2SP tlog-cosignature).

@@ -13,15 +13,15 @@ from typing import Any
 
 import click
 
-from .base import arch_option, check_out, cli, device_option, emit
+from .base import PathParam, arch_option, check_out, cli, device_option, emit, json_option
 
 DEFAULT_TIMEOUT = 30.0   # seconds; claimkit.ml.oracle.DEFAULT_TIMEOUT (not imported: numpy)
 
 _SUSPECT_OPTIONS = (
-    click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+    click.option("--model", "model_path", type=PathParam(exists=True, dir_okay=False),
                  help="The suspect as a claimkit model file (safetensors)."),
     arch_option("With --model: the architecture the file must hold."),
-    click.option("--onnx", "onnx_path", type=click.Path(exists=True, dir_okay=False),
+    click.option("--onnx", "onnx_path", type=PathParam(exists=True, dir_okay=False),
                  help="Or as an ONNX file (float32 images in [0, 1] → logits; "
                       "pip install 'claimkit[onnx]')."),
     click.option("--endpoint", default=None, metavar="URL",
@@ -41,9 +41,16 @@ def suspect_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _named_host(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():        # "" listens on every network, not on "no address"
+        raise click.BadParameter("an empty address listens on every network; say 0.0.0.0 or "
+                                 ":: if that is meant", ctx, param)
+    return value
+
+
 @cli.command("serve")
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.argument("model_path", metavar="MODEL", type=PathParam(exists=True, dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_named_host,
               help="Address to listen on, IPv4 or IPv6 (the default answers this machine "
                    "only; 0.0.0.0 or :: every network).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
@@ -75,11 +82,11 @@ def serve_command(model_path: str, host: str, port: int, arch: str | None, max_b
 
 
 @cli.command("export")
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False))
-@click.option("--onnx", "onnx_out", required=True, type=click.Path(dir_okay=False),
+@click.argument("model_path", metavar="MODEL", type=PathParam(exists=True, dir_okay=False))
+@click.option("--onnx", "onnx_out", required=True, type=PathParam(dir_okay=False),
               help="The ONNX file to write (float32 images in [0, 1] → logits, any batch size).")
 @arch_option("The architecture the file must hold.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def export_command(model_path: str, onnx_out: str, arch: str | None, as_json: bool) -> None:
     """Export MODEL (claimkit safetensors) to a single ONNX file, checked against the
     model with onnxruntime before it is written. Needs pip install 'claimkit[onnx]'.

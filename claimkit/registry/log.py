@@ -208,7 +208,9 @@ class Registry:
         """Open a registry; without a passphrase it can read, prove and audit, not append."""
         directory = Path(directory)
         if not (directory / DB_NAME).exists():
-            raise RegistryError(f"{directory}: no registry here (run `claimkit registry init`)")
+            # a wrong path is bad input (exit 2), not a refused operation
+            raise MalformedInputError(f"{directory}: no registry here (run `claimkit registry "
+                                      "init`)")
         log_key = load_vkey(directory / VKEY_NAME)
         time_key = load_vkey(directory / TIME_VKEY_NAME)
         store = Store(directory / DB_NAME)
