@@ -952,6 +952,11 @@ def ubw_metrics(oracle: Oracle, data: Any, mk: MarkingKey, *,
     the key ``mk``, on ``data``'s test split (the base set or its release); ``benign``: the
     model's labels of that split, where the caller has them already."""
     params = key_params(mk)
+    if oracle.num_classes != params.num_classes or tuple(oracle.input_shape) != tuple(
+            params.input_shape):   # labels of another task would make meaningless rates
+        raise MalformedInputError(f"the model takes {tuple(oracle.input_shape)} images into "
+                                  f"{oracle.num_classes} classes; the key is for "
+                                  f"{tuple(params.input_shape)} into {params.num_classes}")
     benign_pred = np.asarray(oracle.labels(data.x_test) if benign is None else benign,
                              dtype=np.int64)
     if benign_pred.shape != data.y_test.shape:

@@ -475,7 +475,7 @@ def test_dispersibility_is_definition_1():
 
 def test_metrics_follow_section_5(digits, keys):
     class Fixed:           # right on every benign image, "wrong" on every triggered one
-        num_classes = 10
+        input_shape, num_classes = (1, 8, 8), 10
 
         def labels(self, images):
             known = {digits.x_test[i].tobytes(): int(digits.y_test[i])
@@ -892,6 +892,19 @@ def test_keygen_says_how_many_items_the_key_commits(tmp_path, digits):
                  "--out", tmp_path / "k")
     assert result.exit_code == 0, result.output
     assert f"(secret; {len(digits.y_test)} committed items)" in result.output
+
+
+def test_metrics_refuse_a_model_of_another_class_count(digits):
+    """A 3-class model measured against a 10-class key gave BA 0.11, ASR-A 0.89, exit 0."""
+    from claimkit.schemes.ubw import ubw_metrics
+    mk = get_backend("ubw-p").keygen(digits, {"items": "20", "m": "20"}, rng=seeded(1))
+
+    class ThreeClasses:
+        input_shape, num_classes = (1, 8, 8), 3
+
+        def labels(self, images): return [0] * len(images)
+    with pytest.raises(MalformedInputError, match="into 3 classes; the key is for"):
+        ubw_metrics(ThreeClasses(), digits, mk)
 
 
 def test_metrics_refuses_other_keys(tmp_path, clean_models):
