@@ -102,6 +102,9 @@ class AttackSpec:
         """The config from ``-p KEY=VALUE`` strings (TOML numbers and booleans welcome)."""
         given = {k: _text(v) for k, v in (params or {}).items()}
         for key in given:
+            if key in self.fixed:       # listed by --help as "Fixed: …", not unknown
+                raise MalformedInputError(f"--param {key}: fixed at {_text(self.fixed[key])} "
+                                          f"for attack {self.name}")
             if key not in self.settable():
                 raise MalformedInputError(f"--param {key}: unknown for attack {self.name} "
                                           f"(settable: {', '.join(self.settable())})")

@@ -30,8 +30,11 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _check_training(epochs: int | None, lr: float | None, batch_size: int | None,
-                    data_fraction: float) -> None:
-    _check(epochs is None or 0 <= epochs <= MAX_EPOCHS, f"epochs must be within [0, {MAX_EPOCHS}]")
+                    data_fraction: float, *, least_epochs: int = 1) -> None:
+    """``least_epochs`` is 0 for pruning alone; any other attack with no epoch returns the
+    victim unchanged (or an untrained student) and would look like a result."""
+    _check(epochs is None or least_epochs <= epochs <= MAX_EPOCHS,
+           f"epochs must be within [{least_epochs}, {MAX_EPOCHS}]")
     _check(lr is None or 0 < lr <= 10, "lr must be within (0, 10]")
     _check(batch_size is None or 1 <= batch_size <= 1 << 20, "batch_size must be ≥ 1")
     _check(0 < data_fraction <= 1, "data_fraction must be within (0, 1]")
@@ -104,7 +107,8 @@ class PruneConfig:
     def __post_init__(self) -> None:
         _check(self.method in PRUNE_METHODS, f"method must be one of {', '.join(PRUNE_METHODS)}")
         _check(0 <= self.rate < 1, "rate must be within [0, 1)")
-        _check_training(self.epochs, self.lr, self.batch_size, self.data_fraction)
+        _check_training(self.epochs, self.lr, self.batch_size, self.data_fraction,
+                        least_epochs=0)
 
 
 @dataclass(frozen=True)

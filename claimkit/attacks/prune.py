@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
 
+from ..errors import MalformedInputError
 from ..ml.data import Dataset
 from ..ml.recipes import recipe
 from ..ml.train import as_tensor, resolve_device, train
@@ -82,6 +83,10 @@ def prune(victim: Target, data: Dataset, out: str | os.PathLike[str],
     else:
         activity = channel_activity(model, head, as_tensor(share.x_train, dev))
         cut_channels = round(cfg.rate * head.in_features)
+        if cut_channels >= head.in_features:    # the output layer would read nothing
+            raise MalformedInputError(f"rate {cfg.rate} cuts all {head.in_features} channels "
+                                      f"of the output layer; at most "
+                                      f"{(head.in_features - 0.5) / head.in_features:.4g}")
         cut = torch.argsort(activity, stable=True)[:cut_channels]
         mask = torch.ones_like(head.weight)
         mask[:, cut] = 0

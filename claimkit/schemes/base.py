@@ -121,13 +121,17 @@ def parse_params(cls: type[P], given: Mapping[str, str], fixed: Mapping[str, Any
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values = dict(fixed)
     for key, raw in given.items():
-        if key not in fields or key in fixed:
+        if key in fixed:
+            raise MalformedInputError(f"--param {key}: fixed at {fixed[key]} here")
+        if key not in fields:
             settable = sorted(k for k in fields if k not in fixed)
             raise MalformedInputError(f"--param {key}: unknown for this scheme "
                                       f"(settable: {', '.join(settable)})")
         kind = fields[key].type if isinstance(fields[key].type, str) else fields[key].type.__name__
         try:
-            if kind.startswith("int"):       # ASCII digits only: int() takes 1_000 and ٣
+            if kind.endswith("| None") and raw.strip().lower() == "none":
+                values[key] = None      # the default's meaning, e.g. the recipe's epochs
+            elif kind.startswith("int"):       # ASCII digits only: int() takes 1_000 and ٣
                 if not re.fullmatch(r"[+-]?[0-9]{1,30}", raw.strip()):
                     raise ValueError(raw)
                 values[key] = int(raw)

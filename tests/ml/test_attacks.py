@@ -272,12 +272,30 @@ def test_bad_configs_are_refused_in_one_line(victim, digits, tmp_path):
         run_attack("ftll", victim, digits, tmp_path / "x.safetensors", FineTuneConfig(layers="all"))
     with pytest.raises(MalformedInputError, match="rate"):
         PruneConfig(rate=1.0)
-    with pytest.raises(MalformedInputError, match="unknown for attack ftll"):
+    with pytest.raises(MalformedInputError, match="layers: fixed at last for attack ftll"):
         ATTACKS["ftll"].make_config({"layers": "all"})
+    with pytest.raises(MalformedInputError, match="unknown for attack ftll"):
+        ATTACKS["ftll"].make_config({"layerz": "all"})
     assert ATTACKS["finetune"].make_config({"lr": "0.5"}) == FineTuneConfig(
         layers="fc", data_fraction=0.1, lr=0.5, epochs=100)
     with pytest.raises(MalformedInputError, match="sides divisible by 4"):
         Generator(16, (1, 6, 6))
+    # a review: no epoch returned the victim unchanged, exit 0 (pruning alone may take 0)
+    for name in ("ftal", "distill", "extract-label", "piracy"):
+        with pytest.raises(MalformedInputError, match=r"epochs must be within \[1,"):
+            ATTACKS[name].make_config({"epochs": "0"})
+    assert ATTACKS["prune"].make_config({"epochs": "0"}).epochs == 0
+    # None, as the help offers it: the recipe's epochs (finetune presets 100)
+    assert ATTACKS["finetune"].make_config({"epochs": "None"}).epochs is None
+    with pytest.raises(MalformedInputError, match="method: fixed at channel"):
+        ATTACKS["fine-prune"].make_config({"method": "magnitude"})
+
+
+def test_channel_pruning_never_cuts_every_channel(victim, digits, tmp_path):
+    """rate < 1 was checked, but round(0.995 · 64) = 64 cut every channel (accuracy 7.5 %)."""
+    with pytest.raises(MalformedInputError, match="cuts all 64 channels"):
+        run_attack("fine-prune", victim, digits, tmp_path / "x.safetensors",
+                   ATTACKS["fine-prune"].make_config({"rate": "0.995", "epochs": "1"}))
 
 
 def test_a_noise_pool_too_large_to_draw_is_refused(digits):
