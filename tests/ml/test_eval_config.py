@@ -38,7 +38,7 @@ BAD_TAILS = [
     ('[[attack]]\nname = "prune"\nparams = { epochs = "many" }\n',
      r"attack\[1\]\.params: .*epochs=many: expected int"),
     ('[[attack]]\nname = "ftll"\nparams = { layers = "all" }\n',     # fixed by ftll
-     r"attack\[1\]\.params: .*layers: unknown for attack ftll"),
+     r"attack\[1\]\.params: .*layers: fixed at last for attack ftll"),
     ('[[scheme]]\nname = "trigger-sett"\n', r"scheme\[1\]\.name: unknown scheme 'trigger-sett'"),
     ('[null]\narchs = ["mlp", "resnet18"]\n', r"null\.archs\[1\]: unknown architecture 'resnet18'"),
     ('arch = "digits_cnn"\n', r": arch: unknown architecture 'digits_cnn'"),
