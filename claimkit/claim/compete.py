@@ -20,11 +20,16 @@ __all__ = ["rank_claims"]
 
 
 def rank_claims(reports: Sequence[ClaimReport]) -> list[ClaimReport]:
-    """Accepted claims on one suspect, earliest registration first."""
+    """Accepted claims on one suspect, earliest registration first, in the same order
+    whatever the order given.
+
+    A log is its key, not its origin name: two logs may share a name, and ranking them
+    by index would order entries of different logs (a thief's entry 0 in his own log
+    named like the owner's beat the owner's entry 0 when listed first)."""
     accepted = [r for r in reports if r.accepted]
     if len({r.suspect.hex for r in accepted}) > 1:
         raise MalformedInputError("competing claims must name the same suspect model")
-    origins = {r.origin for r in accepted}
-    if len(origins) <= 1:
+    if len({(r.origin, r.log_key) for r in accepted}) <= 1:
         return sorted(accepted, key=lambda r: r.registration_index)
-    return sorted(accepted, key=lambda r: (r.registration_time_ms, r.origin))
+    return sorted(accepted, key=lambda r: (r.registration_time_ms, r.origin, r.log_key,
+                                           r.registration_index, r.owner.key_id))

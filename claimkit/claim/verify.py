@@ -83,6 +83,8 @@ class ClaimReport:
     # until a claim passed had up to 1 + counter tries: the log lists every one.
     earlier_claims: int = 0
     spent_items: int = 0
+    # The log's verifier key line: two logs may share an origin name, never a key.
+    log_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,7 +92,7 @@ class ClaimReport:
             "owner": {"name": self.owner.name, "key_id": self.owner.key_id},
             "suspect": self.suspect.to_dict(),
             "scheme": self.scheme,
-            "registry": {"origin": self.origin,
+            "registry": {"origin": self.origin, "log_key": self.log_key,
                          "registration": {"index": self.registration_index,
                                           "time_ms": self.registration_time_ms},
                          "intent": {"index": self.intent_index, "time_ms": self.intent_time_ms},
@@ -266,7 +268,8 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         evidence=evidence, witnessed_times=witnessed, answers_differ=differ,
         trigger_draw=None if p.trigger_draw is None else (p.trigger_draw.receipt.index,
                                                           p.trigger_draw.receipt.entry.time_ms),
-        earlier_claims=intent.counter, spent_items=len(p.intent.entry.spent or ()))
+        earlier_claims=intent.counter, spent_items=len(p.intent.entry.spent or ()),
+        log_key=log_key.to_vkey())
 
 
 def _trigger_seed(bundle: ClaimBundle, intent_checkpoint: Checkpoint,

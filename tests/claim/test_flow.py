@@ -284,3 +284,29 @@ def test_a_claim_too_large_to_verify_is_refused_before_announcing(registry, owne
     bundle = claim(registry, mk, receipt, owner, model, k=10)   # about 1 MB: fits
     assert len(bundle.envelope.payload) <= 1_500_000
     assert verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key).accepted
+
+
+def test_claims_in_two_logs_of_one_origin_rank_by_time_in_any_order(tmp_path, registry, mk,
+                                                                    registration, owner, clock):
+    """A thief's log named like the owner's, his registration entry 0 there too, made
+    later: ranked by index as one log, whichever was listed first won."""
+    from claimkit.claim.compete import rank_claims
+    from claimkit.registry.log import Registry
+
+    from conftest import PASSPHRASE
+    stolen = marked_model(mk)
+    owners = verify_claim(claim(registry, mk, registration, owner, stolen),
+                          log_key=registry.log_key)
+    clock.now += 3600                                          # an hour later, his own log
+    thief = Identity.generate("mallory", seed=b"\x22" * 32)
+    other = Registry.init(tmp_path / "other", origin=registry.origin, passphrase=PASSPHRASE,
+                          clock=clock, key_strength="min")
+    vk = mk.verification_key
+    request = Registration(thief.public, vk.scheme, vk.digest, vk.items)
+    receipt = other.register(request, sign_request(request, thief))
+    thiefs = verify_claim(claim(other, mk, receipt, thief, stolen), log_key=other.log_key)
+    other.close()
+    assert owners.origin == thiefs.origin and owners.registration_index == thiefs.registration_index
+    assert owners.log_key != thiefs.log_key
+    assert rank_claims([owners, thiefs])[0] is owners
+    assert rank_claims([thiefs, owners])[0] is owners
