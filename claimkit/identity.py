@@ -185,7 +185,15 @@ class Identity:
         wrong passphrase or any change to the file's contents.
         """
         path = Path(path)
-        data = read_private_file(path)
+        try:
+            data = read_private_file(path)
+        except KeyFileError:    # "chmod 600" is the wrong advice for what is no private key
+            kind = _peek_type(path) if _open_to_others(path) else KEY_TYPE
+            if kind == PUBLIC_TYPE:
+                raise KeyFileError(f"{path} is a public identity; load the private key file")
+            if kind != KEY_TYPE:
+                raise KeyFileError(f"{path}: not a claimkit identity key") from None
+            raise
         try:
             f = Fields(load_json(data, what=str(path), max_bytes=MAX_KEY_FILE_BYTES), str(path))
             kind = f.str("type", max_len=64)
@@ -220,6 +228,27 @@ class Identity:
 def passphrase_from_env(var: str = PASSPHRASE_ENV) -> str | None:
     """The passphrase in environment variable ``var``, or None when unset or empty."""
     return os.environ.get(var) or None
+
+
+def _open_to_others(path: Path) -> bool:
+    """A regular file whose mode lets others in: the case read_private_file refuses
+    with "chmod 600"."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and os.name == "posix" and bool(st.st_mode & 0o077)
+
+
+def _peek_type(path: Path) -> str | None:
+    """The ``type`` of a claimkit JSON key file, or None for anything else (unreadable,
+    not JSON, no type): only to choose an error message."""
+    try:
+        value = load_json(read_regular_file(path, max_bytes=MAX_KEY_FILE_BYTES), what=str(path))
+    except (OSError, MalformedInputError):
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def read_private_file(path: Path, *, max_bytes: int = MAX_KEY_FILE_BYTES) -> bytes:

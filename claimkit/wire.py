@@ -431,7 +431,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:    # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(target)) from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
@@ -439,11 +442,13 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.filename == tmp:
+            raise OSError(e.errno, e.strerror, str(target)) from None
         raise
     dfd = os.open(directory, os.O_RDONLY)
     try:

@@ -546,3 +546,14 @@ def test_serve_refuses_an_empty_host_and_paths_are_never_empty(tmp_path):
     assert result.exit_code == 2 and "every network" in result.output
     result = run("keygen", "--data", "digits", "--out", "")
     assert result.exit_code == 2 and "an empty path" in result.output
+
+
+def test_an_interrupted_command_exits_130_not_1(monkeypatch):
+    """Ctrl-C gave click's "Aborted!" and exit 1, the code of a rejected claim."""
+    import claimkit.ml.data as data_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(data_module, "load_dataset", interrupted)
+    result = run("train", "--data", "digits", "--out", "m.safetensors")
+    assert result.exit_code == 130 and "interrupted" in result.output

@@ -340,9 +340,17 @@ def test_wrong_type(key_path: Path) -> None:
 
 def test_public_file_given_as_key(key_path: Path) -> None:
     pub = key_path.with_suffix(".pub")
+    # as written (0644): it once said "chmod 600", and only then that it is public
+    with pytest.raises(KeyFileError, match="is a public identity; load the private key file"):
+        Identity.load(pub, PASSPHRASE)
     os.chmod(pub, 0o600)
     with pytest.raises(KeyFileError, match="is a public identity; load the private key file"):
         Identity.load(pub, PASSPHRASE)
+    model = key_path.with_name("m.safetensors")                # no key at all, mode 0644
+    model.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    os.chmod(model, 0o644)
+    with pytest.raises(KeyFileError, match="not a claimkit identity key"):
+        Identity.load(model, PASSPHRASE)
 
 
 @pytest.mark.parametrize("change, message", [

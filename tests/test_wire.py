@@ -131,6 +131,19 @@ def test_atomic_write_sets_mode_and_replaces(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["secret"]
 
 
+def test_atomic_write_errors_name_the_file_asked_for(tmp_path):
+    """They named the temporary file (".x.safetensors.w3q7edzd.tmp"), which the user never
+    asked for; a folder where the file should go, or a missing folder, is named itself."""
+    with pytest.raises(OSError) as info:
+        atomic_write(tmp_path / "missing" / "x.json", b"{}")
+    assert info.value.filename == str(tmp_path / "missing" / "x.json")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OSError) as info:
+        atomic_write(tmp_path / "taken", b"{}")
+    assert info.value.filename == str(tmp_path / "taken")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 def test_read_regular_file_refuses_special_files_and_bounds_the_read(tmp_path):
     """A FIFO or /dev/zero named like an input must not hang or exhaust memory."""
     import os

@@ -113,9 +113,15 @@ def attacker_share(data: Dataset, fraction: float, seed: int) -> Dataset:
     return replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
 
 
-def other_dataset(name: str, root: str, shape: tuple[int, ...], what: str) -> Dataset:
-    """A data set the attacker brings (``name`` or a directory), with images shaped ``shape``."""
-    other = load_dataset(name, root=root or None)
+def other_dataset(name: str, root: str, shape: tuple[int, ...], what: str, *,
+                  root_param: str) -> Dataset:
+    """A data set the attacker brings (``name`` or a directory), with images shaped ``shape``;
+    its files under ``root``, the parameter ``root_param`` (not the command's --data-root)."""
+    from ..errors import DataMissingError
+    try:
+        other = load_dataset(name, root=root or None)
+    except DataMissingError as e:
+        raise DataMissingError(f"{what}: {str(e).replace('--data-root', f'-p {root_param}')}") from None
     if other.input_shape != tuple(shape):
         raise MalformedInputError(f"{what} {name!r} has {other.input_shape} images; the victim "
                                   f"takes {tuple(shape)}")

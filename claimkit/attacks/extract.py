@@ -87,7 +87,8 @@ def query_pool(cfg: ExtractConfig, data: Dataset, seed: int) -> np.ndarray:
                                       f"than {MAX_NOISE_BYTES >> 20}: lower -p budget")
         return rng.integers(0, 256, (count, *data.input_shape), dtype=np.uint8)
     else:
-        pool = other_dataset(cfg.pool, cfg.pool_root, data.input_shape, "query pool").x_train
+        pool = other_dataset(cfg.pool, cfg.pool_root, data.input_shape, "query pool",
+                             root_param="pool_root").x_train
     if cfg.budget is None or cfg.budget >= len(pool):
         return pool
     return pool[np.sort(rng.choice(len(pool), cfg.budget, replace=False))]

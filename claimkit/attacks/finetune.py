@@ -114,7 +114,8 @@ def transfer(victim: Target, data: Dataset, out: str | os.PathLike[str],
     if target is None:
         if not cfg.target:
             raise MalformedInputError("transfer needs a target task: -p target=NAME|DIR")
-        target = other_dataset(cfg.target, cfg.target_root, data.input_shape, "transfer target")
+        target = other_dataset(cfg.target, cfg.target_root, data.input_shape, "transfer target",
+                               root_param="target_root")
     elif target.input_shape != data.input_shape:
         raise MalformedInputError(f"transfer target has {target.input_shape} images; the victim "
                                   f"takes {data.input_shape}")

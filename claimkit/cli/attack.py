@@ -39,7 +39,8 @@ def attack_group() -> None:
     """Attack a released model as a thief would: fine-tune, prune, distil, extract it by
     queries, or embed a trigger set of one's own.
 
-    Each attack writes the attacked model (safetensors) and OUT.run.json (attack,
+    Each attack writes the attacked model (safetensors) and beside it its run record,
+    NAME.run.json for --out NAME.safetensors (attack,
     parameters, seed, victim digest, queries spent, epochs, accuracy, agreement with
     the victim). `claimkit attack NAME --help` lists an attack's parameters.
 

@@ -29,8 +29,11 @@ class Group(click.Group):
             where = f"{e.filename}: " if e.filename else ""    # a socket error names no file
             fail(f"{where}{e.strerror}" if e.strerror else str(e), EXIT_MALFORMED,
                  as_json=ctx.meta.get(JSON_META, False))
+        except KeyboardInterrupt:   # click's "Aborted!" exit 1 read as a rejected claim
+            fail("interrupted", EXIT_INTERRUPTED, as_json=ctx.meta.get(JSON_META, False))
 
 
+EXIT_INTERRUPTED = 130            # the shell's 128 + SIGINT
 JSON_META = "claimkit.json"     # set by --json (context meta is shared by nested commands)
 
 
@@ -85,7 +88,7 @@ def cli() -> None:
     release, and later make signed claim bundles that anyone can check offline.
 
     Exit codes: 0 done or claim accepted, 1 claim rejected or a check failed,
-    2 malformed input or usage error.
+    2 malformed input or usage error, 130 interrupted (Ctrl-C).
     """
 
 

@@ -345,3 +345,12 @@ def test_attacks_run_on_cuda(name, params, agreement, victim, digits, tmp_path):
     record = run_attack(name, victim, digits, out, params, device="cuda", seed=1)
     assert record["device"].startswith("cuda") and record["extra"]["agreement"] > agreement
     load_model(out)
+
+
+def test_an_attackers_data_set_missing_names_its_root_parameter(victim, digits, tmp_path):
+    """'mnist needs --data-root' sent users to the command's option, which is the victim's
+    data; the pool's and the target's own files go under -p pool_root / -p target_root."""
+    from claimkit.errors import DataMissingError
+    with pytest.raises(DataMissingError, match="query pool: mnist needs -p pool_root"):
+        run_attack("extract-label", victim, digits, tmp_path / "x.safetensors",
+                   ATTACKS["extract-label"].make_config({"pool": "mnist"}))
