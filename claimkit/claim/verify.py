@@ -85,6 +85,10 @@ class ClaimReport:
     spent_items: int = 0
     # The log's verifier key line: two logs may share an origin name, never a key.
     log_key: str = ""
+    # The arbiter's control models, asked the same queries: (name, p-value, accepted).
+    # A key whose test accepts a model the owner cannot have marked proves nothing about
+    # the suspect (bundle.md, "Control models"); the claim is then rejected.
+    controls: tuple[tuple[str, float, bool], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +109,8 @@ class ClaimReport:
             "witnessed_times": dict(self.witnessed_times),
             "earlier_claims": {"count": self.earlier_claims, "spent_items": self.spent_items},
             **({} if self.answers_differ is None else {"answers_differ": self.answers_differ}),
+            **({} if not self.controls else {"controls": [
+                {"name": n, "p_value": pv, "accepted": a} for n, pv, a in self.controls]}),
         }
 
 
@@ -167,7 +173,8 @@ def same_answer(owner: Any, arbiter: Any) -> bool:
 
 def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
                  witness_keys: Sequence[VerifierKey] = (), oracle: Oracle | None = None,
-                 suspect: Digest | None = None, max_alpha: float | None = None) -> ClaimReport:
+                 suspect: Digest | None = None, max_alpha: float | None = None,
+                 controls: Sequence[tuple[str, Oracle]] = ()) -> ClaimReport:
     """Check ``bundle`` against the registry's key; see the module docstring.
 
     ``witness_keys``: each must have cosigned the registration's checkpoint (its
@@ -177,6 +184,11 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
     holds, which must be the bundle's subject. ``max_alpha``: the arbiter's limit on the
     level a key was registered with (the owner chose it at KeyGen, and a key at α = 0.5
     is accepted on a coin flip); a key above it is refused before any re-query.
+    ``controls``: (name, oracle) of models the arbiter knows the owner did not mark (say,
+    trained by the arbiter on public data); each is asked the claim's queries, and a
+    claim whose test also accepts a control is rejected: the key is not specific to
+    what the owner marked (labels chosen to match a model's habits, a meta-classifier
+    that calls everything stolen).
     """
     if max_alpha is not None and not 0.0 < max_alpha < 1.0:
         raise MalformedInputError(f"max_alpha must lie in (0, 1), not {max_alpha!r}")
@@ -259,9 +271,14 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         evidence = decider.decide(vk, p.openings, observed)
         observer = "arbiter"
         differ = sum(not same_answer(a, b) for a, b in zip(recorded, observed))
+    checked = []
+    for name, control in controls:       # 8. The arbiter's controls, on the same queries.
+        result = decider.decide(vk, p.openings, list(control(queries)))
+        checked.append((name, result.result.p_value, result.accepted))
 
     return ClaimReport(
-        accepted=evidence.accepted, owner=reg.owner, suspect=bundle.suspect,
+        accepted=evidence.accepted and not any(a for _, _, a in checked),
+        owner=reg.owner, suspect=bundle.suspect,
         scheme=vk.scheme, origin=int_cp.origin, registration_index=p.registration.index,
         registration_time_ms=p.registration.entry.time_ms, intent_index=p.intent.index,
         intent_time_ms=p.intent.entry.time_ms, opened=opened, observer=observer,
@@ -269,7 +286,7 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         trigger_draw=None if p.trigger_draw is None else (p.trigger_draw.receipt.index,
                                                           p.trigger_draw.receipt.entry.time_ms),
         earlier_claims=intent.counter, spent_items=len(p.intent.entry.spent or ()),
-        log_key=log_key.to_vkey())
+        log_key=log_key.to_vkey(), controls=tuple(checked))
 
 
 def _trigger_seed(bundle: ClaimBundle, intent_checkpoint: Checkpoint,

@@ -57,11 +57,16 @@ def _witness_key(key: Any, path: str) -> Any:
 @click.option("--max-alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None, help="Reject a claim whose key was registered with a level alpha "
                                  "above this (the owner chose it at keygen; default: any).")
+@click.option("--control", "control_paths", multiple=True,
+              type=PathParam(exists=True, dir_okay=False),
+              help="A model you know the owner did not mark (e.g. one you trained on public "
+                   "data; safetensors; repeatable): it is asked the claim's queries, and a "
+                   "claim whose test accepts it too is rejected as not specific to the suspect.")
 @json_option("Print the report as JSON.")
 def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys: tuple[str, ...],
            model_path: str | None, arch: str | None, onnx_path: str | None, endpoint: str | None,
            timeout: float, verdict_key: str | None, verdict_out: str | None, report_dir: str | None,
-           max_alpha: float | None, as_json: bool) -> None:
+           max_alpha: float | None, control_paths: tuple[str, ...], as_json: bool) -> None:
     """Check claim bundles offline and recompute their statistics.
 
     With --model, --onnx or --endpoint the suspect must be the bundle's subject and is
@@ -99,8 +104,13 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     log_key = load_vkey(registry_key)
     witnesses = [_witness_key(load_vkey(p), p) for p in witness_keys]
     arbiter = load_identity(verdict_key) if verdict_key is not None else None
+    controls = []
+    if control_paths:
+        from ..ml.oracle import LocalModel
+        controls = [(path, LocalModel.from_file(path)) for path in control_paths]
     checked_with = {"log_key": log_key.to_vkey(), "witness_keys": [w.to_vkey() for w in witnesses],
-                    "max_alpha": max_alpha}
+                    "max_alpha": max_alpha,
+                    **({"controls": [c.subject.to_dict() for _, c in controls]} if controls else {})}
     suspect = None
     if (model_path, onnx_path, endpoint, arch) != (None, None, None, None):
         from ..ml.oracle import open_oracle
@@ -115,11 +125,15 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
         report, reasons = None, ()
         try:
             bundle = ClaimBundle.from_file(path)
+            for name, control in controls:
+                if control.subject.matches(bundle.suspect):
+                    raise MalformedInputError(f"--control {name} is the bundle's suspect itself")
             try:
                 report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses,
                                       oracle=None if suspect is None else _answerer(suspect, bundle),
                                       suspect=None if suspect is None else suspect.subject,
-                                      max_alpha=max_alpha)
+                                      max_alpha=max_alpha,
+                                      controls=[(n, _answerer(c, bundle)) for n, c in controls])
                 reports.append(report)
             except VerificationError as e:
                 reasons = (str(e),)
@@ -156,6 +170,9 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             + (f"\n  note: the owner's answers differ from the suspect's on "
                f"{report.answers_differ} of {len(report.opened)} queries (the decision "
                "uses the suspect's)" if report.answers_differ else "")
+            + "".join(f"\n  control {name}: p = {pv:.3g}, "
+                      f"{'ACCEPTED too: the key is not specific to the suspect' if acc else 'rejected'}"
+                      for name, pv, acc in report.controls)
             + (f"\n  note: {report.earlier_claims} earlier claim(s) under this registration "
                f"({report.spent_items} items spent); each was a try at alpha, so ask the "
                f"registry's log which suspects they named" if report.earlier_claims else ""))

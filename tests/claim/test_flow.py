@@ -310,3 +310,28 @@ def test_claims_in_two_logs_of_one_origin_rank_by_time_in_any_order(tmp_path, re
     assert owners.log_key != thiefs.log_key
     assert rank_claims([owners, thiefs])[0] is owners
     assert rank_claims([thiefs, owners])[0] is owners
+
+
+def test_a_key_that_also_accuses_the_arbiters_control_is_rejected(registry, owner):
+    """A review labelled every trigger with the class an independent model favours: the
+    claim against that model passed. The same key accuses any model with that habit, so
+    an arbiter's own control model exposes it."""
+    biased = lookup_keys(items=40)
+    biased = type(biased).create(biased.scheme, dict(biased.verification_key.params),
+                                 [{**v, "label": 8} for v in biased.items.values],
+                                 rng=lambda n: b"\x07" * n)
+    vk = biased.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    receipt = registry.register(request, sign_request(request, owner))
+    favours_8 = LookupModel({}, default=8)                   # no trigger learned, a habit
+    bundle = claim(registry, biased, receipt, owner, favours_8)
+    assert verify_claim(bundle, log_key=registry.log_key).accepted      # alone: fooled
+    report = verify_claim(bundle, log_key=registry.log_key,
+                          controls=[("control", LookupModel({"x": 1}, default=8).answer)])
+    assert not report.accepted and report.evidence.accepted
+    assert report.controls[0][0] == "control" and report.controls[0][2]
+    honest = verify_claim(bundle, log_key=registry.log_key,
+                          controls=[("control", LookupModel({}, default=3).answer)])
+    assert honest.accepted and not honest.controls[0][2]
+    assert honest.to_dict()["controls"] == [{"name": "control", "p_value": 1.0,
+                                             "accepted": False}]

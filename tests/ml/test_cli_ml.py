@@ -48,6 +48,15 @@ def test_owner_commands_make_a_claim_an_arbiter_accepts(tmp_path, monkeypatch):
                      "--report", "evidence")
         assert result.exit_code == expected, result.output
         assert (tmp_path / "evidence" / Path(bundle).stem / "evidence.png").stat().st_size > 0
+    # The arbiter's own control model: an honest key does not accuse it, so the claim stands.
+    result = run("verify", "released.safetensors.bundle.json", "--registry-key", "reg/log.vkey",
+                 "--control", "other.safetensors", "--json")
+    assert result.exit_code == 0, result.output
+    (control,) = json.loads(result.output)["controls"]
+    assert control["name"] == "other.safetensors" and not control["accepted"]
+    result = run("verify", "other.safetensors.bundle.json", "--registry-key", "reg/log.vkey",
+                 "--control", "other.safetensors")
+    assert result.exit_code == 2 and "is the bundle's suspect itself" in result.output
 
 
 def test_marking_with_a_key_for_other_data_is_refused(tmp_path, monkeypatch):
