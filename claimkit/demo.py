@@ -160,21 +160,28 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
         atomic_write(out / f"bundle-{name}.json", bundle.to_json())
         return bundle
 
-    def arbitrate(bundle: ClaimBundle, model_file: str, name: str) -> ClaimReport:
+    def arbitrate(bundle: ClaimBundle, model_file: str, name: str, *,
+                  control: str | None = None) -> ClaimReport:
         oracle = LocalModel.from_file(out / model_file, device=settings.device)
         vk = bundle.predicate.verification_key
         parsed = ClaimBundle.from_file(out / f"bundle-{name}.json")
+        controls = [] if control is None else [(control, BACKEND.answerer(
+            LocalModel.from_file(out / control, device=settings.device), vk))]
         report = verify_claim(parsed, log_key=registry.log_key, suspect=oracle.info.digest,
-                              oracle=BACKEND.answerer(oracle, vk))
+                              oracle=BACKEND.answerer(oracle, vk), controls=controls)
         atomic_write(out / f"verdict-{name}.json", make_verdict(parsed, report, arbiter).to_json())
         return report
 
-    say("3. owner claims against the thief's model; the arbiter re-queries it")
+    say("3. owner claims against the thief's model; the arbiter re-queries it, and asks its "
+        "control, the independent model, the same queries")
     owner_bundle = claim(owner, owner_mk, owner_receipt, "stolen.safetensors", "stolen")
-    r_stolen = arbitrate(owner_bundle, "stolen.safetensors", "stolen")
+    r_stolen = arbitrate(owner_bundle, "stolen.safetensors", "stolen",
+                         control="independent.safetensors")
+    (_, control_p, control_accused), = r_stolen.controls
     say(f"   {'ACCEPTED' if r_stolen.accepted else 'REJECTED'}: "
         f"{r_stolen.evidence.details['matches']}/{r_stolen.evidence.details['n']} opened "
-        f"triggers match, p = {r_stolen.evidence.result.p_value:.2e}")
+        f"triggers match, p = {r_stolen.evidence.result.p_value:.2e}; the control "
+        f"{'is accused too' if control_accused else 'is not'} (p = {control_p:.2f})")
 
     say("4. owner claims against an independently trained model")
     claim(owner, owner_mk, owner_receipt, "independent.safetensors", "independent")
@@ -195,6 +202,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
 
     registry.close()
     fig.update(stolen_claim_accepted=r_stolen.accepted, stolen_claim_p=r_stolen.evidence.result.p_value,
+               control_p=control_p,
                independent_claim_accepted=r_indep.accepted,
                independent_claim_p=r_indep.evidence.result.p_value,
                thief_claim_accepted=r_thief.accepted, winner=winner,
@@ -204,5 +212,6 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *,
     say(f"done in {fig['seconds']:.0f} s: {'the story holds' if report.ok else 'THE STORY FAILED'}. "
         f"Check a bundle yourself: claimkit verify {out}/bundle-stolen.json "
         f"--registry-key {out}/registry/log.vkey --model {out}/stolen.safetensors "
+        f"--control {out}/independent.safetensors "
         f"(demo passphrase: {DEMO_PASSPHRASE!r})")
     return report

@@ -23,8 +23,10 @@ def test_demo_story_holds_and_its_bundles_verify(tmp_path):
     vkey = str(out / "registry" / "log.vkey")
     runner = CliRunner()
     accepted = runner.invoke(cli, ["verify", str(out / "bundle-stolen.json"), "--registry-key",
-                                   vkey, "--model", str(out / "stolen.safetensors")])
+                                   vkey, "--model", str(out / "stolen.safetensors"),
+                                   "--control", str(out / "independent.safetensors")])
     assert accepted.exit_code == 0, accepted.output
+    assert "control" in accepted.output and figures["control_p"] > 0.01
     rejected = runner.invoke(cli, ["verify", str(out / "bundle-independent.json"),
                                    "--registry-key", vkey])
     assert rejected.exit_code == 1
