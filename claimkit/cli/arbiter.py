@@ -173,6 +173,9 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             + "".join(f"\n  control {name}: p = {pv:.3g}, "
                       f"{'ACCEPTED too: the key is not specific to the suspect' if acc else 'rejected'}"
                       for name, pv, acc in report.controls)
+            + ("\n  note: no control model asked (--control MODEL): that the key accuses "
+               "only models marked with it is the owner's word (bundle.md)"
+               if report.accepted and not report.controls else "")
             + (f"\n  note: {report.earlier_claims} earlier claim(s) under this registration "
                f"({report.spent_items} items spent); each was a try at alpha, so ask the "
                f"registry's log which suspects they named" if report.earlier_claims else ""))
