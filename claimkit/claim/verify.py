@@ -118,7 +118,7 @@ FLOAT_TOLERANCE = 1e-9
 # The evidence members a decider computes in floating point (sums, libm's lgamma and
 # exp), whose last bits may differ between platforms. Everything else is copied from
 # the answers or the key, or counted, and must match exactly.
-COMPUTED = frozenset({"statistic", "p_value", "p_prop1", "mean_difference", "sd_difference", "rate",
+COMPUTED = frozenset({"statistic", "p_value", "p_prop1", "p_t", "mean_difference", "sd_difference", "rate",
                       "success_rate", "delta_p", "delta_mu", "mean_score", "mean_reference"})
 ANSWER_TOLERANCE = 1e-4
 

@@ -123,9 +123,8 @@ def test_move_accepts_a_suspect_that_keeps_the_external_features():
     assert ev.accepted and ev.result.test == "paired-t-margin"
     scores, refs = list(ev.observations), ev.details["reference_scores"]
     expected = stats.ttest_rel([s - 0.2 for s in scores], refs, alternative="greater").pvalue
-    floor = ev.result.params["p_floor"]           # ((1 + τ)/2)^m: above the t tail here
-    assert floor == pytest.approx(0.6 ** 30, rel=1e-12) and expected < floor
-    assert ev.result.p_value == floor
+    assert ev.result.params["p_t"] == pytest.approx(expected, rel=1e-9)
+    assert ev.result.p_value == max(ev.result.params["p_t"], ev.result.params["p_bound"])
     assert ev.details["delta_mu"] == pytest.approx(sum(scores) / 30 - sum(refs) / 30)
     assert ev.details["m"] == 30 and len(refs) == 30
 

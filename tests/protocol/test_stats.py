@@ -30,6 +30,8 @@ from claimkit.protocol.stats import (
     binomial_sf_is_exact,
     binomial_test,
     hoeffding_bound,
+    margin_floor,
+    min_pairs,
     paired_t_margin_test,
     success_rate_test,
     t_sf,
@@ -252,14 +254,27 @@ SAMPLES = [
 ]
 
 
+def exact_bound(x, y, tau) -> float:
+    """min(1, prod (1 + tau)/(1 + x_i - y_i)) in exact arithmetic, rounded once."""
+    out = Fraction(1)
+    for a, b in zip(x, y):
+        if Fraction(1) + Fraction(a) - Fraction(b) == 0:
+            return 1.0
+        out *= (1 + Fraction(tau)) / (1 + Fraction(a) - Fraction(b))
+    return 1.0 if out >= 1 else float(out)
+
+
 @pytest.mark.parametrize("x,y", SAMPLES)
 def test_margin_zero_is_the_papers_paired_t_test(x, y):
     ours = paired_t_margin_test(x, y, tau=0.0)
     ref = sst.ttest_rel(x, y, alternative="greater")
     assert ours.params["method"] == "t"
     assert close(ours.statistic, ref.statistic) and ours.df == float(ref.df)
-    assert close(ours.p_value, max(ref.pvalue, 0.5 ** len(x)))
-    assert ours.reject_null == (max(ref.pvalue, 0.5 ** len(x)) < 0.05)
+    assert close(ours.params["p_t"], ref.pvalue)        # the paper's p, reported
+    bound = ours.params["p_bound"]
+    assert bound == pytest.approx(exact_bound(x, y, 0.0), rel=1e-15)
+    assert close(ours.p_value, max(ref.pvalue, bound))
+    assert ours.reject_null == (max(ref.pvalue, bound) < 0.05)
 
 
 @pytest.mark.parametrize("tau", [0.0, 0.1, 0.25, 0.5])
@@ -271,8 +286,9 @@ def test_margin_test_matches_ttest_1samp_on_shifted_differences(x, y, tau):
     assert ours.test == "paired-t-margin" and ours.params["tau"] == tau
     assert close(ours.statistic, exact_t(diffs), 1e-15)
     assert close(ours.statistic, ref.statistic)
-    assert close(ours.p_value, max(ref.pvalue, ours.params["p_floor"]))
-    assert ours.params["p_floor"] == float((1 + Fraction(tau)) ** len(x) / 2 ** len(x))
+    assert close(ours.params["p_t"], ref.pvalue)
+    assert ours.params["p_bound"] == pytest.approx(exact_bound(x, y, tau), rel=1e-15)
+    assert close(ours.p_value, max(ref.pvalue, ours.params["p_bound"]))
     assert close(ours.params["mean_difference"], sum(a - b for a, b in zip(x, y)) / len(x))
 
 
@@ -301,31 +317,33 @@ def test_paired_t_property(pairs, tau):
     ours = paired_t_margin_test(x, y, tau=tau)
     t = exact_t(diffs)
     assert ours.params["method"] == "t"  # the sign test is for identical differences only
-    floor = float(((1 + Fraction(tau)) / 2) ** len(pairs))
-    assert ours.params["p_floor"] == floor and ours.p_value >= floor
+    bound = ours.params["p_bound"]
+    assert bound == pytest.approx(exact_bound(x, y, tau), rel=1e-15)
+    assert ours.p_value >= bound >= margin_floor(tau, len(pairs)) * (1 - 1e-15)
     if math.isinf(t):  # differences equal but for ~1e-308: |t| overflows
         assert ours.statistic == math.copysign(sys.float_info.max, t)
-        assert ours.p_value == max(t_sf(ours.statistic, len(pairs) - 1), floor)
+        assert ours.p_value == max(t_sf(ours.statistic, len(pairs) - 1), bound)
         return
     assert close(ours.statistic, t, 1e-15)  # the statistic is exact up to one rounding
     ref_p = student_sf(ours.statistic, len(pairs) - 1)
     if ref_p > 1e-300:
-        assert close(ours.p_value, max(ref_p, floor))
+        assert close(ours.p_value, max(ref_p, bound))
     scipy_t = sst.ttest_1samp([a - b - tau for a, b in pairs], 0.0).statistic
     # where scipy's float arithmetic is sound (its t.sf is not, near 0.5 for df = 1)
     if len(pairs) > 2 and close(float(scipy_t), t, 1e-14):
         ref = sst.ttest_1samp([a - b - tau for a, b in pairs], 0.0, alternative="greater")
         if ref.pvalue > 1e-300:
-            assert close(ours.p_value, max(ref.pvalue, floor), 1e-11)
+            assert close(ours.p_value, max(ref.pvalue, bound), 1e-11)
 
 
 def test_zero_variance_gets_the_markov_bound():
     # all P_b − P_p − τ = c > 0: P[d >= c] <= (1 + τ)/(1 + τ + c) under any null with mean <= τ
     r = paired_t_margin_test([1.0] * 20, [0.0] * 20, tau=0.25)
     assert r.params["method"] == "bound" and r.df is None and r.statistic == 0.75
-    assert r.p_value == float(Fraction(5, 8) ** 20) == r.params["p_floor"] and r.reject_null
+    assert r.p_value == float(Fraction(5, 8) ** 20) == r.params["p_bound"] and r.reject_null
+    assert r.p_value == margin_floor(0.25, 20)            # every P_b − P_p = 1: the floor
     r = paired_t_margin_test([0.75] * 30, [0.25] * 30, tau=0.25)          # c = 0.25
-    assert r.p_value == float(Fraction(5, 6) ** 30) > r.params["p_floor"]
+    assert r.p_value == float(Fraction(5, 6) ** 30) > margin_floor(0.25, 30)
     r = paired_t_margin_test([0.3] * 5, [0.3] * 5, tau=0.0)
     assert r.params["method"] == "bound" and r.statistic == 0.0 and r.p_value == 1.0
     assert not r.reject_null
@@ -345,28 +363,60 @@ def test_the_bound_holds_where_the_sign_test_did_not():
     assert 0.75 ** 10 <= r.p_value
 
 
+def test_near_identical_differences_get_the_bound_not_the_t_tail():
+    """A review: with a tiny positive variance t → ∞, and a floor ((1 + τ)/2)^m alone
+    let a null (P_b − P_p = 0.5 + jitter with probability 5/6, else −1; mean τ) pass
+    16 % of claims of 10 pairs at α = 0.01. The bound, the product of the pairs' own
+    factors, is valid for any null: nearly identical pairs get nearly their Markov bound."""
+    import random
+    rng, accepted = random.Random(1), 0
+    for _ in range(2000):
+        pairs = [(0.9, 0.4 + rng.uniform(0, 1e-6)) if rng.random() < 5 / 6 else (0.0, 1.0)
+                 for _ in range(10)]
+        r = paired_t_margin_test([b for b, _ in pairs], [w for _, w in pairs], tau=0.25,
+                                 alpha=0.01)
+        accepted += r.reject_null
+    assert accepted <= 2000 * 0.01
+    tie = paired_t_margin_test([1.0] * 20, [0.25] * 20, tau=0.25, alpha=0.001)
+    near = paired_t_margin_test([1.0] * 20, [0.25] * 19 + [0.2500001], tau=0.25, alpha=0.001)
+    assert near.params["method"] == "t" and near.params["p_t"] < 1e-100
+    assert near.p_value >= tie.p_value and not near.reject_null     # weaker: never smaller
+
+
 @pytest.mark.parametrize("m", [2, 3, 10, 20, 100])
 def test_no_sample_of_m_pairs_gets_a_p_below_the_floor(m):
     """((1 + τ)/2)^m is the probability of the most extreme sample under a null with mean
     τ, so no valid test gives any sample less; near-identical differences had t → ∞."""
-    floor = float(Fraction(5, 8) ** m)
+    floor = margin_floor(0.25, m)
+    assert floor == float(Fraction(5, 8) ** m)
     for pp in ([1e-7 * (i + 1) for i in range(m)], [0.0] * (m - 1) + [5e-324],
                [0.01 * (i % 2) for i in range(m)]):
         r = paired_t_margin_test([1.0] * m, pp, tau=0.25, alpha=0.01)
-        assert r.params["method"] == "t" and r.p_value == floor == r.params["p_floor"]
-        assert r.reject_null == (floor < 0.01)
+        assert r.params["method"] == "t" and r.p_value == r.params["p_bound"] >= floor
+        assert r.p_value == pytest.approx(floor, rel=0.02 * m)
+
+
+def test_min_pairs_is_the_least_claim_the_floor_lets_through():
+    assert [min_pairs(0.25, a) for a in (0.01, 1e-10)] == [10, 49]
+    for tau, alpha in [(0.25, 0.01), (0.35, 0.01), (0.5, 1e-6), (0.99, 1e-12)]:
+        m = min_pairs(tau, alpha)
+        assert margin_floor(tau, m) < alpha <= margin_floor(tau, m - 1)
+    # τ so close to 1 that no claim the test takes reaches alpha (was a ZeroDivisionError,
+    # and a loop of hours): one more than the largest sample
+    assert min_pairs(0.9999999999999999, 0.01) == min_pairs(0.999999999999, 0.01) == 1_000_001
 
 
 def test_nearly_identical_differences_keep_the_t_test_so_p_never_rises():
     """Differences equal but for 5e-324 have a positive variance: |t| ~ 1e323 overflows,
-    and the statistic is the largest double with its tail (or the floor) as p. Stronger
-    evidence never gets a larger p: identical answers get the floor too."""
+    and the statistic is the largest double; p is its tail or the bound, whichever is
+    larger. Stronger evidence never gets a larger p."""
     weaker = paired_t_margin_test([1.0] * 12, [0.0] * 11 + [1e-300], tau=0.25, alpha=0.01)
     stronger = paired_t_margin_test([1.0] * 12, [0.0] * 11 + [5e-324], tau=0.25, alpha=0.01)
     exact = paired_t_margin_test([1.0] * 12, [0.0] * 12, tau=0.25, alpha=0.01)
     assert weaker.params["method"] == stronger.params["method"] == "t"
     assert stronger.statistic == sys.float_info.max and stronger.df == 11.0
-    assert exact.p_value == stronger.p_value == weaker.p_value == float(Fraction(5, 8) ** 12)
+    assert exact.p_value <= stronger.p_value <= weaker.p_value
+    assert weaker.p_value == pytest.approx(float(Fraction(5, 8) ** 12), rel=1e-12)
     assert stronger.reject_null
     r = paired_t_margin_test([0.0, 0.0], [0.0, 5e-324], tau=0.25)  # mean below the margin
     assert (r.params["method"], r.statistic, r.p_value) == ("t", -sys.float_info.max, 1.0)
