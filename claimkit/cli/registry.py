@@ -140,7 +140,8 @@ def registry_cosign(directory: str, identity_path: str, state_path: str, as_json
     with open_registry(directory) as reg:
         witness = Witness(identity, state_path)
         try:
-            cosigned = witness.cosign(reg.latest_checkpoint(), reg.log_key, reg.consistency_proof)
+            # the head is read under the state's lock (two runs at once: no false rollback)
+            cosigned = witness.cosign(reg.latest_checkpoint, reg.log_key, reg.consistency_proof)
         except InconsistentLogError as e:
             evidence = f"{state_path}.evidence"
             try:    # a failed write must not turn the alarm into an I/O error (exit 2)

@@ -98,14 +98,18 @@ class CheckpointTracker:
         note = self._seen.get(origin)
         return None if note is None else SignedCheckpoint.from_bytes(note)
 
-    def observe(self, signed: SignedCheckpoint, log_key: VerifierKey, prove: Prove) -> Checkpoint:
+    def observe(self, signed: SignedCheckpoint | Callable[[], SignedCheckpoint],
+                log_key: VerifierKey, prove: Prove) -> Checkpoint:
         """Accept ``signed`` as the newest checkpoint of its log, or raise.
 
         ``prove(size1, size2)`` returns a consistency proof from the log (or a mirror).
-        It runs under the state's lock, as does the whole check.
+        It runs under the state's lock, as does the whole check. ``signed`` may be a
+        function that reads the log's head: it is then read under the lock too, so a
+        second witness run that cosigned a newer head meanwhile cannot make this one's
+        older read look like a rollback (a false accusation, with evidence).
         """
         with self._locked():
-            return self._observe(signed, log_key, prove)
+            return self._observe(signed() if callable(signed) else signed, log_key, prove)
 
     def _observe(self, signed: SignedCheckpoint, log_key: VerifierKey, prove: Prove) -> Checkpoint:
         new = signed.verify(log_key)
@@ -163,6 +167,14 @@ class Witness:
     def verifier_key(self) -> VerifierKey:
         return self._signer.verifier_key
 
-    def cosign(self, signed: SignedCheckpoint, log_key: VerifierKey, prove: Prove) -> SignedCheckpoint:
-        checkpoint = self.tracker.observe(signed, log_key, prove)
-        return signed.with_signature(cosign(checkpoint, self._signer, int(self._clock())))
+    def cosign(self, signed: SignedCheckpoint | Callable[[], SignedCheckpoint],
+               log_key: VerifierKey, prove: Prove) -> SignedCheckpoint:
+        """Check ``signed`` (or the head a function reads, under the state's lock) against
+        what this witness saw, then add a timestamped cosignature."""
+        read: list[SignedCheckpoint] = []
+
+        def head() -> SignedCheckpoint:
+            read.append(signed() if callable(signed) else signed)
+            return read[0]
+        checkpoint = self.tracker.observe(head, log_key, prove)
+        return read[0].with_signature(cosign(checkpoint, self._signer, int(self._clock())))

@@ -300,3 +300,22 @@ def test_every_remembered_note_is_parsed_and_filed_under_its_origin(registry, ow
                                     "logs": {registry.origin: note, **logs}}))
         with pytest.raises(MalformedInputError, match=f"{path}: logs\\[.*{message}"):
             CheckpointTracker(path)
+
+
+def test_a_head_read_before_another_run_cosigned_a_newer_one_is_no_rollback(registry, owner,
+                                                                             tmp_path):
+    """A review: one `registry cosign` run read the log's head (size 3), waited on the
+    state's lock while another run cosigned size 4, then reported 'rollback' with
+    evidence against an honest log. The head is now read under the lock."""
+    identity = Identity.generate("witness", seed=b"\x33" * 32)
+    first, second = Witness(identity, tmp_path / "w.json"), Witness(identity, tmp_path / "w.json")
+    register_many(registry, owner, 3)
+    first.cosign(registry.latest_checkpoint, registry.log_key, registry.consistency_proof)
+    stale = registry.latest_checkpoint()                  # what a slow run read early
+    register_many(registry, owner, 1)
+    first.cosign(registry.latest_checkpoint, registry.log_key, registry.consistency_proof)
+    with pytest.raises(InconsistentLogError, match="rollback"):   # given the stale head
+        second.cosign(stale, registry.log_key, registry.consistency_proof)
+    cosigned = second.cosign(registry.latest_checkpoint, registry.log_key,
+                             registry.consistency_proof)           # reading it itself
+    assert cosigned.checkpoint.size == registry.size
