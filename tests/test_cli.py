@@ -557,3 +557,19 @@ def test_an_interrupted_command_exits_130_not_1(monkeypatch):
     monkeypatch.setattr(data_module, "load_dataset", interrupted)
     result = run("train", "--data", "digits", "--out", "m.safetensors")
     assert result.exit_code == 130 and "interrupted" in result.output
+
+
+def test_a_passphrase_prompt_interrupted_or_unanswerable_speaks_json_too(tmp_path, monkeypatch):
+    """Ctrl-C at a prompt became click's Abort ("Aborted!", exit 1); the no-terminal
+    refusal printed nothing on stdout under --json."""
+    import click as click_module
+    result = CliRunner().invoke(cli, ["keys", "new", "--out", str(tmp_path / "k.key"), "--json"],
+                                env={"CLAIMKIT_PASSPHRASE": ""})
+    assert result.exit_code == 2 and json.loads(result.stdout)["exit_code"] == 2
+
+    def abort(*args, **kwargs):
+        raise click_module.exceptions.Abort()
+    monkeypatch.setattr("claimkit.cli.base.passphrase", abort)
+    monkeypatch.setattr("claimkit.cli.keys.passphrase", abort, raising=False)
+    result = run("keys", "new", "--out", str(tmp_path / "k2.key"))
+    assert result.exit_code == 130 and "interrupted" in result.output

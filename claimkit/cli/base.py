@@ -29,7 +29,8 @@ class Group(click.Group):
             where = f"{e.filename}: " if e.filename else ""    # a socket error names no file
             fail(f"{where}{e.strerror}" if e.strerror else str(e), EXIT_MALFORMED,
                  as_json=ctx.meta.get(JSON_META, False))
-        except KeyboardInterrupt:   # click's "Aborted!" exit 1 read as a rejected claim
+        except (KeyboardInterrupt, click.exceptions.Abort):  # click's "Aborted!" exit 1
+            # (at a prompt too) read as a rejected claim
             fail("interrupted", EXIT_INTERRUPTED, as_json=ctx.meta.get(JSON_META, False))
 
 
@@ -49,9 +50,13 @@ def json_option(help: str) -> Callable[[Any], Any]:
     return click.option("--json", "as_json", is_flag=True, callback=remember_json, help=help)
 
 
-def fail(message: str, code: int, *, as_json: bool = False) -> NoReturn:
+def fail(message: str, code: int, *, as_json: bool | None = None) -> NoReturn:
     """One line on stderr; with --json also {"error", "exit_code"} on stdout, so a script
-    reading stdout gets a document whatever happened."""
+    reading stdout gets a document whatever happened (``as_json`` None: as the running
+    command was asked). Click's own usage errors stay click's: text on stderr."""
+    if as_json is None:
+        ctx = click.get_current_context(silent=True)
+        as_json = bool(ctx is not None and ctx.meta.get(JSON_META))
     if as_json:
         click.echo(json.dumps({"error": message, "exit_code": code}, sort_keys=True))
     click.echo(f"claimkit: {message}", err=True)
