@@ -78,6 +78,7 @@ def _open(path: Path, mode: str | None = None):  # -> PIL.Image.Image
                 if img.width * img.height > MAX_PIXELS:      # before decoding any pixel
                     raise too_large
                 img.load()
+                pgm = img.format == "PPM"   # a copy forgets its format
                 img = img.copy()     # closing the file closes the image too
     except MalformedInputError:
         raise
@@ -87,7 +88,11 @@ def _open(path: Path, mode: str | None = None):  # -> PIL.Image.Image
         raise MalformedInputError(f"{path}: not a readable image ({type(e).__name__})") from None
     # Pillow's convert("L") clips wider pixels to 0…255 (a 16-bit photo turns white): 16-bit
     # grey keeps its top 8 bits; 32-bit integers and floats have no one 8-bit scale.
-    if img.mode in _GREY16:
+    sixteen = img.mode in _GREY16
+    if img.mode == "I" and pgm:      # Pillow reads a 16-bit PGM as I
+        pixels = np.asarray(img)
+        sixteen = bool(pixels.size) and 0 <= pixels.min() and pixels.max() <= 0xFFFF
+    if sixteen:
         img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
     elif img.mode in ("I", "F"):
         raise MalformedInputError(f"{path}: {img.mode} pixels (32-bit integers or floats) have "

@@ -276,6 +276,19 @@ def test_imagefolder_16_bit_grey_is_scaled_and_32_bit_refused(tmp_path):
             load_dataset(tmp_path, channels=1)
 
 
+def test_a_16_bit_pgm_is_scaled_like_a_16_bit_png(tmp_path):
+    """Pillow reads a 16-bit PGM as 32-bit integers (mode I), which was refused as
+    "32-bit integers or floats"; its values fit 16 bits, so it keeps its top 8 bits."""
+    from claimkit.ml.imagefiles import read_image
+    grey16 = (np.arange(16).reshape(4, 4) * 4000).astype(np.uint16)
+    path = tmp_path / "g16.pgm"
+    path.write_bytes(b"P5\n4 4\n65535\n" + grey16.astype(">u2").tobytes())
+    with Image.open(path) as img:
+        assert img.mode == "I"
+    image = read_image(path, channels=1, size=(4, 4))
+    assert np.array_equal(image.reshape(4, 4), (grey16 >> 8).astype(np.uint8))
+
+
 def png_header(path, width: int, height: int) -> None:
     """A 1-bit grey PNG that says it is width × height and holds no pixel data."""
     def chunk(kind: bytes, data: bytes) -> bytes:
