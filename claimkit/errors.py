@@ -47,6 +47,11 @@ class OracleError(MalformedInputError):
     a model file its runtime refuses, a runtime that is not installed."""
 
 
+class ControlError(MalformedInputError):
+    """An arbiter's control model that cannot answer a bundle's queries (another task,
+    shape or class count): the arbiter's argument is at fault, not the bundle."""
+
+
 class KeyFileError(MalformedInputError):
     """A key file that cannot be opened: wrong passphrase, wrong format, bad mode.
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..dsse import verify_envelope
-from ..errors import MalformedInputError, VerificationError
+from ..errors import ControlError, MalformedInputError, VerificationError
 from ..identity import PublicIdentity
 from ..protocol.scheme import Evidence, decider_for
 from ..registry import merkle
@@ -118,8 +118,9 @@ FLOAT_TOLERANCE = 1e-9
 # The evidence members a decider computes in floating point (sums, libm's lgamma and
 # exp), whose last bits may differ between platforms. Everything else is copied from
 # the answers or the key, or counted, and must match exactly.
-COMPUTED = frozenset({"statistic", "p_value", "p_prop1", "p_t", "mean_difference", "sd_difference", "rate",
-                      "success_rate", "delta_p", "delta_mu", "mean_score", "mean_reference"})
+COMPUTED = frozenset({"statistic", "p_value", "p_prop1", "p_t", "p_bound", "mean_difference",
+                      "sd_difference", "rate", "success_rate", "delta_p", "delta_mu", "mean_score",
+                      "mean_reference"})
 ANSWER_TOLERANCE = 1e-4
 
 
@@ -273,7 +274,12 @@ def verify_claim(bundle: ClaimBundle, *, log_key: VerifierKey,
         differ = sum(not same_answer(a, b) for a, b in zip(recorded, observed))
     checked = []
     for name, control in controls:       # 8. The arbiter's controls, on the same queries.
-        result = decider.decide(vk, p.openings, list(control(queries)))
+        try:
+            result = decider.decide(vk, p.openings, list(control(queries)))
+        except ControlError:
+            raise
+        except MalformedInputError as e:     # the control's answers, not the bundle's
+            raise ControlError(f"control {name}: {e}") from None
         checked.append((name, result.result.p_value, result.accepted))
 
     return ClaimReport(

@@ -27,6 +27,23 @@ def _answerer(oracle: Any, bundle: Any) -> Any:
     return get_backend(vk.scheme).answerer(oracle, vk)
 
 
+def _control(name: str, model: Any, bundle: Any) -> tuple[str, Any]:
+    """(name, answerer) of an arbiter's control for ``bundle``; a control that cannot
+    answer its queries (another task) is the arbiter's mistake, named as such."""
+    from ..errors import ControlError, MalformedInputError
+    vk = bundle.predicate.verification_key
+    if model.subject.matches(bundle.suspect):
+        raise ControlError(f"--control {name} is the bundle's suspect itself")
+    classes = vk.params.get("num_classes")
+    if isinstance(classes, int) and model.num_classes != classes:   # EWE accepted one silently
+        raise ControlError(f"--control {name} sorts images into {model.num_classes} classes; "
+                           f"the key's task has {classes}")
+    try:
+        return name, _answerer(model, bundle)
+    except MalformedInputError as e:
+        raise ControlError(f"--control {name}: {e}") from None
+
+
 def _witness_key(key: Any, path: str) -> Any:
     """A witness cosigns with a ``cosignature/v1`` (type 0x04) key. Any other (a log
     key given by mistake) can never match, and rejected valid claims with signed verdicts."""
@@ -86,7 +103,8 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     """
     from ..claim.bundle import ClaimBundle
     from ..claim.verify import verify_claim
-    from ..errors import EXIT_MALFORMED, MalformedInputError, OracleError, VerificationError
+    from ..errors import (EXIT_MALFORMED, ControlError, MalformedInputError, OracleError,
+                          VerificationError)
     from ..registry.receipt import load_vkey
     if registry_key is None:
         raise MalformedInputError("--registry-key is required: the registry's log.vkey you trust")
@@ -107,7 +125,7 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     controls = []
     if control_paths:
         from ..ml.oracle import LocalModel
-        controls = [(path, LocalModel.from_file(path)) for path in control_paths]
+        controls = [(Path(path).name, LocalModel.from_file(path)) for path in control_paths]
     checked_with = {"log_key": log_key.to_vkey(), "witness_keys": [w.to_vkey() for w in witnesses],
                     "max_alpha": max_alpha,
                     **({"controls": [c.subject.to_dict() for _, c in controls]} if controls else {})}
@@ -125,15 +143,12 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
         report, reasons = None, ()
         try:
             bundle = ClaimBundle.from_file(path)
-            for name, control in controls:
-                if control.subject.matches(bundle.suspect):
-                    raise MalformedInputError(f"--control {name} is the bundle's suspect itself")
             try:
                 report = verify_claim(bundle, log_key=log_key, witness_keys=witnesses,
                                       oracle=None if suspect is None else _answerer(suspect, bundle),
                                       suspect=None if suspect is None else suspect.subject,
                                       max_alpha=max_alpha,
-                                      controls=[(n, _answerer(c, bundle)) for n, c in controls])
+                                      controls=[_control(n, c, bundle) for n, c in controls])
                 reports.append(report)
             except VerificationError as e:
                 reasons = (str(e),)
@@ -141,7 +156,7 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             # A lone bundle, or a suspect that cannot be queried, ends the run (exit 2, no
             # verdict). Among several bundles a malformed one gets no verdict but must not
             # keep the others from theirs.
-            if len(bundle_paths) == 1 or isinstance(e, OracleError):
+            if len(bundle_paths) == 1 or isinstance(e, (OracleError, ControlError)):
                 raise
             message = str(e) if isinstance(e, MalformedInputError) else f"{path}: {e.strerror or e}"
             malformed = True

@@ -61,16 +61,25 @@ def draw_evidence(evidence: dict[str, Any], out_dir: str | os.PathLike[str], *,
         ax.axvline(stat, color="C3", lw=2, label=f"observed: {stat:g} matches")
         ax.set_xlabel("matches among the opened items")
         ax.set_ylabel("probability under the null")
-    else:
-        df = float(result["df"] or 1.0)
+    elif result["df"] is not None:
+        df = float(result["df"])
         lo, hi = min(-5.0, stat - 1), max(5.0, stat + 1)
         xs = [lo + (hi - lo) * i / 400 for i in range(401)]
         ax.plot(xs, [_t_pdf(x, df) for x in xs], color="0.4", label=f"null: Student t, df = {df:g}")
         ax.axvline(stat, color="C3", lw=2, label=f"observed: t = {stat:.3g}")
         ax.set_xlabel("test statistic")
         ax.set_ylabel("density under the null")
-    ax.set_title(f"{result['test']}: p = {p:.3g} (α = {result['alpha']:g})")
-    ax.legend(fontsize=8)
+    else:        # identical differences: no t to draw, p is the bound alone
+        ax.text(0.5, 0.5, f"every difference minus the margin = {stat:.3g}\n"
+                          "p is the bound ∏ (1 + τ)/(1 + x − y)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+    params = result.get("params", {})
+    parts = (f" (t tail {params['p_t']:.2g}, bound {params['p_bound']:.2g})"
+             if "p_t" in params and "p_bound" in params else "")
+    ax.set_title(f"{result['test']}: p = {p:.3g}{parts} (α = {result['alpha']:g})", fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     if scores:
         values, what = scores
         ax2 = axes[0][1]

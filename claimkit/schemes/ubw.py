@@ -873,7 +873,7 @@ def answerer(oracle: Oracle, vk: VerificationKey) -> Callable[[Sequence[Any]], l
         items, seed, count = read_queries(queries, vk)
         benign, triggered, labels = _arrays(items, vk)
         if len(labels) and int(labels.max()) >= oracle.num_classes:
-            raise OracleError(f"the suspect has {oracle.num_classes} classes; an item's label "
+            raise OracleError(f"the model asked has {oracle.num_classes} classes; an item's label "
                               f"is {int(labels.max())}")
         rows = np.arange(len(labels))
         p_b = _checked(oracle.probabilities(benign)[rows, labels])

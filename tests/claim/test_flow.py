@@ -335,3 +335,16 @@ def test_a_key_that_also_accuses_the_arbiters_control_is_rejected(registry, owne
     assert honest.accepted and not honest.controls[0][2]
     assert honest.to_dict()["controls"] == [{"name": "control", "p_value": 1.0,
                                              "accepted": False}]
+
+
+def test_a_control_that_cannot_answer_is_the_arbiters_error_not_the_bundles(registry, mk,
+                                                                          registration, owner):
+    """A control of another task made every bundle of a run 'MALFORMED'; it is now a
+    ControlError naming the control, which ends the run (the arbiter's argument)."""
+    from claimkit.errors import ControlError
+    bundle = claim(registry, mk, registration, owner, marked_model(mk))
+
+    def wrong_task(queries):
+        return ["not a class"] * len(queries)
+    with pytest.raises(ControlError, match="control other-task: answers"):
+        verify_claim(bundle, log_key=registry.log_key, controls=[("other-task", wrong_task)])

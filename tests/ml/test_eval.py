@@ -193,7 +193,9 @@ def test_one_claims_evidence_is_drawn_against_its_null(tmp_path):
     pairs = [[0.9, 0.1], [0.8, 0.2], [0.95, 0.3], [0.85, 0.1], [0.7, 0.4]]
     paired = {"result": paired_t_margin_test(*zip(*pairs), tau=0.25, alpha=0.01).to_dict(),
               "observations": pairs, "details": {}}
-    for i, evidence in enumerate((binomial, paired)):
+    identical = {"result": paired_t_margin_test([1.0] * 12, [0.0] * 12, tau=0.25).to_dict(),
+                 "observations": [[1.0, 0.0]] * 12, "details": {}}   # df None: no t to draw
+    for i, evidence in enumerate((binomial, paired, identical)):
         path = draw_evidence(evidence, tmp_path / str(i))
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
