@@ -388,22 +388,27 @@ def test_register_binds_the_model_about_to_be_released(tmp_path, monkeypatch):
     assert not (tmp_path / "r2.json").exists()
 
 
+def _registered_owner(tmp_path, monkeypatch):
+    """In tmp_path: owner.key and arbiter.key, a registry reg/, a lookup key of 40 items in
+    keys/ registered (receipt.json); the key, the owner and a model marked with it."""
+    monkeypatch.chdir(tmp_path)
+    assert run("keys", "new", "--out", "owner.key", "--strength", "interactive").exit_code == 0
+    assert run("keys", "new", "--out", "arbiter.key", "--strength", "interactive").exit_code == 0
+    assert run("registry", "init", "reg", "--origin", "test.example/cli").exit_code == 0
+    mk = lookup_keys(items=40)
+    mk.save(tmp_path / "keys", PASSPHRASE, strength="min")
+    assert run("register", "keys", "--registry", "reg", "--identity", "owner.key",
+               "--out", "receipt.json").exit_code == 0
+    return mk, Identity.load(tmp_path / "owner.key", PASSPHRASE), marked_model(mk)
+
+
 def test_one_malformed_bundle_does_not_keep_the_others_from_their_verdicts(tmp_path, monkeypatch):
     """Verdicts are written after every bundle is checked: a bundle that is malformed
     (here, a dropped answer, signed again) is listed, the others still get theirs."""
     from claimkit.claim.bundle import PAYLOAD_TYPE, Statement
     from claimkit.dsse import sign_envelope
     from claimkit.wire import canonical_json
-    monkeypatch.chdir(tmp_path)
-    assert run("keys", "new", "--out", "owner.key", "--strength", "interactive").exit_code == 0
-    assert run("keys", "new", "--out", "arbiter.key", "--strength", "interactive").exit_code == 0
-    assert run("registry", "init", "reg", "--origin", "test.example/multi").exit_code == 0
-    mk = lookup_keys(items=40)
-    mk.save(tmp_path / "keys", PASSPHRASE, strength="min")
-    assert run("register", "keys", "--registry", "reg", "--identity", "owner.key",
-               "--out", "receipt.json").exit_code == 0
-    owner = Identity.load(tmp_path / "owner.key", PASSPHRASE)
-    stolen = marked_model(mk)
+    mk, owner, stolen = _registered_owner(tmp_path, monkeypatch)
     with Registry.open(tmp_path / "reg", passphrase=PASSPHRASE) as reg:
         good = make_claim(reg, mk, Receipt.from_file(tmp_path / "receipt.json"), stolen.digest,
                           ask=stolen.answer, identity=owner, k=15)
@@ -433,16 +438,7 @@ def test_claims_about_two_models_are_ranked_per_model_and_verdicts_say_what_was_
     (exit 2, "competing claims must name the same suspect model"); a verdict named
     neither its competitors nor the log key it was checked with."""
     from claimkit.wire import Digest
-    monkeypatch.chdir(tmp_path)
-    assert run("keys", "new", "--out", "owner.key", "--strength", "interactive").exit_code == 0
-    assert run("keys", "new", "--out", "arbiter.key", "--strength", "interactive").exit_code == 0
-    assert run("registry", "init", "reg", "--origin", "test.example/two").exit_code == 0
-    mk = lookup_keys(items=40)
-    mk.save(tmp_path / "keys", PASSPHRASE, strength="min")
-    assert run("register", "keys", "--registry", "reg", "--identity", "owner.key",
-               "--out", "receipt.json").exit_code == 0
-    owner = Identity.load(tmp_path / "owner.key", PASSPHRASE)
-    stolen = marked_model(mk)
+    mk, owner, stolen = _registered_owner(tmp_path, monkeypatch)
     with Registry.open(tmp_path / "reg", passphrase=PASSPHRASE) as reg:
         for name, subject in (("a.json", stolen.digest), ("b.json", Digest.of(b"another"))):
             bundle = make_claim(reg, mk, Receipt.from_file(tmp_path / "receipt.json"), subject,
