@@ -52,9 +52,9 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields
 from .keys import VerificationKey
-from .scheme import (Evidence, check_answer_count, check_min_opened, check_undrawn,
-                     read_shape, register_decider)
-from .stats import min_pairs, paired_t_margin_test, success_rate_test
+from .scheme import (Evidence, check_answer_count, check_min_opened, check_reachable,
+                     check_undrawn, read_shape, register_decider)
+from .stats import paired_t_margin_test, success_rate_test
 
 __all__ = [
     "AUGMENTATIONS",
@@ -223,9 +223,7 @@ class MoveDecider:
     def check_claim_size(self, vk: VerificationKey, k: int) -> None:
         p = self._params(vk)
         self._check_size(p, k)
-        least = min_pairs(p.tau, p.alpha)   # fewer can only be rejected (stats floor)
-        check_min_opened(k, least, f"a MOVE claim needs at least {least} images to reach "
-                         f"alpha = {p.alpha} at tau = {p.tau} (p >= ((1 + tau)/2)^images)")
+        check_reachable(k, p.tau, p.alpha, "images")
 
     @staticmethod
     def _check_size(p: MoveParams, k: int) -> None:

@@ -25,7 +25,7 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields
 from .keys import MarkingKey, VerificationKey
-from .stats import TestResult, all_but_epsilon, binomial_test
+from .stats import TestResult, all_but_epsilon, binomial_test, min_pairs
 
 __all__ = [
     "Evidence",
@@ -33,6 +33,7 @@ __all__ = [
     "Scheme",
     "check_answer_count",
     "check_min_opened",
+    "check_reachable",
     "check_undrawn",
     "read_shape",
     "register_decider",
@@ -56,6 +57,15 @@ def check_undrawn(trigger: bytes | None, params: Fields | None = None) -> None:
     before a claim spends any item on it."""
     if trigger is not None or (params is not None and params.has("trigger_commitment")):
         raise MalformedInputError("this scheme's keys do not draw their trigger from the log")
+
+
+def check_reachable(k: int, tau: float, alpha: float, what: str) -> None:
+    """A paired-margin claim (UBW, MOVE) of ``k`` ``what`` (pairs, images) whose p can
+    never go below alpha (its floor ((1 + τ)/2)^k, protocol.stats) is refused before it
+    spends items; an arbiter would only reject it."""
+    least = min_pairs(tau, alpha)
+    check_min_opened(k, least, f"a claim needs at least {least} {what} to reach alpha = "
+                               f"{alpha} at tau = {tau} (p >= ((1 + tau)/2)^{what})")
 
 
 def check_min_opened(k: int, least: int, message: str) -> None:

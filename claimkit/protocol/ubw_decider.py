@@ -59,8 +59,9 @@ from ..commitments import ItemOpening
 from ..errors import MalformedInputError
 from ..wire import Fields, b64decode, b64encode
 from .keys import VerificationKey
-from .scheme import Evidence, check_answer_count, check_min_opened, read_shape, register_decider
-from .stats import TestResult, min_pairs, monte_carlo_rank_test, paired_t_margin_test
+from .scheme import (Evidence, check_answer_count, check_min_opened, check_reachable,
+                     read_shape, register_decider)
+from .stats import TestResult, monte_carlo_rank_test, paired_t_margin_test
 
 __all__ = ["FIELD_DOMAIN", "FRESH_DOMAIN", "MAX_FRESH", "Item", "QuerySpace", "UBWDecider",
            "check_square", "drawn_trigger", "fresh_fields", "fresh_patterns", "min_fresh",
@@ -376,9 +377,7 @@ class UBWDecider:
         below alpha (fewer can only be rejected; an arbiter just rejects such a bundle)."""
         p = self._params(vk)
         self._check_size(k)
-        check_min_opened(k, min_pairs(p.tau, p.alpha),
-                         f"a claim needs at least {min_pairs(p.tau, p.alpha)} pairs to reach "
-                         f"alpha = {p.alpha} at tau = {p.tau} (p >= ((1 + tau)/2)^pairs)")
+        check_reachable(k, p.tau, p.alpha, "pairs")
 
     @staticmethod
     def _check_size(k: int) -> None:
