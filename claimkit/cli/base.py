@@ -24,14 +24,12 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except ClaimkitError as e:
-            fail(str(e), e.exit_code, as_json=ctx.meta.get(JSON_META, False))
+            fail(str(e), e.exit_code)
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""    # a socket error names no file
-            fail(f"{where}{e.strerror}" if e.strerror else str(e), EXIT_MALFORMED,
-                 as_json=ctx.meta.get(JSON_META, False))
+            fail(f"{where}{e.strerror}" if e.strerror else str(e), EXIT_MALFORMED)
         except (KeyboardInterrupt, click.exceptions.Abort):  # click's "Aborted!" exit 1
-            # (at a prompt too) read as a rejected claim
-            fail("interrupted", EXIT_INTERRUPTED, as_json=ctx.meta.get(JSON_META, False))
+            fail("interrupted", EXIT_INTERRUPTED)           # (at a prompt too): a rejection's
 
 
 EXIT_INTERRUPTED = 130            # the shell's 128 + SIGINT
@@ -98,14 +96,12 @@ def cli() -> None:
 
 
 def check_out(path: str, *, replace: bool = True, inputs: tuple[str | None, ...] = ()) -> None:
-    """Refuse an output path before any work or any write to a log: an empty name, a
-    folder, a missing parent folder, one of the command's ``inputs`` (export once wrote
+    """Refuse an output path before any work or any write to a log: a folder, a missing
+    parent folder, one of the command's ``inputs`` (export once wrote
     its ONNX file over the model it read), or, with ``replace=False``, any existing file
     (a receipt or bundle is the only record of a log entry the command makes)."""
     from ..errors import MalformedInputError
-    if not path:
-        raise MalformedInputError("--out: an empty path")
-    target = Path(path)
+    target = Path(path)                  # never "": PathParam refuses it
     if target.is_dir():
         raise MalformedInputError(f"{path}: is a folder; give a file name")
     if not target.resolve().parent.is_dir():
