@@ -68,8 +68,10 @@ MS = (20, 40, 60, 80, 100, 120)
 class Memory:
     """An in-memory model as an oracle (labels and probabilities of uint8 images)."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, num_classes: int) -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device, num_classes: int,
+                 input_shape: tuple[int, int, int]) -> None:
         self.model, self.device, self.num_classes = model.eval(), device, num_classes
+        self.input_shape = tuple(input_shape)     # the Oracle protocol's (ubw_metrics checks it)
 
     @torch.no_grad()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -97,12 +99,12 @@ def fit_model(arch: str, cfg: TrainConfig, d: Dataset,
     device = resolve_device(cfg.device)
     digest = recipe_digest(arch, cfg, d) if cache else ""
     if cache and (hit := cache.load(digest, device)):
-        return Memory(hit[0], device, d.num_classes), hit[1]
+        return Memory(hit[0], device, d.num_classes, d.input_shape), hit[1]
     model = build(arch, num_classes=d.num_classes, input_shape=d.input_shape, seed=cfg.seed)
     record = train(model, d, cfg, progress=False).to_dict()
     if cache:
         cache.store(digest, model, record, arch=arch, data=d)
-    return Memory(model, device, d.num_classes), record
+    return Memory(model, device, d.num_classes, d.input_shape), record
 
 
 def seeded(seed: int):

@@ -51,7 +51,7 @@ for rho in ("0", "0.1"):
                 backend.mark(mk, data, Path(tmp) / "r", MarkOptions(device="cpu", seed=0, progress=False))
                 model = build(r["arch"], num_classes=data.num_classes, input_shape=data.input_shape, seed=100)
                 train(model, load_release(Path(tmp) / "r"), replace(cfg, seed=100), progress=False)
-            oracle = Memory(model, resolve_device("cpu"), data.num_classes)
+            oracle = Memory(model, resolve_device("cpu"), data.num_classes, data.input_shape)
             print(json.dumps({"rho": rho, "bin": b, "key_seed": s, "white": white,
                               **ubw_metrics(oracle, data, mk).to_dict(),
                               **claim_p_value(mk, oracle, 100, 0)}), flush=True)

@@ -159,3 +159,18 @@ def test_the_bench_counts_rank_tests_as_the_protocol_decides():
             for rank in (0.005, 0.01, 0.015)]
     assert summary(runs, tau=0.25, alpha=0.01)["control"] == {"accepted": 2,
                                                              "other_keys_accepted": 0}
+
+
+def test_the_benchs_in_memory_oracle_is_an_oracle_metrics_accept():
+    """bench ubw crashed at its first suspect once ubw_metrics checked the model's input
+    shape: its in-memory oracle carried the class count only."""
+    import torch
+
+    from bench.ubw import Memory
+    from claimkit.schemes.ubw import ubw_metrics
+    data = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    mk = get_backend("ubw-p").keygen(data, {"items": "20", "m": "20"}, rng=lambda n: rng.bytes(n))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    oracle = Memory(model, torch.device("cpu"), data.num_classes, data.input_shape)
+    assert 0.0 <= ubw_metrics(oracle, data, mk).ba <= 1.0
