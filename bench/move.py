@@ -14,11 +14,11 @@ Three sections, each against a baseline measured in the same run:
   set) and EWE (interleaved SNNL batches).
 * ``results`` — Fashion-MNIST table: MOVE (black-box, m = 100; ``--white-box`` adds the
   white-box mode, m = 20 since 2026-12-07) against the victim, a fine-tuned copy, a
-  distilled copy, label- and logit-query extracted copies, and ``--seeds`` independently trained models; EWE and
-  the plain trigger set: watermark success and p-value on the victim and after
-  distillation and label-query extraction. Every thief uses the owner's (modified)
-  training set, MOVE's "dataset-accessible" threat model (§2.1) and EWE's (§4, "knowledge
-  of the training data").
+  distilled copy, label- and logit-query extracted copies, and ``--seeds`` independently
+  trained models; EWE and the plain trigger set: watermark success and p-value on the
+  victim and after distillation and label-query extraction. Every thief uses the owner's
+  (modified) training set, MOVE's "dataset-accessible" threat model (§2.1) and EWE's (§4,
+  "knowledge of the training data").
 """
 
 from __future__ import annotations

@@ -57,6 +57,9 @@ def test_every_arch_option_refuses_an_empty_name():
         with pytest.raises(click.BadParameter, match="must name an architecture"):
             arch.process_value(ctx, "")
         assert arch.process_value(ctx, "digits-cnn") == "digits-cnn"
+    from claimkit.cli.base import ARCH_NAMES
+    from claimkit.ml.models import ARCHITECTURES
+    assert ARCH_NAMES == tuple(ARCHITECTURES)          # what --help lists is what builds
 
 
 def test_owner_registry_arbiter_story(tmp_path, monkeypatch):

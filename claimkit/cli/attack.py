@@ -93,7 +93,7 @@ def _command(spec: AttackSpec) -> click.Command:
                              device=device, timeout=timeout)
         check_out(out, inputs=(model_path, onnx_path))
         record = run_attack(spec.name, victim, load_dataset(data, root=data_root), out, cfg,
-                            device=device, seed=seed, progress=not as_json)
+                            device=device, seed=seed, progress=True)  # stderr: --json keeps stdout
         extra = record["extra"]
         spent = "" if extra["queries"] is None else f", {extra['queries']} queries"
         emit(as_json, record,

@@ -164,9 +164,14 @@ def _named_arch(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+ARCH_NAMES = ("digits-cnn", "fmnist-net", "resnet18-cifar", "mlp")  # ml.models.ARCHITECTURES
+
+
 def arch_option(help: str) -> Callable[[Any], Any]:
-    """--arch NAME: an architecture ("" is refused; unknown names by claimkit.ml.models)."""
-    return click.option("--arch", default=None, callback=_named_arch, help=help)
+    """--arch NAME: an architecture ("" is refused; unknown names by claimkit.ml.models,
+    which --help names without importing torch)."""
+    return click.option("--arch", default=None, callback=_named_arch, metavar="NAME",
+                        help=f"{help} One of: {', '.join(ARCH_NAMES)}.")
 
 
 device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
