@@ -269,8 +269,10 @@ def main(argv: list[str]) -> None:
             # Another owner's claim (Independent-T as a claim): each suspect under every
             # key but its own release's, which must be rejected.
             for row, (k, suspect) in zip(runs, trained):
-                row["other_keys_p_values"] = [claim_p_value(other, suspect, args.m, args.seed)["p_value"]
-                                              for i, other in enumerate(keys[scheme]) if i != k]
+                others = [claim_p_value(other, suspect, args.m, args.seed)
+                          for i, other in enumerate(keys[scheme]) if i != k]
+                row["other_keys_p_values"] = [c["p_value"] for c in others]
+                row["other_keys_p_t"] = [c["p_t"] for c in others]     # the t tail alone
                 if args.control:
                     row["other_keys_control_p_rank"] = [
                         ranked(suspect, other)["p_rank"]
@@ -423,7 +425,9 @@ def by_class(keys: list[Any], runs: list[dict[str, Any]], trained: list[tuple[in
 def claim_p_value(mk: Any, oracle: Any, m: int, seed: int) -> dict[str, float]:
     answers, openings = pairs(mk, oracle, m, seed)
     evidence = decider_for(mk.scheme).decide(mk.verification_key, openings, answers)
-    return {"p_value": evidence.result.p_value, "delta_p": evidence.details["delta_p"]}
+    params = evidence.result.params     # p_value is max(p_t, p_bound) (docs/statistics.md)
+    return {"p_value": evidence.result.p_value, "delta_p": evidence.details["delta_p"],
+            "p_t": params.get("p_t", evidence.result.p_value), "p_bound": params["p_bound"]}
 
 
 def tables(keys: dict[str, Any], suspects: dict[str, Any], clean: Any, data: Dataset,
