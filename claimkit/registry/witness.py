@@ -108,8 +108,15 @@ class CheckpointTracker:
         second witness run that cosigned a newer head meanwhile cannot make this one's
         older read look like a rollback (a false accusation, with evidence).
         """
+        return self.check(signed, log_key, prove)[1]
+
+    def check(self, signed: SignedCheckpoint | Callable[[], SignedCheckpoint],
+              log_key: VerifierKey, prove: Prove) -> tuple[SignedCheckpoint, Checkpoint]:
+        """:meth:`observe`, returning the signed checkpoint it checked too (the head the
+        function read, for a cosignature)."""
         with self._locked():
-            return self._observe(signed() if callable(signed) else signed, log_key, prove)
+            head = signed() if callable(signed) else signed
+            return head, self._observe(head, log_key, prove)
 
     def _observe(self, signed: SignedCheckpoint, log_key: VerifierKey, prove: Prove) -> Checkpoint:
         new = signed.verify(log_key)
@@ -171,10 +178,5 @@ class Witness:
                log_key: VerifierKey, prove: Prove) -> SignedCheckpoint:
         """Check ``signed`` (or the head a function reads, under the state's lock) against
         what this witness saw, then add a timestamped cosignature."""
-        read: list[SignedCheckpoint] = []
-
-        def head() -> SignedCheckpoint:
-            read.append(signed() if callable(signed) else signed)
-            return read[0]
-        checkpoint = self.tracker.observe(head, log_key, prove)
-        return read[0].with_signature(cosign(checkpoint, self._signer, int(self._clock())))
+        head, checkpoint = self.tracker.check(signed, log_key, prove)
+        return head.with_signature(cosign(checkpoint, self._signer, int(self._clock())))
