@@ -580,9 +580,10 @@ def min_pairs(tau: float, alpha: float) -> int:
     a claim at level alpha (10 for τ = 0.25 and alpha = 0.01); MAX_SAMPLES + 1 where
     no claim the test takes could."""
     gap = float((1 - Fraction(tau)) / 2)       # 1 − base, exact before rounding
-    if gap <= 0 or math.log(alpha) / math.log1p(-gap) > MAX_SAMPLES:
+    estimate = math.log(alpha) / math.log1p(-gap) if gap > 0 else math.inf
+    if estimate > MAX_SAMPLES:
         return MAX_SAMPLES + 1
-    m = max(2, math.floor(math.log(alpha) / math.log1p(-gap)))
+    m = max(2, math.floor(estimate))
     while margin_floor(tau, m) >= alpha:       # exact, from the float estimate
         m += 1
     while m > 2 and margin_floor(tau, m - 1) < alpha:
