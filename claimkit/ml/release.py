@@ -80,8 +80,14 @@ class Release(Dataset):
     bound: bytes = b""     # JCS of the manifest members the digest binds
 
     @property
+    def data_digest(self) -> Digest:
+        """The dataset digest of the arrays alone (what a release's digest was before the
+        manifest was bound, and what the release digest binds with the manifest)."""
+        return super().digest
+
+    @property
     def digest(self) -> Digest:
-        return release_digest(self.bound, Dataset.digest.fget(self))  # type: ignore[attr-defined]
+        return release_digest(self.bound, self.data_digest)
 
 
 def write_release(data: Dataset, out_dir: str | os.PathLike[str], *, base_digest: Digest,
@@ -209,7 +215,7 @@ def load_release(path: str | os.PathLike[str], *, marked_with: Digest | None = N
     except MalformedInputError as e:
         raise MalformedInputError(f"{file}: {e}") from None
     if not manifest["digest"].matches(data.digest):
-        if manifest["digest"].matches(Dataset.digest.fget(data)):   # type: ignore[attr-defined]
+        if manifest["digest"].matches(data.data_digest):
             raise MalformedInputError(f"{folder / MANIFEST}: its digest covers the data only, "
                                       "as an older claimkit wrote it; write the release again "
                                       "with claimkit mark")

@@ -685,7 +685,7 @@ def test_release_header_is_read_from_the_hashed_bytes(tmp_path, monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(release, "ct_equal", replace_file_then_compare)
-    assert Dataset.digest.fget(load_release(tmp_path)) == data.digest
+    assert load_release(tmp_path).data_digest == data.digest
 
 
 @pytest.mark.parametrize("member, value", [
