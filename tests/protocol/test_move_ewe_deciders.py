@@ -343,3 +343,22 @@ def test_a_trigger_set_null_rate_below_chance_is_refused(p0, ok):
     else:
         with pytest.raises(MalformedInputError, match="below 1/num_classes"):
             decider.check_params(mk.verification_key)
+
+
+def test_trigger_set_evidence_reads_p0_as_its_double_and_epsilon_as_its_decimal():
+    """protocol_spec/bundle.md, trigger sets' *Numbers*: p0 = 0.15 is the double's exact
+    binary value; epsilon = 0.29 allows ⌊29/100 · 100⌋ = 29 mismatches (the double: 28)."""
+    rnd = random.Random(4)
+    values = [{"input": f"t{i}", "label": i % 10} for i in range(100)]
+    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "alpha": 0.01, "p0": 0.15,
+                                           "epsilon": 0.29}, values, rng=lambda n: rnd.randbytes(n))
+    openings = mk.open(range(100))
+    answers = [o.value["label"] if i < 71 else (o.value["label"] + 1) % 10
+               for i, o in enumerate(openings)]
+    doc = decider_for("trigger-set").decide(mk.verification_key, openings, answers).to_dict()
+    assert set(doc) == {"scheme", "observations", "result", "details", "decision"}
+    assert doc["result"]["df"] is None and doc["result"]["test"] == "binomial"
+    assert doc["result"]["params"] == {"n": 100, "k": 71, "p0": 0.15, "exact": True,
+                                       "p0_exact": "5404319552844595/36028797018963968"}
+    assert doc["details"] == {"matches": 71, "n": 100, "p0": 0.15, "epsilon": 0.29,
+                              "all_but_epsilon": True}

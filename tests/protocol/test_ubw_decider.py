@@ -110,6 +110,26 @@ def test_identical_differences_use_the_markov_bound(key):
     assert not decide(key, [[1, 1]] * 12).accepted      # integers 0/1 are probabilities too
 
 
+def test_the_evidence_has_the_members_the_spec_lists(key):
+    """protocol_spec/ubw.md, Evidence: m is the pairs opened (not the key's m = 20),
+    mean_difference is mean(P_b − P_p) before τ, df is null for the bound."""
+    answers = pairs(30, 0.9, 0.2)
+    doc = decide(key, answers).to_dict()
+    assert set(doc) == {"scheme", "observations", "result", "details", "decision"}
+    result = doc["result"]
+    assert set(result) == {"test", "statistic", "df", "p_value", "alpha", "reject_null", "params"}
+    assert set(result["params"]) == {"tau", "m", "mean_difference", "sd_difference", "p_bound",
+                                     "p_t", "method"}
+    assert result["params"]["m"] == 30 and result["df"] == 29
+    assert result["params"]["mean_difference"] == pytest.approx(
+        sum(b - p for b, p in answers) / 30, rel=1e-12)
+    assert doc["details"] == {"pairs": 30, "tau": 0.25, "delta_p": result["params"]["mean_difference"]}
+    assert doc["decision"] == ("accept" if result["reject_null"] else "reject")
+    bound = decide(key, [[1.0, 0.0]] * 12).to_dict()["result"]
+    assert bound["df"] is None and "p_t" not in bound["params"]
+    assert bound["statistic"] == 0.75 and bound["params"]["mean_difference"] == 1.0
+
+
 @pytest.mark.parametrize("answer, message", [
     ([0.9], r"answers\[1\]: expected"),
     ([0.9, 0.1, 0.0], r"answers\[1\]: expected"),
