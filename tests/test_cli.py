@@ -102,6 +102,8 @@ def test_owner_registry_arbiter_story(tmp_path, monkeypatch):
     result = run("verify", "good.json", "--registry-key", "reg/log.vkey",
                  "--sign-verdict", "arbiter.key", "--verdict-out", "verdict.json")
     assert result.exit_code == 0 and (tmp_path / "verdict.json").exists()
+    assert "ACCEPTED good.json" in result.output and "no control model asked" in result.output
+    assert "a mark of the key's kind" not in result.output      # random labels name their key
 
     assert run("registry", "audit", "reg").exit_code == 0
     result = run("registry", "checkpoint", "reg")

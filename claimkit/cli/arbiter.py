@@ -105,6 +105,7 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
     from ..claim.verify import verify_claim
     from ..errors import (EXIT_MALFORMED, ControlError, MalformedInputError, OracleError,
                           VerificationError)
+    from ..protocol.scheme import KIND_ONLY_SCHEMES
     from ..registry.receipt import load_vkey
     if registry_key is None:
         raise MalformedInputError("--registry-key is required: the registry's log.vkey you trust")
@@ -191,6 +192,10 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             + ("\n  note: no control model asked (--control MODEL): that the key accuses "
                "only models marked with it is the owner's word (bundle.md)"
                if report.accepted and not report.controls else "")
+            + (f"\n  note: a {report.scheme} claim shows a mark of the key's kind, not whose: "
+               "other owners' keys of that kind are accepted against such models too "
+               "(bundle.md, 'Keys of one kind')"
+               if report.accepted and report.scheme in KIND_ONLY_SCHEMES else "")
             + (f"\n  note: {report.earlier_claims} earlier claim(s) under this registration "
                f"({report.spent_items} items spent); each was a try at alpha, so ask the "
                f"registry's log which suspects they named" if report.earlier_claims else ""))

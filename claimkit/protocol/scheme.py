@@ -39,7 +39,15 @@ __all__ = [
     "register_decider",
     "decider_for",
     "LabelMatchDecider",
+    "KIND_ONLY_SCHEMES",
 ]
+
+KIND_ONLY_SCHEMES = frozenset({"ewe", "move"})
+"""Schemes whose accepted claim shows that the suspect carries a mark of the key's kind,
+not that it carries this key's: on digits every EWE key of a class pair, and 4 of 10
+other owners' MOVE keys, were accepted against models marked with another key
+(protocol_spec/bundle.md, "Keys of one kind"). The earliest registration does not tell
+their owners apart."""
 
 
 def check_answer_count(answers: Sequence[Any], openings: Sequence[ItemOpening]) -> None:
