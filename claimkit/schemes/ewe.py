@@ -142,8 +142,12 @@ def snnl(h: Any, groups: Any, temperature: Any) -> Any:
 
 
 def _layers(model: Any) -> list[Any]:
-    """The modules whose outputs EWE entangles: the last three normalisation layers (the
-    pre-activations the authors' code uses)."""
+    """The modules whose outputs EWE entangles: the last three normalisation layers in
+    module order. The paper entangles "each layer"; the authors' code takes three
+    pre-activations (conv1, conv2 and fc on MNIST; block outputs and the pooled features
+    on their ResNet). Here: digits-cnn's three convolutions and fmnist-net's last three,
+    before their ReLUs; on resnet18-cifar all three lie inside the last residual stage,
+    not at the pooled features (ours, not measured against the authors' choice)."""
     from torch import nn
 
     norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d))]
