@@ -208,7 +208,10 @@ def verify(bundle_paths: tuple[str, ...], registry_key: str | None, witness_keys
             first = rank_claims([r for r in accepted if r.suspect.hex == hex_])[0]
             winners[hex_] = first
             lines.append(f"earliest registration among the accepted claims on {hex_[:16]}: "
-                         f"{first.owner.name} (entry {first.registration_index})")
+                         f"{first.owner.name} (entry {first.registration_index})"
+                         + (f"; {first.scheme} claims do not name their owner, so this does "
+                            "not settle them (bundle.md, 'Keys of one kind')"
+                            if first.scheme in KIND_ONLY_SCHEMES else ""))
         ranked = [{"suspect": hex_, "owner": r.owner.name, "key_id": r.owner.key_id,
                    "registration_index": r.registration_index} for hex_, r in winners.items()]
         if len(ranked) == 1:
