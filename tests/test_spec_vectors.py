@@ -77,6 +77,14 @@ def test_objects_match_their_schemas(registry, mk, registration, owner):
     arbiter = Identity.generate("arbiter", seed=b"\x22" * 32)
     verdict = make_verdict(bundle, verify_claim(bundle, log_key=registry.log_key), arbiter)
     validate("verdict-statement.json", json.loads(verdict.payload))
+    # what `claimkit verify --sign-verdict` writes (bundle.md *Verdict*), with controls and
+    # several bundles judged together
+    digest = {"sha256": "ab" * 32}
+    verdict = make_verdict(bundle, verify_claim(bundle, log_key=registry.log_key), arbiter,
+                           checked_with={"log_key": registry.log_key.to_vkey(), "witness_keys": [],
+                                         "max_alpha": None, "controls": [digest]},
+                           competition={"bundles": [digest, digest], "earliest": None})
+    validate("verdict-statement.json", json.loads(verdict.payload))
 
 
 def test_schemas_reject_unknown_fields(mk):
