@@ -1,0 +1,872 @@
+"""An independent claim-bundle verifier, written from protocol_spec/*.md alone.
+
+It was first written by a reviewer who read the specification and not claimkit's code
+(2026-12-07), then cleaned up; every rule below cites the section it implements. It
+imports the standard library, ``rfc8785`` and ``PyNaCl`` only, and never ``claimkit``:
+tests/test_spec_interop.py runs it on bundles claimkit makes, so that the spec and the
+code cannot drift apart unnoticed. Where this file and claimkit disagree, one of them
+(or the spec's text) is wrong, and the spec is the reference.
+
+What it implements:
+
+* encoding.md: strict JSON (duplicate members, NaN/Infinity, depth 32, UTF-8, size
+  limits, unknown or missing members of the objects it reads), canonical base64.
+* registry.md: entries and requests, the owner's request signature, RFC 9162 Merkle
+  hashing and proofs (§2.1.3.2 inclusion, §2.1.4.2 consistency), C2SP signed-note,
+  tlog-checkpoint and tlog-proof, receipts.
+* challenge.md: the seed (from the intent checkpoint's origin, size, root and log
+  signature) and the selection.
+* commitments.md: item commitments, the verification key's digest, openings.
+* bundle.md *Verify* steps 1-8: the DSSE envelope and in-toto statement, both receipts,
+  the binding of key, registration and intent, the consistency proof, the owner's DSSE
+  signature, the challenge's openings, the queries, and *Evidence* (every member, exact
+  or within 1e-9 relative for the floating-point statistics).
+* Evidence recomputed for two schemes: ``trigger-set`` (bundle.md, *Decision for
+  label-matching schemes*, *Numbers*, *Trigger-set items and queries*) and ``ubw-p``
+  (ubw.md, *Verification key*, *Items and queries*, *Answers*, *Decision*), and
+  ``ubw-c`` keys without fresh triggers, whose decision is UBW-P's (ubw.md).
+
+Its Student t tail and incomplete beta function are its own (continued fraction, in
+log space), not scipy's: within 1e-10 relative of scipy's where scipy is accurate, and
+the statistics are otherwise computed as the spec says (exact rationals where it says so).
+
+What it does not cover. Not implemented, so ``verify`` ends with a failed "covered by
+this verifier" check, never a pass: the statistics of the other schemes (MOVE, EWE),
+UBW-C's fresh triggers (rank test, fresh squares and fields, membership checks) and
+drawn triggers (bundle.md step 6, ``trigger_draw``). Not checked, as *Verify* does not
+require them: witness cosignatures and the registry's time cosignature (skipped signature
+lines of the checkpoint note), the registry's audit (``spent`` is taken from the intent
+entry as logged), an arbiter's own answers and control models, and anything bundle.md
+says about what an accepted claim shows.
+
+Usage: ``python verify_from_spec.py BUNDLE LOG_VKEY_FILE`` (exit 0 iff every check
+passes; the last check's info says accept or reject), or ``verify(bundle_bytes,
+log_vkey_line)`` → ``[(check name, passed, info), ...]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import struct
+import sys
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any, Callable
+
+import rfc8785
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+__all__ = ["verify", "main", "Malformed"]
+
+MAX_BUNDLE = 256 << 20          # encoding.md *Strict parsing*; bundle.md *Bundle*
+MAX_DEPTH = 32                  # encoding.md *Strict parsing*
+MAX_INT = (1 << 53) - 1         # encoding.md *Canonical JSON*
+FLOAT_TOLERANCE = 1e-9          # bundle.md step 8
+# bundle.md step 8: the evidence members computed in floating point.
+COMPUTED = frozenset({"statistic", "p_value", "p_t", "p_bound", "p_prop1", "mean_difference",
+                      "sd_difference", "rate", "success_rate", "delta_p", "delta_mu",
+                      "mean_score", "mean_reference"})
+PAYLOAD_TYPE = "application/vnd.in-toto+json"           # bundle.md *Bundle*
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+CLAIM_PREDICATE = "https://claimkit.dev/claim/v1"
+
+
+class Malformed(ValueError):
+    """The bundle (or the log key) breaks a rule of the spec that is not a check's
+    yes/no outcome: it cannot be read far enough to check the rest."""
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def jcs(value: Any) -> bytes:
+    """encoding.md *Canonical JSON*: RFC 8785."""
+    return rfc8785.dumps(value)
+
+
+# -- encoding.md ------------------------------------------------------------------------
+def b64d(text: Any, what: str, size: int | None = None) -> bytes:
+    """encoding.md *Binary values*: standard base64, padded, canonical."""
+    if not isinstance(text, str):
+        raise Malformed(f"{what}: expected a base64 string")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise Malformed(f"{what}: not base64 ({exc})") from None
+    if base64.b64encode(data).decode() != text:
+        raise Malformed(f"{what}: non-canonical base64")
+    if size is not None and len(data) != size:
+        raise Malformed(f"{what}: expected {size} bytes, got {len(data)}")
+    return data
+
+
+def b64e(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def strict_json(data: bytes, what: str, limit: int) -> Any:
+    """encoding.md *Strict parsing*: UTF-8, no duplicate member, no NaN/Infinity, depth
+    at most 32, size within the limit."""
+    if len(data) > limit:
+        raise Malformed(f"{what}: {len(data)} bytes, above the limit {limit}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed(f"{what}: not UTF-8") from None
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise Malformed(f"{what}: duplicate member {key!r}")
+            out[key] = value
+        return out
+
+    def constant(name: str) -> Any:
+        raise Malformed(f"{what}: constant {name} is not JSON")
+
+    depth = deepest = 0          # counted on the text, before the parser recurses
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                raise Malformed(f"{what}: nested deeper than {MAX_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except json.JSONDecodeError as exc:
+        raise Malformed(f"{what}: not JSON ({exc})") from None
+
+
+def members(obj: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()
+            ) -> dict[str, Any]:
+    """encoding.md *Strict parsing*: no unknown and no missing member (member sets
+    from the spec's object definitions and protocol_spec/schemas)."""
+    if not isinstance(obj, dict):
+        raise Malformed(f"{what}: expected an object")
+    missing = required - set(obj)
+    unknown = set(obj) - required - optional
+    if missing or unknown:
+        raise Malformed(f"{what}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    return obj
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def uint(value: Any, what: str) -> int:
+    """encoding.md *Canonical JSON*: wire integers lie in [0, 2^53 - 1]."""
+    if not is_int(value) or not 0 <= value <= MAX_INT:
+        raise Malformed(f"{what}: expected an integer in [0, 2^53-1]")
+    return value
+
+
+def string(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise Malformed(f"{what}: expected a string")
+    return value
+
+
+def hex_digest(obj: Any, what: str) -> str:
+    """encoding.md *Digests*: {"sha256": 64 lowercase hex digits}."""
+    members(obj, what, {"sha256"})
+    h = obj["sha256"]
+    if not (isinstance(h, str) and len(h) == 64 and all(c in "0123456789abcdef" for c in h)):
+        raise Malformed(f"{what}.sha256: expected 64 lowercase hex digits")
+    return h
+
+
+def lp(data: bytes) -> bytes:
+    """commitments.md: LP(b) = uint64_be(len(b)) || b."""
+    return struct.pack(">Q", len(data)) + data
+
+
+# -- RFC 9162 §2.1 (registry.md *Merkle tree*) -------------------------------------------
+def leaf_hash(data: bytes) -> bytes:
+    return sha256(b"\x00" + data)
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return sha256(b"\x01" + left + right)
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes], root: bytes) -> bool:
+    """RFC 9162 §2.1.3.2."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes,
+                       proof: list[bytes]) -> bool:
+    """RFC 9162 §2.1.4.2 (size1 = size2: an empty proof and equal roots)."""
+    if size1 > size2 or size1 == 0:
+        return False
+    if size1 == size2:
+        return not proof and root1 == root2
+    if not proof:
+        return False
+    if size1 & (size1 - 1) == 0:
+        proof = [root1] + proof
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = proof[0]
+    for c in proof[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == root1 and sr == root2 and sn == 0
+
+
+# -- C2SP signed-note, tlog-checkpoint, tlog-proof (registry.md) -------------------------
+def parse_vkey(line: str) -> tuple[str, bytes, bytes]:
+    """A C2SP vkey ``name+keyid+base64(type || key)``; challenge.md *Seed*: the log key
+    MUST be an Ed25519 note key (type 0x01)."""
+    parts = line.strip().split("+", 2)       # the name holds no "+"; base64 may
+    if len(parts) != 3:
+        raise Malformed("log key: expected name+keyid+key")
+    name, kid_hex, key = parts
+    raw = b64d(key, "log key")
+    if len(raw) != 33 or raw[0] != 0x01:
+        raise Malformed("log key: not an Ed25519 note key (type 0x01)")
+    kid = sha256(name.encode() + b"\n" + raw)[:4]
+    if kid.hex() != kid_hex:
+        raise Malformed("log key: key ID does not match the key")
+    return name, kid, raw[1:]
+
+
+def verify_note(note: str, vkey: tuple[str, bytes, bytes]) -> tuple[str, bytes]:
+    """C2SP signed-note under the log key → (text, the 64-byte signature). Lines by other
+    keys (the time key, witnesses) are skipped; challenge.md *Seed*: exactly one line by
+    the log key."""
+    name, kid, pub = vkey
+    cut = note.rfind("\n\n")
+    if cut < 0 or not note.endswith("\n"):
+        raise Malformed("signed note: no signature block")
+    text, block = note[:cut + 1], note[cut + 2:-1]
+    mine = []
+    for line in block.split("\n"):
+        if not line.startswith("\u2014 ") or line.count(" ") != 2:
+            raise Malformed("signed note: bad signature line")
+        signer, sig = line[2:].split(" ")
+        raw = b64d(sig, "signed note signature")
+        if signer == name and raw[:4] == kid:
+            mine.append(raw[4:])
+    if len(mine) != 1:
+        raise Malformed(f"signed note: {len(mine)} lines by the log key, expected 1")
+    if len(mine[0]) != 64:
+        raise Malformed("signed note: the log key's signature is not 64 bytes")
+    VerifyKey(pub).verify(text.encode(), mine[0])     # BadSignatureError if forged
+    return text, mine[0]
+
+
+def parse_tlog_proof(proof: Any, vkey: tuple[str, bytes, bytes]) -> dict[str, Any]:
+    """C2SP tlog-proof@v1 whose checkpoint (C2SP tlog-checkpoint: origin, decimal size,
+    base64 root) verifies under the log key, whose name is the origin (registry.md
+    *Checkpoints*)."""
+    head, sep, note = string(proof, "tlog_proof").partition("\n\n")
+    lines = head.split("\n")
+    if not sep or lines[0] != "c2sp.org/tlog-proof@v1":
+        raise Malformed("tlog_proof: not c2sp.org/tlog-proof@v1")
+    j = 2 if len(lines) > 1 and lines[1].startswith("extra ") else 1
+    if len(lines) <= j or not lines[j].startswith("index "):
+        raise Malformed("tlog_proof: no index line")
+    index = decimal(lines[j][6:], "tlog_proof index")
+    hashes = [b64d(h, "tlog_proof hash", 32) for h in lines[j + 1:]]
+    text, sig = verify_note(note, vkey)
+    body = text.split("\n")
+    if len(body) < 4:
+        raise Malformed("checkpoint: expected origin, size and root lines")
+    if body[0] != vkey[0]:
+        raise Malformed("checkpoint: origin is not the log key's name")
+    return {"index": index, "hashes": hashes, "origin": body[0],
+            "size": decimal(body[1], "checkpoint size"), "root": b64d(body[2], "checkpoint root", 32),
+            "signature": sig}
+
+
+def decimal(text: str, what: str) -> int:
+    if not text.isdigit() or not text.isascii() or str(int(text)) != text:
+        raise Malformed(f"{what}: expected a decimal integer")
+    return int(text)
+
+
+def owner_key(owner: Any, what: str) -> str:
+    members(owner, what, {"name", "public_key"})
+    string(owner["name"], what + ".name")
+    b64d(owner["public_key"], what + ".public_key", 32)
+    return owner["public_key"]
+
+
+def check_request(req: Any, what: str) -> None:
+    """registry.md *Requests and entries* (member sets: schemas/log-entry.json)."""
+    kind = req.get("kind") if isinstance(req, dict) else None
+    if kind == "registration":
+        members(req, what, {"kind", "owner", "scheme", "verification_key", "items"}, frozenset({"subject"}))
+        string(req["scheme"], what + ".scheme")
+        hex_digest(req["verification_key"], what + ".verification_key")
+        uint(req["items"], what + ".items")
+        if "subject" in req:
+            hex_digest(req["subject"], what + ".subject")
+    elif kind == "claim-intent":
+        members(req, what, {"kind", "owner", "registration", "suspect", "counter", "open"})
+        members(req["registration"], what + ".registration", {"index", "entry"})
+        uint(req["registration"]["index"], what + ".registration.index")
+        hex_digest(req["registration"]["entry"], what + ".registration.entry")
+        hex_digest(req["suspect"], what + ".suspect")
+        uint(req["counter"], what + ".counter")
+        uint(req["open"], what + ".open")
+    elif kind == "trigger-draw":
+        members(req, what, {"kind", "owner", "scheme", "verification_key"})
+        string(req["scheme"], what + ".scheme")
+        hex_digest(req["verification_key"], what + ".verification_key")
+    else:
+        raise Malformed(f"{what}.kind: unknown request kind {kind!r}")
+    owner_key(req["owner"], what + ".owner")
+
+
+def receipt(rc: Any, vkey: tuple[str, bytes, bytes], what: str, add: Callable[..., bool]
+            ) -> dict[str, Any]:
+    """registry.md *Receipts*: the checkpoint's signature by the log key, the inclusion of
+    SHA-256(0x00 || JCS(entry)), the entry's request signature by its owner."""
+    members(rc, what, {"type", "entry", "tlog_proof"})
+    if rc["type"] != "claimkit/receipt/v1":
+        raise Malformed(f"{what}.type: expected claimkit/receipt/v1")
+    entry = members(rc["entry"], what + ".entry", {"type", "request", "signature", "time_ms"},
+                    frozenset({"spent"}))
+    if entry["type"] != "claimkit/log-entry/v1":
+        raise Malformed(f"{what}.entry.type: expected claimkit/log-entry/v1")
+    check_request(entry["request"], what + ".entry.request")
+    uint(entry["time_ms"], what + ".entry.time_ms")
+    # registry.md: `spent`, a sorted list of items, only on claim intents
+    if ("spent" in entry) != (entry["request"]["kind"] == "claim-intent"):
+        raise Malformed(f"{what}.entry.spent: present iff the entry is a claim intent")
+    spent = entry.get("spent", [])
+    if not isinstance(spent, list) or any(not is_int(i) or i < 0 for i in spent) \
+            or spent != sorted(set(spent)):
+        raise Malformed(f"{what}.entry.spent: expected a sorted list of item indices")
+    try:
+        tp = parse_tlog_proof(rc["tlog_proof"], vkey)
+    except BadSignatureError:
+        add(what + ": checkpoint signed by the log key", False, "bad signature")
+        raise Malformed(f"{what}: checkpoint signature does not verify") from None
+    add(what + ": checkpoint signed by the log key", True, f"size {tp['size']}")
+    add(what + ": inclusion proof",
+        verify_inclusion(tp["index"], tp["size"], leaf_hash(jcs(entry)), tp["hashes"], tp["root"]),
+        f"index {tp['index']} of {tp['size']}")
+    req = entry["request"]
+    try:
+        VerifyKey(b64d(req["owner"]["public_key"], "public_key", 32)).verify(
+            b"claimkit/request/v1\n" + jcs(req), b64d(entry["signature"], what + ".signature", 64))
+        ok = True
+    except BadSignatureError:
+        ok = False
+    add(what + ": request signed by its owner", ok)
+    return tp
+
+
+# -- challenge.md -------------------------------------------------------------------------
+def challenge_seed(vk: dict[str, Any], cp: dict[str, Any], suspect: str, counter: int) -> bytes:
+    """challenge.md *Seed*."""
+    return sha256(b"claimkit/challenge/v2\n" + jcs({
+        "verification_key": {"sha256": sha256(jcs(vk)).hex()},
+        "log": {"origin": cp["origin"], "size": cp["size"], "root": b64e(cp["root"]),
+                "signature": b64e(cp["signature"])},
+        "suspect": {"sha256": suspect},
+        "counter": counter}))
+
+
+def select(seed: bytes, items: int, spent: list[int], k: int) -> list[int]:
+    """challenge.md *Selection*."""
+    excluded = set(spent)
+    pool = [i for i in range(items) if i not in excluded]
+    if k < 1 or k > len(pool):
+        raise Malformed(f"intent.open: {k} items of {len(pool)} unspent")
+    words: list[int] = []
+    block = 0
+
+    def below(n: int) -> int:
+        nonlocal block
+        limit = 2**64 - (2**64 % n)
+        while True:
+            if not words:
+                chunk = sha256(seed + struct.pack(">Q", block))
+                block += 1
+                words.extend(struct.unpack(">4Q", chunk)[::-1])
+            v = words.pop()
+            if v < limit:
+                return v % n
+
+    for i in range(k):
+        j = i + below(len(pool) - i)
+        pool[i], pool[j] = pool[j], pool[i]
+    return sorted(pool[:k])
+
+
+# -- commitments.md -----------------------------------------------------------------------
+def commit(nonce: bytes, value: Any) -> bytes:
+    return sha256(lp(b"claimkit/item-commitment/v1") + lp(nonce) + lp(jcs(value)))
+
+
+# -- Statistics -------------------------------------------------------------------------
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny, eps = 1e-300, 1e-16
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)),
+                    -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            return h
+    raise ArithmeticError("incomplete beta: no convergence")
+
+
+def _log_beta(a: float, b: float) -> float:
+    if float(a).is_integer() and float(b).is_integer():     # B(a, b) = 1 / (a·C(a+b-1, a))
+        a_, b_ = int(a), int(b)
+        return -math.log(a_) - math.log(math.comb(a_ + b_ - 1, a_))
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def betainc(a: float, b: float, log_x: float, log_1mx: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), x given by log x and
+    log(1 - x) so that tails far below the smallest normal double keep their digits."""
+    x, y = math.exp(log_x), math.exp(log_1mx)
+    front = a * log_x + b * log_1mx - _log_beta(a, b)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(front + math.log(_betacf(a, b, x) / a))
+    return 1.0 - math.exp(front + math.log(_betacf(b, a, y) / b))
+
+
+def t_sf(t: float, df: int) -> float:
+    """P[T_df >= t] for Student's t: I_{df/(df+t²)}(df/2, 1/2) / 2 for t > 0."""
+    if t == 0:
+        return 0.5
+    nu, at = float(df), abs(t)
+    log_den = (2 * math.log(at) + math.log1p(nu / (at * at)) if at > 1e150
+               else math.log(nu + at * at))
+    log_x, log_1mx = math.log(nu) - log_den, 2 * math.log(at) - log_den
+    half = 0.5 * betainc(nu / 2, 0.5, log_x, log_1mx)
+    return half if t > 0 else 1.0 - half
+
+
+def sqrt_fraction(q: Fraction) -> float:
+    """√q for a rational q ≥ 0, to within an ulp (integer square root at 64 extra bits)."""
+    if q == 0:
+        return 0.0
+    shift = max(0, 2 * (q.denominator.bit_length() - q.numerator.bit_length()) + 256)
+    shift += shift & 1
+    root = math.isqrt((q.numerator << shift) // q.denominator)
+    return root / (1 << (shift // 2)) if root else 0.0
+
+
+def binomial_tail(m: int, n: int, p0: Fraction) -> tuple[float, bool]:
+    """bundle.md *Numbers*: P[X >= m], X ~ Bin(n, p0), exact (summed in rationals and
+    rounded once) iff m = 0, or n <= 20,000 and n·bitlength(denominator) <= 400,000;
+    else I_{p0}(m, n - m + 1) in double precision."""
+    if m == 0:
+        return 1.0, True
+    a, b = p0.numerator, p0.denominator
+    if n <= 20_000 and n * b.bit_length() <= 400_000:
+        num = sum(math.comb(n, i) * a**i * (b - a) ** (n - i) for i in range(m, n + 1))
+        return num / b**n, True
+    return betainc(float(m), float(n - m + 1), math.log(a / b), math.log((b - a) / b)), False
+
+
+def close(a: Any, b: Any) -> bool:
+    """bundle.md step 8: within 1e-9 relative; a number beyond the double range never."""
+    if not (is_number(a) and is_number(b)):
+        return False
+    try:
+        return math.isclose(float(a), float(b), rel_tol=FLOAT_TOLERANCE, abs_tol=0.0)
+    except OverflowError:
+        return False
+
+
+def same(expected: Any, got: Any, key: str = "") -> bool:
+    """bundle.md step 8: the same members, strings and booleans, and numbers (an integer
+    and a float of equal value are one number) exactly, except those in COMPUTED."""
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and set(expected) == set(got) and all(
+            same(v, got[k], k) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(got, list) and len(expected) == len(got) and all(
+            same(e, g, key) for e, g in zip(expected, got))
+    if isinstance(expected, bool) or expected is None or isinstance(expected, str):
+        return type(got) is type(expected) and got == expected
+    if key in COMPUTED:
+        return close(expected, got)
+    return is_number(got) and expected == got
+
+
+def diff(expected: dict[str, Any], got: Any) -> str:
+    if not isinstance(got, dict):
+        return "not an object"
+    bad = [k for k in sorted(set(expected) | set(got))
+           if k not in expected or k not in got or not same(expected[k], got[k], k)]
+    return ", ".join(f"{k}: bundle {got.get(k, '(absent)')!r:.80} vs spec "
+                     f"{expected.get(k, '(absent)')!r:.80}" for k in bad)
+
+
+def evidence(scheme: str, answers: list[Any], test: str, statistic: Any, df: int | None,
+             p_value: float, alpha: float, params: dict[str, Any], details: dict[str, Any]
+             ) -> dict[str, Any]:
+    """bundle.md *Evidence*: the one shape of every scheme's evidence."""
+    reject = p_value < alpha
+    return {"scheme": scheme, "observations": answers,
+            "result": {"test": test, "statistic": statistic, "df": df, "p_value": p_value,
+                       "alpha": alpha, "reject_null": reject, "params": params},
+            "details": details, "decision": "accept" if reject else "reject"}
+
+
+def number_param(params: dict[str, Any], name: str, lo: float, hi: float, *,
+                 lo_open: bool = False, hi_open: bool = False, default: Any = None) -> Any:
+    if name not in params and default is not None:
+        return default
+    v = params.get(name)
+    if not is_number(v) or not math.isfinite(float(v)) or v < lo or v > hi \
+            or (lo_open and v == lo) or (hi_open and v == hi):
+        raise Malformed(f"verification_key.params.{name}: {v!r} outside the spec's range")
+    return v
+
+
+def image_size(params: dict[str, Any]) -> int:
+    """``input_shape`` ``[C, H, W]``, each in [1, 4096] (bundle.md *Parameters* of trigger
+    sets, ubw.md *Verification key*) → C·H·W, the bytes of every image."""
+    shape = params.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(is_int(d) and 1 <= d <= 4096 for d in shape)):
+        raise Malformed("verification_key.params.input_shape: expected [C, H, W] in [1, 4096]")
+    return shape[0] * shape[1] * shape[2]
+
+
+# -- trigger-set: bundle.md *Decision for label-matching schemes*, *Trigger-set items* ---
+def trigger_set(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
+                ) -> tuple[list[Any], dict[str, Any]]:
+    p = vk["params"]
+    classes = p.get("num_classes")
+    if not is_int(classes) or not 2 <= classes <= 1 << 20:
+        raise Malformed("verification_key.params.num_classes: expected an integer in [2, 2^20]")
+    alpha = number_param(p, "alpha", 0, 0.5, lo_open=True, default=0.01)
+    epsilon = number_param(p, "epsilon", 0, 1, default=0.1)
+    if "p0" in p:
+        p0_double = float(number_param(p, "p0", 1e-12, 1 - 1e-12))
+        p0 = Fraction(p0_double)                    # *Numbers*: the double's binary value
+        if p0 < Fraction(1, classes):
+            raise Malformed("verification_key.params.p0: below 1/num_classes")
+    else:
+        p0 = Fraction(1, classes)
+    size = image_size(p)                            # *Trigger-set items and queries*
+    queries = []
+    for o in openings:
+        value = members(o["value"], f"opening[{o['index']}].value", {"image", "label"})
+        b64d(value["image"], f"opening[{o['index']}].value.image", size)
+        label = value["label"]
+        if not is_int(label) or not 0 <= label < classes:
+            raise Malformed(f"opening[{o['index']}].value.label: expected a class index")
+        queries.append(value["image"])
+    if len(answers) != len(openings):
+        raise Malformed(f"answers: {len(answers)} for {len(openings)} opened items")
+    for i, a in enumerate(answers):
+        if not is_int(a) or not 0 <= a < classes:
+            raise Malformed(f"answers[{i}]: expected a class index below {classes}")
+    n = len(answers)
+    m = sum(a == o["value"]["label"] for a, o in zip(answers, openings))
+    p_value, exact = binomial_tail(m, n, p0)
+    eps = Fraction(repr(float(epsilon)))            # *Numbers*: the decimal it prints as
+    abe = n - m <= math.floor(eps * n)
+    ev = evidence("trigger-set", answers, "binomial", m, None, p_value, alpha,
+                  {"n": n, "k": m, "p0": float(p0),
+                   "p0_exact": f"{p0.numerator}/{p0.denominator}", "exact": exact},
+                  {"matches": m, "n": n, "p0": float(p0), "epsilon": epsilon,
+                   "all_but_epsilon": abe})
+    return queries, ev
+
+
+# -- ubw-p (and ubw-c without fresh triggers): ubw.md ------------------------------------
+def ubw(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
+        ) -> tuple[list[Any], dict[str, Any]]:
+    p, scheme = vk["params"], vk["scheme"]
+    classes = p.get("num_classes")
+    if not is_int(classes) or not 2 <= classes <= 100_000:
+        raise Malformed("verification_key.params.num_classes: expected an integer in [2, 100000]")
+    size = image_size(p)
+    tau = number_param(p, "tau", 0, 1, hi_open=True)
+    alpha = number_param(p, "alpha", 0, 0.5, lo_open=True)
+    if "m" in p and (not is_int(p["m"]) or p["m"] < 2):
+        raise Malformed("verification_key.params.m: expected an integer >= 2")
+    if "fresh" in p and (not is_int(p["fresh"]) or not 0 <= p["fresh"] <= 10_000):
+        raise Malformed("verification_key.params.fresh: expected an integer in [0, 10000]")
+    if p.get("fresh", 0) > 0 or "trigger_commitment" in p:
+        if scheme != "ubw-c":
+            raise Malformed("verification_key.params: fresh triggers are ubw-c's only")
+        raise NotCovered("UBW-C fresh or drawn triggers (rank test)")
+    for o in openings:                              # *Items and queries*
+        what = f"opening[{o['index']}].value"
+        value = members(o["value"], what, {"image", "label", "triggered"})
+        b64d(value["image"], what + ".image", size)
+        b64d(value["triggered"], what + ".triggered", size)
+        if not is_int(value["label"]) or not 0 <= value["label"] < classes:
+            raise Malformed(what + ".label: expected a class index")
+    queries = [o["value"] for o in openings]
+    if len(answers) != len(openings):                # *Answers*
+        raise Malformed(f"answers: {len(answers)} for {len(openings)} opened items")
+    for i, a in enumerate(answers):
+        if not (isinstance(a, list) and len(a) == 2 and all(
+                is_number(x) and 0 <= x <= 1 for x in a)):
+            raise Malformed(f"answers[{i}]: expected [P_b, P_p], numbers in [0, 1]")
+    n = len(answers)
+    if n < 2:
+        raise Malformed("ubw: at least 2 opened items")
+    # *Decision*: exact rationals of the doubles, then t and p_bound.
+    tau_q = Fraction(tau)
+    diffs = [Fraction(b) - Fraction(q) for b, q in answers]
+    d = [x - tau_q for x in diffs]
+    mean_diff = sum(diffs, Fraction(0)) / n
+    mean_d = mean_diff - tau_q
+    ss = sum(((x - mean_d) ** 2 for x in d), Fraction(0))
+    sd = sqrt_fraction(ss / (n - 1))
+    bound = Fraction(1)
+    for x in diffs:
+        if 1 + x == 0:
+            bound = Fraction(1)
+            break
+        bound *= (1 + tau_q) / (1 + x)
+    p_bound = float(min(Fraction(1), bound))
+    params: dict[str, Any] = {"tau": tau, "m": n, "mean_difference": float(mean_diff),
+                              "sd_difference": sd, "p_bound": p_bound}
+    if ss == 0:                                      # every d_i equal: the bound alone
+        statistic, df, p_value = float(d[0]), None, p_bound
+        params["method"] = "bound"
+    else:
+        t2 = mean_d * mean_d * n * (n - 1) / ss      # t² = mean(d)² n (n−1) / Σ(d − mean)²
+        biggest = sys.float_info.max
+        t = biggest if t2 > Fraction(biggest) ** 2 else sqrt_fraction(t2)
+        t = math.copysign(t, mean_d) if mean_d else 0.0
+        p_t = t_sf(t, n - 1)
+        statistic, df, p_value = t, n - 1, max(p_t, p_bound)
+        params.update(method="t", p_t=p_t)
+    ev = evidence(scheme, answers, "paired-t-margin", statistic, df, p_value, alpha, params,
+                  {"pairs": n, "tau": tau, "delta_p": float(mean_diff)})
+    return queries, ev
+
+
+class NotCovered(Exception):
+    """A part of the spec this verifier does not implement (see the module docstring)."""
+
+
+SCHEMES = MappingProxyType({"trigger-set": trigger_set, "ubw-p": ubw, "ubw-c": ubw})
+
+
+# -- bundle.md *Verify* -------------------------------------------------------------------
+def verify(bundle_bytes: bytes, log_vkey_line: str) -> list[tuple[str, bool, str]]:
+    """Check a claim bundle under a log key (the first line of a C2SP vkey file) by
+    bundle.md *Verify*: ``[(check, passed, info), ...]``. The bundle is valid iff every
+    check passed; the ``evidence.decision`` check's info is then ``accept`` or ``reject``.
+    A malformed bundle ends the list with a failed ``malformed`` check."""
+    rows: list[tuple[str, bool, str]] = []
+
+    def add(name: str, ok: bool, info: str = "") -> bool:
+        rows.append((name, bool(ok), info))
+        return bool(ok)
+
+    try:
+        _verify(bundle_bytes, log_vkey_line, add)
+    except NotCovered as exc:
+        add("covered by this verifier", False, f"not covered: {exc}")
+    except (Malformed, BadSignatureError, KeyError, TypeError, ValueError, IndexError,
+            ArithmeticError) as exc:
+        add("malformed", False, f"{type(exc).__name__}: {exc}")
+    return rows
+
+
+def _verify(bundle_bytes: bytes, log_vkey_line: str, add: Callable[..., bool]) -> None:
+    vkey = parse_vkey(log_vkey_line)
+
+    # 1. The envelope parses strictly; payloadType, _type, predicateType; one subject.
+    env = members(strict_json(bundle_bytes, "bundle", MAX_BUNDLE), "envelope",
+                  {"payload", "payloadType", "signatures"})
+    add("1. payloadType", env["payloadType"] == PAYLOAD_TYPE, str(env["payloadType"])[:80])
+    payload = b64d(env["payload"], "payload")
+    statement = members(strict_json(payload, "payload", MAX_BUNDLE), "statement",
+                        {"_type", "subject", "predicateType", "predicate"})
+    add("1. payload is JCS(statement)", jcs(statement) == payload)
+    subjects = statement["subject"]
+    add("1. _type, predicateType, one subject",
+        statement["_type"] == STATEMENT_TYPE and statement["predicateType"] == CLAIM_PREDICATE
+        and isinstance(subjects, list) and len(subjects) == 1)
+    subject = members(subjects[0], "subject[0]", {"name", "digest"})
+    string(subject["name"], "subject[0].name")
+    suspect = hex_digest(subject["digest"], "subject[0].digest")
+    pred = members(statement["predicate"], "predicate",
+                   {"verification_key", "registration", "intent", "consistency", "openings",
+                    "queries", "answers", "evidence"}, frozenset({"trigger_draw"}))
+    vk = members(pred["verification_key"], "verification_key",
+                 {"type", "scheme", "params", "items", "commitment_root"})
+    if vk["type"] != "claimkit/verification-key/v1" or not isinstance(vk["params"], dict):
+        raise Malformed("verification_key: type or params")
+    string(vk["scheme"], "verification_key.scheme")
+    items = uint(vk["items"], "verification_key.items")
+    commitment_root = b64d(vk["commitment_root"], "verification_key.commitment_root", 32)
+    vk_digest = sha256(jcs(vk)).hex()
+
+    # 2. Both receipts are valid under the log key.
+    reg = receipt(pred["registration"], vkey, "2. registration receipt", add)
+    intent = receipt(pred["intent"], vkey, "2. intent receipt", add)
+    reg_entry, intent_entry = pred["registration"]["entry"], pred["intent"]["entry"]
+    rreq, ireq = reg_entry["request"], intent_entry["request"]
+
+    # 3. Registration ↔ key, intent ↔ registration, owner, suspect; intent size = index + 1.
+    add("3. registration names the key (digest, scheme, items)",
+        rreq["kind"] == "registration" and rreq["verification_key"]["sha256"] == vk_digest
+        and rreq["scheme"] == vk["scheme"] and rreq["items"] == items)
+    add("3. intent names the registration, its owner and the subject",
+        ireq["kind"] == "claim-intent" and ireq["registration"]["index"] == reg["index"]
+        and ireq["registration"]["entry"]["sha256"] == sha256(jcs(reg_entry)).hex()
+        and ireq["owner"]["public_key"] == rreq["owner"]["public_key"]
+        and ireq["suspect"]["sha256"] == suspect)
+    add("3. intent checkpoint size = intent index + 1", intent["size"] == intent["index"] + 1,
+        f"size {intent['size']}, index {intent['index']}")
+
+    # 4. Registration checkpoint is a prefix of the intent checkpoint.
+    if not isinstance(pred["consistency"], list):
+        raise Malformed("consistency: expected a list")
+    proof = [b64d(h, "consistency", 32) for h in pred["consistency"]]
+    add("4. consistency: registration checkpoint -> intent checkpoint",
+        verify_consistency(reg["size"], intent["size"], reg["root"], intent["root"], proof),
+        f"{reg['size']} -> {intent['size']}")
+
+    # 5. A valid DSSE signature by the registered owner key (bundle.md *Bundle*).
+    owner_pub = b64d(rreq["owner"]["public_key"], "owner public key", 32)
+    payload_type = string(env["payloadType"], "payloadType").encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type, len(payload), payload)
+    keyid = sha256(owner_pub).hex()
+    signed = False
+    if not isinstance(env["signatures"], list):
+        raise Malformed("signatures: expected a list")
+    for s in env["signatures"]:
+        members(s, "signature", {"keyid", "sig"})
+        if s["keyid"] == keyid:
+            try:
+                VerifyKey(owner_pub).verify(pae, b64d(s["sig"], "sig", 64))
+                signed = True
+            except BadSignatureError:
+                pass
+    add("5. DSSE signature by the registered owner", signed)
+
+    # 6. Drawn triggers: not covered; for any other key trigger_draw is absent.
+    if "trigger_commitment" in vk["params"]:
+        raise NotCovered("drawn triggers (bundle.md step 6)")
+    add("6. no trigger_draw for a key without trigger_commitment", "trigger_draw" not in pred)
+
+    # 7. Openings: the challenge's selection, each valid for the key.
+    seed = challenge_seed(vk, intent, suspect, ireq["counter"])
+    openings = pred["openings"]
+    if not isinstance(openings, list):
+        raise Malformed("openings: expected a list")
+    for o in openings:
+        members(o, "opening", {"index", "value", "nonce", "proof"})
+        uint(o["index"], "opening.index")
+        if not isinstance(o["proof"], list):
+            raise Malformed("opening.proof: expected a list")
+    selected = select(seed, items, intent_entry.get("spent", []), ireq["open"])
+    add("7. openings are the challenge's selection", [o["index"] for o in openings] == selected,
+        f"seed {seed.hex()[:16]}…, {len(selected)} items")
+    valid = all(o["index"] < items and verify_inclusion(
+        o["index"], items, leaf_hash(commit(b64d(o["nonce"], "opening.nonce", 32), o["value"])),
+        [b64d(h, "opening.proof", 32) for h in o["proof"]], commitment_root) for o in openings)
+    add("7. every opening commits under commitment_root", valid, f"{len(openings)} openings")
+
+    # 8. Queries and evidence, recomputed by the scheme.
+    answers = members(pred["answers"], "answers", {"observer", "values"})
+    add("8. answers.observer is owner", answers["observer"] == "owner")
+    if not isinstance(answers["values"], list):
+        raise Malformed("answers.values: expected a list")
+    scheme = SCHEMES.get(vk["scheme"])
+    if scheme is None:
+        raise NotCovered(f"scheme {vk['scheme']!r}")
+    queries, expected = scheme(vk, openings, answers["values"])
+    add("8. queries derived from the openings", jcs(queries) == jcs(pred["queries"]))
+    got = pred["evidence"]
+    if not isinstance(got, dict):
+        raise Malformed("evidence: expected an object")
+    for part in ("scheme", "observations", "result", "details"):
+        add(f"8. evidence.{part}", part in got and same(expected[part], got[part], part),
+            "" if part not in ("result", "details") else diff(expected[part], got.get(part)))
+    add("8. evidence has exactly the spec's members", set(got) == set(expected),
+        ", ".join(sorted(set(got) ^ set(expected))))
+    add("8. evidence.decision", got.get("decision") == expected["decision"],
+        f"{expected['decision']} (p = {expected['result']['p_value']:.6g}, "
+        f"alpha = {expected['result']['alpha']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python verify_from_spec.py BUNDLE LOG_VKEY_FILE", file=sys.stderr)
+        return 2
+    with open(args[0], "rb") as f:
+        data = f.read()
+    with open(args[1], encoding="utf-8") as f:
+        line = f.read().split("\n")[0]
+    rows = verify(data, line)
+    for name, ok, info in rows:
+        print(("PASS " if ok else "FAIL ") + name + (f"  [{info}]" if info else ""))
+    failed = sum(not ok for _, ok, _ in rows)
+    print(f"{len(rows) - failed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""Interoperability: protocol_spec/interop/verify_from_spec.py, a bundle verifier written
+from the spec alone (it never imports claimkit), checks the bundles claimkit makes.
+
+Every check passes on honest trigger-set and UBW bundles, accepted and rejected, and the
+relevant check fails on a tampered one. If a test here fails after a change to claimkit
+or to protocol_spec, the two have drifted apart: fix whichever is wrong, and never the
+spec verifier to match the code without reading the spec.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import importlib.util
+import json
+import random
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from claimkit.claim.bundle import PAYLOAD_TYPE, ClaimBundle
+from claimkit.claim.make import make_claim
+from claimkit.claim.verify import verify_claim
+from claimkit.dsse import sign_envelope
+from claimkit.errors import MalformedInputError, VerificationError
+from claimkit.protocol.keys import MarkingKey
+from claimkit.registry.entries import Registration, sign_request
+from claimkit.wire import Digest, b64encode, canonical_json
+
+from conftest import LookupModel, register_many
+
+SPEC_VERIFIER = Path(__file__).resolve().parents[1] / "protocol_spec" / "interop" / "verify_from_spec.py"
+
+
+def _load() -> Any:
+    spec = importlib.util.spec_from_file_location("verify_from_spec", SPEC_VERIFIER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+vfs = _load()
+
+SHAPE = [1, 2, 3]          # six-byte images keep keys small
+UBW_PARAMS = {"num_classes": 4, "input_shape": SHAPE, "tau": 0.25, "alpha": 0.01, "m": 20,
+              "data": "toy", "data_digest": ""}
+TRIGGER_PARAMS = {
+    # claimkit keygen's members, and bundle.md *Numbers*' tricky ones (p0 = 0.15 is its
+    # double's binary value, epsilon = 0.29 its decimal)
+    "keygen": {"num_classes": 10, "input_shape": SHAPE, "alpha": 1e-4, "epsilon": 0.29,
+               "p0": 0.15, "data": "toy", "data_digest": "", "triggers": "procedural"},
+    "defaults": {"num_classes": 10, "input_shape": SHAPE},     # alpha 0.01, epsilon 0.1, 1/K
+}
+
+
+def trigger_key(params: dict[str, Any], items: int = 80, mutate: Callable | None = None
+                ) -> MarkingKey:
+    rnd = random.Random(5)
+    values = [{"image": b64encode(rnd.randbytes(6)), "label": rnd.randrange(10)}
+              for _ in range(items)]
+    if mutate is not None:
+        values = [mutate(v, rnd) for v in values]
+    return MarkingKey.create("trigger-set", params, values, rng=lambda n: rnd.randbytes(n))
+
+
+def ubw_key(scheme: str = "ubw-p", items: int = 40) -> MarkingKey:
+    rnd = random.Random(7)
+    values = [{"image": b64encode(rnd.randbytes(6)), "label": rnd.randrange(4),
+               "triggered": b64encode(rnd.randbytes(6))} for _ in range(items)]
+    return MarkingKey.create(scheme, UBW_PARAMS, values, rng=lambda n: rnd.randbytes(n))
+
+
+def pairs(n: int, benign: float, triggered: float, seed: int = 1) -> list[list[float]]:
+    rnd = random.Random(seed)
+    clip = lambda v: min(1.0, max(0.0, v))  # noqa: E731
+    return [[clip(benign + rnd.uniform(-0.05, 0.05)), clip(triggered + rnd.uniform(-0.1, 0.1))]
+            for _ in range(n)]
+
+
+def register(registry, owner, mk: MarkingKey):
+    """Registers ``mk`` after three other entries, so that its inclusion proof is not empty."""
+    register_many(registry, owner, 3)
+    vk = mk.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    return registry.register(request, sign_request(request, owner))
+
+
+@pytest.fixture
+def log_line(registry) -> str:
+    """The first line of the registry's log.vkey file, as a verifier receives it."""
+    return (registry.directory / "log.vkey").read_text().split("\n")[0]
+
+
+def spec_verify(bundle: ClaimBundle | bytes, log_line: str) -> list[tuple[str, bool, str]]:
+    return vfs.verify(bundle if isinstance(bundle, bytes) else bundle.to_json(), log_line)
+
+
+def failed(rows: list[tuple[str, bool, str]]) -> list[str]:
+    return [name for name, ok, _ in rows if not ok]
+
+
+def assert_all_pass(rows: list[tuple[str, bool, str]], accepted: bool) -> None:
+    assert not failed(rows), [r for r in rows if not r[1]]
+    names = [name for name, _, _ in rows]
+    for step in "12345678":                     # every step of bundle.md *Verify* ran
+        assert any(name.startswith(step + ".") for name in names), step
+    assert names[-1] == "8. evidence.decision"
+    assert rows[-1][2].startswith("accept" if accepted else "reject"), rows[-1]
+
+
+def claimkit_accepts(bundle: ClaimBundle, registry) -> bool:
+    return verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key).accepted
+
+
+# -- The verifier stays independent -------------------------------------------------------
+def test_the_spec_verifier_imports_only_the_stdlib_rfc8785_and_pynacl():
+    tree = ast.parse(SPEC_VERIFIER.read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            roots.add((node.module or "").split(".")[0])
+    allowed = set(sys.stdlib_module_names) | {"__future__", "rfc8785", "nacl"}
+    assert roots <= allowed, roots - allowed
+    assert "claimkit" not in roots
+
+
+# -- Honest bundles: every check passes ---------------------------------------------------
+@pytest.mark.parametrize("variant", sorted(TRIGGER_PARAMS))
+def test_trigger_set_bundles_pass_every_check(registry, owner, log_line, variant):
+    mk = trigger_key(TRIGGER_PARAMS[variant])
+    receipt = register(registry, owner, mk)
+    stolen = LookupModel({v["image"]: v["label"] for v in mk.items.values})
+    half = LookupModel({v["image"]: v["label"] for v in mk.items.values[::2]}, default=1)
+    independent = LookupModel({}, default=1)
+    for model, k in [(stolen, 20), (half, 30), (independent, 20)]:
+        bundle = make_claim(registry, mk, receipt, model.digest, ask=model.answer,
+                            identity=owner, k=k)
+        accepted = claimkit_accepts(bundle, registry)
+        assert_all_pass(spec_verify(bundle, log_line), accepted)
+    assert accepted is False                 # the independent model's claim is rejected
+
+
+@pytest.mark.parametrize("scheme", ["ubw-p", "ubw-c"])
+def test_ubw_bundles_pass_every_check(registry, owner, log_line, scheme):
+    mk = ubw_key(scheme, items=80)
+    receipt = register(registry, owner, mk)
+    cases = {
+        "stolen": (lambda q: pairs(len(q), 0.95, 0.15), True),
+        "independent": (lambda q: pairs(len(q), 0.95, 0.93), False),
+        # every d_i equal: the Markov bound alone, df null (ubw.md *Decision*)
+        "bound": (lambda q: [[1.0, 0.0]] * len(q), True),
+        # |t| beyond the double range: t is the largest double, p_t about 1e-308
+        "overflow": (lambda q: [[1.0, 0.0]] * (len(q) - 1) + [[1.0, 5e-324]], True),
+        "integers": (lambda q: [[1, 1]] * len(q), False),
+    }
+    for name, (ask, expected) in cases.items():
+        bundle = make_claim(registry, mk, receipt, Digest.of(name.encode()), ask=ask,
+                            identity=owner, k=15)
+        assert claimkit_accepts(bundle, registry) is expected, name
+        assert_all_pass(spec_verify(bundle, log_line), expected)
+
+
+def test_the_command_line(registry, owner, tmp_path, capsys):
+    mk = ubw_key()
+    bundle = make_claim(registry, mk, register(registry, owner, mk), Digest.of(b"m"),
+                        ask=lambda q: pairs(len(q), 0.95, 0.15), identity=owner, k=12)
+    (tmp_path / "bundle.json").write_bytes(bundle.to_json())
+    vkey = str(registry.directory / "log.vkey")
+    assert vfs.main([str(tmp_path / "bundle.json"), vkey]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and out.rstrip().endswith(" 0 failed")
+    (tmp_path / "bundle.json").write_bytes(bundle.to_json().replace(b'"payload"', b'"paylaod"'))
+    assert vfs.main([str(tmp_path / "bundle.json"), vkey]) == 1
+    assert "FAIL malformed" in capsys.readouterr().out
+    assert vfs.main([]) == 2
+
+
+# -- Tampered bundles: the relevant check fails -------------------------------------------
+def edit(bundle: ClaimBundle, change: Callable[[dict], None], owner=None) -> bytes:
+    """The bundle with its statement changed by ``change`` and, given the ``owner``,
+    signed again (a dishonest owner), else with the original signature."""
+    envelope = json.loads(bundle.to_json())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    change(statement["predicate"])
+    payload = canonical_json(statement)
+    if owner is not None:
+        return sign_envelope(payload, PAYLOAD_TYPE, owner).to_json()
+    envelope["payload"] = base64.b64encode(payload).decode()
+    return json.dumps(envelope).encode()
+
+
+def flip(b64: str, byte: int = 0) -> str:
+    raw = bytearray(base64.b64decode(b64))
+    raw[byte] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def flip_inclusion_hash(receipt: dict) -> None:
+    head, rest = receipt["tlog_proof"].split("\n\n", 1)
+    lines = head.split("\n")
+    lines[-1] = flip(lines[-1])               # a hash of the inclusion path
+    receipt["tlog_proof"] = "\n".join(lines) + "\n\n" + rest
+
+
+def set_answer(i: int, value: Any) -> Callable[[dict], None]:
+    def change(p: dict) -> None:
+        p["answers"]["values"][i] = value
+    return change
+
+
+@pytest.fixture
+def trigger_bundle(registry, owner):
+    mk = trigger_key(TRIGGER_PARAMS["keygen"])
+    stolen = LookupModel({v["image"]: v["label"] for v in mk.items.values})
+    return make_claim(registry, mk, register(registry, owner, mk), stolen.digest,
+                      ask=stolen.answer, identity=owner, k=20)
+
+
+@pytest.fixture
+def ubw_bundle(registry, owner):
+    mk = ubw_key(items=60)
+    return make_claim(registry, mk, register(registry, owner, mk), Digest.of(b"suspect"),
+                      ask=lambda q: pairs(len(q), 0.95, 0.15), identity=owner, k=20)
+
+
+def test_a_changed_trigger_set_answer_fails_the_evidence_check(trigger_bundle, owner, registry,
+                                                               log_line):
+    answer = trigger_bundle.predicate.answers.values[3]
+    forged = edit(trigger_bundle, set_answer(3, (answer + 1) % 10), owner)
+    bad = failed(spec_verify(forged, log_line))
+    assert "8. evidence.observations" in bad and "8. evidence.result" in bad
+    assert "5. DSSE signature by the registered owner" not in bad      # re-signed: valid
+    with pytest.raises(VerificationError, match="evidence differs"):    # claimkit agrees
+        verify_claim(ClaimBundle.from_json(forged), log_key=registry.log_key)
+
+
+def test_a_changed_ubw_answer_fails_the_evidence_check(ubw_bundle, owner, registry, log_line):
+    forged = edit(ubw_bundle, set_answer(0, [0.5, 0.5]), owner)
+    bad = failed(spec_verify(forged, log_line))
+    assert "8. evidence.observations" in bad and "8. evidence.result" in bad
+    with pytest.raises(VerificationError, match="evidence differs"):
+        verify_claim(ClaimBundle.from_json(forged), log_key=registry.log_key)
+
+
+@pytest.mark.parametrize("name", ["trigger_bundle", "ubw_bundle"])
+@pytest.mark.parametrize("change, check", [
+    (lambda p: flip_inclusion_hash(p["registration"]),
+     "2. registration receipt: inclusion proof"),
+    (lambda p: flip_inclusion_hash(p["intent"]), "2. intent receipt: inclusion proof"),
+    (lambda p: p["consistency"].__setitem__(0, flip(p["consistency"][0])),
+     "4. consistency: registration checkpoint -> intent checkpoint"),
+    (lambda p: p["openings"][1]["proof"].__setitem__(0, flip(p["openings"][1]["proof"][0], 31)),
+     "7. every opening commits under commitment_root"),
+    (lambda p: p["openings"][2].__setitem__("nonce", flip(p["openings"][2]["nonce"])),
+     "7. every opening commits under commitment_root"),
+    (lambda p: p["evidence"]["result"].__setitem__("p_value", p["evidence"]["result"]["p_value"] * 1.001),
+     "8. evidence.result"),
+    (lambda p: p["evidence"].__setitem__("decision", "reject"), "8. evidence.decision"),
+    (lambda p: p["evidence"]["details"].__setitem__("extra", 1), "8. evidence.details"),
+    (lambda p: p["answers"].__setitem__("observer", "arbiter"), "8. answers.observer is owner"),
+    (lambda p: p["queries"].reverse(), "8. queries derived from the openings"),
+])
+def test_a_tampered_resigned_bundle_fails_the_relevant_check(request, owner, log_line, name,
+                                                            change, check):
+    bundle = request.getfixturevalue(name)
+    bad = failed(spec_verify(edit(bundle, change, owner), log_line))
+    assert check in bad, bad
+
+
+def test_a_dropped_opening_fails_the_selection(ubw_bundle, owner, log_line):
+    def drop(p: dict) -> None:
+        del p["openings"][4], p["queries"][4], p["answers"]["values"][4]
+        p["evidence"]["observations"].pop(4)
+    assert "7. openings are the challenge's selection" in failed(
+        spec_verify(edit(ubw_bundle, drop, owner), log_line))
+
+
+def test_an_unsigned_change_fails_the_owner_signature(ubw_bundle, log_line):
+    rows = spec_verify(edit(ubw_bundle, lambda p: None), log_line)
+    assert not failed(rows)                   # re-serialised, unchanged: still valid
+    bad = failed(spec_verify(edit(ubw_bundle, set_answer(0, [0.5, 0.5])), log_line))
+    assert "5. DSSE signature by the registered owner" in bad
+
+
+def test_a_tolerance_within_1e_9_is_not_tampering(ubw_bundle, owner, log_line):
+    """bundle.md step 8: floating-point statistics agree within 1e-9 relative."""
+    def nudge(p: dict) -> None:
+        p["evidence"]["result"]["p_value"] *= 1 + 1e-12
+        p["evidence"]["details"]["delta_p"] *= 1 - 1e-12
+    assert not failed(spec_verify(edit(ubw_bundle, nudge, owner), log_line))
+
+
+def test_another_log_key_is_refused(ubw_bundle, log_line):
+    from nacl.signing import SigningKey
+    name = log_line.split("+")[0]
+    raw = b"\x01" + bytes(SigningKey(b"\x44" * 32).verify_key)
+    kid = vfs.sha256(name.encode() + b"\n" + raw)[:4].hex()
+    rows = spec_verify(ubw_bundle, f"{name}+{kid}+{base64.b64encode(raw).decode()}")
+    assert failed(rows) == ["malformed"] and "lines by the log key" in rows[-1][2]
+
+
+# -- Where the spec is stricter than claimkit ---------------------------------------------
+MALFORMED_ITEMS = {
+    "a five-byte image": lambda v, rnd: {**v, "image": b64encode(rnd.randbytes(5))},
+    "an unknown member": lambda v, rnd: {**v, "note": "x"},
+}
+
+
+def malformed_trigger_bundle(registry, owner, mutate) -> ClaimBundle:
+    mk = trigger_key(TRIGGER_PARAMS["keygen"], items=30, mutate=mutate)
+    stolen = LookupModel({v["image"]: v["label"] for v in mk.items.values})
+    return make_claim(registry, mk, register(registry, owner, mk), stolen.digest,
+                      ask=stolen.answer, identity=owner, k=10)
+
+
+@pytest.mark.parametrize("what", sorted(MALFORMED_ITEMS))
+def test_the_spec_refuses_malformed_trigger_set_items(registry, owner, log_line, what):
+    """bundle.md *Trigger-set items and queries*: exactly {image, label}, the image
+    C·H·W bytes of canonical base64."""
+    bundle = malformed_trigger_bundle(registry, owner, MALFORMED_ITEMS[what])
+    rows = spec_verify(bundle, log_line)
+    assert failed(rows) == ["malformed"] and "opening[" in rows[-1][2]
+
+
+@pytest.mark.xfail(strict=True, reason="claimkit's trigger-set decider (LabelMatchDecider) "
+                   "reads only `label` and `image` and does not check the items' form or "
+                   "input_shape when it verifies offline; the spec (bundle.md, trigger-set "
+                   "items) refuses such a claim as malformed")
+@pytest.mark.parametrize("what", sorted(MALFORMED_ITEMS))
+def test_claimkit_refuses_malformed_trigger_set_items(registry, owner, what):
+    bundle = malformed_trigger_bundle(registry, owner, MALFORMED_ITEMS[what])
+    with pytest.raises(MalformedInputError):
+        verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key)
+
+
+# -- The spec verifier's statistics -------------------------------------------------------
+def test_the_student_t_tail_and_the_binomial_tail_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 5, 19, 99, 999):
+        for t in (-30.0, -1.0, 0.0, 0.3, 2.5, 10.0, 1e3, 1e20):
+            expected = stats.t.sf(t, df)
+            assert vfs.t_sf(t, df) == pytest.approx(expected, rel=1e-9), (df, t)
+    # ubw.md *Decision*: an overflowing t's tail, about 1.8e-309 for n = 2
+    assert vfs.t_sf(1.7976931348623157e308, 1) == pytest.approx(1.77e-309, rel=1e-2)
+    # bundle.md *Numbers*: exact below the limits, the incomplete beta above them
+    for n, m, p0, exact in [(100, 71, Fraction(0.15), True), (30_000, 3_100, Fraction(1, 10), False),
+                            (8_000, 1_300, Fraction(0.15), False), (100, 0, Fraction(1, 10), True)]:
+        p, was_exact = vfs.binomial_tail(m, n, p0)
+        assert was_exact is exact
+        assert p == pytest.approx(stats.binom.sf(m - 1, n, float(p0)), rel=1e-9)
