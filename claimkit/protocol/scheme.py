@@ -39,6 +39,7 @@ __all__ = [
     "register_decider",
     "decider_for",
     "LabelMatchDecider",
+    "TriggerSetDecider",
     "KIND_ONLY_SCHEMES",
 ]
 
@@ -228,7 +229,45 @@ class LabelMatchDecider:
         return Evidence(self.name, tuple(answers), result, details)
 
 
-register_decider(LabelMatchDecider("trigger-set", "image"))
+class TriggerSetDecider(LabelMatchDecider):
+    """Adi et al.'s trigger sets: a label-matching decider whose items are exactly
+    ``{"image", "label"}``, the image canonical base64 of C·H·W bytes of the key's
+    ``input_shape`` (protocol_spec/bundle.md, *Trigger-set items and queries*). Offline
+    Verify checks them too: an answer to something that is not an image of the key's
+    shape is no model's answer (the spec-only verifier found claimkit reading only the
+    label, 2026-12-07)."""
+
+    def __init__(self) -> None:
+        super().__init__("trigger-set", "image")
+
+    def _shape(self, vk: VerificationKey) -> tuple[int, int, int]:
+        return read_shape(Fields(vk.params, "verification_key.params"))
+
+    def check_params(self, vk: VerificationKey) -> None:
+        super().check_params(vk)
+        self._shape(vk)
+
+    def _check_items(self, vk: VerificationKey, openings: Sequence[ItemOpening]) -> None:
+        c, h, w = self._shape(vk)
+        classes = self._params(vk)[0]
+        for opening in openings:
+            f = Fields(opening.value, f"opening[{opening.index}].value")
+            f.bytes("image", size=c * h * w)
+            f.int("label", hi=classes - 1)
+            f.done()
+
+    def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
+                challenge: bytes | None = None, trigger: bytes | None = None) -> list[Any]:
+        self._check_items(vk, openings)
+        return super().queries(vk, openings, challenge=challenge, trigger=trigger)
+
+    def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
+               answers: Sequence[Any]) -> Evidence:
+        self._check_items(vk, openings)
+        return super().decide(vk, openings, answers)
+
+
+register_decider(TriggerSetDecider())
 
 from . import move_ewe_deciders  # noqa: E402,F401  (registers "move" and "ewe")
 from . import ubw_decider  # noqa: E402,F401  (registers "ubw-p" and "ubw-c")

@@ -334,8 +334,9 @@ def test_a_trigger_set_null_rate_below_chance_is_refused(p0, ok):
     """A review registered a key with p0 = 1e-6: 7 chance matches in 50 from an
     independent model gave p = 1e-34, accepted even when the arbiter asked the model."""
     rnd = random.Random(3)
-    values = [{"input": f"t{i}", "label": rnd.randrange(10)} for i in range(20)]
-    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "alpha": 0.01, "p0": p0}, values,
+    values = [{"image": b64encode(rnd.randbytes(4)), "label": rnd.randrange(10)} for _ in range(20)]
+    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2],
+                                           "alpha": 0.01, "p0": p0}, values,
                            rng=lambda n: rnd.randbytes(n))
     decider = decider_for("trigger-set")
     if ok:
@@ -349,9 +350,10 @@ def test_trigger_set_evidence_reads_p0_as_its_double_and_epsilon_as_its_decimal(
     """protocol_spec/bundle.md, trigger sets' *Numbers*: p0 = 0.15 is the double's exact
     binary value; epsilon = 0.29 allows ⌊29/100 · 100⌋ = 29 mismatches (the double: 28)."""
     rnd = random.Random(4)
-    values = [{"input": f"t{i}", "label": i % 10} for i in range(100)]
-    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "alpha": 0.01, "p0": 0.15,
-                                           "epsilon": 0.29}, values, rng=lambda n: rnd.randbytes(n))
+    values = [{"image": b64encode(rnd.randbytes(4)), "label": i % 10} for i in range(100)]
+    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2], "alpha": 0.01,
+                                           "p0": 0.15, "epsilon": 0.29}, values,
+                           rng=lambda n: rnd.randbytes(n))
     openings = mk.open(range(100))
     answers = [o.value["label"] if i < 71 else (o.value["label"] + 1) % 10
                for i, o in enumerate(openings)]
@@ -362,3 +364,26 @@ def test_trigger_set_evidence_reads_p0_as_its_double_and_epsilon_as_its_decimal(
                                        "p0_exact": "5404319552844595/36028797018963968"}
     assert doc["details"] == {"matches": 71, "n": 100, "p0": 0.15, "epsilon": 0.29,
                               "all_but_epsilon": True}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"params": {"input_shape": None}}, "input_shape: missing"),
+    ({"params": {"input_shape": [1, 2, 0]}}, r"expected \[C, H, W\]"),
+    ({"item": {"image": b64encode(bytes(5))}}, "expected 4 bytes, got 5"),
+    ({"item": {"note": "x"}}, "unknown field"),
+    ({"item": {"label": 10}}, "label"),
+])
+def test_trigger_set_items_and_shape_are_checked_offline(change, message):
+    """protocol_spec/bundle.md, *Trigger-set items and queries*: the spec-only verifier
+    (protocol_spec/interop) refused these; claimkit's decider read only the label."""
+    rnd = random.Random(5)
+    params = {"num_classes": 10, "input_shape": [1, 2, 2], **change.get("params", {})}
+    params = {k: v for k, v in params.items() if v is not None}
+    values = [{"image": b64encode(rnd.randbytes(4)), "label": 1} for _ in range(5)]
+    values[0] = {**values[0], **change.get("item", {})}
+    mk = MarkingKey.create("trigger-set", params, values, rng=lambda n: rnd.randbytes(n))
+    decider, openings = decider_for("trigger-set"), mk.open(range(5))
+    with pytest.raises(MalformedInputError, match=message):
+        decider.decide(mk.verification_key, openings, [1] * 5)
+    with pytest.raises(MalformedInputError, match=message):
+        decider.queries(mk.verification_key, openings)
