@@ -321,6 +321,27 @@ def test_consistency_edge_cases():
         merkle.verify_consistency(5, 4, [], r[5], r[4])
 
 
+
+def test_a_proof_longer_than_its_path_is_refused():
+    """RFC 9162 §2.1.3.2 step a: once sn is 0 the proof must have ended. Hashing on would
+    let leaf 1 and its sibling pass as leaf 0 of a one-leaf tree whose "root" is the
+    two-leaf root (the size is what a checkpoint signs, so this is no harmless slack)."""
+    ref = Reference(RFC6962_LEAVES)
+    a, b = ref.hashes[0], ref.hashes[1]
+    merkle.verify_inclusion(b, 1, 2, [a], ref.mth(0, 2))       # the honest proof
+    with pytest.raises(VerificationError, match="too long"):
+        merkle.verify_inclusion(b, 0, 1, [a], ref.mth(0, 2))
+
+
+def test_a_rollback_is_refused_even_with_a_proof_that_would_fit():
+    """size1 > size2 fails before any hashing: for (3, 2) the RFC algorithm run anyway
+    accepts proof [r1, c] for root2 = H(r1, c), so without the check any signed
+    "second" root of that form would pass as a tree that shrank."""
+    tree = build(RFC6962_LEAVES)
+    r3, c = tree.root(3), tree.root(1)
+    with pytest.raises(VerificationError, match="exceeds"):
+        merkle.verify_consistency(3, 2, [r3, c], r3, merkle.node_hash(r3, c))
+
 # -- (3) the frontier -----------------------------------------------------------------------
 def test_frontier_emits_exactly_the_stored_nodes_and_reloads():
     n = 1100
