@@ -272,6 +272,42 @@ def test_bad_cosignature_lines_by_the_known_key_reject():
     assert verify_cosignature(_signed().with_signature(cosign(cp, WITNESS, 5)), key) == 5
 
 
+def test_a_plain_note_key_is_never_a_cosigner():
+    """A type-0x01 key's line shaped like a cosignature (timestamp, then an Ed25519
+    signature of the cosigned message) is refused: a log key does not attest times."""
+    cp = _signed().checkpoint
+    key = LOG.verifier_key
+    line = NoteSignature(key.name, key.key_hash,
+                         struct.pack(">Q", 1000) + LOG.raw_sign(cosigned_message(cp.to_text(), 1000)))
+    with pytest.raises(VerificationError, match="not a cosignature/v1"):
+        verify_cosignature(_with_cosig(cp, line), key)
+
+
+def test_a_validly_signed_timestamp_beyond_2_63_is_refused():
+    """tlog-cosignature: the time MUST NOT exceed 2^63 - 1, even when the cosigner signed it
+    (cosign refuses to; a raw signer need not)."""
+    cp = _signed().checkpoint
+    key = WITNESS.verifier_key
+    for ts in (MAX_TIMESTAMP + 1, (1 << 64) - 1):
+        line = NoteSignature(key.name, key.key_hash,
+                             struct.pack(">Q", ts) + WITNESS.raw_sign(cosigned_message(cp.to_text(), ts)))
+        with pytest.raises(VerificationError, match="2\\^63"):
+            verify_cosignature(_with_cosig(cp, line), key)
+
+
+def test_a_seed_needs_exactly_one_log_signature_line():
+    """log_signature: two lines by the log key (even identical ones, which verify) leave
+    the seed's signature ambiguous, so the checkpoint is refused as a seed source."""
+    signed = _signed()
+    line = signed.note.signatures_by(LOG.verifier_key)[0]
+    assert signed.log_signature(LOG.verifier_key) == line.signature
+    doubled = SignedCheckpoint(signed.checkpoint,
+                               SignedNote(signed.note.text, signed.note.signatures + (line,)))
+    assert doubled.verify(LOG.verifier_key) == signed.checkpoint      # a valid note...
+    with pytest.raises(VerificationError, match="exactly one"):
+        doubled.log_signature(LOG.verifier_key)                        # ...but no seed
+
+
 def test_cosigned_message_is_the_spec_layout():
     cp = Checkpoint("example.com/behind-the-sofa", 20852163,
                     base64.b64decode("CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I="), ("x",))

@@ -175,6 +175,17 @@ def test_cosigner_variant_of_a_signer():
         verify_note(sign_note("x\n", log), cos.verifier_key)
 
 
+
+def test_a_cosignature_key_never_verifies_a_note():
+    """Type separation: a line under a type-0x04 key's ID holding a plain Ed25519
+    signature of the note text is not a note signature by that key (its checkpoints go
+    through verify_cosignature, which signs another message)."""
+    cos = NoteSigner.cosigner("example.org/witness", bytes(range(32)))
+    key = cos.verifier_key
+    line = NoteSignature(key.name, key.key_hash, cos.raw_sign(b"x\n"))
+    with pytest.raises(VerificationError, match="cosignature/v1 key"):
+        verify_note(SignedNote("x\n", (line,)), key)
+
 @pytest.mark.parametrize("name", ["", "a b", "a+b", "a\u00a0b", "a\u2003b", "a\u3000b", "a\u0085b",
                                   "a\u2028b", "tab\there", "a\nb", "a\x01b", "a\ud800b"])
 def test_bad_key_names(name):
