@@ -348,3 +348,179 @@ def test_a_control_that_cannot_answer_is_the_arbiters_error_not_the_bundles(regi
         return ["not a class"] * len(queries)
     with pytest.raises(ControlError, match="control other-task: answers"):
         verify_claim(bundle, log_key=registry.log_key, controls=[("other-task", wrong_task)])
+
+
+# -- a dishonest owner who rebuilds the whole predicate (mutation-testing gaps) ----------
+def _rebuild(registry, bundle, owner, mk, model, **changes):
+    """The bundle with ``changes`` to its predicate and everything after them recomputed
+    as make_claim would (the opened items, openings, queries, answers and evidence), then
+    signed again by the owner: only the check aimed at the change can refuse it."""
+    import dataclasses
+    from claimkit.claim.bundle import Answers
+    from claimkit.protocol.scheme import decider_for
+    from claimkit.registry.entries import opened_items
+    p = dataclasses.replace(bundle.predicate, **changes)
+    reg = p.registration.entry.request
+    opened = opened_items(reg, p.intent.entry, p.intent.proof.checkpoint, registry.log_key)
+    openings = mk.open(opened)
+    vk = p.verification_key
+    decider = decider_for(vk.scheme)
+    queries = decider.queries(vk, openings)
+    answers = Answers("owner", tuple(model.answer(queries)))
+    evidence = decider.decide(vk, openings, list(answers.values))
+    p = dataclasses.replace(p, openings=openings, queries=tuple(queries), answers=answers,
+                            evidence=evidence.to_dict())
+    return resign(bundle, p.to_dict(), owner)
+
+
+def test_the_arbiters_suspect_must_be_the_bundles(registry, mk, registration, owner):
+    model = marked_model(mk)
+    bundle = claim(registry, mk, registration, owner, model)
+    assert verify_claim(bundle, log_key=registry.log_key, suspect=model.digest).accepted
+    with pytest.raises(VerificationError, match="another model"):
+        verify_claim(bundle, log_key=registry.log_key, suspect=LookupModel({"x": 1}).digest)
+
+
+def test_a_key_made_after_the_intent_to_fit_an_innocent_model_is_refused(registry, mk,
+                                                                          registration, owner):
+    """The owner swaps in a key of the registered scheme and size whose labels are what an
+    innocent model answers: every opening, query and statistic is consistent with it, and
+    only the registration's digest of the key stands in the way."""
+    innocent = LookupModel({}, default=3)
+    bundle = claim(registry, mk, registration, owner, innocent)
+    assert not verify_claim(bundle, log_key=registry.log_key).accepted
+    fitted = lookup_keys(items=mk.verification_key.items, seed=9)
+    fitted = type(fitted).create(fitted.scheme, dict(mk.verification_key.params),
+                                 [{**v, "label": 3} for v in fitted.items.values])
+    forged = _rebuild(registry, bundle, owner, fitted, innocent,
+                      verification_key=fitted.verification_key)
+    with pytest.raises(VerificationError, match="registered verification key"):
+        verify_claim(forged, log_key=registry.log_key)
+
+
+def test_a_registration_must_state_its_keys_size(registry, mk, owner):
+    """A registration naming the key's digest but fewer items than it has (so the
+    challenge draws from a part of the key the owner picked) is refused."""
+    vk = mk.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items // 2)
+    receipt = registry.register(request, sign_request(request, owner))
+    bundle = claim(registry, mk, receipt, owner, marked_model(mk))
+    with pytest.raises(VerificationError, match="scheme or size"):
+        verify_claim(bundle, log_key=registry.log_key)
+
+
+def test_a_later_checkpoint_cannot_reseed_the_challenge(registry, mk, registration, owner):
+    """The challenge is seeded by the checkpoint that ends with the intent. Were any later
+    checkpoint allowed, the owner could pick among them the one whose items suit the
+    suspect: here one that lies past the intent, with everything recomputed from it."""
+    from conftest import register_many
+    model = marked_model(mk, keep=0.5)
+    bundle = claim(registry, mk, registration, owner, model)
+    register_many(registry, owner, 3)
+    later = registry.receipt(bundle.predicate.intent.index)
+    assert later.checkpoint.size > bundle.predicate.intent.index + 1
+    forged = _rebuild(registry, bundle, owner, mk, model, intent=later, consistency=tuple(
+        registry.consistency_proof(registration.checkpoint.size, later.checkpoint.size)))
+    assert forged.predicate.openings != bundle.predicate.openings      # another challenge
+    with pytest.raises(VerificationError, match="must end with the intent"):
+        verify_claim(forged, log_key=registry.log_key)
+
+
+def test_a_claim_about_one_suspect_cannot_accuse_another(registry, mk, registration, owner):
+    """The intent fixes the suspect before the challenge: a bundle whose statement names
+    another model than its intent is refused, whatever the answers say."""
+    from claimkit.claim.bundle import PAYLOAD_TYPE, Statement
+    from claimkit.dsse import sign_envelope
+    from claimkit.wire import canonical_json
+    model = marked_model(mk)
+    bundle = claim(registry, mk, registration, owner, model)
+    other = LookupModel({"x": 1}).digest
+    statement = Statement(bundle.statement.subject_name, other, bundle.statement.predicate_type,
+                          bundle.predicate.to_dict())
+    forged = ClaimBundle.from_envelope(sign_envelope(canonical_json(statement.to_dict()),
+                                                     PAYLOAD_TYPE, owner))
+    with pytest.raises(VerificationError, match="another suspect"):
+        verify_claim(forged, log_key=registry.log_key, suspect=other)
+
+
+def _insert_intent(registry, intent, signature):
+    """Append a claim intent behind the registry's rules (what a registry that broke
+    them would have written) under a checkpoint that ends with it; its receipt."""
+    from claimkit.registry import merkle
+    from claimkit.registry.entries import LogEntry
+    with registry.store.transaction():
+        size, last_time = registry.store.head()
+        frontier = merkle.Frontier.load(size, registry.store.read_nodes)
+        entry = LogEntry(intent, signature, last_time, spent=())
+        nodes = frontier.append(merkle.leaf_hash(entry.to_bytes()))
+        registry.store.append([(size, entry.to_bytes(), intent.kind, intent.registration_index,
+                                last_time)], nodes)
+        registry._sign_checkpoint(size + 1, frontier.root(), last_time)
+    return registry.receipt(size)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("index", "names another registration$"),
+    ("entry", "names another registration entry"),
+    ("owner", "not by the registered owner"),
+])
+def test_an_intent_the_registry_should_have_refused_is_refused(registry, mk, owner, change,
+                                                               message):
+    """The arbiter re-checks what announce_claim checks: an intent naming another index
+    (of a byte-identical entry: one request logged twice in one batch), another entry,
+    or signed by someone other than the registered owner."""
+    from claimkit.registry.entries import ClaimIntent, signed_bytes
+    from claimkit.wire import Digest
+    vk = mk.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    first = registry.append([(request, sign_request(request, owner))] * 2).first_index
+    registration = registry.receipt(first)
+    assert registry.entry(first + 1).to_bytes() == registration.entry.to_bytes()
+    model = marked_model(mk)
+    bundle = claim(registry, mk, registration, owner, model)
+    signer, index, entry = owner, registration.index, registration.entry.digest
+    if change == "index":
+        index = first + 1
+    elif change == "entry":
+        entry = Digest.of(b"another entry")
+    else:
+        signer = Identity.generate("mallory", seed=b"\x66" * 32)
+    intent = ClaimIntent(signer.public, index, entry, model.digest, 1, 20)
+    receipt = _insert_intent(registry, intent, signer.sign(signed_bytes(intent)))
+    forged = _rebuild(registry, bundle, owner, mk, model, intent=receipt, consistency=tuple(
+        registry.consistency_proof(registration.checkpoint.size, receipt.checkpoint.size)))
+    with pytest.raises(VerificationError, match=message):
+        verify_claim(forged, log_key=registry.log_key)
+
+
+def test_evidence_lists_and_booleans_compare_strictly():
+    """A list of another length (zip would stop at the shorter) and a boolean written as
+    a number (True == 1 in Python) are evidence that differs."""
+    from claimkit.claim.verify import same_evidence
+    base = {"observations": [1, 2, 3], "result": {"reject_null": True}}
+    for bad in ({**base, "observations": [1, 2]}, {**base, "observations": [1, 2, 3, 4]},
+                {**base, "result": {"reject_null": 1}}, {**base, "result": {"reject_null": 1.0}}):
+        assert not same_evidence(base, bad) and not same_evidence(bad, base)
+    assert same_evidence(base, {"observations": [1.0, 2, 3], "result": {"reject_null": True}})
+
+
+def test_a_trigger_draw_for_a_key_that_draws_none_is_refused(registry, mk, registration, owner):
+    """A bundle whose key's trigger is not drawn from the log must carry no trigger draw:
+    every part of a signed bundle is checked, none rides along unread."""
+    import dataclasses
+    from claimkit.claim.bundle import TriggerDrawOpening
+    bundle = claim(registry, mk, registration, owner, marked_model(mk))
+    draw = TriggerDrawOpening(registration, b"\x05" * 32, ())
+    forged = resign(bundle, dataclasses.replace(bundle.predicate, trigger_draw=draw).to_dict(), owner)
+    assert forged.predicate.trigger_draw is not None
+    with pytest.raises(VerificationError, match="not drawn from the log"):
+        verify_claim(forged, log_key=registry.log_key)
+
+
+def test_computed_statistics_get_1e_9_relative_and_labels_no_tolerance():
+    from claimkit.claim.verify import same_answer, same_evidence
+    base = {"result": {"p_value": 1e-3}}
+    assert same_evidence(base, {"result": {"p_value": 1e-3 * (1 + 1e-10)}})
+    assert not same_evidence(base, {"result": {"p_value": 1e-3 * (1 + 1e-8)}})
+    big = 1 << 60                       # one double: equal as floats, not as labels
+    assert float(big) == float(big + 1) and not same_answer(big, big + 1)
