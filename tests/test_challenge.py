@@ -112,3 +112,33 @@ def test_seeds_need_an_ed25519_log_key():
     cosigned = signed.with_signature(cosign(checkpoint, cosigner, 1_700_000_000))
     with pytest.raises(VerificationError, match="Ed25519"):
         cosigned.log_signature(cosigner.verifier_key)
+
+
+def test_a_claim_must_open_at_least_one_item():
+    seed = bytes(32)
+    assert len(select_items(seed, items=5, spent=[], k=1)) == 1
+    for k in (0, -1):
+        with pytest.raises(MalformedInputError, match="cannot open"):
+            select_items(seed, items=5, spent=[], k=k)
+
+
+def test_rejection_sampling_skips_the_biased_top_of_the_range():
+    """below(n) takes a 64-bit block value v only if v < 2^64 - (2^64 mod n); v mod n of a
+    larger v would favour small results. For n = 2^63 + 1 about half the values are
+    skipped, so seeds whose first value is skipped are easy to find."""
+    import hashlib
+
+    from claimkit.challenge import _Stream
+    n = (1 << 63) + 1
+    limit = (1 << 64) - (1 << 64) % n
+
+    def values(seed):
+        for block in range(8):
+            digest = hashlib.sha256(seed + block.to_bytes(8, "big")).digest()
+            yield from (int.from_bytes(digest[i:i + 8], "big") for i in range(0, 32, 8))
+
+    seeds = [bytes([i]) * 32 for i in range(64)]
+    skipping = [s for s in seeds if next(values(s)) >= limit]
+    assert skipping and len(skipping) < len(seeds)
+    for seed in seeds:
+        assert _Stream(seed).below(n) == next(v % n for v in values(seed) if v < limit)

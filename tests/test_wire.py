@@ -165,3 +165,18 @@ def test_read_regular_file_refuses_special_files_and_bounds_the_read(tmp_path):
         read_regular_file(tmp_path / "missing", max_bytes=8)
     with pytest.raises(MalformedInputError, match="cannot read"):
         read_json_file(tmp_path / "missing")
+
+
+def test_digests_match_only_themselves():
+    a, b = Digest.of(b"a"), Digest.of(b"b")
+    assert a.matches(Digest.of(b"a")) and not a.matches(b) and not b.matches(a)
+    assert not a.matches(Digest(a.value[:-1] + bytes([a.value[-1] ^ 1])))
+
+
+def test_canonical_integers_refuse_minus_zero():
+    """-0 is 0 to Python and -0.0 to other readers: refused where integers must be canonical."""
+    assert load_json(b"[0, -1, -0.0]", canonical_integers=True) == [0, -1, -0.0]
+    assert load_json(b"-0") == 0
+    for data in (b"-0", b"[1, -0]", b'{"a": -0}'):
+        with pytest.raises(MalformedInputError, match="-0"):
+            load_json(data, canonical_integers=True)

@@ -387,3 +387,32 @@ def test_trigger_set_items_and_shape_are_checked_offline(change, message):
         decider.decide(mk.verification_key, openings, [1] * 5)
     with pytest.raises(MalformedInputError, match=message):
         decider.queries(mk.verification_key, openings)
+
+
+def test_trigger_set_answers_must_be_class_indices():
+    rnd = random.Random(5)
+    values = [{"image": b64encode(rnd.randbytes(4)), "label": i % 10} for i in range(4)]
+    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2]}, values,
+                           rng=lambda n: rnd.randbytes(n))
+    openings, decider = mk.open(range(4)), decider_for("trigger-set")
+    assert decider.decide(mk.verification_key, openings, [0, 1, 2, 9]).details["matches"] == 3
+    for bad in (10, -1, True, 1.0, 1 << 70):
+        with pytest.raises(MalformedInputError, match=r"answers\[3\]: expected a class index"):
+            decider.decide(mk.verification_key, openings, [0, 1, 2, bad])
+
+
+@pytest.mark.parametrize("alpha, ok", [(0.5, True), (0.01, True), (0.5000001, False), (0.99, False),
+                                       (0.0, False)])
+def test_trigger_set_level_is_at_most_one_half(alpha, ok):
+    """A key at alpha near 1 would be accepted on almost any answers: the level is capped."""
+    rnd = random.Random(6)
+    values = [{"image": b64encode(rnd.randbytes(4)), "label": i % 10} for i in range(4)]
+    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2],
+                                           "alpha": alpha}, values,
+                           rng=lambda n: rnd.randbytes(n))
+    decider = decider_for("trigger-set")
+    if ok:
+        decider.check_params(mk.verification_key)
+    else:
+        with pytest.raises(MalformedInputError, match="alpha"):
+            decider.check_params(mk.verification_key)

@@ -461,6 +461,19 @@ def test_success_rate_test():
     assert r.reject_null and not success_rate_test(14, 100, 0.1).reject_null
 
 
+
+def test_a_p_value_equal_to_alpha_does_not_reject():
+    """``reject_null`` is p < alpha, strictly, for the binomial, success-rate and bound
+    tests: a p-value exactly at the level is not significant at it (inputs whose p-value
+    is a power of two, so it equals alpha exactly)."""
+    cases = [binomial_test(1, 1, Fraction(1, 2), alpha=0.5),
+             success_rate_test(2, 2, Fraction(1, 2), alpha=0.25),
+             paired_t_margin_test([1.0, 1.0], [0.0, 0.0], tau=0.0, alpha=0.25)]
+    assert cases[2].params["method"] == "bound"
+    for r in cases:
+        assert r.p_value == r.alpha and not r.reject_null, r.test
+    assert binomial_test(1, 1, Fraction(1, 2), alpha=0.5000001).reject_null
+
 def test_all_but_epsilon():
     assert all_but_epsilon(90, 100, 0.1) and not all_but_epsilon(89, 100, 0.1)
     assert all_but_epsilon(71, 100, 0.29)  # 0.29 means 29/100, not the double below it

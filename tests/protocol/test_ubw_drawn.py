@@ -94,6 +94,18 @@ def test_the_drawn_trigger_is_fresh_trigger_0_of_the_trigger_seed():
         trigger_seed(SECRET[:31], size=3, root=b"\x07" * 32, signature=SIG)
 
 
+def test_a_trigger_seed_needs_a_tree_head_that_holds_the_draw():
+    """The tree head ends with the draw entry, so it has at least one leaf; its root is 32
+    bytes and the log's signature is there (1 to 1024 bytes)."""
+    trigger_seed(SECRET, size=1, root=b"\x07" * 32, signature=SIG)
+    trigger_seed(SECRET, size=(1 << 64) - 1, root=b"\x07" * 32, signature=b"\x01" * 1024)
+    for bad in ({"size": 0}, {"size": 1 << 64}, {"root": b"\x07" * 31}, {"signature": b""},
+                {"signature": b"\x01" * 1025}):
+        args = {"size": 3, "root": b"\x07" * 32, "signature": SIG, **bad}
+        with pytest.raises(MalformedInputError, match="tree size"):
+            trigger_seed(SECRET, **args)
+
+
 def test_a_pasted_square_is_what_the_membership_check_reads_back():
     rnd = random.Random(1)
     image = rnd.randbytes(C * H * W)
