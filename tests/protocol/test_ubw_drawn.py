@@ -283,6 +283,32 @@ def test_a_tampered_trigger_draw_is_refused(claim_setup):
     check(another_keys_draw, "another verification key")
 
 
+
+def test_a_draw_receipt_must_be_a_draw_of_this_key_under_its_own_tree_head(claim_setup):
+    """draw_seed on its own: a receipt of another kind of entry naming the key (its
+    registration), a draw of the key's digest under another scheme name, and the draw's
+    receipt under a later checkpoint (a tree head the owner could pick among, to choose
+    the trigger) are all refused; the draw's own receipt gives the seed."""
+    from claimkit.claim.drawn import draw_seed
+    registry, owner, mk, claim = claim_setup
+    vk, key = mk.verification_key, registry.log_key
+    bundle = claim()
+    receipt = bundle.predicate.trigger_draw.receipt
+    assert len(draw_seed(receipt, vk, SECRET, key)) == 32
+    with pytest.raises(VerificationError, match="not for a trigger draw"):
+        draw_seed(bundle.predicate.registration, vk, SECRET, key)
+    later = registry.receipt(receipt.index, receipt.checkpoint.size + 1)
+    with pytest.raises(VerificationError, match="must end with the draw entry"):
+        draw_seed(later, vk, SECRET, key)
+    request = TriggerDraw(owner.public, "ubw-p", vk.digest)
+    with registry.store.transaction():          # behind the once-per-key rule
+        registry.store.conn.execute("UPDATE entries SET ref = ref + 1 WHERE idx = ?",
+                                    (receipt.index,))
+    renamed = registry.draw_trigger(request, sign_request(request, owner))
+    assert renamed.entry.request.verification_key.matches(vk.digest)
+    with pytest.raises(VerificationError, match="another verification key"):
+        draw_seed(renamed, vk, SECRET, key)
+
 def test_a_key_registered_before_its_draw_cannot_claim(claim_setup, tmp_path):
     """A release is crafted with the drawn trigger, so its registration must follow the
     draw: make_claim refuses before the intent spends items, the verifier refuses too."""
