@@ -63,3 +63,12 @@ def test_repr_shows_only_the_count():
     items = commit_items([{"label": "secret-value-7"}, {"label": 3}], rng=lambda k: nonce)
     for text in (repr(items), str(items), f"{items!r}"):
         assert text == "CommittedItems(size=2)"
+
+
+def test_one_nonce_per_value():
+    from claimkit.commitments import CommittedItems
+    nonce = os.urandom(32)
+    assert CommittedItems(("a", "b"), (nonce, nonce)).size == 2
+    for nonces in [(nonce,), (nonce, nonce, nonce)]:
+        with pytest.raises(MalformedInputError, match="one nonce per value"):
+            CommittedItems(("a", "b"), nonces)

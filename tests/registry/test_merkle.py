@@ -487,6 +487,8 @@ def _tree8():
     lambda: merkle.verify_inclusion(H, 0, 2, ["not bytes" * 4], H),
     lambda: merkle.verify_inclusion(H, 0, 2, H, H),
     lambda: merkle.verify_inclusion(H, 0, 2, None, H),
+    lambda: merkle.verify_inclusion(H, 0, 1, b"", H),           # bytes are no list of hashes
+    lambda: merkle.verify_consistency(3, 3, "", H, H),
     lambda: merkle.verify_inclusion(H, 2, 2, [H], H),
     lambda: merkle.verify_inclusion(H, 7, 2, [H], H),
     lambda: merkle.verify_inclusion(H, -1, 2, [H], H),
