@@ -329,31 +329,35 @@ def test_the_deciders_import_neither_torch_nor_numpy():
 
 
 # -- trigger sets ---------------------------------------------------------------------------
-@pytest.mark.parametrize("p0, ok", [(1e-6, False), (0.0999, False), (0.1, True), (0.2, True)])
-def test_a_trigger_set_null_rate_below_chance_is_refused(p0, ok):
-    """A review registered a key with p0 = 1e-6: 7 chance matches in 50 from an
-    independent model gave p = 1e-34, accepted even when the arbiter asked the model."""
-    rnd = random.Random(3)
-    values = [{"image": b64encode(rnd.randbytes(4)), "label": rnd.randrange(10)} for _ in range(20)]
-    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2],
-                                           "alpha": 0.01, "p0": p0}, values,
-                           rng=lambda n: rnd.randbytes(n))
+def trigger_set_key(seed: int, labels: list[int], **params) -> MarkingKey:
+    """A trigger-set key of 2×2 images with these labels and extra public parameters."""
+    rnd = random.Random(seed)
+    values = [{"image": b64encode(rnd.randbytes(4)), "label": label} for label in labels]
+    return MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2], **params},
+                             values, rng=lambda n: rnd.randbytes(n))
+
+
+def check_params_refuses(mk: MarkingKey, ok: bool, message: str) -> None:
     decider = decider_for("trigger-set")
     if ok:
         decider.check_params(mk.verification_key)
     else:
-        with pytest.raises(MalformedInputError, match="below 1/num_classes"):
+        with pytest.raises(MalformedInputError, match=message):
             decider.check_params(mk.verification_key)
+
+
+@pytest.mark.parametrize("p0, ok", [(1e-6, False), (0.0999, False), (0.1, True), (0.2, True)])
+def test_a_trigger_set_null_rate_below_chance_is_refused(p0, ok):
+    """A review registered a key with p0 = 1e-6: 7 chance matches in 50 from an
+    independent model gave p = 1e-34, accepted even when the arbiter asked the model."""
+    labels = [random.Random(3).randrange(10) for _ in range(20)]
+    check_params_refuses(trigger_set_key(3, labels, alpha=0.01, p0=p0), ok, "below 1/num_classes")
 
 
 def test_trigger_set_evidence_reads_p0_as_its_double_and_epsilon_as_its_decimal():
     """protocol_spec/bundle.md, trigger sets' *Numbers*: p0 = 0.15 is the double's exact
     binary value; epsilon = 0.29 allows ⌊29/100 · 100⌋ = 29 mismatches (the double: 28)."""
-    rnd = random.Random(4)
-    values = [{"image": b64encode(rnd.randbytes(4)), "label": i % 10} for i in range(100)]
-    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2], "alpha": 0.01,
-                                           "p0": 0.15, "epsilon": 0.29}, values,
-                           rng=lambda n: rnd.randbytes(n))
+    mk = trigger_set_key(4, [i % 10 for i in range(100)], alpha=0.01, p0=0.15, epsilon=0.29)
     openings = mk.open(range(100))
     answers = [o.value["label"] if i < 71 else (o.value["label"] + 1) % 10
                for i, o in enumerate(openings)]
@@ -390,10 +394,7 @@ def test_trigger_set_items_and_shape_are_checked_offline(change, message):
 
 
 def test_trigger_set_answers_must_be_class_indices():
-    rnd = random.Random(5)
-    values = [{"image": b64encode(rnd.randbytes(4)), "label": i % 10} for i in range(4)]
-    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2]}, values,
-                           rng=lambda n: rnd.randbytes(n))
+    mk = trigger_set_key(5, [0, 1, 2, 3])
     openings, decider = mk.open(range(4)), decider_for("trigger-set")
     assert decider.decide(mk.verification_key, openings, [0, 1, 2, 9]).details["matches"] == 3
     for bad in (10, -1, True, 1.0, 1 << 70):
@@ -405,14 +406,4 @@ def test_trigger_set_answers_must_be_class_indices():
                                        (0.0, False)])
 def test_trigger_set_level_is_at_most_one_half(alpha, ok):
     """A key at alpha near 1 would be accepted on almost any answers: the level is capped."""
-    rnd = random.Random(6)
-    values = [{"image": b64encode(rnd.randbytes(4)), "label": i % 10} for i in range(4)]
-    mk = MarkingKey.create("trigger-set", {"num_classes": 10, "input_shape": [1, 2, 2],
-                                           "alpha": alpha}, values,
-                           rng=lambda n: rnd.randbytes(n))
-    decider = decider_for("trigger-set")
-    if ok:
-        decider.check_params(mk.verification_key)
-    else:
-        with pytest.raises(MalformedInputError, match="alpha"):
-            decider.check_params(mk.verification_key)
+    check_params_refuses(trigger_set_key(6, [0, 1, 2, 3], alpha=alpha), ok, "alpha")
