@@ -437,3 +437,109 @@ def test_key_file_errors_are_malformed_input(key_path: Path) -> None:
     with pytest.raises(MalformedInputError) as e:
         Identity.load(key_path, PASSPHRASE + "!")
     assert str(e.value) == corrupted(key_path)  # not re-wrapped as "not a usable key file"
+
+
+# --- mutation testing, round 2 ---------------------------------------------------------
+
+def test_a_name_cut_to_a_prefix_of_the_sealed_name_is_detected(key_path: Path) -> None:
+    """The stated name must equal the sealed one, not merely begin it."""
+    rewrite(key_path, name="alic")
+    with pytest.raises(KeyFileError) as e:
+        Identity.load(key_path, PASSPHRASE)
+    assert str(e.value) == corrupted(key_path)
+
+
+def test_a_sealed_seed_shorter_than_32_bytes_is_corrupted(key_path: Path, alice: Identity) -> None:
+    """Someone who knows the passphrase seals a short seed: one vague KeyFileError, no crash."""
+    box = seal(b"\x01" * 20, PASSPHRASE, strength="min")
+    rewrite(key_path, kdf=box["kdf"], ciphertext=box["ciphertext"])
+    with pytest.raises(KeyFileError) as e:
+        Identity.load(key_path, PASSPHRASE)
+    assert str(e.value) == corrupted(key_path)
+
+
+def test_an_oversized_ciphertext_is_refused_before_decryption(key_path: Path) -> None:
+    """A seed and a name fit in far less than 1 KiB; a larger ciphertext is no identity key."""
+    box = seal(b"\x00" * 2000, PASSPHRASE, strength="min")
+    rewrite(key_path, kdf=box["kdf"], ciphertext=box["ciphertext"])
+    with pytest.raises(KeyFileError, match="not a usable claimkit key file: .*ciphertext"):
+        Identity.load(key_path, PASSPHRASE)
+
+
+@pytest.mark.parametrize("public_key", [b"\x00" * 31, b"\x00" * 33, bytearray(32), "a" * 32])
+def test_public_identity_needs_32_bytes_of_key(public_key: object) -> None:
+    with pytest.raises(MalformedInputError, match="expected 32 bytes"):
+        PublicIdentity("alice", public_key)  # type: ignore[arg-type]
+
+
+def test_no_hard_links_still_never_replaces_a_file_created_meanwhile(
+        tmp_path: Path, alice: Identity, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "fat.key"
+
+    def no_link(src: object, dst: object) -> None:
+        if Path(str(dst)) == path:
+            path.write_text("written by someone else")
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(identity_module.os, "link", no_link)
+    with pytest.raises(KeyFileError, match="exists; refusing to overwrite"):
+        alice.save(path, PASSPHRASE, strength="min")
+    assert path.read_text() == "written by someone else"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fat.key"]
+
+
+def test_saving_a_key_syncs_its_directory(tmp_path: Path, alice: Identity,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new names are durable: the directory is fsynced once both are linked in."""
+    seen: list[bool] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.samestat(os.fstat(fd), os.stat(tmp_path)):
+            seen.append((tmp_path / "d.pub").exists())
+        real_fsync(fd)
+
+    monkeypatch.setattr(identity_module.os, "fsync", fsync)
+    alice.save(tmp_path / "d.key", PASSPHRASE, strength="min")
+    assert seen and seen[-1]        # a directory sync after the .pub was linked
+
+
+def test_unknown_kdf_fields_are_refused(key_path: Path) -> None:
+    rewrite(key_path, kdf_extra=1)
+    with pytest.raises(KeyFileError, match="unknown field 'extra'"):
+        Identity.load(key_path, PASSPHRASE)
+
+
+def test_passphrase_is_nfc_normalised_before_derivation() -> None:
+    """A box sealed under the NFC bytes opens with the decomposed spelling (and not NFD)."""
+    import nacl.secret
+    import nacl.utils
+    composed = "p\u00e4ss"                          # ä as one code point (NFC)
+    decomposed = "pa\u0308ss"                        # a + combining diaeresis (NFD)
+    salt = nacl.utils.random(ARGON.SALTBYTES)
+    key = ARGON.kdf(32, composed.encode("utf-8"), salt,
+                    opslimit=ARGON.OPSLIMIT_MIN, memlimit=ARGON.MEMLIMIT_MIN)
+    box = {"kdf": {"alg": "argon2id13", "opslimit": ARGON.OPSLIMIT_MIN,
+                   "memlimit": ARGON.MEMLIMIT_MIN, "salt": b64encode(salt)},
+           "ciphertext": b64encode(bytes(nacl.secret.SecretBox(key).encrypt(b"secret")))}
+    assert unseal(box, decomposed, what="box") == b"secret"
+    assert unseal(box, composed, what="box") == b"secret"
+
+
+def test_unseal_refuses_unknown_top_level_fields() -> None:
+    box = seal(b"x", PASSPHRASE, strength="min")
+    with pytest.raises(MalformedInputError, match="unknown field 'extra'"):
+        unseal({**box, "extra": 1}, PASSPHRASE, what="box")
+
+
+def test_strength_of_unknown_limits_is_the_default_not_the_weakest() -> None:
+    """A key re-saved is sealed no weaker: limits matching no name give the default."""
+    from claimkit.sealed import STRENGTHS, strength_of
+    box = seal(b"x", PASSPHRASE, strength="min")
+    assert strength_of(box) == "min"
+    for name, (ops, mem) in STRENGTHS.items():
+        assert strength_of({"kdf": {"opslimit": ops, "memlimit": mem}}) == name
+    odd = {"kdf": {"opslimit": ARGON.OPSLIMIT_INTERACTIVE, "memlimit": ARGON.MEMLIMIT_MODERATE}}
+    assert strength_of(odd) == "interactive"
+    assert strength_of(odd, default="sensitive") == "sensitive"
+    assert strength_of("not a box") == "interactive"
