@@ -223,3 +223,11 @@ def test_cli_audit_reports_draws(registry, owner):
     result = CliRunner().invoke(cli, ["registry", "audit", str(registry.directory), "--json"],
                                 env=env)
     assert json.loads(result.output)["draws"] == 1
+
+
+def test_a_key_drawn_at_entry_0_is_not_drawn_again(registry, owner, mallory):
+    """The first entry of a log is a draw like any other (index 0 is no "not drawn")."""
+    registry.draw_trigger(*_draw(owner))
+    with pytest.raises(RegistryError, match=r"already drawn at entry 0$"):
+        registry.draw_trigger(*_draw(mallory))
+    assert registry.size == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -323,3 +324,179 @@ def test_one_damaged_intent_checkpoint_is_one_audit_problem(registry, owner):
     assert registry.audit().ok
     registry.store.conn.execute("DELETE FROM checkpoints WHERE size = 3")
     assert registry.audit().problems == ("entry 2: no checkpoint ends with this claim intent",)
+
+
+# --- mutation testing, round 2 ---------------------------------------------------------
+
+def _intent(registry, who, **changes):
+    fields = dict(owner=who.public, registration_index=0,
+                  registration_entry=Digest.of(registry.store.entry(0)),
+                  suspect=Digest.of(b"suspect"), counter=registry.claims_made(0), open=4)
+    fields.update(changes)
+    return ClaimIntent(**fields)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ("signature", VerificationError, "signature on the request is invalid"),
+    ("entry", RegistryError, "registration entry digest does not match"),
+    ("owner", RegistryError, "only the registered owner can claim"),
+    ("counter_ahead", RegistryError, "counter must be 1 "),
+    ("counter_behind", RegistryError, "counter must be 1 "),
+    ("too_many", RegistryError, "only 12 of 16 items remain unopened"),
+    ("no_entry", RegistryError, "the log has no entry 3$"),
+])
+def test_announce_claim_refuses_each_broken_rule(registry, owner, change, error, message):
+    """One rule at a time, on a registration (16 items) with one claim (4 items) made:
+    nothing is appended and no item is spent."""
+    _claimed(registry, owner)
+    mallory = Identity.generate("mallory", seed=b"\x66" * 32)
+    signer = owner
+    intent = {
+        "signature": lambda: _intent(registry, owner),
+        "entry": lambda: _intent(registry, owner, registration_entry=Digest.of(b"other")),
+        "owner": lambda: _intent(registry, mallory),
+        "counter_ahead": lambda: _intent(registry, owner, counter=2),
+        "counter_behind": lambda: _intent(registry, owner, counter=0),
+        "too_many": lambda: _intent(registry, owner, open=13),
+        "no_entry": lambda: _intent(registry, owner, registration_index=3),
+    }[change]()
+    if change == "owner":
+        signer = mallory
+    signature = sign_request(intent, signer)
+    if change == "signature":
+        signature = sign_request(_intent(registry, owner, open=5), owner)
+    size, spent = registry.size, registry.store.spent(0)
+    with pytest.raises(error, match=message):
+        registry.announce_claim(intent, signature)
+    assert registry.size == size and registry.store.spent(0) == spent
+    assert registry.audit().ok
+
+
+def test_a_claim_may_open_exactly_the_items_that_remain(registry, owner):
+    _claimed(registry, owner)
+    receipt = registry.announce_claim(intent := _intent(registry, owner, open=12),
+                                      sign_request(intent, owner))
+    assert receipt.entry.spent is not None and len(receipt.entry.spent) == 4
+    assert len(registry.store.spent(0)) == 16 and registry.audit().ok
+
+
+def test_a_clock_set_back_before_the_first_entry_does_not_date_it_before_the_empty_tree(
+        registry, owner, clock):
+    """The floor is the previous checkpoint's time even when no entry came before."""
+    from claimkit.registry.checkpoint import verify_cosignature
+    clock.now -= 3600
+    registry.register(*_signed_registration(owner))
+    times = [verify_cosignature(registry.checkpoint_at(s), registry.time_key) for s in (0, 1)]
+    assert times[1] >= times[0]
+    assert registry.audit().ok
+
+
+def test_receipts_and_proofs_stop_at_the_end_of_the_log(registry, owner):
+    register_many(registry, owner, 3)
+    with pytest.raises(MalformedInputError, match="entry 3 is not under the checkpoint of size 3"):
+        registry.receipt(3, 3)
+    with pytest.raises(MalformedInputError, match="tree size 4 is beyond the log"):
+        registry.root_at(4)
+    with pytest.raises(MalformedInputError, match="tree size 4 is beyond the log"):
+        registry.inclusion_proof(0, 4)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_booleans_are_no_indices(registry, owner, value):
+    register_many(registry, owner, 2)
+    for call in (lambda: registry.entry(value), lambda: registry.checkpoint_at(value),
+                 lambda: registry.claims_made(value), lambda: registry.root_at(value)):
+        with pytest.raises(MalformedInputError, match="expected an integer"):
+            call()
+
+
+def test_latest_checkpoint_must_cover_every_stored_entry(registry, owner):
+    _claimed(registry, owner)
+    with registry.store.transaction():
+        _add_entry_without_checkpoint(registry, owner)
+    with pytest.raises(RegistryError, match="does not cover the 4 stored entries"):
+        registry.latest_checkpoint()
+
+
+def test_audit_reports_time_going_backwards(registry, owner):
+    register_many(registry, owner, 2)
+    entry = registry.entry(1)
+    early = LogEntry(entry.request, entry.signature, 0)
+    registry.store.conn.execute("UPDATE entries SET data = ?, time_ms = 0 WHERE idx = 1",
+                                (early.to_bytes(),))
+    problems = registry.audit().problems
+    assert any("entry 1: time goes backwards" in p for p in problems), problems
+
+
+def _insert_intent(registry, intent, signature, spent=()):
+    """Append a claim intent behind announce_claim's rules, under a checkpoint ending with it."""
+    with registry.store.transaction():
+        size, last_time = registry.store.head()
+        frontier = merkle.Frontier.load(size, registry.store.read_nodes)
+        entry = LogEntry(intent, signature, last_time, spent=spent)
+        nodes = frontier.append(merkle.leaf_hash(entry.to_bytes()))
+        registry.store.append([(size, entry.to_bytes(), intent.kind, intent.registration_index,
+                                last_time)], nodes)
+        registry._sign_checkpoint(size + 1, frontier.root(), last_time)
+
+
+@pytest.mark.parametrize("change, problem", [
+    ("owner", "entry 3: claim by someone other than the owner"),
+    ("counter", "entry 3: counter 5, expected 1"),
+    ("spent", "entry 3: spent items differ from the earlier claims' openings"),
+])
+def test_audit_rechecks_the_rules_of_each_intent(registry, owner, change, problem):
+    """What announce_claim refuses, a log that broke its rules shows in its audit."""
+    _claimed(registry, owner)
+    mallory = Identity.generate("mallory", seed=b"\x66" * 32)
+    signer = mallory if change == "owner" else owner
+    intent = _intent(registry, signer, counter=5 if change == "counter" else 1)
+    spent = () if change == "spent" else registry.store.spent(0)
+    _insert_intent(registry, intent, sign_request(intent, signer), spent)
+    problems = registry.audit().problems
+    assert any(problem in p for p in problems), problems
+
+
+def test_open_refuses_a_log_key_that_is_not_log_vkeys(registry, tmp_path):
+    directory = registry.directory
+    registry.close()
+    Identity.generate("log", seed=b"\x44" * 32).save(directory / "log.key", PASSPHRASE,
+                                                      strength="min", overwrite=True)
+    with pytest.raises(RegistryError, match="log.key does not match log.vkey"):
+        Registry.open(directory, passphrase=PASSPHRASE)
+
+
+def test_open_refuses_a_log_vkey_of_another_origin(registry, tmp_path):
+    other = Registry.init(tmp_path / "other", origin="other.example/claimkit",
+                          passphrase=PASSPHRASE, key_strength="min")
+    other.close()
+    (registry.directory / "log.vkey").write_bytes((tmp_path / "other" / "log.vkey").read_bytes())
+    with pytest.raises(RegistryError, match="log.vkey does not belong to this registry"):
+        Registry.open(registry.directory)
+
+
+def test_the_time_key_is_derived_from_the_log_seed_under_its_own_domain(registry):
+    """One backed-up seed, two keys: the time cosigner never signs with the log's key."""
+    import hashlib
+
+    from claimkit.registry.note import NoteSigner
+    from conftest import LOG_SEED
+    derived = hashlib.sha256(b"claimkit/registry-time-key/v1\n" + LOG_SEED).digest()
+    expected = NoteSigner.cosigner("test.example/claimkit/time", derived).verifier_key
+    assert registry.time_key == expected
+    assert registry.time_key.to_vkey().split("+")[-1] != registry.log_key.to_vkey().split("+")[-1]
+
+
+def test_init_syncs_the_parent_directory_after_the_rename(tmp_path, monkeypatch):
+    import claimkit.registry.log as log_module
+    seen: list[bool] = []
+    real = log_module._fsync_dir
+
+    def fsync_dir(path):
+        seen.append((Path(path) == tmp_path, (tmp_path / "reg" / "registry.db").exists()))
+        real(path)
+
+    monkeypatch.setattr(log_module, "_fsync_dir", fsync_dir)
+    Registry.init(tmp_path / "reg", origin="test.example/claimkit", passphrase=PASSPHRASE,
+                  key_strength="min").close()
+    assert (True, True) in seen
