@@ -319,3 +319,24 @@ def test_a_head_read_before_another_run_cosigned_a_newer_one_is_no_rollback(regi
     cosigned = second.cosign(registry.latest_checkpoint, registry.log_key,
                              registry.consistency_proof)           # reading it itself
     assert cosigned.checkpoint.size == registry.size
+
+
+def test_add_cosignature_refuses_a_cosigned_fork_of_the_stored_checkpoint(registry, owner,
+                                                                         tmp_path, clock):
+    """A witness's valid cosignature on another tree of the same size (the log key signed
+    a fork) is not merged into this log's checkpoint of that size."""
+    from claimkit.errors import RegistryError
+    from conftest import LOG_SEED
+    register_many(registry, owner, 3)
+    fork = Registry.init(tmp_path / "fork", origin=registry.origin, passphrase=PASSPHRASE,
+                         clock=clock, key_strength="min", log_seed=LOG_SEED)
+    register_many(fork, Identity.generate("bob", seed=b"\x12" * 32), 3)
+    witness = Witness(Identity.generate("witness", seed=b"\x44" * 32), tmp_path / "fork.json")
+    cosigned = witness.cosign(fork.latest_checkpoint(), fork.log_key, fork.consistency_proof)
+    fork.close()
+    assert cosigned.checkpoint.size == 3
+    assert cosigned.checkpoint != registry.latest_checkpoint().checkpoint
+    before = registry.store.checkpoint(3)
+    with pytest.raises(RegistryError, match="differs from the stored one"):
+        registry.add_cosignature(cosigned, witness.verifier_key)
+    assert registry.store.checkpoint(3) == before
