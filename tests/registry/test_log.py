@@ -500,3 +500,40 @@ def test_init_syncs_the_parent_directory_after_the_rename(tmp_path, monkeypatch)
     Registry.init(tmp_path / "reg", origin="test.example/claimkit", passphrase=PASSPHRASE,
                   key_strength="min").close()
     assert (True, True) in seen
+
+
+def test_log_entry_invariants(owner):
+    """What a LogEntry refuses however it is made (the registry builds them directly)."""
+    request = Registration(owner.public, "test-lookup", Digest.of(b"x"), 4)
+    signature = sign_request(request, owner)
+    intent = ClaimIntent(owner.public, 0, Digest.of(b"r"), Digest.of(b"s"), 0, 1)
+    for make, message in [
+        (lambda: LogEntry(request, signature[:63], 0), "expected 64 bytes"),
+        (lambda: LogEntry(request, signature + b"\0", 0), "expected 64 bytes"),
+        (lambda: LogEntry(request, signature, -1), "time_ms: out of range"),
+        (lambda: LogEntry(request, signature, 1 << 53), "time_ms: out of range"),
+        (lambda: LogEntry(request, signature, 0, spent=()), "present exactly on claim intents"),
+        (lambda: LogEntry(intent, signature, 0), "present exactly on claim intents"),
+        (lambda: LogEntry(intent, signature, 0, spent=(1, 1)), "strictly increasing"),
+        (lambda: LogEntry(intent, signature, 0, spent=(2, 1)), "strictly increasing"),
+    ]:
+        with pytest.raises(MalformedInputError, match=message):
+            make()
+    LogEntry(request, signature, (1 << 53) - 1)
+    good = LogEntry(intent, signature, 0, spent=(0, 3))
+    bad = good.to_dict() | {"spent": [-1, 3]}
+    with pytest.raises(MalformedInputError, match="spent: expected item indices"):
+        LogEntry.from_dict(bad)
+
+
+def test_request_parsing_refuses_zero_items_and_unknown_members(owner):
+    from claimkit.registry.entries import request_from_dict
+    with pytest.raises(MalformedInputError, match="registration.items"):
+        Registration(owner.public, "test-lookup", Digest.of(b"x"), 0)
+    intent = ClaimIntent(owner.public, 0, Digest.of(b"r"), Digest.of(b"s"), 0, 1).to_dict()
+    assert request_from_dict(intent).to_dict() == intent
+    for bad in ({**intent, "extra": 1},
+                {**intent, "registration": {**intent["registration"], "extra": 1}},
+                {**intent, "owner": {**intent["owner"], "extra": 1}}):
+        with pytest.raises(MalformedInputError, match="unknown field 'extra'"):
+            request_from_dict(bad)

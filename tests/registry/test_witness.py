@@ -340,3 +340,30 @@ def test_add_cosignature_refuses_a_cosigned_fork_of_the_stored_checkpoint(regist
     with pytest.raises(RegistryError, match="differs from the stored one"):
         registry.add_cosignature(cosigned, witness.verifier_key)
     assert registry.store.checkpoint(3) == before
+
+
+def test_growth_from_a_one_entry_tree_is_proved_not_taken_for_empty(registry, owner, witness):
+    """Only the empty tree is a prefix of every tree; a tree of one entry is checked (and
+    consistent with its own growth)."""
+    register_many(registry, owner, 1)
+    witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    witness.cosign(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    register_many(registry, owner, 2)
+    grown = witness.cosign(registry.latest_checkpoint(), registry.log_key,
+                           registry.consistency_proof)
+    assert grown.checkpoint.size == 3
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"type": "claimkit/witness-state/v2", "logs": {}}, "type"),
+    ({"type": "claimkit/witness-state/v1", "logs": {"test.example/claimkit": 5}},
+     "expected a note"),
+    ({"type": "claimkit/witness-state/v1", "logs": {"test.example/claimkit": None}},
+     "expected a note"),
+])
+def test_a_state_file_of_another_type_or_holding_no_note_is_refused(tmp_path, state, message):
+    import json
+    path = tmp_path / "seen.json"
+    path.write_text(json.dumps(state))
+    with pytest.raises(MalformedInputError, match=message):
+        CheckpointTracker(path)
