@@ -524,3 +524,71 @@ def test_computed_statistics_get_1e_9_relative_and_labels_no_tolerance():
     assert not same_evidence(base, {"result": {"p_value": 1e-3 * (1 + 1e-8)}})
     big = 1 << 60                       # one double: equal as floats, not as labels
     assert float(big) == float(big + 1) and not same_answer(big, big + 1)
+
+
+def test_a_registration_receipt_from_another_log_spends_nothing(registry, mk, registration,
+                                                                  owner, tmp_path):
+    """The same entry at the same index in another log (another log key): make_claim
+    checks the receipt under this registry's key before the intent spends any item."""
+    from claimkit.registry.log import Registry
+    from conftest import PASSPHRASE, FakeClock
+    other = Registry.init(tmp_path / "other", origin=registry.origin, passphrase=PASSPHRASE,
+                          clock=FakeClock(), key_strength="min")
+    vk = mk.verification_key
+    request = Registration(owner.public, vk.scheme, vk.digest, vk.items)
+    foreign = other.register(request, sign_request(request, owner))
+    other.close()
+    assert (foreign.index, foreign.entry.to_bytes()) == (registration.index,
+                                                         registration.entry.to_bytes())
+    with pytest.raises(VerificationError):
+        claim(registry, mk, foreign, owner, marked_model(mk))
+    assert registry.claims_made(registration.index) == 0
+    assert registry.store.spent(registration.index) == ()
+
+
+def test_a_verdict_on_a_rejected_claim_says_reject_and_names_the_envelope(registry, mk,
+                                                                           registration, owner):
+    import hashlib
+    import json
+
+    from claimkit.wire import canonical_json
+    arbiter = Identity.generate("arbiter", seed=b"\x22" * 32)
+    bundle = claim(registry, mk, registration, owner, LookupModel({}, default=3))
+    report = verify_claim(bundle, log_key=registry.log_key)
+    assert not report.accepted
+    for verdict_report in (report, None):
+        predicate = json.loads(make_verdict(bundle, verdict_report, arbiter).payload)["predicate"]
+        assert predicate["decision"] == "reject"
+    predicate = json.loads(make_verdict(bundle, report, arbiter).payload)["predicate"]
+    envelope = hashlib.sha256(canonical_json(bundle.envelope.to_dict())).hexdigest()
+    assert predicate["bundle"] == {"sha256": envelope}
+    competition = {"bundles": [predicate["bundle"]], "earliest": None}
+    predicate = json.loads(make_verdict(bundle, report, arbiter, competition=competition,
+                                        checked_with={"log": "k"}).payload)["predicate"]
+    assert predicate["competition"] == competition and predicate["checked_with"] == {"log": "k"}
+
+
+def test_ranking_counts_accepted_claims_only_on_one_suspect_by_time_across_logs(
+        registry, mk, registration, owner):
+    from dataclasses import replace
+
+    from claimkit.claim.compete import rank_claims
+    from claimkit.wire import Digest
+    report = verify_claim(claim(registry, mk, registration, owner, marked_model(mk)),
+                          log_key=registry.log_key)
+    assert report.accepted
+    rejected_earlier = replace(report, accepted=False, registration_index=0)
+    later = replace(report, registration_index=7)
+    assert rank_claims([rejected_earlier, later]) == [later]
+    elsewhere = replace(report, suspect=Digest.of(b"another model"))
+    with pytest.raises(MalformedInputError, match="same suspect"):
+        rank_claims([report, elsewhere])
+    assert rank_claims([report, replace(elsewhere, accepted=False)]) == [report]
+    # Two logs: the earlier registration time wins, whatever the origin names.
+    first = replace(report, origin="z.example/log", log_key="z", registration_time_ms=1_000)
+    second = replace(report, origin="a.example/log", log_key="a", registration_time_ms=2_000)
+    assert rank_claims([second, first]) == [first, second]
+    # One origin name, two log keys: by time, not by index.
+    mine = replace(report, log_key="mine", registration_index=3, registration_time_ms=1_000)
+    theirs = replace(report, log_key="theirs", registration_index=0, registration_time_ms=2_000)
+    assert rank_claims([theirs, mine]) == [mine, theirs]

@@ -421,3 +421,44 @@ def test_a_draw_in_another_registry_is_refused_before_the_intent(claim_setup, tm
     with pytest.raises(VerificationError, match="origin"):
         claim(mk, registration)
     assert registry.size == size and registry.claims_made(registration.index) == 0
+
+
+def test_a_draw_in_a_fork_of_this_log_is_refused_before_the_intent(claim_setup, tmp_path):
+    """Drawn in a fork (same origin, same log key, another history), registered here: the
+    draw verifies under the log key, but its tree head is not this registry's, so
+    make_claim refuses before the intent spends any item."""
+    registry, owner, _, claim = claim_setup
+    fork = Registry.init(tmp_path / "fork", origin=registry.origin, passphrase=PASSPHRASE,
+                         clock=FakeClock(), key_strength="min", log_seed=LOG_SEED)
+    register(fork, drawn_key({**PARAMS, "tau": 0.05}), owner)
+    mk, receipt = draw(fork, drawn_key({**PARAMS, "tau": 0.2}), owner)
+    fork.close()
+    assert receipt.checkpoint.size <= registry.size
+    assert registry.root_at(receipt.checkpoint.size) != receipt.checkpoint.root_hash
+    registration = register(registry, mk, owner)
+    size = registry.size
+    with pytest.raises(MalformedInputError, match="not in this registry's history"):
+        claim(mk, registration)
+    assert registry.size == size and registry.claims_made(registration.index) == 0
+
+
+def test_a_draw_receipt_given_as_the_registration_is_refused_before_the_intent(claim_setup):
+    """A trigger draw names the key's digest too; make_claim wants a registration."""
+    from claimkit.registry.receipt import Receipt
+    registry, _, mk, claim = claim_setup
+    receipt = Receipt.from_dict(mk.secret["draw"])
+    size = registry.size
+    with pytest.raises(MalformedInputError, match="the receipt is not for a registration"):
+        claim(mk, receipt)
+    assert registry.size == size
+
+
+def test_a_drawn_key_without_its_trigger_secret_is_refused_before_the_intent(claim_setup):
+    registry, _, mk, claim = claim_setup
+    registration = registry.receipt(1)
+    keyless = MarkingKey(mk.scheme, mk.params, mk.items,
+                         {k: v for k, v in mk.secret.items() if k != "trigger_secret"})
+    size = registry.size
+    with pytest.raises(MalformedInputError, match="not been drawn yet"):
+        claim(keyless, registration)
+    assert registry.size == size
