@@ -1456,3 +1456,88 @@ def test_a_suspect_answering_nan_is_an_oracle_error(digits):
 
     with pytest.raises(OracleError, match="NaN or infinite"):
         get_backend("ubw-c").answerer(NaNOnFresh(), vk)(queries)
+
+
+def test_a_release_file_with_an_extra_array_is_refused(tmp_path):
+    """The four arrays and nothing else: a file carrying more (under a matching hash) is
+    not the release the manifest describes."""
+    from safetensors.numpy import save
+
+    data = tiny_release(tmp_path)
+    arrays = {name: getattr(data, name) for name in ("x_train", "y_train", "x_test", "y_test")}
+    arrays["x_extra"] = data.x_train
+    blob = save(arrays, metadata={"claimkit.type": "claimkit/dataset/v1"})
+    (tmp_path / DATA_FILE).write_bytes(blob)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["file"]["sha256"] = hashlib.sha256(blob).hexdigest()
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(MalformedInputError, match="expected exactly the arrays"):
+        load_release(tmp_path)
+
+
+def test_a_release_is_loaded_for_a_key_only_if_it_names_that_key(tmp_path):
+    data = tiny_release(tmp_path)
+    assert load_release(tmp_path, marked_with=Digest(b"\x01" * 32)).data_digest == data.digest
+    with pytest.raises(MalformedInputError, match="was marked with the key whose"):
+        load_release(tmp_path, marked_with=Digest(b"\x02" * 32))
+
+
+def _rewrite_data(folder: Path, arrays: dict) -> None:
+    """Replace the data file and update the file's SHA-256 in the manifest (which the
+    release digest does not cover): what someone editing the data set would do."""
+    from safetensors.numpy import save
+    blob = save(arrays, metadata={"claimkit.type": "claimkit/dataset/v1"})
+    (folder / DATA_FILE).write_bytes(blob)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["file"]["sha256"] = hashlib.sha256(blob).hexdigest()
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_edited_data_under_an_updated_file_hash_is_refused(tmp_path):
+    """The file's SHA-256 is not bound; the release digest binds the arrays themselves."""
+    data = tiny_release(tmp_path)
+    arrays = {name: getattr(data, name).copy() for name in ("x_train", "y_train", "x_test", "y_test")}
+    arrays["x_train"][0, 0, 0, 0] ^= 1                     # one pixel of one training image
+    _rewrite_data(tmp_path, arrays)
+    with pytest.raises(MalformedInputError, match="release digest differs"):
+        load_release(tmp_path)
+
+
+def test_arrays_of_another_shape_with_the_same_bytes_are_refused(tmp_path):
+    data = tiny_release(tmp_path)
+    arrays = {name: getattr(data, name) for name in ("x_train", "y_train", "x_test", "y_test")}
+    arrays["x_train"] = data.x_train.reshape(6, 1, 2, 8)
+    _rewrite_data(tmp_path, arrays)
+    with pytest.raises(MalformedInputError, match=r"x_train is U8 \[6, 1, 2, 8\], the manifest says"):
+        load_release(tmp_path)
+
+
+def test_the_release_digest_is_its_definition(tmp_path):
+    data = tiny_release(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    bound = canonical_json({k: v for k, v in manifest.items() if k not in ("file", "digest")})
+    expected = hashlib.sha256(b"claimkit/release/v1\n" + bound + b"\n" + data.digest.value).hexdigest()
+    assert load_release(tmp_path).digest.hex == expected == manifest["digest"]["sha256"]
+
+
+def test_a_data_file_far_larger_than_its_arrays_is_refused_before_it_is_read(tmp_path):
+    tiny_release(tmp_path)
+    with open(tmp_path / DATA_FILE, "ab") as f:
+        f.write(b"\0" * (2 << 20))
+    with pytest.raises(MalformedInputError, match="larger than"):
+        load_release(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["file"].update(extra=1), "unknown field 'extra'"),
+    (lambda m: m["file"].update(sha256="Z" * 64), "file.sha256: expected 64 lowercase hex"),
+    (lambda m: m["file"].update(sha256=m["file"]["sha256"].upper()),
+     "file.sha256: expected 64 lowercase hex"),
+])
+def test_the_manifests_file_member_is_checked(tmp_path, change, message):
+    tiny_release(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    change(manifest)
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(MalformedInputError, match=message):
+        load_release(tmp_path)

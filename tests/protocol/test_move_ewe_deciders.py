@@ -153,6 +153,7 @@ def test_white_box_answers_are_gradient_sign_features():
     ([[0.1] * K] * (2 * A - 1), "expected 10 probability vectors"),
     ([[0.1] * (K + 1)] * (2 * A), "expected 10 probabilities"),
     ([[0.1] * (K - 1) + [1.5]] * (2 * A), r"in \[0, 1\]"),
+    ([[0.1] * (K - 1) + [-0.5]] * (2 * A), r"in \[0, 1\]"),
     ([[0.1] * (K - 1) + ["0.1"]] * (2 * A), r"in \[0, 1\]"),
     ([[0.1] * (K - 1) + [True]] * (2 * A), r"in \[0, 1\]"),
     ([[0.1] * (K - 1) + [10**400]] * (2 * A), r"in \[0, 1\]"),   # no float: no OverflowError
@@ -167,7 +168,7 @@ def test_malformed_black_box_answers_are_refused(answer, message):
 def test_malformed_white_box_answers_are_refused():
     mk = move_key(mode="white-box", m=10)
     good = [[0.0] * 12] * 11
-    for bad in ([0.0] * 11, [2.0] + [0.0] * 11, ["x"] * 12, 0.5, [-10**400] + [0.0] * 11):
+    for bad in ([0.0] * 11, [2.0] + [0.0] * 11, [-1.5] + [0.0] * 11, ["x"] * 12, 0.5, [-10**400] + [0.0] * 11):
         with pytest.raises(MalformedInputError, match="gradient-sign"):
             decide(mk, good + [bad])
 
@@ -407,3 +408,21 @@ def test_trigger_set_answers_must_be_class_indices():
 def test_trigger_set_level_is_at_most_one_half(alpha, ok):
     """A key at alpha near 1 would be accepted on almost any answers: the level is capped."""
     check_params_refuses(trigger_set_key(6, [0, 1, 2, 3], alpha=alpha), ok, "alpha")
+
+
+def test_ewe_counts_only_the_target_class_as_a_success():
+    """Every other class, class 0 included, is a failure: all-zero answers prove nothing."""
+    ev = decide(ewe_key(), [0] * 50)
+    assert ev.details["successes"] == 0 and not ev.accepted
+    ev = decide(ewe_key(), [7] * 12 + [0] * 38)
+    assert ev.details["successes"] == 12
+
+
+@pytest.mark.parametrize("reference", [-0.5, 1.5])
+def test_a_reference_score_outside_0_1_is_refused(reference):
+    """A committed reference below 0 would let any suspect's scores clear the margin."""
+    params = move_key().params
+    item = {"image": IMAGE, "source": IMAGE, "reference": reference}
+    mk = MarkingKey.create("move", params, [item] * 30, rng=seeded(2))
+    with pytest.raises(MalformedInputError, match="reference"):
+        decider_for("move").queries(mk.verification_key, mk.open([0]))

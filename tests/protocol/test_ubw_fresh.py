@@ -152,6 +152,8 @@ def outside(value: dict) -> int:
      "differs from the first"),
     (lambda v: v.update(place=[H - 1, 0]), "not inside"),
     (lambda v: v.update(place=[0, -1]), "not inside"),
+    (lambda v: v.update(place=[0, W - SIDE + 1]), "not inside"),
+    (lambda v: v.update(place=[H - SIDE + 1, 0]), "not inside"),
     (lambda v: v.update(place=[0]), "expected \\[row, column\\]"),
     (lambda v: v.pop("place"), "missing"),
 ])
@@ -420,3 +422,21 @@ def test_field_keys_items_queries_and_answers_match_the_schema():
         valid(query, "query")
     with pytest.raises(jsonschema.ValidationError):
         valid({**mk.open([0])[0].value, "triggered": KEY_FIELD}, "item")
+
+
+def test_queries_need_a_32_byte_challenge_and_name_the_keys_k():
+    """The seed of the fresh squares is the claim's 32-byte challenge, and an answerer
+    reads K from the key: queries naming another K are refused, not answered."""
+    from claimkit.protocol.ubw_decider import read_queries
+    mk = fresh_key()
+    decider = decider_for("ubw-c")
+    for bad in (SEED[:31], SEED + b"\0", b""):
+        with pytest.raises(MalformedInputError, match="32-byte challenge seed"):
+            decider.queries(mk.verification_key, mk.open(range(2)), challenge=bad)
+    queries = decider.queries(mk.verification_key, mk.open(range(2)), challenge=SEED)
+    _, seed, k = read_queries(queries, mk.verification_key)
+    assert (seed, k) == (SEED, K)
+    for count in (K - 1, K + 1):
+        bad = [{**q, "fresh": {**q["fresh"], "count": count}} for q in queries]
+        with pytest.raises(MalformedInputError, match=f"the key has {K} fresh triggers"):
+            read_queries(bad, mk.verification_key)
