@@ -329,9 +329,9 @@ def test_one_damaged_intent_checkpoint_is_one_audit_problem(registry, owner):
 # --- mutation testing, round 2 ---------------------------------------------------------
 
 def _intent(registry, who, **changes):
-    fields = dict(owner=who.public, registration_index=0,
-                  registration_entry=Digest.of(registry.store.entry(0)),
-                  suspect=Digest.of(b"suspect"), counter=registry.claims_made(0), open=4)
+    fields = {"owner": who.public, "registration_index": 0,
+              "registration_entry": Digest.of(registry.store.entry(0)),
+              "suspect": Digest.of(b"suspect"), "counter": registry.claims_made(0), "open": 4}
     fields.update(changes)
     return ClaimIntent(**fields)
 
