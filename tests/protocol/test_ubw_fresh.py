@@ -440,3 +440,13 @@ def test_queries_need_a_32_byte_challenge_and_name_the_keys_k():
         bad = [{**q, "fresh": {**q["fresh"], "count": count}} for q in queries]
         with pytest.raises(MalformedInputError, match=f"the key has {K} fresh triggers"):
             read_queries(bad, mk.verification_key)
+
+
+@pytest.mark.parametrize("seed", [SEED.hex().upper(), "g" * 64, SEED.hex()[:63] + " "])
+def test_the_fresh_seed_of_a_query_is_64_lowercase_hex_digits(seed):
+    from claimkit.protocol.ubw_decider import read_queries
+    mk = fresh_key()
+    queries = decider_for("ubw-c").queries(mk.verification_key, mk.open(range(2)), challenge=SEED)
+    bad = [{**q, "fresh": {**q["fresh"], "seed": seed}} for q in queries]
+    with pytest.raises(MalformedInputError, match="64 lowercase hex digits"):
+        read_queries(bad, mk.verification_key)

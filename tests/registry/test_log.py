@@ -537,3 +537,16 @@ def test_request_parsing_refuses_zero_items_and_unknown_members(owner):
                 {**intent, "owner": {**intent["owner"], "extra": 1}}):
         with pytest.raises(MalformedInputError, match="unknown field 'extra'"):
             request_from_dict(bad)
+
+
+def test_the_next_claim_is_refused_when_the_index_counts_an_intent_twice(registry, owner):
+    """A copy of the last intent's row (at a negative index) makes the index count two
+    claims whose last has counter 0: the log cannot back that count, so nothing is signed."""
+    _claimed(registry, owner)
+    registry.store.conn.execute(
+        "INSERT INTO entries SELECT -1, data, kind, ref, time_ms FROM entries WHERE idx = 2")
+    size = registry.size
+    intent = _intent(registry, owner)
+    with pytest.raises(RegistryError, match="cannot be read back"):
+        registry.announce_claim(intent, sign_request(intent, owner))
+    assert registry.size == size

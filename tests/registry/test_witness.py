@@ -367,3 +367,18 @@ def test_a_state_file_of_another_type_or_holding_no_note_is_refused(tmp_path, st
     path.write_text(json.dumps(state))
     with pytest.raises(MalformedInputError, match=message):
         CheckpointTracker(path)
+
+
+def test_a_symlinked_lock_file_is_not_followed(registry, owner, tmp_path):
+    """The lock is opened with O_NOFOLLOW: a link planted at STATE.lock creates nothing
+    where it points."""
+    import os
+    state = tmp_path / "state" / "seen.json"
+    state.parent.mkdir()
+    target = tmp_path / "elsewhere"
+    os.symlink(target, f"{state}.lock")
+    tracker = CheckpointTracker(state)
+    register_many(registry, owner, 1)
+    with pytest.raises(OSError):
+        tracker.observe(registry.latest_checkpoint(), registry.log_key, registry.consistency_proof)
+    assert not target.exists() and not state.exists()
