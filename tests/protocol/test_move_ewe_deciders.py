@@ -426,3 +426,12 @@ def test_a_reference_score_outside_0_1_is_refused(reference):
     mk = MarkingKey.create("move", params, [item] * 30, rng=seeded(2))
     with pytest.raises(MalformedInputError, match="reference"):
         decider_for("move").queries(mk.verification_key, mk.open([0]))
+
+
+@pytest.mark.parametrize("make", [lambda: move_key(trigger_commitment="ab" * 32),
+                                  lambda: ewe_key(trigger_commitment="ab" * 32)])
+def test_move_and_ewe_keys_that_name_a_trigger_commitment_are_refused(make):
+    """Said as such (these schemes never draw a trigger), not as an unknown field."""
+    mk = make()
+    with pytest.raises(MalformedInputError, match="do not draw their trigger from the log"):
+        decider_for(mk.scheme).check_params(mk.verification_key)
