@@ -78,18 +78,12 @@ def test_the_victim_and_a_distilled_copy_are_claimed_and_accepted(owner):
                owner / "distilled.safetensors", {"epochs": "6"}, device="cpu", seed=7)
     code, output = claim_and_verify(owner, owner / "distilled.safetensors", "distilled")
     assert code == 0, output
-
-
-def test_verify_says_an_ewe_claim_shows_a_mark_of_its_kind_not_whose(owner):
-    """docs/results.md, "Other owners' keys against marked models": every EWE key of a
-    class pair accuses models marked with another."""
-    for name in ("kind", "kind2"):
-        code, output = claim_and_verify(owner, owner / "released.safetensors", name)
-        assert code == 0, output
-    result = run("verify", owner / "kind.bundle.json", owner / "kind2.bundle.json",
+    # docs/results.md, "Other owners' keys against marked models": every EWE key of a
+    # class pair accuses models marked with another, so verify says what a claim shows
+    result = run("verify", owner / "victim.bundle.json", owner / "distilled.bundle.json",
                  "--registry-key", owner / "reg" / "log.vkey")
     assert result.exit_code == 0 and result.output.count("a mark of the key's kind, not whose") == 2
-    assert "ewe claims do not name their owner, so this does not settle them" in result.output
+    assert result.output.count("ewe claims do not name their owner, so this does not settle") == 2
 
 
 def test_independent_models_are_rejected_on_every_item(owner, tmp_path_factory):
