@@ -75,8 +75,9 @@ import numpy as np
 from ..errors import MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
 from ..protocol.move_ewe_deciders import AUGMENTATIONS, MOVE_MODES, blackbox_features
+from ..protocol.scheme import read_shape
 from ..protocol.stats import min_pairs
-from ..wire import b64decode, b64encode
+from ..wire import Fields, b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = ["BACKEND", "SCHEME", "MoveParams", "keygen", "marked_dataset"]
@@ -169,11 +170,7 @@ def _decode(values: Sequence[Any], shape: tuple[int, int, int], where: str) -> n
 
 
 def _shape(vk: VerificationKey) -> tuple[int, int, int]:
-    shape = vk.params.get("input_shape")
-    if not (isinstance(shape, list) and len(shape) == 3
-            and all(isinstance(d, int) and 0 < d <= 4096 for d in shape)):
-        raise MalformedInputError("verification key: input_shape must be [C, H, W]")
-    return tuple(shape)  # type: ignore[return-value]
+    return read_shape(Fields(vk.params, "verification_key.params"))
 
 
 def _features(mode: str, model: Any, transformed: np.ndarray, source: np.ndarray,

@@ -41,7 +41,8 @@ import numpy as np
 
 from ..errors import DataMissingError, MalformedInputError
 from ..protocol.keys import MarkingKey, VerificationKey
-from ..wire import b64decode, b64encode
+from ..protocol.scheme import read_shape
+from ..wire import Fields, b64decode, b64encode
 from .base import MarkOptions, Oracle, data_fields, parse_params
 
 __all__ = [
@@ -142,18 +143,10 @@ def keygen(params: TriggerSetParams, *, rng: Callable[[int], bytes] = os.urandom
                              secret={"seed": b64encode(seed)})
 
 
-def _shape(vk_params: dict[str, Any]) -> tuple[int, int, int]:
-    shape = vk_params.get("input_shape")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 4096 for d in shape)):
-        raise MalformedInputError("verification key: input_shape must be [C, H, W]")
-    return tuple(shape)  # type: ignore[return-value]
-
-
 def decode_queries(queries: Sequence[Any], vk: VerificationKey) -> np.ndarray:
     """Opened trigger images (strict, canonical base64 of uint8 C×H×W, as everywhere on the
     wire) → an (N, C, H, W) uint8 array; anything else is a :class:`MalformedInputError`."""
-    shape = _shape(vk.params)
+    shape = read_shape(Fields(vk.params, "verification_key.params"))
     if isinstance(queries, (str, bytes, dict)) or not isinstance(queries, Sequence):
         raise MalformedInputError("queries: expected a list of base64 images")
     size = shape[0] * shape[1] * shape[2]
