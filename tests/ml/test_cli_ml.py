@@ -71,3 +71,18 @@ def test_marking_with_a_key_for_other_data_is_refused(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["mark", "keys", "--data", "digits", "--out", "m.safetensors"],
                                 env={"CLAIMKIT_PASSPHRASE": "wrong"})
     assert result.exit_code == 2 and "wrong passphrase" in result.output
+
+
+def test_an_unknown_param_lists_the_schemes_settable_ones_and_writes_nothing(tmp_path):
+    """keygen's --help promises it: the list is how an owner finds a scheme's parameters."""
+    expect = {"trigger-set": {"items", "alpha", "epsilon"}, "ubw-p": {"gamma", "decoys", "labels"},
+              "ubw-c": {"steps", "fresh", "draw"}, "move": {"mode", "stylizer"},
+              "ewe": {"source", "target", "fpr"}}
+    for scheme, some in expect.items():
+        result = run("keygen", "--scheme", scheme, "--data", "digits", "-p", "nope=1",
+                     "--out", tmp_path / scheme)
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        listed = set(result.output.split("settable: ")[1].rstrip(")\n").split(", "))
+        assert some <= listed, (scheme, listed)
+        assert not listed & {"num_classes", "input_shape", "data", "data_digest"}, scheme
+        assert not (tmp_path / scheme).exists()
