@@ -14,6 +14,7 @@ import base64
 import importlib.util
 import json
 import random
+import struct
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -339,6 +340,128 @@ def test_claimkit_refuses_malformed_trigger_set_items(registry, owner, what):
     with pytest.raises(MalformedInputError):
         verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key)
 
+
+# -- MOVE and EWE (move.md, ewe.md): keys made from the spec's tables ---------------------
+AUGMENTATIONS = ["identity", "hflip", "shift-down-right", "shift-right", "shift-down"]
+K = 4                       # MOVE and EWE keys' classes: black-box F = 5·K = 20
+
+
+def meta_classifier(inputs: int, hidden: int = 2) -> dict[str, Any]:
+    """move.md's C with H = 2: hidden unit 0 fires on a negative first feature, unit 1 on a
+    positive one, logit 8·h1 − 8·h0 − 2 (no change scores σ(−2) ≈ 0.12, a rise near 1)."""
+    w1 = [[0.0] * inputs for _ in range(hidden)]
+    w1[0][0], w1[1][0] = -1.0, 1.0
+    values = [x for row in w1 for x in row] + [0.0] * hidden + [-8.0, 8.0] + [0.0] * (hidden - 2) + [-2.0]
+    return {"inputs": inputs, "hidden": hidden,
+            "weights": b64encode(struct.pack(f"<{len(values)}f", *values))}
+
+
+def move_params(mode: str, **change: Any) -> dict[str, Any]:
+    params = {"mode": mode, "num_classes": K, "input_shape": SHAPE, "data": "toy",
+              "data_digest": "00" * 32, "alpha": 0.01, "tau": 0.2, "min_queries": 10,
+              "style_commitment": {"sha256": "11" * 32}}
+    if mode == "black-box":
+        params.update(features="probability-difference/v1", augmentations=AUGMENTATIONS,
+                      meta_classifier=meta_classifier(5 * K))
+    else:
+        params.update(features="gradient-sign/v1", arch="toy-cnn", feature_size=12,
+                      meta_classifier=meta_classifier(12))
+    params.update(change)
+    return {k: v for k, v in params.items() if v is not None}        # None: drop the member
+
+
+def move_key(mode: str = "black-box", items: int = 40, references: Callable | None = None,
+             **change: Any) -> MarkingKey:
+    rnd = random.Random(11)
+    refs = references or (lambda i: 0.05 + 0.01 * (i % 5))
+    values = []
+    for i in range(items):
+        value = {"image": b64encode(rnd.randbytes(6))}
+        value.update({"source": b64encode(rnd.randbytes(6))} if mode == "black-box"
+                     else {"label": rnd.randrange(K)})
+        values.append({**value, "reference": refs(i)})
+    return MarkingKey.create("move", move_params(mode, **change), values,
+                             rng=lambda n: rnd.randbytes(n))
+
+
+def move_answers(mode: str, rises: list[float]) -> list[Any]:
+    """Answers whose first feature is each rise: black-box, 10 probability vectors whose
+    class-0 difference (x′ minus x) under the identity is the rise; white-box, 12 numbers."""
+    if mode == "white-box":
+        return [[r] + [0.5, -0.5, 1, -1, 0] + [0.0] * 6 for r in rises]
+    base = [0.4] + [0.6 / (K - 1)] * (K - 1)
+    out = []
+    for r in rises:
+        moved = [0.4 + r] + [(0.6 - r) / (K - 1)] * (K - 1)
+        out.append([moved] + [base] * 4 + [base] * 5)
+    return out
+
+
+def rising(mean: float, seed: int = 3) -> Callable[[list[Any]], list[Any]]:
+    def ask(queries: list[Any]) -> list[float]:
+        rnd = random.Random(seed)
+        return [mean + rnd.uniform(-0.05, 0.05) for _ in queries]
+    return ask
+
+
+MOVE_CASES = {       # name → (rises of the suspect's answers, whether the claim is accepted)
+    "stolen": (rising(0.5), True),
+    "independent": (rising(-0.2), False),
+    "slightly above": (rising(0.05), False),
+    "bound": (lambda q: [0.5] * len(q), True),          # constant d_i: the bound, df null
+}
+
+
+def ewe_params(**change: Any) -> dict[str, Any]:
+    params = {"num_classes": K, "input_shape": SHAPE, "data": "toy", "data_digest": "00" * 32,
+              "source": 1, "target": 2, "alpha": 0.01, "fpr": 0.15,
+              "reference_false_rate": 0.02, "min_queries": 10}
+    params.update(change)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def ewe_key(items: int = 120, **change: Any) -> MarkingKey:
+    rnd = random.Random(13)
+    values = [{"image": b64encode(rnd.randbytes(6))} for _ in range(items)]
+    return MarkingKey.create("ewe", ewe_params(**change), values, rng=lambda n: rnd.randbytes(n))
+
+
+def ewe_ask(hits: float, seed: int = 4) -> Callable[[list[Any]], list[int]]:
+    def ask(queries: list[Any]) -> list[int]:
+        rnd = random.Random(seed)
+        return [2 if rnd.random() < hits else rnd.choice([0, 1, 3]) for _ in queries]
+    return ask
+
+
+@pytest.mark.parametrize("mode", ["black-box", "white-box"])
+def test_move_bundles_pass_every_check(registry, owner, log_line, mode):
+    mk = move_key(mode, 12 * len(MOVE_CASES), references=lambda i: 0.05 + 0.01 * (i % 5))
+    bound = move_key(mode, 12, references=lambda i: 0.05)     # constant μ_B: d_i can be equal
+    for key in (mk, bound):
+        receipt = register(registry, owner, key)
+        for name, (rises, expected) in MOVE_CASES.items():
+            if (key is bound) != (name == "bound"):
+                continue
+            bundle = make_claim(registry, key, receipt, Digest.of(name.encode()),
+                                ask=lambda q: move_answers(mode, rises(q)), identity=owner, k=12)
+            assert claimkit_accepts(bundle, registry) is expected, name
+            assert_all_pass(spec_verify(bundle, log_line), expected)
+            df = json.loads(base64.b64decode(json.loads(bundle.to_json())["payload"]))[
+                "predicate"]["evidence"]["result"]["df"]
+            assert (df is None) is (name == "bound"), name
+
+
+@pytest.mark.parametrize("variant", ["fpr", "no fpr"])
+def test_ewe_bundles_pass_every_check(registry, owner, log_line, variant):
+    # fpr = 0.15 is its double's binary value; absent, exactly 1/K (ewe.md *Decision*)
+    mk = ewe_key(**({"fpr": None} if variant == "no fpr" else {}))
+    receipt = register(registry, owner, mk)
+    for name, hits, expected in [("stolen", 0.9, True), ("half", 0.5, True),
+                                 ("independent", 0.1, False), ("never", 0.0, False)]:
+        bundle = make_claim(registry, mk, receipt, Digest.of(name.encode()), ask=ewe_ask(hits),
+                            identity=owner, k=30)
+        assert claimkit_accepts(bundle, registry) is expected, name
+        assert_all_pass(spec_verify(bundle, log_line), expected)
 
 # -- The spec verifier's statistics -------------------------------------------------------
 def test_the_student_t_tail_and_the_binomial_tail_match_scipy():

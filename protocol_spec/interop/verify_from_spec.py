@@ -69,7 +69,8 @@ FLOAT_TOLERANCE = 1e-9          # bundle.md step 8
 # bundle.md step 8: the evidence members computed in floating point.
 COMPUTED = frozenset({"statistic", "p_value", "p_t", "p_bound", "p_prop1", "mean_difference",
                       "sd_difference", "rate", "success_rate", "delta_p", "delta_mu",
-                      "mean_score", "mean_reference"})
+                      "mean_score", "mean_reference", "computed observations"})
+COMPUTED_LIST = "computed observations"    # step 8: "observations computed from the answers"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"           # bundle.md *Bundle*
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 CLAIM_PREDICATE = "https://claimkit.dev/claim/v1"
@@ -634,6 +635,39 @@ def trigger_set(vk: dict[str, Any], openings: list[dict[str, Any]], answers: lis
     return queries, ev
 
 
+# -- ubw.md *Decision*: the paired t-test with margin (also MOVE's, move.md *Decision*) --
+def paired_t_margin(pairs: list[Any], tau: float) -> tuple[float, int | None, float, dict[str, Any]]:
+    """ubw.md *Decision* on pairs (x_i, y_i) of numbers in [0, 1], d_i = x_i − y_i − τ:
+    exact rationals of the doubles, then t and p_bound → (statistic, df, p, params)."""
+    n = len(pairs)
+    tau_q = Fraction(tau)
+    diffs = [Fraction(x) - Fraction(y) for x, y in pairs]
+    d = [x - tau_q for x in diffs]
+    mean_diff = sum(diffs, Fraction(0)) / n
+    mean_d = mean_diff - tau_q
+    ss = sum(((x - mean_d) ** 2 for x in d), Fraction(0))
+    sd = sqrt_fraction(ss / (n - 1))
+    bound = Fraction(1)
+    for x in diffs:
+        if 1 + x == 0:
+            bound = Fraction(1)
+            break
+        bound *= (1 + tau_q) / (1 + x)
+    p_bound = float(min(Fraction(1), bound))
+    params: dict[str, Any] = {"tau": tau, "m": n, "mean_difference": float(mean_diff),
+                              "sd_difference": sd, "p_bound": p_bound}
+    if ss == 0:                                      # every d_i equal: the bound alone
+        params["method"] = "bound"
+        return float(d[0]), None, p_bound, params
+    t2 = mean_d * mean_d * n * (n - 1) / ss          # t² = mean(d)² n (n−1) / Σ(d − mean)²
+    biggest = sys.float_info.max
+    t = biggest if t2 > Fraction(biggest) ** 2 else sqrt_fraction(t2)
+    t = math.copysign(t, mean_d) if mean_d else 0.0
+    p_t = t_sf(t, n - 1)
+    params.update(method="t", p_t=p_t)
+    return t, n - 1, max(p_t, p_bound), params
+
+
 # -- ubw-p (and ubw-c without fresh triggers): ubw.md ------------------------------------
 def ubw(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
         ) -> tuple[list[Any], dict[str, Any]]:
@@ -669,36 +703,188 @@ def ubw(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
     n = len(answers)
     if n < 2:
         raise Malformed("ubw: at least 2 opened items")
-    # *Decision*: exact rationals of the doubles, then t and p_bound.
-    tau_q = Fraction(tau)
-    diffs = [Fraction(b) - Fraction(q) for b, q in answers]
-    d = [x - tau_q for x in diffs]
-    mean_diff = sum(diffs, Fraction(0)) / n
-    mean_d = mean_diff - tau_q
-    ss = sum(((x - mean_d) ** 2 for x in d), Fraction(0))
-    sd = sqrt_fraction(ss / (n - 1))
-    bound = Fraction(1)
-    for x in diffs:
-        if 1 + x == 0:
-            bound = Fraction(1)
-            break
-        bound *= (1 + tau_q) / (1 + x)
-    p_bound = float(min(Fraction(1), bound))
-    params: dict[str, Any] = {"tau": tau, "m": n, "mean_difference": float(mean_diff),
-                              "sd_difference": sd, "p_bound": p_bound}
-    if ss == 0:                                      # every d_i equal: the bound alone
-        statistic, df, p_value = float(d[0]), None, p_bound
-        params["method"] = "bound"
-    else:
-        t2 = mean_d * mean_d * n * (n - 1) / ss      # t² = mean(d)² n (n−1) / Σ(d − mean)²
-        biggest = sys.float_info.max
-        t = biggest if t2 > Fraction(biggest) ** 2 else sqrt_fraction(t2)
-        t = math.copysign(t, mean_d) if mean_d else 0.0
-        p_t = t_sf(t, n - 1)
-        statistic, df, p_value = t, n - 1, max(p_t, p_bound)
-        params.update(method="t", p_t=p_t)
+    statistic, df, p_value, params = paired_t_margin(answers, tau)
+    mean_diff = params["mean_difference"]
     ev = evidence(scheme, answers, "paired-t-margin", statistic, df, p_value, alpha, params,
-                  {"pairs": n, "tau": tau, "delta_p": float(mean_diff)})
+                  {"pairs": n, "tau": tau, "delta_p": mean_diff})
+    return queries, ev
+
+
+# -- move: move.md ------------------------------------------------------------------------
+MOVE_AUGMENTATIONS = ("identity", "hflip", "shift-down-right", "shift-right", "shift-down")
+MOVE_MODES = MappingProxyType({    # mode → (features, the mode's own members)
+    "black-box": ("probability-difference/v1", {"augmentations"}),
+    "white-box": ("gradient-sign/v1", {"arch", "feature_size"})})
+
+
+def int_param(params: dict[str, Any], name: str, lo: int, hi: int | None = None) -> int:
+    """An integer member of ``params`` in [lo, hi]."""
+    v = params.get(name)
+    if not is_int(v) or v < lo or (hi is not None and v > hi):
+        raise Malformed(f"verification_key.params.{name}: {v!r} outside the spec's range")
+    return v
+
+
+def meta_classifier(obj: Any, inputs: int) -> tuple[int, int, list[float]]:
+    """move.md *Verification key*: {"inputs": F, "hidden": H, "weights"}, F in [1, 65536]
+    and equal to ``inputs``, H in [1, 1024], weights 4·(H·F + 2H + 1) bytes of finite
+    little-endian float32 → (F, H, the values as binary64)."""
+    what = "verification_key.params.meta_classifier"
+    members(obj, what, {"inputs", "hidden", "weights"})
+    f, h = obj["inputs"], obj["hidden"]
+    if not (is_int(f) and 1 <= f <= 65536 and is_int(h) and 1 <= h <= 1024):
+        raise Malformed(what + ": inputs in [1, 65536], hidden in [1, 1024]")
+    if f != inputs:
+        raise Malformed(f"{what}.inputs: {f}, the key's features are {inputs}")
+    count = h * f + 2 * h + 1
+    raw = b64d(obj["weights"], what + ".weights", 4 * count)
+    weights = list(struct.unpack(f"<{count}f", raw))      # float32 → binary64, exactly
+    if not all(math.isfinite(w) for w in weights):
+        raise Malformed(what + ".weights: not all finite")
+    return f, h, weights
+
+
+def sigmoid(z: float) -> float:
+    """move.md: σ(z) = 1/(1 + e^−z) for z ≥ 0 and e^z/(1 + e^z) otherwise."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def meta_score(f: int, h: int, weights: list[float], features: list[float]) -> float:
+    """move.md: C(f) = σ(w2 · relu(W1 f + b1) + b2) in binary64, every dot product (bias
+    included) summed exactly rounded (math.fsum) over the products of binary64 values."""
+    w1, b1 = weights[:h * f], weights[h * f:h * f + h]
+    w2, b2 = weights[h * f + h:h * f + 2 * h], weights[-1]
+    hidden = [max(0.0, math.fsum([w * x for w, x in zip(w1[j * f:(j + 1) * f], features)]
+                                 + [b1[j]])) for j in range(h)]
+    return sigmoid(math.fsum([w * x for w, x in zip(w2, hidden)] + [b2]))
+
+
+def move_features(answer: Any, mode: str, classes: int, inputs: int, i: int) -> list[float]:
+    """move.md *Answers*: black-box, 10 vectors of K numbers in [0, 1] → the 5·K
+    differences p(T_a x′) − p(T_a x), a-major; white-box, F numbers in [−1, 1]."""
+    what = f"answers[{i}]"
+    if mode == "black-box":
+        if not (isinstance(answer, list) and len(answer) == 2 * len(MOVE_AUGMENTATIONS)
+                and all(isinstance(v, list) and len(v) == classes and all(
+                    is_number(x) and 0 <= x <= 1 for x in v) for v in answer)):
+            raise Malformed(what + f": expected 10 vectors of {classes} numbers in [0, 1]")
+        a = len(MOVE_AUGMENTATIONS)
+        return [float(answer[k][c]) - float(answer[a + k][c])
+                for k in range(a) for c in range(classes)]
+    if not (isinstance(answer, list) and len(answer) == inputs
+            and all(is_number(x) and -1 <= x <= 1 for x in answer)):
+        raise Malformed(what + f": expected {inputs} numbers in [-1, 1]")
+    return [float(x) for x in answer]
+
+
+def move(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
+         ) -> tuple[list[Any], dict[str, Any]]:
+    p = vk["params"]
+    mode = p.get("mode")                             # *Verification key*
+    if mode not in MOVE_MODES:
+        raise Malformed("verification_key.params.mode: expected black-box or white-box")
+    features, own = MOVE_MODES[mode]
+    # "MUST reject a key with a missing ... member": alpha, tau and min_queries too (their
+    # "default" is KeyGen's; the table marks none of them optional)
+    members(p, "verification_key.params",
+            {"mode", "num_classes", "input_shape", "data", "data_digest", "alpha", "tau",
+             "min_queries", "style_commitment", "features", "meta_classifier"} | own)
+    classes = int_param(p, "num_classes", 2, 65536)
+    size = image_size(p)
+    string(p["data"], "verification_key.params.data")
+    string(p["data_digest"], "verification_key.params.data_digest")
+    alpha = number_param(p, "alpha", 0, 0.5, lo_open=True)
+    tau = number_param(p, "tau", 0, 0.99)
+    min_queries = int_param(p, "min_queries", 2)
+    hex_digest(p["style_commitment"], "verification_key.params.style_commitment")
+    if p["features"] != features:
+        raise Malformed(f"verification_key.params.features: {mode} is {features}")
+    if mode == "black-box":
+        if p["augmentations"] != list(MOVE_AUGMENTATIONS):
+            raise Malformed("verification_key.params.augmentations: not §5.3's five")
+        inputs = len(MOVE_AUGMENTATIONS) * classes
+    else:
+        string(p["arch"], "verification_key.params.arch")
+        inputs = int_param(p, "feature_size", 1, 65536)
+    f, h, weights = meta_classifier(p["meta_classifier"], inputs)
+    queries, references = [], []                     # *Items and queries*
+    for o in openings:
+        what = f"opening[{o['index']}].value"
+        other = "source" if mode == "black-box" else "label"
+        value = members(o["value"], what, {"image", other, "reference"})
+        b64d(value["image"], what + ".image", size)
+        if mode == "black-box":
+            b64d(value["source"], what + ".source", size)
+        elif not is_int(value["label"]) or not 0 <= value["label"] < classes:
+            raise Malformed(what + ".label: expected a class index")
+        ref = value["reference"]
+        if not is_number(ref) or not 0 <= ref <= 1:
+            raise Malformed(what + ".reference: expected a number in [0, 1]")
+        queries.append({k: v for k, v in value.items() if k != "reference"})
+        references.append(ref)
+    if len(answers) != len(openings):                # *Answers*
+        raise Malformed(f"answers: {len(answers)} for {len(openings)} opened items")
+    scores = [meta_score(f, h, weights, move_features(a, mode, classes, inputs, i))
+              for i, a in enumerate(answers)]
+    n = len(scores)                                  # *Decision*
+    if n < min_queries:
+        raise Malformed(f"move: {n} opened items, fewer than min_queries = {min_queries}")
+    statistic, df, p_value, params = paired_t_margin(list(zip(scores, references)), tau)
+    mean_score = math.fsum(scores) / n
+    mean_reference = math.fsum(map(float, references)) / n
+    ev = evidence("move", scores, "paired-t-margin", statistic, df, p_value, alpha, params,
+                  {"mode": mode, "m": n, "tau": tau, "reference_scores": references,
+                   "mean_score": mean_score, "mean_reference": mean_reference,
+                   "delta_mu": params["mean_difference"]})
+    return queries, ev
+
+
+# -- ewe: ewe.md ----------------------------------------------------------------------------
+def ewe(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
+        ) -> tuple[list[Any], dict[str, Any]]:
+    p = vk["params"]                                 # *Verification key*
+    # "MUST reject a key with a missing ... member": only fpr is marked optional
+    members(p, "verification_key.params",
+            {"num_classes", "input_shape", "data", "data_digest", "source", "target", "alpha",
+             "reference_false_rate", "min_queries"}, frozenset({"fpr"}))
+    classes = int_param(p, "num_classes", 2, 65536)
+    size = image_size(p)
+    string(p["data"], "verification_key.params.data")
+    string(p["data_digest"], "verification_key.params.data_digest")
+    source = int_param(p, "source", 0, classes - 1)
+    target = int_param(p, "target", 0, classes - 1)
+    if source == target:
+        raise Malformed("verification_key.params: source and target must differ")
+    alpha = number_param(p, "alpha", 0, 0.5, lo_open=True)
+    number_param(p, "reference_false_rate", 0, 1)
+    min_queries = int_param(p, "min_queries", 1)
+    if "fpr" in p:                                   # the double's binary value (*Numbers*)
+        fpr = Fraction(float(number_param(p, "fpr", 0, 1, lo_open=True, hi_open=True)))
+    else:
+        fpr = Fraction(1, classes)                   # exactly 1/K
+    queries = []                                     # *Items, queries, answers*
+    for o in openings:
+        value = members(o["value"], f"opening[{o['index']}].value", {"image"})
+        b64d(value["image"], f"opening[{o['index']}].value.image", size)
+        queries.append(value["image"])
+    if len(answers) != len(openings):
+        raise Malformed(f"answers: {len(answers)} for {len(openings)} opened items")
+    for i, a in enumerate(answers):
+        if not is_int(a) or not 0 <= a < classes:
+            raise Malformed(f"answers[{i}]: expected a class index below {classes}")
+    n = len(answers)                                 # *Decision*
+    if n < min_queries:
+        raise Malformed(f"ewe: {n} answers, fewer than min_queries = {min_queries}")
+    s = sum(a == target for a in answers)
+    p_value, exact = binomial_tail(s, n, fpr)
+    ev = evidence("ewe", answers, "success-rate", s, None, p_value, alpha,
+                  {"n": n, "successes": s, "rate": s / n, "fpr": float(fpr),
+                   "fpr_exact": f"{fpr.numerator}/{fpr.denominator}", "exact": exact},
+                  {"target": target, "n": n, "successes": s, "success_rate": s / n,
+                   "fpr": float(fpr)})
     return queries, ev
 
 
@@ -706,7 +892,11 @@ class NotCovered(Exception):
     """A part of the spec this verifier does not implement (see the module docstring)."""
 
 
-SCHEMES = MappingProxyType({"trigger-set": trigger_set, "ubw-p": ubw, "ubw-c": ubw})
+SCHEMES = MappingProxyType({"trigger-set": trigger_set, "ubw-p": ubw, "ubw-c": ubw,
+                            "move": move, "ewe": ewe})
+# bundle.md step 8: schemes whose observations are computed from the answers (MOVE's
+# scores), so compare within 1e-9 relative; the others copy the answers, exactly.
+COMPUTED_OBSERVATIONS = frozenset({"move"})
 
 
 # -- bundle.md *Verify* -------------------------------------------------------------------
@@ -842,7 +1032,9 @@ def _verify(bundle_bytes: bytes, log_vkey_line: str, add: Callable[..., bool]) -
     if not isinstance(got, dict):
         raise Malformed("evidence: expected an object")
     for part in ("scheme", "observations", "result", "details"):
-        add(f"8. evidence.{part}", part in got and same(expected[part], got[part], part),
+        key = COMPUTED_LIST if part == "observations" and vk["scheme"] in COMPUTED_OBSERVATIONS \
+            else part
+        add(f"8. evidence.{part}", part in got and same(expected[part], got[part], key),
             "" if part not in ("result", "details") else diff(expected[part], got.get(part)))
     add("8. evidence has exactly the spec's members", set(got) == set(expected),
         ", ".join(sorted(set(got) ^ set(expected))))
