@@ -21,18 +21,22 @@ What it implements:
   the binding of key, registration and intent, the consistency proof, the owner's DSSE
   signature, the challenge's openings, the queries, and *Evidence* (every member, exact
   or within 1e-9 relative for the floating-point statistics).
-* Evidence recomputed for two schemes: ``trigger-set`` (bundle.md, *Decision for
-  label-matching schemes*, *Numbers*, *Trigger-set items and queries*) and ``ubw-p``
-  (ubw.md, *Verification key*, *Items and queries*, *Answers*, *Decision*), and
-  ``ubw-c`` keys without fresh triggers, whose decision is UBW-P's (ubw.md).
+* Evidence recomputed for ``trigger-set`` (bundle.md, *Decision for label-matching
+  schemes*, *Numbers*, *Trigger-set items and queries*), ``ubw-p`` (ubw.md,
+  *Verification key*, *Items and queries*, *Answers*, *Decision*) and ``ubw-c`` keys
+  without fresh triggers, whose decision is UBW-P's (ubw.md); ``move``, black-box and
+  white-box (move.md: the meta-classifier C on the features of the answers, then
+  ubw.md's paired-t-margin on the scores and the references) and ``ewe`` (ewe.md: the
+  binomial tail at ``fpr``, exact as bundle.md's *Numbers* say). MOVE's white-box
+  features come from the suspect's gradients: the verifier checks their range and
+  recomputes C on them, and cannot check the gradients themselves.
 
 Its Student t tail and incomplete beta function are its own (continued fraction, in
 log space), not scipy's: within 1e-10 relative of scipy's where scipy is accurate, and
 the statistics are otherwise computed as the spec says (exact rationals where it says so).
 
 What it does not cover. Not implemented, so ``verify`` ends with a failed "covered by
-this verifier" check, never a pass: the statistics of the other schemes (MOVE, EWE),
-UBW-C's fresh triggers (rank test, fresh squares and fields, membership checks) and
+this verifier" check, never a pass: UBW-C's fresh triggers (rank test, fresh squares and fields, membership checks) and
 drawn triggers (bundle.md step 6, ``trigger_draw``). Not checked, as *Verify* does not
 require them: witness cosignatures and the registry's time cosignature (skipped signature
 lines of the checkpoint note), the registry's audit (``spent`` is taken from the intent
@@ -851,7 +855,10 @@ def ewe(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
             {"num_classes", "input_shape", "data", "data_digest", "source", "target", "alpha",
              "reference_false_rate", "min_queries"}, frozenset({"fpr"}))
     classes = int_param(p, "num_classes", 2, 65536)
-    size = image_size(p)
+    shape = p["input_shape"]          # `[C, H, W]`: ewe.md gives no range (move.md: [1, 4096])
+    if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(d) and d >= 1 for d in shape)):
+        raise Malformed("verification_key.params.input_shape: expected [C, H, W], integers >= 1")
+    size = shape[0] * shape[1] * shape[2]
     string(p["data"], "verification_key.params.data")
     string(p["data_digest"], "verification_key.params.data_digest")
     source = int_param(p, "source", 0, classes - 1)
