@@ -15,6 +15,7 @@ import ast
 import base64
 import importlib.util
 import json
+import math
 import random
 import struct
 import sys
@@ -452,6 +453,23 @@ def test_move_bundles_pass_every_check(registry, owner, log_line, mode):
                 "predicate"]["evidence"]["result"]["df"]
             assert (df is None) is (name == "bound"), name
 
+
+
+def test_move_dot_products_are_binary64_products_summed_by_fsum(registry, owner, log_line):
+    """move.md: C "in binary64 from the float32 values, every dot product (bias included)
+    summed exactly rounded (e.g. math.fsum)": the products are rounded to binary64 first.
+    Here h = fsum(−(1 + 2^−23)(1 − 2^−53), 1, 2^−23) = 2^−52 (the exact dot product is
+    about 2^−53; a float32 or naive sum gives 0), and C = σ(2^52·h − 0.75) = σ(0.25)."""
+    values = [-(1 + 2.0**-23), 1.0, 2.0**-23] + [0.0] * 9 + [0.0, 2.0**52, -0.75]
+    mc = {"inputs": 12, "hidden": 1, "weights": b64encode(struct.pack("<15f", *values))}
+    mk = move_key("white-box", 12, references=lambda i: 0.05, meta_classifier=mc, tau=0.0)
+    features = [1 - 2.0**-53, 1.0, 1.0] + [0.0] * 9
+    bundle = make_claim(registry, mk, register(registry, owner, mk), Digest.of(b"fsum"),
+                        ask=lambda q: [features] * len(q), identity=owner, k=12)
+    assert_all_pass(spec_verify(bundle, log_line), claimkit_accepts(bundle, registry))
+    score = json.loads(base64.b64decode(json.loads(bundle.to_json())["payload"]))[
+        "predicate"]["evidence"]["observations"][0]
+    assert score == pytest.approx(1 / (1 + math.exp(-0.25)), rel=1e-15)
 
 @pytest.mark.parametrize("variant", ["fpr", "no fpr"])
 def test_ewe_bundles_pass_every_check(registry, owner, log_line, variant):
