@@ -354,7 +354,8 @@ def meta_classifier(inputs: int, hidden: int = 2) -> dict[str, Any]:
     positive one, logit 8·h1 − 8·h0 − 2 (no change scores σ(−2) ≈ 0.12, a rise near 1)."""
     w1 = [[0.0] * inputs for _ in range(hidden)]
     w1[0][0], w1[1][0] = -1.0, 1.0
-    values = [x for row in w1 for x in row] + [0.0] * hidden + [-8.0, 8.0] + [0.0] * (hidden - 2) + [-2.0]
+    values = ([x for row in w1 for x in row] + [0.0] * hidden + [-8.0, 8.0] + [0.0] * (hidden - 2)
+              + [-2.0])
     return {"inputs": inputs, "hidden": hidden,
             "weights": b64encode(struct.pack(f"<{len(values)}f", *values))}
 
@@ -527,6 +528,14 @@ def set_feature(i: int, value: Any) -> Callable[[dict], None]:
     return change
 
 
+def set_value(i: int, name: str, change: Callable[[Any], Any]) -> Callable[[dict], None]:
+    """An edited opening: the committed value's member changed (re-signed)."""
+    def edit_opening(p: dict) -> None:
+        value = p["openings"][i]["value"]
+        value[name] = change(value[name])
+    return edit_opening
+
+
 def short_meta_classifier(p: dict) -> None:
     mc = p["verification_key"]["params"]["meta_classifier"]
     mc["weights"] = b64encode(base64.b64decode(mc["weights"])[:-4])
@@ -538,9 +547,9 @@ TAMPERED_MOVE_EWE = [    # (bundle, change, the check that fails, words in its i
     ("move_bb_bundle", set_probability(0, 0.99), "8. evidence.observations", ""),
     ("move_wb_bundle", set_feature(0, -0.9), "8. evidence.observations", ""),
     ("ewe_bundle", set_answer(0, 1), "8. evidence.observations", ""),
-    ("move_bb_bundle", lambda p: p["openings"][0]["value"].__setitem__("reference", 0.5), OPENING, ""),
-    ("move_wb_bundle", lambda p: p["openings"][1]["value"].__setitem__("label", 3 - p["openings"][1]["value"]["label"]), OPENING, ""),
-    ("ewe_bundle", lambda p: p["openings"][2]["value"].__setitem__("image", flip(p["openings"][2]["value"]["image"])), OPENING, ""),
+    ("move_bb_bundle", set_value(0, "reference", lambda r: 0.5), OPENING, ""),
+    ("move_wb_bundle", set_value(1, "label", lambda label: K - 1 - label), OPENING, ""),
+    ("ewe_bundle", set_value(2, "image", flip), OPENING, ""),
     ("move_bb_bundle", set_param("tau", 0.995), MALFORMED, "params.tau"),
     ("move_wb_bundle", set_param("alpha", 0.6), MALFORMED, "params.alpha"),
     ("move_bb_bundle", set_param("alpha", None), MALFORMED, "missing ['alpha']"),
@@ -581,7 +590,7 @@ def test_a_tampered_move_or_ewe_bundle_fails_the_relevant_check(request, owner, 
 
 
 # -- Findings: where claimkit and the spec-only verifier disagree ------------------------
-WRONG_SHAPE = {    # items whose images are not C·H·W bytes (move.md, ewe.md: base64(uint8 C×H×W))
+WRONG_SHAPE = {    # images not of C·H·W bytes (move.md, ewe.md: base64(uint8 C×H×W))
     "move image": ("move", lambda v: {**v, "image": b64encode(b"12345")}),
     "move source": ("move", lambda v: {**v, "source": b64encode(b"1234567")}),
     "ewe image": ("ewe", lambda v: {"image": b64encode(b"12345")}),
@@ -595,7 +604,8 @@ def wrong_shape_bundle(registry, owner, what: str) -> ClaimBundle:
     mk = MarkingKey.create(scheme, dict(honest.verification_key.params),
                            [mutate(dict(v)) for v in honest.items.values],
                            rng=lambda n: rnd.randbytes(n))
-    ask = (lambda q: move_answers("black-box", rising(0.5)(q))) if scheme == "move" else ewe_ask(0.9)
+    ask = ewe_ask(0.9) if scheme == "ewe" else (
+        lambda q: move_answers("black-box", rising(0.5)(q)))
     return make_claim(registry, mk, register(registry, owner, mk), Digest.of(what.encode()),
                       ask=ask, identity=owner, k=len(honest.items.values))
 

@@ -36,12 +36,12 @@ log space), not scipy's: within 1e-10 relative of scipy's where scipy is accurat
 the statistics are otherwise computed as the spec says (exact rationals where it says so).
 
 What it does not cover. Not implemented, so ``verify`` ends with a failed "covered by
-this verifier" check, never a pass: UBW-C's fresh triggers (rank test, fresh squares and fields, membership checks) and
-drawn triggers (bundle.md step 6, ``trigger_draw``). Not checked, as *Verify* does not
-require them: witness cosignatures and the registry's time cosignature (skipped signature
-lines of the checkpoint note), the registry's audit (``spent`` is taken from the intent
-entry as logged), an arbiter's own answers and control models, and anything bundle.md
-says about what an accepted claim shows.
+this verifier" check, never a pass: UBW-C's fresh triggers (rank test, fresh squares and
+fields, membership checks) and drawn triggers (bundle.md step 6, ``trigger_draw``). Not
+checked, as *Verify* does not require them: witness cosignatures and the registry's time
+cosignature (skipped signature lines of the checkpoint note), the registry's audit
+(``spent`` is taken from the intent entry as logged), an arbiter's own answers and
+control models, and anything bundle.md says about what an accepted claim shows.
 
 Usage: ``python verify_from_spec.py BUNDLE LOG_VKEY_FILE`` (exit 0 iff every check
 passes; the last check's info says accept or reject), or ``verify(bundle_bytes,
@@ -586,13 +586,14 @@ def number_param(params: dict[str, Any], name: str, lo: float, hi: float, *,
     return v
 
 
-def image_size(params: dict[str, Any]) -> int:
+def image_size(params: dict[str, Any], most: int | None = 4096) -> int:
     """``input_shape`` ``[C, H, W]``, each in [1, 4096] (bundle.md *Parameters* of trigger
-    sets, ubw.md *Verification key*) → C·H·W, the bytes of every image."""
+    sets, ubw.md and move.md *Verification key*; ewe.md gives no range: ``most`` None)
+    → C·H·W, the bytes of every image."""
     shape = params.get("input_shape")
     if not (isinstance(shape, list) and len(shape) == 3
-            and all(is_int(d) and 1 <= d <= 4096 for d in shape)):
-        raise Malformed("verification_key.params.input_shape: expected [C, H, W] in [1, 4096]")
+            and all(is_int(d) and 1 <= d <= (most or d) for d in shape)):
+        raise Malformed(f"verification_key.params.input_shape: expected [C, H, W] in [1, {most}]")
     return shape[0] * shape[1] * shape[2]
 
 
@@ -640,7 +641,8 @@ def trigger_set(vk: dict[str, Any], openings: list[dict[str, Any]], answers: lis
 
 
 # -- ubw.md *Decision*: the paired t-test with margin (also MOVE's, move.md *Decision*) --
-def paired_t_margin(pairs: list[Any], tau: float) -> tuple[float, int | None, float, dict[str, Any]]:
+def paired_t_margin(pairs: list[Any], tau: float
+                    ) -> tuple[float, int | None, float, dict[str, Any]]:
     """ubw.md *Decision* on pairs (x_i, y_i) of numbers in [0, 1], d_i = x_i − y_i − τ:
     exact rationals of the doubles, then t and p_bound → (statistic, df, p, params)."""
     n = len(pairs)
@@ -788,7 +790,7 @@ def move(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
          ) -> tuple[list[Any], dict[str, Any]]:
     p = vk["params"]
     mode = p.get("mode")                             # *Verification key*
-    if mode not in MOVE_MODES:
+    if not isinstance(mode, str) or mode not in MOVE_MODES:
         raise Malformed("verification_key.params.mode: expected black-box or white-box")
     features, own = MOVE_MODES[mode]
     # "MUST reject a key with a missing ... member": alpha, tau and min_queries too (their
@@ -842,6 +844,8 @@ def move(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
     ev = evidence("move", scores, "paired-t-margin", statistic, df, p_value, alpha, params,
                   {"mode": mode, "m": n, "tau": tau, "reference_scores": references,
                    "mean_score": mean_score, "mean_reference": mean_reference,
+                   # Δμ = mean_score − mean_reference as real numbers (= mean(μ_S − μ_B),
+                   # exact), rounded once; not the difference of the two rounded means
                    "delta_mu": params["mean_difference"]})
     return queries, ev
 
@@ -855,10 +859,7 @@ def ewe(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
             {"num_classes", "input_shape", "data", "data_digest", "source", "target", "alpha",
              "reference_false_rate", "min_queries"}, frozenset({"fpr"}))
     classes = int_param(p, "num_classes", 2, 65536)
-    shape = p["input_shape"]          # `[C, H, W]`: ewe.md gives no range (move.md: [1, 4096])
-    if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(d) and d >= 1 for d in shape)):
-        raise Malformed("verification_key.params.input_shape: expected [C, H, W], integers >= 1")
-    size = shape[0] * shape[1] * shape[2]
+    size = image_size(p, most=None)                  # `[C, H, W]`, no range given
     string(p["data"], "verification_key.params.data")
     string(p["data_digest"], "verification_key.params.data_digest")
     source = int_param(p, "source", 0, classes - 1)
