@@ -611,23 +611,26 @@ def wrong_shape_bundle(registry, owner, what: str) -> ClaimBundle:
 
 
 @pytest.mark.parametrize("what", sorted(WRONG_SHAPE))
-def test_the_spec_refuses_move_and_ewe_images_of_another_shape(registry, owner, log_line, what):
-    rows = spec_verify(wrong_shape_bundle(registry, owner, what), log_line)
-    assert failed(rows) == ["malformed"] and "expected 6 bytes" in rows[-1][2]
+def test_the_spec_refuses_move_and_ewe_images_of_another_shape(request, owner, log_line, what):
+    scheme, mutate = WRONG_SHAPE[what]
+    honest = request.getfixturevalue("move_bb_bundle" if scheme == "move" else "ewe_bundle")
+    forged = edit(honest, lambda p: p["openings"][0].__setitem__(
+        "value", mutate(p["openings"][0]["value"])), owner)
+    rows = spec_verify(forged, log_line)
+    assert "expected 6 bytes" in dict((n, i) for n, ok, i in rows if not ok)[MALFORMED]
 
 
-@pytest.mark.xfail(strict=True, reason="finding: claimkit makes and accepts MOVE and EWE claims "
-                   "whose opened images are not C·H·W bytes (move.md, ewe.md item values)")
 @pytest.mark.parametrize("what", sorted(WRONG_SHAPE))
 def test_claimkit_refuses_move_and_ewe_images_of_another_shape(registry, owner, what):
-    with pytest.raises(MalformedInputError):
-        bundle = wrong_shape_bundle(registry, owner, what)
-        verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key)
+    """It made and accepted such claims, reading the images as strings, until the spec-only
+    verifier found it (2026-12-07)."""
+    with pytest.raises(MalformedInputError, match="expected 6 bytes"):
+        wrong_shape_bundle(registry, owner, what)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: claimkit's delta_mu is the difference of its "
-                   "two rounded means, not within 1e-9 of Δμ when the means nearly cancel")
 def test_move_delta_mu_when_scores_and_references_nearly_cancel(registry, owner, log_line):
+    """claimkit's Δμ was the difference of its two rounded means, 50 % off here, until the
+    spec-only verifier found it (2026-12-07; move.md *Evidence* now says which)."""
     # C constant at σ(0) = 0.5; references 0.5, 0.5 − 2^-53, 0.5 − 2^-52: Δμ = 2^-53 exactly
     mk = move_key("white-box", 12, references=lambda i: 0.5 - 1e-16 * (i % 3),
                   meta_classifier={"inputs": 12, "hidden": 1,
@@ -639,25 +642,20 @@ def test_move_delta_mu_when_scores_and_references_nearly_cancel(registry, owner,
     assert_all_pass(spec_verify(bundle, log_line), accepted=False)
 
 
-@pytest.mark.xfail(strict=True, raises=MalformedInputError, reason="finding: claimkit refuses "
-                   "an EWE fpr below 1e-12 (or above 1 - 1e-12); ewe.md allows any in (0, 1)")
-def test_an_ewe_fpr_anywhere_in_the_open_unit_interval(registry, owner, log_line):
-    mk = ewe_key(30, fpr=1e-13)
-    bundle = make_claim(registry, mk, register(registry, owner, mk), Digest.of(b"fpr"),
-                        ask=ewe_ask(0.9), identity=owner, k=30)
-    assert_all_pass(spec_verify(bundle, log_line), claimkit_accepts(bundle, registry))
-
-
-@pytest.mark.xfail(strict=True, raises=MalformedInputError, reason="finding: claimkit bounds an "
-                   "EWE input_shape's dimensions by 4096; ewe.md's table gives no range")
-def test_an_ewe_input_shape_beyond_4096(registry, owner, log_line):
-    rnd = random.Random(19)
-    values = [{"image": b64encode(rnd.randbytes(4097))} for _ in range(10)]
-    mk = MarkingKey.create("ewe", ewe_params(input_shape=[1, 1, 4097]), values,
-                           rng=lambda n: rnd.randbytes(n))
-    bundle = make_claim(registry, mk, register(registry, owner, mk), Digest.of(b"shape"),
-                        ask=ewe_ask(0.9), identity=owner, k=10)
-    assert_all_pass(spec_verify(bundle, log_line), claimkit_accepts(bundle, registry))
+@pytest.mark.parametrize("change", [{"fpr": 1e-13}, {"fpr": 1 - 1e-13},
+                                    {"input_shape": [1, 1, 4097]}, {"min_queries": 1_000_001}])
+def test_ewe_ranges_the_spec_once_left_open_are_claimkits(registry, owner, log_line, ewe_bundle,
+                                                          change):
+    """ewe.md gave fpr as any number in (0, 1), input_shape and min_queries no upper bound;
+    claimkit refused beyond [1e-12, 1 − 1e-12], 4096 and 10⁶, and the spec now says so
+    (2026-12-07): both refuse."""
+    (name, value), = change.items()
+    with pytest.raises(MalformedInputError, match=name):
+        mk = ewe_key(30, **change)
+        make_claim(registry, mk, register(registry, owner, mk), Digest.of(b"range"),
+                   ask=ewe_ask(0.9), identity=owner, k=30)
+    rows = spec_verify(edit(ewe_bundle, set_param(name, value), owner), log_line)
+    assert name in dict((n, i) for n, ok, i in rows if not ok)["malformed"]
 
 
 # -- The spec verifier's statistics -------------------------------------------------------

@@ -171,6 +171,7 @@ class MoveParams:
     augmentations: int
     features: int
     meta: MetaClassifier
+    image_bytes: int            # C·H·W: every item image's size (move.md, *Items*)
 
 
 class MoveDecider:
@@ -183,7 +184,7 @@ class MoveDecider:
         check_undrawn(None, f)
         mode = f.str("mode", choices=MOVE_MODES)
         classes = f.int("num_classes", lo=2, hi=1 << 16)
-        read_shape(f)
+        c, h, w = read_shape(f)
         f.str("data", max_len=256)
         f.str("data_digest", max_len=64)
         f.digest("style_commitment")
@@ -215,7 +216,8 @@ class MoveDecider:
             raise MalformedInputError(
                 f"the key's meta-classifier takes {meta.inputs} features, but its {mode} "
                 f"features have {size}: the meta-classifier does not match the key")
-        return MoveParams(mode, classes, alpha, tau, min_queries, augmentations, size, meta)
+        return MoveParams(mode, classes, alpha, tau, min_queries, augmentations, size, meta,
+                          c * h * w)
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
@@ -231,14 +233,18 @@ class MoveDecider:
                          f"{p.min_queries} opened images (the key's m, MOVE §6.1)")
 
     @staticmethod
-    def _item(opening: ItemOpening, mode: str, classes: int) -> tuple[dict[str, Any], float]:
-        where = f"opening[{opening.index}].value"
-        f = Fields(opening.value, where)
-        query = {"image": f.str("image", max_len=1 << 24)}
-        if mode == "black-box":
-            query["source"] = f.str("source", max_len=1 << 24)
-        else:
-            query["label"] = f.int("label", hi=classes - 1)
+    def _item(opening: ItemOpening, p: MoveParams) -> tuple[dict[str, Any], float]:
+        """The query and μ_B of one opened item, whose images are C·H·W bytes of the key's
+        shape: an answer about anything else is no model's answer (the spec-only verifier
+        found claimkit reading them as strings, 2026-12-07)."""
+        f = Fields(opening.value, f"opening[{opening.index}].value")
+        members = ("image", "source") if p.mode == "black-box" else ("image",)
+        query: dict[str, Any] = {}
+        for name in members:
+            f.bytes(name, size=p.image_bytes)
+            query[name] = f.raw(name)          # the string, checked above
+        if p.mode == "white-box":
+            query["label"] = f.int("label", hi=p.classes - 1)
         reference = f.float("reference", lo=0.0, hi=1.0)
         f.done()
         return query, reference
@@ -247,7 +253,7 @@ class MoveDecider:
                 challenge: bytes | None = None, trigger: bytes | None = None) -> list[Any]:
         check_undrawn(trigger)
         p = self._params(vk)
-        return [self._item(o, p.mode, p.classes)[0] for o in openings]
+        return [self._item(o, p)[0] for o in openings]
 
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:
@@ -256,7 +262,7 @@ class MoveDecider:
         self._check_size(p, len(openings))
         scores, references = [], []
         for i, (opening, answer) in enumerate(zip(openings, answers)):
-            references.append(self._item(opening, p.mode, p.classes)[1])
+            references.append(self._item(opening, p)[1])
             if p.mode == "black-box":
                 features = blackbox_features(answer, p.augmentations, p.classes, f"answers[{i}]")
             else:
@@ -264,22 +270,35 @@ class MoveDecider:
             scores.append(p.meta.score(features))
         result = paired_t_margin_test(scores, references, tau=p.tau, alpha=p.alpha)
         mean_s, mean_r = math.fsum(scores) / len(scores), math.fsum(references) / len(references)
+        # Δμ is the test's mean of the differences, rounded once: the difference of the two
+        # rounded means can lose every digit when they nearly cancel (move.md, *Decision*)
         details = {"mode": p.mode, "m": len(scores), "tau": p.tau, "reference_scores": references,
-                   "mean_score": mean_s, "mean_reference": mean_r, "delta_mu": mean_s - mean_r}
+                   "mean_score": mean_s, "mean_reference": mean_r,
+                   "delta_mu": result.params["mean_difference"]}
         return Evidence(self.name, tuple(scores), result, details)
 
 
 # -- EWE ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EweParams:
+    classes: int
+    target: int
+    alpha: float
+    fpr: Fraction | float       # the false-watermark rate; exactly 1/K when the key has none
+    min_queries: int
+    image_bytes: int            # C·H·W (ewe.md, *Items*)
+
+
 class EweDecider:
     """EWE (Jia et al. 2021, §4.3.1): watermark success rate vs. the false-watermark rate."""
 
     name = "ewe"
 
-    def _params(self, vk: VerificationKey) -> tuple[int, int, float, Fraction | float, int]:
+    def _params(self, vk: VerificationKey) -> EweParams:
         f = Fields(vk.params, "verification_key.params")
         check_undrawn(None, f)
         classes = f.int("num_classes", lo=2, hi=1 << 16)
-        read_shape(f)
+        c, h, w = read_shape(f)
         f.str("data", max_len=256)
         f.str("data_digest", max_len=64)
         source = f.int("source", hi=classes - 1)
@@ -291,13 +310,14 @@ class EweDecider:
         f.float("reference_false_rate", lo=0.0, hi=1.0)
         min_queries = f.int("min_queries", lo=1, hi=1_000_000)
         f.done()
-        return classes, target, alpha, Fraction(1, classes) if fpr is None else fpr, min_queries
+        return EweParams(classes, target, alpha, Fraction(1, classes) if fpr is None else fpr,
+                         min_queries, c * h * w)
 
     def check_params(self, vk: VerificationKey) -> None:
         self._params(vk)
 
     def check_claim_size(self, vk: VerificationKey, k: int) -> None:
-        self._check_size(self._params(vk)[-1], k)
+        self._check_size(self._params(vk).min_queries, k)
 
     @staticmethod
     def _check_size(min_queries: int, k: int) -> None:
@@ -307,27 +327,29 @@ class EweDecider:
     def queries(self, vk: VerificationKey, openings: Sequence[ItemOpening], *,
                 challenge: bytes | None = None, trigger: bytes | None = None) -> list[Any]:
         check_undrawn(trigger)
-        self._params(vk)
+        size = self._params(vk).image_bytes
         out = []
-        for o in openings:
+        for o in openings:         # images of the key's shape, as MOVE's (_item)
             f = Fields(o.value, f"opening[{o.index}].value")
-            out.append(f.str("image", max_len=1 << 24))
+            f.bytes("image", size=size)
+            out.append(f.raw("image"))
             f.done()
         return out
 
     def decide(self, vk: VerificationKey, openings: Sequence[ItemOpening],
                answers: Sequence[Any]) -> Evidence:
-        classes, target, alpha, fpr, min_queries = self._params(vk)
+        p = self._params(vk)
+        classes, target = p.classes, p.target
         self.queries(vk, openings)
         check_answer_count(answers, openings)
-        self._check_size(min_queries, len(answers))
+        self._check_size(p.min_queries, len(answers))
         for i, answer in enumerate(answers):
             if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < classes:
                 raise MalformedInputError(f"answers[{i}]: expected a class index below {classes}")
         successes = sum(1 for a in answers if a == target)
-        result = success_rate_test(successes, len(answers), fpr, alpha=alpha)
+        result = success_rate_test(successes, len(answers), p.fpr, alpha=p.alpha)
         details = {"target": target, "n": len(answers), "successes": successes,
-                   "success_rate": successes / len(answers), "fpr": float(fpr)}
+                   "success_rate": successes / len(answers), "fpr": float(p.fpr)}
         return Evidence(self.name, tuple(answers), result, details)
 
 

@@ -586,14 +586,13 @@ def number_param(params: dict[str, Any], name: str, lo: float, hi: float, *,
     return v
 
 
-def image_size(params: dict[str, Any], most: int | None = 4096) -> int:
+def image_size(params: dict[str, Any]) -> int:
     """``input_shape`` ``[C, H, W]``, each in [1, 4096] (bundle.md *Parameters* of trigger
-    sets, ubw.md and move.md *Verification key*; ewe.md gives no range: ``most`` None)
-    → C·H·W, the bytes of every image."""
+    sets, ubw.md, move.md and ewe.md *Verification key*) → C·H·W, the bytes of every image."""
     shape = params.get("input_shape")
     if not (isinstance(shape, list) and len(shape) == 3
-            and all(is_int(d) and 1 <= d <= (most or d) for d in shape)):
-        raise Malformed(f"verification_key.params.input_shape: expected [C, H, W] in [1, {most}]")
+            and all(is_int(d) and 1 <= d <= 4096 for d in shape)):
+        raise Malformed("verification_key.params.input_shape: expected [C, H, W] in [1, 4096]")
     return shape[0] * shape[1] * shape[2]
 
 
@@ -804,7 +803,7 @@ def move(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
     string(p["data_digest"], "verification_key.params.data_digest")
     alpha = number_param(p, "alpha", 0, 0.5, lo_open=True)
     tau = number_param(p, "tau", 0, 0.99)
-    min_queries = int_param(p, "min_queries", 2)
+    min_queries = int_param(p, "min_queries", 2, 1_000_000)
     hex_digest(p["style_commitment"], "verification_key.params.style_commitment")
     if p["features"] != features:
         raise Malformed(f"verification_key.params.features: {mode} is {features}")
@@ -844,8 +843,8 @@ def move(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
     ev = evidence("move", scores, "paired-t-margin", statistic, df, p_value, alpha, params,
                   {"mode": mode, "m": n, "tau": tau, "reference_scores": references,
                    "mean_score": mean_score, "mean_reference": mean_reference,
-                   # Δμ = mean_score − mean_reference as real numbers (= mean(μ_S − μ_B),
-                   # exact), rounded once; not the difference of the two rounded means
+                   # *Evidence*: the result's mean_difference, not the difference of
+                   # the two rounded means
                    "delta_mu": params["mean_difference"]})
     return queries, ev
 
@@ -859,7 +858,7 @@ def ewe(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
             {"num_classes", "input_shape", "data", "data_digest", "source", "target", "alpha",
              "reference_false_rate", "min_queries"}, frozenset({"fpr"}))
     classes = int_param(p, "num_classes", 2, 65536)
-    size = image_size(p, most=None)                  # `[C, H, W]`, no range given
+    size = image_size(p)
     string(p["data"], "verification_key.params.data")
     string(p["data_digest"], "verification_key.params.data_digest")
     source = int_param(p, "source", 0, classes - 1)
@@ -868,9 +867,9 @@ def ewe(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
         raise Malformed("verification_key.params: source and target must differ")
     alpha = number_param(p, "alpha", 0, 0.5, lo_open=True)
     number_param(p, "reference_false_rate", 0, 1)
-    min_queries = int_param(p, "min_queries", 1)
+    min_queries = int_param(p, "min_queries", 1, 1_000_000)
     if "fpr" in p:                                   # the double's binary value (*Numbers*)
-        fpr = Fraction(float(number_param(p, "fpr", 0, 1, lo_open=True, hi_open=True)))
+        fpr = Fraction(float(number_param(p, "fpr", 1e-12, 1 - 1e-12)))
     else:
         fpr = Fraction(1, classes)                   # exactly 1/K
     queries = []                                     # *Items, queries, answers*
