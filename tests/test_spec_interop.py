@@ -4,9 +4,9 @@ from the spec alone (it never imports claimkit), checks the bundles claimkit mak
 Every check passes on honest trigger-set, UBW, MOVE and EWE bundles, accepted and
 rejected, and the relevant check fails on a tampered one. If a test here fails after a
 change to claimkit or to protocol_spec, the two have drifted apart: fix whichever is
-wrong, and never the spec verifier to match the code without reading the spec. Known
-disagreements not yet settled are strict xfails (*Findings* below): when one starts to
-pass, the fix landed, and its mark goes.
+wrong, and never the spec verifier to match the code without reading the spec. A
+disagreement not yet settled is a strict xfail until its fix lands (*Findings* below
+holds those settled so far, each now a plain test).
 """
 
 from __future__ import annotations
@@ -589,7 +589,7 @@ def test_a_tampered_move_or_ewe_bundle_fails_the_relevant_check(request, owner, 
         verify_claim(ClaimBundle.from_json(forged), log_key=registry.log_key)
 
 
-# -- Findings: where claimkit and the spec-only verifier disagree ------------------------
+# -- Findings: where claimkit and the spec-only verifier disagreed (settled 2026-12-07) -
 WRONG_SHAPE = {    # images not of C·H·W bytes (move.md, ewe.md: base64(uint8 C×H×W))
     "move image": ("move", lambda v: {**v, "image": b64encode(b"12345")}),
     "move source": ("move", lambda v: {**v, "source": b64encode(b"1234567")}),
