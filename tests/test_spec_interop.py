@@ -1,18 +1,19 @@
 """Interoperability: protocol_spec/interop/verify_from_spec.py, a bundle verifier written
 from the spec alone (it never imports claimkit), checks the bundles claimkit makes.
 
-Every check passes on honest trigger-set, UBW, MOVE and EWE bundles, accepted and
-rejected, and the relevant check fails on a tampered one. If a test here fails after a
-change to claimkit or to protocol_spec, the two have drifted apart: fix whichever is
-wrong, and never the spec verifier to match the code without reading the spec. A
-disagreement not yet settled is a strict xfail until its fix lands (*Findings* below
-holds those settled so far, each now a plain test).
+Every check passes on honest trigger-set, UBW (UBW-C's fresh and drawn triggers too),
+MOVE and EWE bundles, accepted and rejected, and the relevant check fails on a tampered
+one. If a test here fails after a change to claimkit or to protocol_spec, the two have
+drifted apart: fix whichever is wrong, and never the spec verifier to match the code
+without reading the spec. A disagreement not yet settled is a strict xfail until its fix
+lands (*Findings* below holds those settled so far, each now a plain test).
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import importlib.util
 import json
 import math
@@ -673,3 +674,468 @@ def test_the_student_t_tail_and_the_binomial_tail_match_scipy():
         p, was_exact = vfs.binomial_tail(m, n, p0)
         assert was_exact is exact
         assert p == pytest.approx(stats.binom.sf(m - 1, n, float(p0)), rel=1e-9)
+
+
+# -- UBW-C's fresh and drawn triggers (ubw.md *Fresh triggers*, *Drawn triggers*) -------
+FRESH_SHAPE = [2, 4, 3]          # C, H, W: two channels, a 2×2 square at 3·2 places
+SIDE, GRID = 2, 2
+SECRET = bytes(range(100, 132))  # a drawn key's secret s
+FRESH_SQUARE = bytes([255, 0, 0, 255])
+FRESH_KINDS = {   # kind → (its params, fresh K): K odd and even, the least for alpha 0.05
+    "square": ({"side": SIDE}, 19),
+    "field": ({"grid": GRID, "warp_strength": 0.5}, 20),
+    "drawn square": ({"side": SIDE}, 20),
+    "drawn field": ({"grid": GRID, "warp_strength": 0.5}, 19),
+}
+
+
+def paste_square(image: bytes, square: bytes, r: int, c: int) -> bytes:
+    """The square's bytes replace the image's at (r, c) in every channel (test-side)."""
+    channels, h, w = FRESH_SHAPE
+    out = bytearray(image)
+    for ch in range(channels):
+        for y in range(SIDE):
+            at = (ch * h + r + y) * w + c
+            out[at:at + SIDE] = square[y * SIDE:(y + 1) * SIDE]
+    return bytes(out)
+
+
+def unit_field(seed: int, scale: float = 1.0) -> str:
+    """A field of Uniform(−1, 1) offsets normalised to mean |f| = 1 (times ``scale``)."""
+    rnd = random.Random(seed)
+    v = [rnd.uniform(-1, 1) for _ in range(2 * GRID * GRID)]
+    mean = math.fsum(map(abs, v)) / len(v)
+    return b64encode(struct.pack(f"<{len(v)}d", *(x / mean * scale for x in v)))
+
+
+def fresh_item(rnd: random.Random, kind: str, square: bytes = FRESH_SQUARE,
+               field: str | None = None) -> dict[str, Any]:
+    channels, h, w = FRESH_SHAPE
+    image = rnd.randbytes(channels * h * w)
+    value: dict[str, Any] = {"image": b64encode(image), "label": rnd.randrange(4)}
+    if "square" in kind:
+        r, c = rnd.randrange(h - SIDE + 1), rnd.randrange(w - SIDE + 1)
+        value["place"] = [r, c]
+        if "drawn" not in kind:
+            value["triggered"] = b64encode(paste_square(image, square, r, c))
+    elif "drawn" not in kind:
+        value["field"] = field or unit_field(8)
+    return value
+
+
+def fresh_params(kind: str, **change: Any) -> dict[str, Any]:
+    own, count = FRESH_KINDS[kind]
+    params = {"num_classes": 4, "input_shape": FRESH_SHAPE, "tau": 0.25, "alpha": 0.05, "m": 20,
+              "data": "toy", "data_digest": "", "fresh": count, **own}
+    if "drawn" in kind:
+        params["trigger_commitment"] = hashlib.sha256(
+            b"claimkit/trigger-commitment/v1\n" + SECRET).hexdigest()
+    params.update(change)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def fresh_key(kind: str, items: int = 40, values: list | None = None, **change: Any
+              ) -> MarkingKey:
+    rnd = random.Random(19)
+    values = values or [fresh_item(rnd, kind) for _ in range(items)]
+    secret = {"trigger_secret": b64encode(SECRET)} if "drawn" in kind else None
+    return MarkingKey.create("ubw-c", fresh_params(kind, **change), values,
+                             rng=lambda n: rnd.randbytes(n), **({"secret": secret} if secret else {}))
+
+
+def draw_and_register(registry, owner, mk: MarkingKey):
+    """A drawn key is drawn, then registered (ubw.md *The draw*); else registered."""
+    if "trigger_commitment" in mk.params:
+        from claimkit.registry.entries import TriggerDraw
+        vk = mk.verification_key
+        request = TriggerDraw(owner.public, vk.scheme, vk.digest)
+        receipt = registry.draw_trigger(request, sign_request(request, owner))
+        mk = MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": receipt.to_dict()})
+    return mk, register(registry, owner, mk)
+
+
+def fresh_ask(benign: float, key: float, fresh: float, seed: int = 1, jitter: float = 0.05
+              ) -> Callable[[list[Any]], list[list[float]]]:
+    """[P_b, P_p, P_1 … P_K] around the given levels (K read from the queries)."""
+    def ask(queries: list[Any]) -> list[list[float]]:
+        rnd = random.Random(seed)
+        count = queries[0]["fresh"]["count"]
+        clip = lambda v: min(1.0, max(0.0, v + rnd.uniform(-jitter, jitter)))  # noqa: E731
+        return [[clip(benign), clip(key), *(clip(fresh) for _ in range(count))] for _ in queries]
+    return ask
+
+
+def one_fresh_tie(queries: list[Any]) -> list[list[float]]:
+    """Fresh trigger 1 costs exactly as much as the key's: p_rank = 2/(K + 1)."""
+    count = queries[0]["fresh"]["count"]
+    return [[0.9, 0.1, 0.1] + [0.8] * (count - 1) for _ in queries]
+
+
+FRESH_CASES = {      # name → (ask, whether claimkit and the spec accept)
+    "key-specific": (fresh_ask(0.95, 0.2, 0.8), True),
+    "any trigger": (fresh_ask(0.95, 0.3, 0.25), False),     # Prop. 1 accepts, the rank not
+    "one tie": (one_fresh_tie, False),                      # ties count against the key
+    "prop 1 fails": (fresh_ask(0.95, 0.9, 0.99), False),    # the rank accepts, Prop. 1 not
+    "integers": (lambda q: [[1, 0] + [1] * q[0]["fresh"]["count"]] * len(q), True),   # bound
+    "fine": (fresh_ask(0.75, 0.1, 0.6, seed=5, jitter=0.1), True),    # many-digit D values
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FRESH_KINDS))
+def test_fresh_trigger_bundles_pass_every_check(registry, owner, log_line, kind):
+    mk, receipt = draw_and_register(registry, owner, fresh_key(kind, items=20 * len(FRESH_CASES)))
+    for name, (ask, expected) in FRESH_CASES.items():
+        bundle = make_claim(registry, mk, receipt, Digest.of(name.encode()), ask=ask,
+                            identity=owner, k=15)
+        assert claimkit_accepts(bundle, registry) is expected, name
+        rows = spec_verify(bundle, log_line)
+        assert_all_pass(rows, expected)
+        assert any(n.startswith("6. secret opens") for n, _, _ in rows) is ("drawn" in kind)
+
+
+def test_fresh_squares_fields_and_drawn_triggers_match_the_vectors():
+    """ubw.md *Fresh squares*, *Fresh fields*, *The draw*: the spec verifier's pure-Python
+    derivations give protocol_spec/vectors' patterns, fields, commitments and seeds."""
+    vectors = Path(SPEC_VERIFIER).parents[1] / "vectors"
+    v = json.loads((vectors / "ubw-fresh.json").read_text())
+    for case in v["cases"]:
+        assert [vfs.fresh_pattern(bytes.fromhex(v["seed"]), case["side"], j)
+                for j in range(case["count"])] == [
+            bytes(255 * int(b) for b in bits) for bits in case["patterns"]]
+    v = json.loads((vectors / "ubw-fresh-field.json").read_text())
+    for case in v["cases"]:
+        assert [hashlib.sha256(vfs.pack_field(vfs.fresh_field(bytes.fromhex(v["seed"]),
+                                                              case["grid"], j))).hexdigest()
+                for j in range(case["count"])] == case["sha256_le_f64"]
+    for case in json.loads((vectors / "ubw-drawn.json").read_text())["cases"]:
+        secret = bytes.fromhex(case["secret"])
+        assert hashlib.sha256(vfs.COMMITMENT_DOMAIN + secret).hexdigest() == case["commitment"]
+        seed = vfs.trigger_seed(secret, case["size"], bytes.fromhex(case["root"]),
+                                bytes.fromhex(case["signature"]))
+        assert seed.hex() == case["trigger_seed"]
+        trigger = (vfs.fresh_pattern(seed, case["side"], 0) if "side" in case
+                   else vfs.pack_field(vfs.fresh_field(seed, case["grid"], 0)))
+        assert trigger.hex() == case.get("pattern", case.get("field"))
+
+
+@pytest.fixture
+def fresh_bundles(registry, owner):
+    """kind → an accepted claim of that kind (20 items opened)."""
+    out = {}
+    for kind in FRESH_KINDS:
+        mk, receipt = draw_and_register(registry, owner, fresh_key(kind, items=30))
+        out[kind] = make_claim(registry, mk, receipt, Digest.of(kind.encode()),
+                               ask=fresh_ask(0.95, 0.2, 0.8), identity=owner, k=20)
+    return out
+
+
+def set_detail(part: str, name: str, change: Callable[[Any], Any]) -> Callable[[dict], None]:
+    def edit_evidence(p: dict) -> None:
+        where = p["evidence"]["result"]["params"] if part == "params" else p["evidence"][part]
+        where[name] = change(where[name])
+    return edit_evidence
+
+
+def set_queries(change: Callable[[dict], None]) -> Callable[[dict], None]:
+    def edit_queries(p: dict) -> None:
+        for q in p["queries"]:
+            change(q)
+    return edit_queries
+
+
+def set_draw(change: Callable[[dict], None]) -> Callable[[dict], None]:
+    def edit_draw(p: dict) -> None:
+        change(p["trigger_draw"])
+    return edit_draw
+
+
+REGISTERED = "3. registration names the key (digest, scheme, items)"
+QUERIES = "8. queries derived from the openings"
+DETAILS, RESULT = "8. evidence.details", "8. evidence.result"
+NEXT_UP = lambda x: math.nextafter(x, math.inf)    # noqa: E731
+TAMPERED_FRESH = [   # (kind, change, the check that fails)
+    ("square", set_answer(0, None), MALFORMED),
+    ("square", lambda p: p["answers"]["values"][0].__setitem__(5, 0.0), "8. evidence.observations"),
+    ("square", lambda p: p["answers"]["values"][0].__setitem__(5, 0.0), DETAILS),
+    ("field", lambda p: p["answers"]["values"][1].__setitem__(1, 0.9), "8. evidence.observations"),
+    ("square", lambda p: p["answers"]["values"][2].pop(), MALFORMED),            # K + 1 numbers
+    ("square", set_param("fresh", 20), REGISTERED),                                 # K changed
+    ("field", set_param("fresh", 19), REGISTERED),
+    ("square", set_queries(lambda q: q["fresh"].__setitem__("count", 18)), QUERIES),
+    ("field", set_queries(lambda q: q["fresh"].__setitem__("seed", "00" * 32)), QUERIES),
+    ("square", set_param("side", 3), REGISTERED),                                   # side
+    ("field", set_param("grid", 3), REGISTERED),                                    # grid
+    ("field", set_param("warp_strength", 0.25), REGISTERED),
+    ("square", set_detail("details", "p_rank", lambda v: 0.01), DETAILS),           # rank
+    ("square", set_detail("params", "p_rank", lambda v: 0.01), RESULT),
+    ("field", set_detail("details", "d_key", NEXT_UP), DETAILS),                    # exact
+    ("field", set_detail("details", "d_fresh_median", NEXT_UP), DETAILS),
+    ("square", set_detail("details", "d_fresh_max", NEXT_UP), DETAILS),
+    ("square", set_detail("details", "fresh", lambda v: v + 1), DETAILS),
+    ("field", set_detail("params", "fresh", lambda v: v - 1), RESULT),
+    ("square", set_detail("params", "p_prop1", lambda v: v * 1.001), RESULT),
+    ("square", set_detail("result", "test", lambda v: "paired-t-margin"), RESULT),
+    ("drawn square", set_draw(lambda d: d.__setitem__("secret", b64encode(bytes(32)))),
+     "6. secret opens trigger_commitment"),
+    ("drawn field", set_draw(lambda d: d.__setitem__("consistency", d["consistency"][:-1])),
+     "6. consistency: draw checkpoint -> intent checkpoint"),
+    ("drawn square", set_draw(lambda d: flip_inclusion_hash(d["receipt"])),
+     "6. trigger draw receipt: inclusion proof"),
+    ("drawn field", lambda p: p.pop("trigger_draw"),
+     "6. trigger_draw present for a key with trigger_commitment"),
+    ("square", lambda p: p.__setitem__("trigger_draw", {}),
+     "6. no trigger_draw for a key without trigger_commitment"),
+    ("drawn square", set_queries(lambda q: q.__setitem__("triggered", q["image"])), QUERIES),
+    ("drawn field", set_queries(lambda q: q.__setitem__("field", unit_field(9))), QUERIES),
+    ("drawn field", set_param("trigger_commitment", "00" * 32), REGISTERED),
+]
+
+
+@pytest.mark.parametrize("kind, change, check", TAMPERED_FRESH)
+def test_a_tampered_fresh_trigger_bundle_fails_the_relevant_check(fresh_bundles, registry, owner,
+                                                                  log_line, kind, change, check):
+    forged = edit(fresh_bundles[kind], change, owner)
+    assert check in failed(spec_verify(forged, log_line))
+    with pytest.raises((MalformedInputError, VerificationError)):       # claimkit agrees
+        verify_claim(ClaimBundle.from_json(forged), log_key=registry.log_key)
+
+
+def test_the_rank_test_compares_p_rank_with_alpha_as_rationals(registry, owner, log_line):
+    """ubw.md *Decision*: p_rank ≤ alpha "as rationals". With K = 9 and alpha = 0.3, two
+    fresh triggers above the key give p_rank = 3/10, which rounds to the double 0.3 but lies
+    above its value (0.29999999999999998889…): rejected. With alpha = 0.1 (above 1/10)
+    and none above, accepted."""
+    for alpha, above, expected in [(0.3, 2, False), (0.1, 0, True)]:
+        mk, receipt = draw_and_register(registry, owner, fresh_key("square", 30, fresh=9,
+                                                                  alpha=alpha))
+        ask = lambda q: [[0.9, 0.1] + [0.05] * above + [0.5] * (9 - above) for _ in q]  # noqa: B023,E731
+        bundle = make_claim(registry, mk, receipt, Digest.of(b"rank"), ask=ask, identity=owner,
+                            k=15)
+        assert claimkit_accepts(bundle, registry) is expected
+        assert_all_pass(spec_verify(bundle, log_line), expected)
+
+
+def test_a_drawn_keys_draw_must_be_the_owners_and_precede_the_registration(registry, owner,
+                                                                           log_line):
+    """bundle.md step 6: a draw by another owner, a draw logged after the registration and a
+    draw receipt under a later tree head fail their checks (the bundles made by an owner's
+    tool without make_claim's own checks); claimkit refuses each too."""
+    import claimkit.claim.make as make
+    from claimkit.identity import Identity
+    from claimkit.registry.entries import TriggerDraw
+
+    def drawn(who, mk):
+        vk = mk.verification_key
+        request = TriggerDraw(who.public, vk.scheme, vk.digest)
+        receipt = registry.draw_trigger(request, sign_request(request, who))
+        return MarkingKey(mk.scheme, mk.params, mk.items, {**mk.secret, "draw": receipt.to_dict()}), receipt
+
+    bob = Identity.generate("bob", seed=b"\x22" * 32)
+    for case, check in [("bob", "6. trigger draw names the key (digest, scheme) and the registered owner"),
+                        ("late", "6. trigger draw index below the registration's")]:
+        mk = fresh_key("drawn square", 30, tau=0.2 if case == "late" else 0.3)
+        if case == "late":
+            registration = register(registry, owner, mk)
+            mk, draw = drawn(owner, mk)
+        else:
+            mk, draw = drawn(bob, mk)
+            registration = register(registry, owner, mk)
+        seed = make.draw_seed(draw, mk.verification_key, SECRET, registry.log_key)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(make, "_draw", lambda *_: (draw, SECRET, seed))  # noqa: B023
+            bundle = make_claim(registry, mk, registration, Digest.of(case.encode()),
+                                ask=fresh_ask(0.95, 0.2, 0.8), identity=owner, k=15)
+        assert failed(spec_verify(bundle, log_line)) == [check]
+        with pytest.raises(VerificationError):
+            verify_claim(ClaimBundle.from_json(bundle.to_json()), log_key=registry.log_key)
+    # the draw's receipt under a later tree head: not the one that ends with the draw
+    mk, registration = draw_and_register(registry, owner, fresh_key("drawn field", 30))
+    bundle = make_claim(registry, mk, registration, Digest.of(b"later"),
+                        ask=fresh_ask(0.95, 0.2, 0.8), identity=owner, k=15)
+    draw = bundle.predicate.trigger_draw.receipt
+    later = registry.receipt(draw.index).to_dict()          # under the latest tree head
+    forged = edit(bundle, set_draw(lambda d: d.__setitem__("receipt", later)), owner)
+    assert "6. draw checkpoint size = draw index + 1" in failed(spec_verify(forged, log_line))
+    with pytest.raises(VerificationError):
+        verify_claim(ClaimBundle.from_json(forged), log_key=registry.log_key)
+
+
+# Opened items of a fresh key: ubw.md *Membership*; each spec refusal is claimkit's too.
+H_, W_ = FRESH_SHAPE[1:]
+
+
+def at_square(value: dict, dy: int = 0, dx: int = 0, channel: int = 0) -> int:
+    r, c = value["place"]
+    return (channel * H_ + (r + dy) % H_) * W_ + c + dx
+
+
+def set_byte(value: dict, name: str, at: int, byte: int | None = None) -> None:
+    raw = bytearray(base64.b64decode(value[name]))
+    raw[at] = raw[at] ^ 1 if byte is None else byte
+    value[name] = b64encode(bytes(raw))
+
+
+def other_square(square: bytes) -> Callable[[dict], None]:
+    def change(value: dict) -> None:
+        image = base64.b64decode(value["image"])
+        value["triggered"] = b64encode(paste_square(image, square, *value["place"]))
+    return change
+
+
+def field_values(change: Callable[[list[float]], list[float]]) -> Callable[[dict], None]:
+    def edit_field(value: dict) -> None:
+        raw = base64.b64decode(value["field"])
+        values = change(list(struct.unpack(f"<{len(raw) // 8}d", raw)))
+        value["field"] = b64encode(struct.pack(f"<{len(values)}d", *values))
+    return edit_field
+
+
+MEMBERSHIP = [    # (kind, change of opened item 2, words of the spec verifier's refusal)
+    ("square", lambda v: set_byte(v, "triggered", at_square(v, dy=SIDE)), "outside the square"),
+    ("square", lambda v: set_byte(v, "image", at_square(v, dy=SIDE, channel=1)),
+     "outside the square"),
+    ("square", lambda v: set_byte(v, "triggered", at_square(v, channel=1), 0), "between channels"),
+    ("square", other_square(bytes([128, 0, 0, 255])), "other than 0 and 255"),
+    ("square", other_square(bytes([255] * 4)), "one colour"),
+    ("square", other_square(bytes([0] * 4)), "one colour"),
+    ("square", other_square(bytes([0, 255, 255, 0])), "differs from the first"),
+    ("square", lambda v: v.update(place=[H_ - 1, 0]), "outside the image"),
+    ("square", lambda v: v.update(place=[0, W_ - 1]), "outside the image"),
+    ("square", lambda v: v.update(place=[0, -1]), "outside the image"),
+    ("square", lambda v: v.update(place=[True, 0]), "two integers"),
+    ("square", lambda v: v.update(place=[0]), "two integers"),
+    ("square", lambda v: v.pop("place"), "missing ['place']"),
+    ("square", lambda v: v.update(field=unit_field(8)), "unknown ['field']"),
+    ("field", lambda v: v.update(field=unit_field(9)), "differs from the first"),
+    ("field", lambda v: v.update(field=unit_field(8, 2.0)), "mean absolute value"),
+    ("field", lambda v: v.update(field=unit_field(8, 1 + 2e-9)), "mean absolute value"),
+    ("field", field_values(lambda f: [math.nan] + f[1:]), "not all finite"),
+    ("field", field_values(lambda f: [math.inf] + f[1:]), "not all finite"),
+    ("field", field_values(lambda f: f[:-1]), "expected 64 bytes"),
+    ("field", lambda v: v.update(triggered=v["image"]), "unknown ['triggered']"),
+    ("field", lambda v: v.update(place=[0, 0]), "unknown ['place']"),
+    ("drawn square", lambda v: v.update(triggered=v["image"]), "unknown ['triggered']"),
+    ("drawn field", lambda v: v.update(field=unit_field(8)), "unknown ['field']"),
+]
+
+
+def both_read(kind: str, values: list[dict]) -> tuple[str, str]:
+    """(the spec verifier's refusal or "", claimkit's) of a fresh key with these items,
+    all opened, with made-up answers."""
+    from claimkit.protocol.scheme import decider_for
+    mk = fresh_key(kind, values=values)
+    openings = mk.open(range(len(values)))
+    count = mk.params["fresh"]
+    answers = [[0.9, 0.1] + [0.5] * count] * len(values)
+    trigger = b"\x07" * 32 if "drawn" in kind else None
+    try:
+        vfs.ubw({"scheme": "ubw-c", "params": json.loads(canonical_json(mk.params))},
+                [{"index": i, "value": json.loads(canonical_json(o.value))}
+                 for i, o in enumerate(openings)], answers, challenge=bytes(32), trigger=trigger)
+        spec = ""
+    except vfs.Malformed as exc:
+        spec = str(exc)
+    try:
+        decider = decider_for("ubw-c")
+        decider.queries(mk.verification_key, openings, challenge=bytes(32),
+                        **({"trigger": trigger} if trigger else {}))
+        decider.decide(mk.verification_key, openings, answers)
+        ours = ""
+    except MalformedInputError as exc:
+        ours = str(exc)
+    return spec, ours
+
+
+@pytest.mark.parametrize("kind, change, words", MEMBERSHIP)
+def test_opened_items_of_a_fresh_key_pass_the_membership_check_or_are_malformed(kind, change,
+                                                                                 words):
+    rnd = random.Random(5)
+    values = [fresh_item(rnd, kind) for _ in range(4)]
+    assert both_read(kind, values) == ("", "")
+    change(values[2])
+    spec, ours = both_read(kind, values)
+    assert spec.startswith("opening[2].value") and words in spec, spec
+    assert ours.startswith("opening[2].value"), ours
+
+
+def test_a_field_within_1e_9_of_the_unit_scale_is_a_member():
+    rnd = random.Random(5)
+    within = unit_field(8, 1 + 5e-10)
+    assert both_read("field", [fresh_item(rnd, "field", field=within) for _ in range(4)]) == ("", "")
+
+
+FRESH_KEYS = {   # params changed → whether ubw.md *Verification key* refuses the key
+    "K = 18 for alpha 0.05": ({"fresh": 18}, True),         # 1/19 > alpha
+    "fresh null": ({"fresh": None}, True),
+    "fresh true": ({"fresh": True}, True),
+    "fresh 10001": ({"fresh": 10_001, "alpha": 0.5}, True),
+    "both side and grid": ({"grid": 2, "warp_strength": 0.5}, True),
+    "side 1": ({"side": 1}, True),
+    "side 4 > min(H, W)": ({"side": 4}, True),
+    "side 3": ({"side": 3}, False),
+    "side 2.5": ({"side": 2.5}, True),
+    "warp_strength with side": ({"warp_strength": -1}, False),     # ignored (a guess)
+    "trigger_commitment upper": ({"trigger_commitment": "AB" * 32}, True),
+    "trigger_commitment 63": ({"trigger_commitment": "a" * 63}, True),
+    "alpha 5e-324": ({"alpha": 5e-324}, True),
+    "K = 1, alpha 0.5": ({"fresh": 1, "alpha": 0.5}, False),
+    "K = 1, alpha 0.49": ({"fresh": 1, "alpha": 0.49}, True),
+}
+FIELD_KEYS = {
+    "grid 1": ({"grid": 1}, True),
+    "grid 4": ({"grid": 4}, True),
+    "no grid nor side": ({"grid": None}, True),
+    "no warp_strength": ({"warp_strength": None}, True),
+    "warp_strength 0": ({"warp_strength": 0}, True),
+    "warp_strength '0.5'": ({"warp_strength": "0.5"}, True),
+    "warp_strength true": ({"warp_strength": True}, True),
+    "warp_strength 5e-324": ({"warp_strength": 5e-324}, False),
+}
+NULL = object()       # a member present with the value null
+
+
+def spec_refuses_key(scheme: str, params: dict) -> bool:
+    try:
+        vfs.ubw({"scheme": scheme, "params": params}, [], [])
+    except vfs.Malformed as exc:
+        return "verification_key.params" in str(exc)
+    raise AssertionError("no openings: never reached")
+
+
+def claimkit_refuses_key(scheme: str, params: dict) -> bool:
+    from claimkit.protocol.keys import VerificationKey
+    from claimkit.protocol.scheme import decider_for
+    try:
+        decider_for(scheme).check_params(VerificationKey(scheme, params, 10, bytes(32)))
+    except MalformedInputError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("kind, name", [("square", n) for n in FRESH_KEYS]
+                         + [("field", n) for n in FIELD_KEYS] + [("drawn square", "drawn")])
+def test_fresh_keys_are_refused_where_ubw_md_says(kind, name):
+    change, refused = {**FRESH_KEYS, **FIELD_KEYS, "drawn": ({}, False)}[name]
+    params = fresh_params(kind, **{k: NULL if k == "fresh" and v is None else v
+                                   for k, v in change.items()})
+    params = {k: None if v is NULL else v for k, v in params.items()}
+    assert spec_refuses_key("ubw-c", params) is refused
+    assert claimkit_refuses_key("ubw-c", params) is refused
+    assert spec_refuses_key("ubw-p", params) and claimkit_refuses_key("ubw-p", params)
+
+
+@pytest.mark.parametrize("change", [{"trigger_commitment": "ab" * 32, "fresh": None, "side": None},
+                                    {"trigger_commitment": "ab" * 32, "fresh": 0, "side": None}])
+def test_a_trigger_commitment_needs_fresh_triggers(change):
+    params = fresh_params("square", **change)
+    assert spec_refuses_key("ubw-c", params) and claimkit_refuses_key("ubw-c", params)
+
+
+# -- Findings of the fresh-trigger extension (2026-12-07) ---------------------------------
+@pytest.mark.xfail(strict=True, reason="ubw.md's table gives m as 'integer ≥ 2, optional' "
+                   "(informative); claimkit refuses m above 2^20, as schemas/ubw.json's "
+                   "maximum says: the spec's prose and schema disagree")
+@pytest.mark.parametrize("scheme, kind", [("ubw-c", "square"), ("ubw-p", None)])
+def test_ubw_keys_with_m_above_2_to_the_20(scheme, kind):
+    params = fresh_params(kind, m=2**20 + 1) if kind else {**UBW_PARAMS, "m": 2**20 + 1}
+    assert spec_refuses_key(scheme, params) is claimkit_refuses_key(scheme, params)

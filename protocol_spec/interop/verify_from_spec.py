@@ -19,12 +19,20 @@ What it implements:
 * commitments.md: item commitments, the verification key's digest, openings.
 * bundle.md *Verify* steps 1-8: the DSSE envelope and in-toto statement, both receipts,
   the binding of key, registration and intent, the consistency proof, the owner's DSSE
-  signature, the challenge's openings, the queries, and *Evidence* (every member, exact
-  or within 1e-9 relative for the floating-point statistics).
+  signature, a drawn key's ``trigger_draw`` (step 6), the challenge's openings, the
+  queries, and *Evidence* (every member, exact or within 1e-9 relative for the
+  floating-point statistics).
 * Evidence recomputed for ``trigger-set`` (bundle.md, *Decision for label-matching
   schemes*, *Numbers*, *Trigger-set items and queries*), ``ubw-p`` (ubw.md,
-  *Verification key*, *Items and queries*, *Answers*, *Decision*) and ``ubw-c`` keys
-  without fresh triggers, whose decision is UBW-P's (ubw.md); ``move``, black-box and
+  *Verification key*, *Items and queries*, *Answers*, *Decision*), ``ubw-c`` keys
+  without fresh triggers, whose decision is UBW-P's, and ``ubw-c`` keys with K fresh
+  triggers (ubw.md *Fresh triggers*: squares and warping fields, the membership checks
+  of the opened items, the queries naming the challenge seed, K + 2 answers, the rank
+  test in exact rationals and its conjunction with Prop. 1) whose trigger is the owner's
+  or drawn from the log (*Drawn triggers*: the draw's receipt, index, tree head and
+  consistency, the secret against ``trigger_commitment``, the trigger seed, and the
+  drawn square or field put into the queries; fresh squares and fields are derived in
+  pure Python, as *Fresh squares* and *Fresh fields* define them); ``move``, black-box and
   white-box (move.md: the meta-classifier C on the features of the answers, then
   ubw.md's paired-t-margin on the scores and the references) and ``ewe`` (ewe.md: the
   binomial tail at ``fpr``, exact as bundle.md's *Numbers* say). MOVE's white-box
@@ -35,9 +43,9 @@ Its Student t tail and incomplete beta function are its own (continued fraction,
 log space), not scipy's: within 1e-10 relative of scipy's where scipy is accurate, and
 the statistics are otherwise computed as the spec says (exact rationals where it says so).
 
-What it does not cover. Not implemented, so ``verify`` ends with a failed "covered by
-this verifier" check, never a pass: UBW-C's fresh triggers (rank test, fresh squares and
-fields, membership checks) and drawn triggers (bundle.md step 6, ``trigger_draw``). Not
+What it does not cover. A scheme it does not know ends ``verify`` with a failed "covered
+by this verifier" check, never a pass. Not implemented, as *Verify* does not need it:
+ubw.md's *The warp* (the answerer warps the images; a verifier reads the answers). Not
 checked, as *Verify* does not require them: witness cosignatures and the registry's time
 cosignature (skipped signature lines of the checkpoint note), the registry's audit
 (``spent`` is taken from the intent entry as logged), an arbiter's own answers and
@@ -52,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import math
 import struct
@@ -597,8 +606,8 @@ def image_size(params: dict[str, Any]) -> int:
 
 
 # -- trigger-set: bundle.md *Decision for label-matching schemes*, *Trigger-set items* ---
-def trigger_set(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
-                ) -> tuple[list[Any], dict[str, Any]]:
+def trigger_set(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any],
+                **_: Any) -> tuple[list[Any], dict[str, Any]]:
     p = vk["params"]
     classes = p.get("num_classes")
     if not is_int(classes) or not 2 <= classes <= 1 << 20:
@@ -673,45 +682,279 @@ def paired_t_margin(pairs: list[Any], tau: float
     return t, n - 1, max(p_t, p_bound), params
 
 
-# -- ubw-p (and ubw-c without fresh triggers): ubw.md ------------------------------------
-def ubw(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
+# -- ubw-p and ubw-c: ubw.md ---------------------------------------------------------------
+FRESH_DOMAIN = b"claimkit/ubw-fresh/v1\n"                 # ubw.md *Fresh squares*
+FIELD_DOMAIN = b"claimkit/ubw-fresh-field/v1\n"           # ubw.md *Fresh fields*
+COMMITMENT_DOMAIN = b"claimkit/trigger-commitment/v1\n"   # ubw.md *Drawn triggers*, *The key*
+TRIGGER_DOMAIN = b"claimkit/trigger/v1\n"                 # ubw.md *Drawn triggers*, *The draw*
+
+
+def fresh_pattern(seed: bytes, side: int, j: int) -> bytes:
+    """ubw.md *Fresh squares*: pattern j, side² bytes 0/255 row-major, of the least
+    attempt a whose square has both colours."""
+    blocks = -(-side * side // 256)
+    for a in range(1 << 32):
+        bits = b"".join(sha256(FRESH_DOMAIN + seed + struct.pack(">III", j, a, b))
+                        for b in range(blocks))
+        square = bytes(255 if bits[i >> 3] >> (7 - (i & 7)) & 1 else 0
+                       for i in range(side * side))
+        if 0 in square and 255 in square:
+            return square
+    raise ArithmeticError("fresh square: no attempt with both colours")
+
+
+def fresh_field(seed: bytes, grid: int, j: int) -> list[float]:
+    """ubw.md *Fresh fields*: field j, n = 2k² doubles (shape (k, k, 2), row-major)."""
+    n = 2 * grid * grid
+    stream = b"".join(sha256(FIELD_DOMAIN + seed + struct.pack(">II", j, b))
+                      for b in range(-(-8 * n // 32)))
+    words = struct.unpack(f">{n}Q", stream[:8 * n])
+    v = [2 * ((w >> 11) * 2.0**-53) - 1 for w in words]          # exact
+    scale = math.fsum(abs(x) for x in v) / n                     # fsum, one division by n
+    return [x / scale for x in v]                                # one division per value
+
+
+def pack_field(values: list[float]) -> bytes:
+    """ubw.md *Items and queries*: k·k·2 little-endian IEEE 754 doubles."""
+    return struct.pack(f"<{len(values)}d", *values)
+
+
+def trigger_seed(secret: bytes, size: int, root: bytes, signature: bytes) -> bytes:
+    """ubw.md *The draw*: SHA-256(domain || s || uint64_be(j + 1) || root || signature),
+    j + 1 the size of the tree head that ends with the draw."""
+    return sha256(TRIGGER_DOMAIN + secret + struct.pack(">Q", size) + root + signature)
+
+
+class Fresh:
+    """ubw.md *Verification key*: a ubw-c key's fresh triggers (K > 0), their kind
+    (``side`` for squares, ``grid`` and ``strength`` for warping fields) and whether
+    the key's trigger is drawn from the log."""
+
+    def __init__(self, count: int, side: int, grid: int, strength: float, drawn: bool):
+        self.count, self.side, self.grid, self.strength, self.drawn = (
+            count, side, grid, strength, drawn)
+
+
+def is_hex64(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(
+        c in "0123456789abcdef" for c in value)
+
+
+def fresh_params(p: dict[str, Any], scheme: str, alpha: float, shape: list[int]
+                 ) -> Fresh | None:
+    """ubw.md *Verification key*: the rules for ``fresh``, ``side``, ``grid``,
+    ``warp_strength`` and ``trigger_commitment``; None for a key without fresh triggers."""
+    what = "verification_key.params"
+    # "MUST reject a key whose fresh is present but not an integer (null included)"
+    if "fresh" in p and (not is_int(p["fresh"]) or not 0 <= p["fresh"] <= 10_000):
+        raise Malformed(what + ".fresh: expected an integer in [0, 10000]")
+    count = p.get("fresh", 0)
+    if "trigger_commitment" in p:
+        # "whose trigger_commitment is present without fresh > 0 or is not 64 lowercase hex"
+        if count == 0:
+            raise Malformed(what + ".trigger_commitment: present without fresh > 0")
+        if not is_hex64(p["trigger_commitment"]):
+            raise Malformed(what + ".trigger_commitment: expected 64 lowercase hex digits")
+    if count == 0:
+        # Guess: side, grid and warp_strength of a key without fresh triggers are "other
+        # members of params", ignored by the decision.
+        return None
+    if scheme != "ubw-c":                             # "whose scheme is not ubw-c"
+        raise Malformed(what + ".fresh: fresh triggers are ubw-c's only")
+    if Fraction(1, count + 1) > Fraction(alpha):      # "compared as rationals"
+        raise Malformed(what + f".fresh: 1/(K + 1) = 1/{count + 1} above alpha; the rank "
+                        "test could never accept")
+    if ("side" in p) == ("grid" in p):                # "both or neither of side and grid"
+        raise Malformed(what + ": exactly one of side and grid")
+    top = min(shape[1], shape[2])                     # [2, min(H, W)]
+    if "side" in p:
+        # Guess: with side, a warp_strength member is another member of params, ignored.
+        return Fresh(count, int_param(p, "side", 2, top), 0, 0.0, "trigger_commitment" in p)
+    grid = int_param(p, "grid", 2, top)
+    s = p.get("warp_strength")                        # "finite number > 0"
+    if not is_number(s) or not math.isfinite(float(s)) or not s > 0:
+        raise Malformed(what + f".warp_strength: {s!r} is not a finite number > 0")
+    return Fresh(count, 0, grid, s, "trigger_commitment" in p)
+
+
+def check_place(value: dict[str, Any], fresh: Fresh, shape: list[int], what: str
+                ) -> tuple[int, int]:
+    """ubw.md *Items and queries*: "place": [r, c], 0 ≤ r ≤ H − side, 0 ≤ c ≤ W − side."""
+    place = value["place"]
+    if not (isinstance(place, list) and len(place) == 2 and all(is_int(x) for x in place)):
+        raise Malformed(what + ".place: expected [r, c], two integers")
+    r, c = place
+    if not (0 <= r <= shape[1] - fresh.side and 0 <= c <= shape[2] - fresh.side):
+        raise Malformed(what + f".place: {place} puts the square outside the image")
+    return r, c
+
+
+def paste(image: bytes, square: bytes, r: int, c: int, side: int, shape: list[int]) -> bytes:
+    """ubw.md *Queries*: the square pasted at (r, c) in every channel (its bytes replace
+    the image's)."""
+    channels, h, w = shape
+    out = bytearray(image)
+    for ch in range(channels):
+        for y in range(side):
+            at = (ch * h + r + y) * w + c
+            out[at:at + side] = square[y * side:(y + 1) * side]
+    return bytes(out)
+
+
+def square_membership(image: bytes, triggered: bytes, r: int, c: int, side: int,
+                      shape: list[int], what: str) -> bytes:
+    """ubw.md *Membership (squares)*: ``triggered`` equals ``image`` outside the square at
+    ``place``; inside it every channel holds one pattern of bytes 0 and 255, both
+    present → that pattern."""
+    channels, h, w = shape
+    square = bytes(triggered[(r + y) * w + c + x] for y in range(side) for x in range(side))
+    if paste(image, square, r, c, side, shape) != triggered:
+        # equal to the pasted square iff equal outside it and the same in every channel
+        outside = any(triggered[i] != image[i] for i in range(len(image))
+                      if not (r <= (i // w) % h < r + side and c <= i % w < c + side))
+        raise Malformed(what + (": triggered differs from image outside the square" if outside
+                                else ": the square differs between channels"))
+    if set(square) - {0, 255}:
+        raise Malformed(what + ": the square has bytes other than 0 and 255")
+    if not (0 in square and 255 in square):
+        raise Malformed(what + ": the square is of one colour")
+    return square
+
+
+def field_membership(raw: bytes, grid: int, what: str) -> None:
+    """ubw.md *Membership (fields)*: k·k·2 finite doubles whose mean absolute value,
+    fsum(|f|) / (2k²), is 1 within 1e-9."""
+    n = 2 * grid * grid
+    values = struct.unpack(f"<{n}d", raw)
+    if not all(math.isfinite(x) for x in values):
+        raise Malformed(what + ".field: not all finite")
+    mean = math.fsum(abs(x) for x in values) / n
+    # Guess: "is 1 within 1e-9" read as |mean − 1| ≤ 1e-9
+    if not abs(mean - 1) <= 1e-9:
+        raise Malformed(what + f".field: mean absolute value {mean!r}, not 1 within 1e-9")
+
+
+def ubw_items(openings: list[dict[str, Any]], classes: int, shape: list[int],
+              fresh: Fresh | None, challenge: bytes, trigger: bytes | None) -> list[Any]:
+    """ubw.md *Items and queries* (and, with fresh triggers, *Membership*, *Queries*, and
+    *Drawn triggers* *Claims*) → the queries."""
+    size = shape[0] * shape[1] * shape[2]
+    if fresh is None:
+        names = {"image", "label", "triggered"}
+    elif fresh.side:
+        names = {"image", "label", "place"} | (set() if fresh.drawn else {"triggered"})
+    else:
+        names = {"image", "label"} | (set() if fresh.drawn else {"field"})
+    key_trigger: Any = None
+    if fresh is not None and fresh.drawn:             # *Claims*: the drawn trigger
+        if trigger is None:
+            raise Malformed("a drawn key's queries need its trigger seed (bundle.md step 6)")
+        key_trigger = (fresh_pattern(trigger, fresh.side, 0) if fresh.side
+                       else b64e(pack_field(fresh_field(trigger, fresh.grid, 0))))
+    queries = []
+    for o in openings:
+        what = f"opening[{o['index']}].value"
+        # strict members: a drawn key's item with "triggered" or "field" is refused
+        value = members(o["value"], what, names)
+        image = b64d(value["image"], what + ".image", size)
+        if not is_int(value["label"]) or not 0 <= value["label"] < classes:
+            raise Malformed(what + ".label: expected a class index")
+        if fresh is None:
+            b64d(value["triggered"], what + ".triggered", size)
+            queries.append(value)
+            continue
+        query = dict(value)
+        if fresh.side:
+            r, c = check_place(value, fresh, shape, what)
+            if fresh.drawn:
+                query["triggered"] = b64e(paste(image, key_trigger, r, c, fresh.side, shape))
+            else:
+                triggered = b64d(value["triggered"], what + ".triggered", size)
+                square = square_membership(image, triggered, r, c, fresh.side, shape, what)
+                if key_trigger is None:
+                    key_trigger = square
+                elif square != key_trigger:       # "the same in every opened item"
+                    raise Malformed(what + ": the square differs from the first item's")
+        elif fresh.drawn:
+            query["field"] = key_trigger
+        else:
+            raw = b64d(value["field"], what + ".field", 16 * fresh.grid * fresh.grid)
+            field_membership(raw, fresh.grid, what)
+            if key_trigger is None:
+                key_trigger = raw
+            elif raw != key_trigger:                # "the same field bytes"
+                raise Malformed(what + ".field: differs from the first item's")
+        # *Queries*: the value plus "fresh": {"seed": hex(seed), "count": K}
+        query["fresh"] = {"seed": challenge.hex(), "count": fresh.count}
+        queries.append(query)
+    return queries
+
+
+def exact(x: Any) -> Fraction:
+    """ubw.md: every answer is a double, so an exact dyadic rational."""
+    return Fraction(x)
+
+
+def rank_test(answers: list[Any], count: int) -> tuple[Fraction, Fraction, list[Fraction]]:
+    """ubw.md *Fresh triggers*, *Decision*: D_0 = mean(P_b − P_p), D_j = mean(P_b − P_j),
+    exact; p_rank = (1 + #{j ≥ 1: D_j ≥ D_0}) / (K + 1), ties against the key."""
+    n = len(answers)
+    rows = [[exact(x) for x in a] for a in answers]
+    d = [sum((row[0] - row[j] for row in rows), Fraction(0)) / n for j in range(1, count + 2)]
+    d_key, d_fresh = d[0], d[1:]
+    p_rank = Fraction(1 + sum(dj >= d_key for dj in d_fresh), count + 1)
+    return p_rank, d_key, d_fresh
+
+
+def median(values: list[Fraction]) -> Fraction:
+    """ubw.md *Fresh triggers*, evidence: for an even K the mean of the two middle values."""
+    s, k = sorted(values), len(values)
+    return s[k // 2] if k % 2 else (s[k // 2 - 1] + s[k // 2]) / 2
+
+
+def ubw(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any], *,
+        challenge: bytes = b"", trigger: bytes | None = None
         ) -> tuple[list[Any], dict[str, Any]]:
     p, scheme = vk["params"], vk["scheme"]
-    classes = p.get("num_classes")
+    classes = p.get("num_classes")                  # *Verification key*
     if not is_int(classes) or not 2 <= classes <= 100_000:
         raise Malformed("verification_key.params.num_classes: expected an integer in [2, 100000]")
-    size = image_size(p)
+    image_size(p)
+    shape = p["input_shape"]
     tau = number_param(p, "tau", 0, 1, hi_open=True)
     alpha = number_param(p, "alpha", 0, 0.5, lo_open=True)
     if "m" in p and (not is_int(p["m"]) or p["m"] < 2):
         raise Malformed("verification_key.params.m: expected an integer >= 2")
-    if "fresh" in p and (not is_int(p["fresh"]) or not 0 <= p["fresh"] <= 10_000):
-        raise Malformed("verification_key.params.fresh: expected an integer in [0, 10000]")
-    if p.get("fresh", 0) > 0 or "trigger_commitment" in p:
-        if scheme != "ubw-c":
-            raise Malformed("verification_key.params: fresh triggers are ubw-c's only")
-        raise NotCovered("UBW-C fresh or drawn triggers (rank test)")
-    for o in openings:                              # *Items and queries*
-        what = f"opening[{o['index']}].value"
-        value = members(o["value"], what, {"image", "label", "triggered"})
-        b64d(value["image"], what + ".image", size)
-        b64d(value["triggered"], what + ".triggered", size)
-        if not is_int(value["label"]) or not 0 <= value["label"] < classes:
-            raise Malformed(what + ".label: expected a class index")
-    queries = [o["value"] for o in openings]
+    fresh = fresh_params(p, scheme, alpha, shape)
+    # *Items and queries*, *Membership*, *Queries*
+    queries = ubw_items(openings, classes, shape, fresh, challenge, trigger)
     if len(answers) != len(openings):                # *Answers*
         raise Malformed(f"answers: {len(answers)} for {len(openings)} opened items")
+    width = 2 if fresh is None else fresh.count + 2  # *Fresh triggers*, *Answers*: K + 2
     for i, a in enumerate(answers):
-        if not (isinstance(a, list) and len(a) == 2 and all(
+        if not (isinstance(a, list) and len(a) == width and all(
                 is_number(x) and 0 <= x <= 1 for x in a)):
-            raise Malformed(f"answers[{i}]: expected [P_b, P_p], numbers in [0, 1]")
+            raise Malformed(f"answers[{i}]: expected {width} numbers in [0, 1]")
     n = len(answers)
     if n < 2:
         raise Malformed("ubw: at least 2 opened items")
-    statistic, df, p_value, params = paired_t_margin(answers, tau)
-    mean_diff = params["mean_difference"]
-    ev = evidence(scheme, answers, "paired-t-margin", statistic, df, p_value, alpha, params,
-                  {"pairs": n, "tau": tau, "delta_p": mean_diff})
+    statistic, df, p_prop1, params = paired_t_margin([a[:2] for a in answers], tau)
+    details = {"pairs": n, "tau": tau, "delta_p": params["mean_difference"]}
+    if fresh is None:                                # *Decision*: Prop. 1 alone
+        ev = evidence(scheme, answers, "paired-t-margin", statistic, df, p_prop1, alpha, params,
+                      details)
+        return queries, ev
+    # *Fresh triggers*, *Decision*: an intersection–union test, p the larger of the two
+    p_rank, d_key, d_fresh = rank_test(answers, fresh.count)
+    accepted = p_prop1 < alpha and p_rank <= Fraction(alpha)       # "as rationals"
+    rank = float(p_rank)                             # "correctly rounded"
+    params.update(p_prop1=p_prop1, p_rank=rank, fresh=fresh.count)
+    details.update(fresh=fresh.count, p_prop1=p_prop1, p_rank=rank, d_key=float(d_key),
+                   d_fresh_median=float(median(d_fresh)), d_fresh_max=float(max(d_fresh)))
+    ev = evidence(scheme, answers, "paired-t-margin-and-rank", statistic, df,
+                  max(p_prop1, rank), alpha, params, details)
+    ev["result"]["reject_null"] = accepted           # bundle.md *Evidence*: the conjunction
+    ev["decision"] = "accept" if accepted else "reject"
     return queries, ev
 
 
@@ -785,8 +1028,8 @@ def move_features(answer: Any, mode: str, classes: int, inputs: int, i: int) -> 
     return [float(x) for x in answer]
 
 
-def move(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
-         ) -> tuple[list[Any], dict[str, Any]]:
+def move(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any],
+         **_: Any) -> tuple[list[Any], dict[str, Any]]:
     p = vk["params"]
     mode = p.get("mode")                             # *Verification key*
     if not isinstance(mode, str) or mode not in MOVE_MODES:
@@ -850,8 +1093,8 @@ def move(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
 
 
 # -- ewe: ewe.md ----------------------------------------------------------------------------
-def ewe(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any]
-        ) -> tuple[list[Any], dict[str, Any]]:
+def ewe(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any],
+        **_: Any) -> tuple[list[Any], dict[str, Any]]:
     p = vk["params"]                                 # *Verification key*
     # "MUST reject a key with a missing ... member": only fpr is marked optional
     members(p, "verification_key.params",
@@ -904,6 +1147,43 @@ SCHEMES = MappingProxyType({"trigger-set": trigger_set, "ubw-p": ubw, "ubw-c": u
 # bundle.md step 8: schemes whose observations are computed from the answers (MOVE's
 # scores), so compare within 1e-9 relative; the others copy the answers, exactly.
 COMPUTED_OBSERVATIONS = frozenset({"move"})
+
+
+# -- bundle.md step 6, ubw.md *Drawn triggers* ---------------------------------------------
+def trigger_draw(pred: dict[str, Any], vk: dict[str, Any], vk_digest: str, reg: dict[str, Any],
+                 rreq: dict[str, Any], intent: dict[str, Any], vkey: tuple[str, bytes, bytes],
+                 add: Callable[..., bool]) -> bytes:
+    """bundle.md step 6 and ubw.md *Claims*: the draw's receipt under the log key, its entry
+    a trigger-draw of this key (digest and scheme) by the registered owner, its index below
+    the registration's, its checkpoint of size index + 1, the consistency proof to the
+    intent's checkpoint, and the secret against trigger_commitment → the trigger seed."""
+    if not add("6. trigger_draw present for a key with trigger_commitment", "trigger_draw" in pred):
+        raise Malformed("trigger_draw: absent for a key whose trigger is drawn")
+    td = members(pred["trigger_draw"], "trigger_draw", {"receipt", "secret", "consistency"})
+    commitment = vk["params"]["trigger_commitment"]
+    if not is_hex64(commitment):                     # ubw.md *Verification key*
+        raise Malformed("verification_key.params.trigger_commitment: expected 64 lowercase hex")
+    draw = receipt(td["receipt"], vkey, "6. trigger draw receipt", add)
+    dreq = td["receipt"]["entry"]["request"]
+    add("6. trigger draw names the key (digest, scheme) and the registered owner",
+        dreq["kind"] == "trigger-draw" and dreq["verification_key"]["sha256"] == vk_digest
+        and dreq["scheme"] == vk["scheme"]
+        and dreq["owner"]["public_key"] == rreq["owner"]["public_key"])
+    add("6. trigger draw index below the registration's", draw["index"] < reg["index"],
+        f"draw {draw['index']}, registration {reg['index']}")
+    add("6. draw checkpoint size = draw index + 1", draw["size"] == draw["index"] + 1,
+        f"size {draw['size']}, index {draw['index']}")
+    if not isinstance(td["consistency"], list):
+        raise Malformed("trigger_draw.consistency: expected a list")
+    proof = [b64d(h, "trigger_draw.consistency", 32) for h in td["consistency"]]
+    add("6. consistency: draw checkpoint -> intent checkpoint",
+        verify_consistency(draw["size"], intent["size"], draw["root"], intent["root"], proof),
+        f"{draw['size']} -> {intent['size']}")
+    secret = b64d(td["secret"], "trigger_draw.secret", 32)
+    add("6. secret opens trigger_commitment",                   # in constant time
+        hmac.compare_digest(sha256(COMMITMENT_DOMAIN + secret), bytes.fromhex(commitment)))
+    # ubw.md *The draw*: j + 1 = the draw checkpoint's size, its root and log signature
+    return trigger_seed(secret, draw["size"], draw["root"], draw["signature"])
 
 
 # -- bundle.md *Verify* -------------------------------------------------------------------
@@ -1002,10 +1282,12 @@ def _verify(bundle_bytes: bytes, log_vkey_line: str, add: Callable[..., bool]) -
                 pass
     add("5. DSSE signature by the registered owner", signed)
 
-    # 6. Drawn triggers: not covered; for any other key trigger_draw is absent.
+    # 6. Drawn triggers (ubw.md *Drawn triggers*); for any other key trigger_draw is absent.
+    drawn_seed = None
     if "trigger_commitment" in vk["params"]:
-        raise NotCovered("drawn triggers (bundle.md step 6)")
-    add("6. no trigger_draw for a key without trigger_commitment", "trigger_draw" not in pred)
+        drawn_seed = trigger_draw(pred, vk, vk_digest, reg, rreq, intent, vkey, add)
+    else:
+        add("6. no trigger_draw for a key without trigger_commitment", "trigger_draw" not in pred)
 
     # 7. Openings: the challenge's selection, each valid for the key.
     seed = challenge_seed(vk, intent, suspect, ireq["counter"])
@@ -1033,7 +1315,10 @@ def _verify(bundle_bytes: bytes, log_vkey_line: str, add: Callable[..., bool]) -
     scheme = SCHEMES.get(vk["scheme"])
     if scheme is None:
         raise NotCovered(f"scheme {vk['scheme']!r}")
-    queries, expected = scheme(vk, openings, answers["values"])
+    # the fresh triggers' seed is the challenge's (ubw.md *Fresh squares*), a drawn key's
+    # trigger comes from step 6's seed (*Drawn triggers*, *Claims*)
+    queries, expected = scheme(vk, openings, answers["values"], challenge=seed,
+                               trigger=drawn_seed)
     add("8. queries derived from the openings", jcs(queries) == jcs(pred["queries"]))
     got = pred["evidence"]
     if not isinstance(got, dict):
