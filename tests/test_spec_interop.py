@@ -1131,6 +1131,25 @@ def test_a_trigger_commitment_needs_fresh_triggers(change):
     assert spec_refuses_key("ubw-c", params) and claimkit_refuses_key("ubw-c", params)
 
 
+def test_the_warp_as_ubw_md_describes_it_gives_claimkits_images_up_to_rounding():
+    """ubw.md *The warp*, written from the text in pure Python (binary64, bicubic kernel
+    A = −0.75: the text leaves A open; with −0.5, the other common choice, images differ by
+    up to 110 levels), against claimkit's (float32): within one level, on square and
+    non-square images, key fields and fresh fields, small and large strengths."""
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from claimkit.schemes.ubw import _warp
+    rnd = random.Random(23)
+    for shape, grid, strength in [(FRESH_SHAPE, 2, 0.5), ([1, 9, 6], 3, 0.5), ([1, 6, 9], 3, 2.0),
+                                  ([3, 8, 8], 4, 10.0), ([1, 16, 16], 3, 1.0)]:
+        image = rnd.randbytes(shape[0] * shape[1] * shape[2])
+        for field in (vfs.fresh_field(bytes(32), grid, 0), vfs.fresh_field(bytes(32), grid, 1)):
+            mine = np.frombuffer(vfs.warp(image, shape, field, grid, strength), np.uint8)
+            theirs = _warp(np.frombuffer(image, np.uint8).reshape(1, *shape).copy(),
+                           np.array(field).reshape(grid, grid, 2), strength)
+            assert np.abs(mine.astype(int) - theirs.reshape(-1).astype(int)).max() <= 1
+
 # -- Findings of the fresh-trigger extension (2026-12-07) ---------------------------------
 @pytest.mark.xfail(strict=True, reason="ubw.md's table gives m as 'integer ≥ 2, optional' "
                    "(informative); claimkit refuses m above 2^20, as schemas/ubw.json's "

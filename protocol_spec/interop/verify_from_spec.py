@@ -43,13 +43,16 @@ Its Student t tail and incomplete beta function are its own (continued fraction,
 log space), not scipy's: within 1e-10 relative of scipy's where scipy is accurate, and
 the statistics are otherwise computed as the spec says (exact rationals where it says so).
 
+``warp`` is ubw.md's *The warp* for an answerer (binary64, the bicubic kernel's A =
+−0.75, which the text leaves open); ``verify`` never calls it, as a verifier reads the
+answers.
+
 What it does not cover. A scheme it does not know ends ``verify`` with a failed "covered
-by this verifier" check, never a pass. Not implemented, as *Verify* does not need it:
-ubw.md's *The warp* (the answerer warps the images; a verifier reads the answers). Not
-checked, as *Verify* does not require them: witness cosignatures and the registry's time
-cosignature (skipped signature lines of the checkpoint note), the registry's audit
-(``spent`` is taken from the intent entry as logged), an arbiter's own answers and
-control models, and anything bundle.md says about what an accepted claim shows.
+by this verifier" check, never a pass. Not checked, as *Verify* does not require them:
+witness cosignatures and the registry's time cosignature (skipped signature lines of the
+checkpoint note), the registry's audit (``spent`` is taken from the intent entry as
+logged, and that a key was drawn once), an arbiter's own answers and control models,
+and anything bundle.md says about what an accepted claim shows.
 
 Usage: ``python verify_from_spec.py BUNDLE LOG_VKEY_FILE`` (exit 0 iff every check
 passes; the last check's info says accept or reject), or ``verify(bundle_bytes,
@@ -911,6 +914,61 @@ def median(values: list[Fraction]) -> Fraction:
     s, k = sorted(values), len(values)
     return s[k // 2] if k % 2 else (s[k // 2 - 1] + s[k // 2]) / 2
 
+
+# -- ubw.md *The warp* (for an answerer: Verify reads the answers and never warps) --------
+def _cubic(x: float) -> float:
+    """The cubic convolution kernel with A = −0.75 (a guess: ubw.md names bicubic
+    upsampling with align_corners, PyTorch's, whose A is −0.75)."""
+    a, x = -0.75, abs(x)
+    if x <= 1:
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+    if x < 2:
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return 0.0
+
+
+def _upsample(values: list[list[float]], rows: int, cols: int) -> list[list[float]]:
+    """Bicubic, align_corners=True, k × k → rows × cols, indices clamped at the border."""
+    k = len(values)
+
+    def taps(i: int, n: int) -> list[tuple[int, float]]:
+        src = i * (k - 1) / (n - 1) if n > 1 else 0.0
+        i0 = math.floor(src)
+        t = src - i0
+        return [(min(max(i0 + d, 0), k - 1), _cubic(t - d)) for d in (-1, 0, 1, 2)]
+
+    across = [taps(j, cols) for j in range(cols)]
+    wide = [[sum(row[c] * w for c, w in tj) for tj in across] for row in values]
+    return [[sum(wide[r][j] * w for r, w in taps(i, rows)) for j in range(cols)]
+            for i in range(rows)]
+
+
+def warp(image: bytes, shape: list[int], field: list[float], grid: int, strength: float) -> bytes:
+    """ubw.md *The warp*: WaNet's generator. f (k, k, 2) as two channels (x offsets, y
+    offsets) upsampled to H × W; grid = identity + s · up / H, the identity (x, y) from
+    −1 to 1 across the W columns and the H rows, clamped to [−1, 1]; the image sampled
+    bilinearly there (align_corners=True, zero padding), rounded half to even, clamped to
+    0–255. In binary64 (claimkit: float32; "the same images up to rounding")."""
+    channels, h, w = shape
+    up = [_upsample([[field[(r * grid + c) * 2 + axis] for c in range(grid)]
+                     for r in range(grid)], h, w) for axis in (0, 1)]
+    out = bytearray(len(image))
+    for i in range(h):
+        for j in range(w):
+            x = -1 + 2 * j / (w - 1) if w > 1 else 0.0
+            y = -1 + 2 * i / (h - 1) if h > 1 else 0.0
+            x = min(1.0, max(-1.0, x + strength * up[0][i][j] / h))
+            y = min(1.0, max(-1.0, y + strength * up[1][i][j] / h))
+            ix, iy = (x + 1) / 2 * (w - 1), (y + 1) / 2 * (h - 1)
+            x0, y0 = math.floor(ix), math.floor(iy)
+            for ch in range(channels):
+                total = 0.0
+                for yy, wy in ((y0, 1 - (iy - y0)), (y0 + 1, iy - y0)):
+                    for xx, wx in ((x0, 1 - (ix - x0)), (x0 + 1, ix - x0)):
+                        if 0 <= yy < h and 0 <= xx < w:              # zero padding
+                            total += image[(ch * h + yy) * w + xx] * wy * wx
+                out[(ch * h + i) * w + j] = min(255, max(0, round(total)))
+    return bytes(out)
 
 def ubw(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any], *,
         challenge: bytes = b"", trigger: bytes | None = None
