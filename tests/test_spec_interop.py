@@ -1132,10 +1132,11 @@ def test_a_trigger_commitment_needs_fresh_triggers(change):
 
 
 def test_the_warp_as_ubw_md_describes_it_gives_claimkits_images_up_to_rounding():
-    """ubw.md *The warp*, written from the text in pure Python (binary64, bicubic kernel
-    A = −0.75: the text leaves A open; with −0.5, the other common choice, images differ by
-    up to 110 levels), against claimkit's (float32): within one level, on square and
-    non-square images, key fields and fresh fields, small and large strengths."""
+    """ubw.md *The warp*, written from the text in pure Python (binary64; the bicubic
+    kernel's A = −0.75 and its taps clamped at the border, which the text leaves open: with
+    A = −0.5, the other common choice, images differ by up to 110 levels, with reflected
+    taps by 51), against claimkit's (float32): within one level, on square and non-square
+    images, fresh fields, small and large strengths."""
     pytest.importorskip("torch")
     import numpy as np
 

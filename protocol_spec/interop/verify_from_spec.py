@@ -43,9 +43,9 @@ Its Student t tail and incomplete beta function are its own (continued fraction,
 log space), not scipy's: within 1e-10 relative of scipy's where scipy is accurate, and
 the statistics are otherwise computed as the spec says (exact rationals where it says so).
 
-``warp`` is ubw.md's *The warp* for an answerer (binary64, the bicubic kernel's A =
-−0.75, which the text leaves open); ``verify`` never calls it, as a verifier reads the
-answers.
+``warp`` is ubw.md's *The warp* for an answerer (binary64; the bicubic kernel's A =
+−0.75 and taps clamped at the border, which the text leaves open); ``verify`` never
+calls it, as a verifier reads the answers.
 
 What it does not cover. A scheme it does not know ends ``verify`` with a failed "covered
 by this verifier" check, never a pass. Not checked, as *Verify* does not require them:
@@ -893,17 +893,22 @@ def ubw_items(openings: list[dict[str, Any]], classes: int, shape: list[int],
     return queries
 
 
-def exact(x: Any) -> Fraction:
-    """ubw.md: every answer is a double, so an exact dyadic rational."""
-    return Fraction(x)
+def units(x: Any) -> int:
+    """ubw.md: every answer is a double, so an exact dyadic rational: x · 2^1074, an
+    integer for every double in [0, 1] (and for a JSON integer)."""
+    num, den = Fraction(x).as_integer_ratio()
+    return num * ((1 << 1074) // den)
 
 
 def rank_test(answers: list[Any], count: int) -> tuple[Fraction, Fraction, list[Fraction]]:
     """ubw.md *Fresh triggers*, *Decision*: D_0 = mean(P_b − P_p), D_j = mean(P_b − P_j),
     exact; p_rank = (1 + #{j ≥ 1: D_j ≥ D_0}) / (K + 1), ties against the key."""
     n = len(answers)
-    rows = [[exact(x) for x in a] for a in answers]
-    d = [sum((row[0] - row[j] for row in rows), Fraction(0)) / n for j in range(1, count + 2)]
+    sums = [0] * (count + 2)                         # Σ_i P_·,i in units of 2^-1074
+    for a in answers:
+        for j, x in enumerate(a):
+            sums[j] += units(x)
+    d = [Fraction(sums[0] - sums[j], n << 1074) for j in range(1, count + 2)]
     d_key, d_fresh = d[0], d[1:]
     p_rank = Fraction(1 + sum(dj >= d_key for dj in d_fresh), count + 1)
     return p_rank, d_key, d_fresh
@@ -928,7 +933,9 @@ def _cubic(x: float) -> float:
 
 
 def _upsample(values: list[list[float]], rows: int, cols: int) -> list[list[float]]:
-    """Bicubic, align_corners=True, k × k → rows × cols, indices clamped at the border."""
+    """Bicubic, align_corners=True, k × k → rows × cols, the taps beyond the border
+    clamped to it (a guess too, PyTorch's: ubw.md does not say; reflected taps differ by
+    up to 51 levels)."""
     k = len(values)
 
     def taps(i: int, n: int) -> list[tuple[int, float]]:
