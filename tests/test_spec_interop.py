@@ -1133,10 +1133,10 @@ def test_a_trigger_commitment_needs_fresh_triggers(change):
 
 def test_the_warp_as_ubw_md_describes_it_gives_claimkits_images_up_to_rounding():
     """ubw.md *The warp*, written from the text in pure Python (binary64; the bicubic
-    kernel's A = −0.75 and its taps clamped at the border, which the text leaves open: with
-    A = −0.5, the other common choice, images differ by up to 110 levels, with reflected
-    taps by 51), against claimkit's (float32): within one level, on square and non-square
-    images, fresh fields, small and large strengths."""
+    kernel's A = −0.75 and its taps clamped at the border, which the text left open until
+    this test's author asked: with A = −0.5, the other common choice, images differ by up
+    to 110 levels, with reflected taps by 51), against claimkit's (float32): within one
+    level, on square and non-square images, fresh fields, small and large strengths."""
     pytest.importorskip("torch")
     import numpy as np
 
@@ -1151,11 +1151,12 @@ def test_the_warp_as_ubw_md_describes_it_gives_claimkits_images_up_to_rounding()
                            np.array(field).reshape(grid, grid, 2), strength)
             assert np.abs(mine.astype(int) - theirs.reshape(-1).astype(int)).max() <= 1
 
-# -- Findings of the fresh-trigger extension (2026-12-07) ---------------------------------
-@pytest.mark.xfail(strict=True, reason="ubw.md's table gives m as 'integer ≥ 2, optional' "
-                   "(informative); claimkit refuses m above 2^20, as schemas/ubw.json's "
-                   "maximum says: the spec's prose and schema disagree")
+# -- Findings of the fresh-trigger extension (2026-12-07, settled) -------------------------
 @pytest.mark.parametrize("scheme, kind", [("ubw-c", "square"), ("ubw-p", None)])
-def test_ubw_keys_with_m_above_2_to_the_20(scheme, kind):
-    params = fresh_params(kind, m=2**20 + 1) if kind else {**UBW_PARAMS, "m": 2**20 + 1}
-    assert spec_refuses_key(scheme, params) is claimkit_refuses_key(scheme, params)
+@pytest.mark.parametrize("m, refused", [(2**20, False), (2**20 + 1, True)])
+def test_ubw_keys_m_at_most_2_to_the_20(scheme, kind, m, refused):
+    """ubw.md's table gave m as "integer ≥ 2" where claimkit and schemas/ubw.json stop at
+    2^20; the table now says so."""
+    params = fresh_params(kind, m=m) if kind else {**UBW_PARAMS, "m": m}
+    assert spec_refuses_key(scheme, params) is refused
+    assert claimkit_refuses_key(scheme, params) is refused

@@ -44,8 +44,8 @@ log space), not scipy's: within 1e-10 relative of scipy's where scipy is accurat
 the statistics are otherwise computed as the spec says (exact rationals where it says so).
 
 ``warp`` is ubw.md's *The warp* for an answerer (binary64; the bicubic kernel's A =
-−0.75 and taps clamped at the border, which the text leaves open); ``verify`` never
-calls it, as a verifier reads the answers.
+−0.75 and taps clamped at the border, which the text left open until this verifier
+asked); ``verify`` never calls it, as a verifier reads the answers.
 
 What it does not cover. A scheme it does not know ends ``verify`` with a failed "covered
 by this verifier" check, never a pass. Not checked, as *Verify* does not require them:
@@ -922,8 +922,7 @@ def median(values: list[Fraction]) -> Fraction:
 
 # -- ubw.md *The warp* (for an answerer: Verify reads the answers and never warps) --------
 def _cubic(x: float) -> float:
-    """The cubic convolution kernel with A = −0.75 (a guess: ubw.md names bicubic
-    upsampling with align_corners, PyTorch's, whose A is −0.75)."""
+    """The cubic convolution kernel with A = −0.75 (ubw.md *The warp*)."""
     a, x = -0.75, abs(x)
     if x <= 1:
         return ((a + 2) * x - (a + 3)) * x * x + 1
@@ -934,8 +933,7 @@ def _cubic(x: float) -> float:
 
 def _upsample(values: list[list[float]], rows: int, cols: int) -> list[list[float]]:
     """Bicubic, align_corners=True, k × k → rows × cols, the taps beyond the border
-    clamped to it (a guess too, PyTorch's: ubw.md does not say; reflected taps differ by
-    up to 51 levels)."""
+    clamped to it (ubw.md *The warp*)."""
     k = len(values)
 
     def taps(i: int, n: int) -> list[tuple[int, float]]:
@@ -988,8 +986,8 @@ def ubw(vk: dict[str, Any], openings: list[dict[str, Any]], answers: list[Any], 
     shape = p["input_shape"]
     tau = number_param(p, "tau", 0, 1, hi_open=True)
     alpha = number_param(p, "alpha", 0, 0.5, lo_open=True)
-    if "m" in p and (not is_int(p["m"]) or p["m"] < 2):
-        raise Malformed("verification_key.params.m: expected an integer >= 2")
+    if "m" in p and (not is_int(p["m"]) or not 2 <= p["m"] <= 1 << 20):
+        raise Malformed("verification_key.params.m: expected an integer in [2, 1048576]")
     fresh = fresh_params(p, scheme, alpha, shape)
     # *Items and queries*, *Membership*, *Queries*
     queries = ubw_items(openings, classes, shape, fresh, challenge, trigger)
