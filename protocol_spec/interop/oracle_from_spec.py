@@ -77,12 +77,33 @@ def strict_json(data: bytes, limit: int = 64 * 2 ** 20) -> Any:
     def constant(name):
         raise Malformed(f"the constant {name} is not JSON")
 
+    def utf8(s: str) -> str:
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:       # an escaped lone surrogate: no UTF-8 string
+            raise Malformed("a string holds a lone surrogate (not UTF-8)") from None
+        return s
+
+    def check(x):
+        if isinstance(x, str):
+            utf8(x)
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                utf8(k)
+                check(v)
+        elif isinstance(x, list):
+            for v in x:
+                check(v)
+
     try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+        doc = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except Malformed:
         raise
     except (ValueError, RecursionError) as e:
         raise Malformed(f"not JSON: {e}") from None
+    if "\\u" in text:
+        check(doc)
+    return doc
 
 
 def is_int(x) -> bool:
@@ -301,7 +322,9 @@ class Client:
             length = resp.getheader("Content-Length")
             cap = self.answer_limit if status == 200 else ERROR_READ
             if status == 200 and length is not None:
-                if not length.isdigit() or int(length) > cap:
+                if not length.isdigit():
+                    self.fail(f"answer with an invalid Content-Length {length[:40]!r}")
+                if int(length) > cap:
                     self.fail(f"answer of Content-Length {length} is above {cap} bytes")
             chunks, got = [], 0
             while got <= cap:
