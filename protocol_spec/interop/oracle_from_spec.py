@@ -309,13 +309,26 @@ class Client:
             return t
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
         conn = cls(self.host, self.port, timeout=left())
+        expired = threading.Event()
+        watchdog = None
         try:
             headers = {"Accept": "application/json"}
             if body is not None:
                 headers["Content-Type"] = "application/json"
                 headers["Content-Length"] = str(len(body))
-            conn.request(method, self.target, body=body, headers=headers)
+            conn.connect()      # GUESS: the name lookup is bounded by the socket timeout only
             sock = conn.sock
+
+            def expire():       # *Client limits*: one deadline for the whole exchange
+                expired.set()
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            watchdog = threading.Timer(left(), expire)
+            watchdog.daemon = True
+            watchdog.start()
+            conn.request(method, self.target, body=body, headers=headers)
             sock.settimeout(left())
             resp = conn.getresponse()
             status = resp.status
@@ -339,6 +352,8 @@ class Client:
                 chunks.append(chunk)
                 got += len(chunk)
             data = b"".join(chunks)
+            if expired.is_set():
+                raise socket.timeout("deadline passed")
             if status != 200:
                 why = f"HTTP {status}"
                 if 300 <= status < 400:
@@ -360,8 +375,12 @@ class Client:
         except OracleError:
             raise
         except (OSError, http.client.HTTPException) as e:
+            if expired.is_set() or isinstance(e, TimeoutError):
+                self.fail(f"no answer within {self.timeout:g} s")
             self.fail(f"{type(e).__name__}: {e}")
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             conn.close()
 
     def describe(self) -> dict:
