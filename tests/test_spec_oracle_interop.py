@@ -417,6 +417,7 @@ GOOD = {
     "sum 1 - 0.9e-3": rows_of("[0.3,0.3,0.3991]"),
     "sum 1 + 0.9e-3": rows_of("[0.3,0.3,0.4009]"),
     "-0.0": rows_of("[-0.0,0.5,0.5]"),
+    "1e-400 (0.0)": rows_of("[1e-400,0.5,0.5]"),
     "exponents": rows_of("[2.5e-1,25E-2,5e-1]"),
     "whitespace": lambda n: (200, [], b' {\n"probabilities" : [' + b",".join([b"[0, 1, 0]"] * n)
                              + b'], "type": "claimkit/answer/v1"}\n'),
@@ -446,6 +447,9 @@ BAD = {
     "booleans": rows_of("[true,false,false]"),
     "null": rows_of("[null,1,0]"),
     "negative": rows_of("[-0.5,1.0,0.5]"),
+    "tiny negative": rows_of("[-1e-300,0.5,0.5]"),
+    "rows nested": rows_of("[[0,1,0]]"),
+    "probabilities an object": lambda n: (200, [], b'{"type":"claimkit/answer/v1","probabilities":{}}'),
     "above 1 + 1e-3": rows_of("[1.0011,0,0]"),
     "sum 1 - 1.1e-3": rows_of("[0.3,0.3,0.3989]"),
     "sum 1 + 1.1e-3": rows_of("[0.3,0.3,0.4011]"),
@@ -492,6 +496,59 @@ def test_an_invalid_content_length_is_refused(stub):
     Stub.reply = lambda n: (200, [("Content-Length", "12x")], answer([[0, 1, 0]] * n))
     ck, sp = both_ask(stub, n=2)
     assert isinstance(ck, str) and isinstance(sp, str), (ck, sp)
+
+
+def test_an_answer_of_exactly_the_limit(stub):
+    body = answer([[0, 1, 0]] * 2) + b" " * 2000        # claimkit's cap is at least 1,024
+    Stub.reply = lambda n: (200, [], body)
+    assert both_ask(stub, n=2, limit=len(body)) == [[[0.0, 1.0, 0.0]] * 2] * 2
+    ck, sp = both_ask(stub, n=2, limit=len(body) - 1)
+    assert isinstance(ck, str) and isinstance(sp, str)
+
+
+class Recorder(Stub):
+    requests: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests.append((self.command, self.path, dict(self.headers), body))
+        n = len(json.loads(body)["images"])
+        self._send(200, [], answer([[0, 1, 0]] * n))
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2), (3, 2, 1)])
+def test_both_clients_send_the_query_the_spec_describes(shape):
+    """Content-Type, Content-Length, the request target, strict JSON, canonical base64, and the
+    images channel-major (oracle-http.md *Images*: numpy's C order of [C, H, W])."""
+    server = Quiet(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/p?m=1"
+    Stub.describe = json.dumps(dict(DESCRIBE, input_shape=list(shape))).encode()
+    Recorder.requests = []
+    array = np.random.default_rng(1).integers(0, 256, (6, *shape), dtype=np.uint8)
+    images = [im.tobytes() for im in array]
+    try:
+        HttpEndpoint.open(url, timeout=5).labels(array)
+        spec.Client(url, timeout=5).labels(images)
+    finally:
+        server.shutdown()
+        server.server_close()
+    queries = [[], []]
+    assert len(Recorder.requests) == 4                   # max_batch 4: 4 + 2, twice
+    for i, (method, path, headers, body) in enumerate(Recorder.requests):
+        assert (method, path) == ("POST", "/p?m=1")
+        assert headers["Content-Type"] == "application/json"
+        assert int(headers["Content-Length"]) == len(body) <= 64 * 2 ** 20
+        doc = spec.members(spec.strict_json(body), "query", {"type", "shape", "images"})
+        assert doc["type"] == "claimkit/query/v1" and doc["shape"] == list(shape)
+        queries[i >= 2] += [spec.b64decode(s) for s in doc["images"]]
+    assert queries == [images, images]
+
+
+def test_a_tie_is_the_lowest_index_for_both(stub):
+    Stub.reply = rows_of("[0.25,0.375,0.375]")
+    assert HttpEndpoint.open(stub, timeout=5).labels(ARRAY[:2]) == \
+        spec.Client(stub, timeout=5).labels(IMAGES[:2]) == [1, 1]
 
 
 def test_the_content_type_of_an_answer(stub):

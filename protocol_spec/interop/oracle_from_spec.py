@@ -467,6 +467,7 @@ def serve(table: dict[bytes, Any], input_shape, num_classes: int, max_batch: int
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = 60        # per socket operation (the spec bounds the whole query to 60 s)
 
         def log_message(self, *a):
             pass
@@ -499,6 +500,12 @@ def serve(table: dict[bytes, Any], input_shape, num_classes: int, max_batch: int
             if not length.isdigit():
                 return self.send_error(400, "bad Content-Length")
             if int(length) > limit:
+                left = min(int(length), QUERY_LIMIT)    # read what a client may send, so that
+                while left > 0:                         # closing does not reset the answer away
+                    chunk = self.rfile.read(min(left, 65536))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
                 return self.send_error(413, "query too large")
             data = self.rfile.read(int(length))
             brackets = re.sub(r"[^\[\]{}]", "", _STRING.sub("", data.decode("utf-8", "replace")))
@@ -521,8 +528,13 @@ def serve(table: dict[bytes, Any], input_shape, num_classes: int, max_batch: int
             self.send(200, {"type": "claimkit/answer/v1",
                             "probabilities": [row(table.get(b, default)) for b in ims]})
 
-    server = ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            pass                    # a client that left
+
+    server = Server((host, 0), Handler)
     server.url = f"http://{host}:{server.server_address[1]}{path}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
