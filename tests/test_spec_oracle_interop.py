@@ -178,6 +178,11 @@ MALFORMED = {
     "__metadata__ nested": raw(b'{"__metadata__":{"a":{"b":"c"}},' + T[1:], OK),
     "BOM": raw(b"\xef\xbb\xbf" + T, OK),
     "NUL padding": raw(T + b"\x00\x00", OK),
+    "element count x size far above": raw(b'{"t":{"dtype":"U8","shape":[9007199254740991,'
+                                          b'9007199254740991],"data_offsets":[0,0]}}', b""),
+    "offset 2^53": raw(b'{"t":{"dtype":"U8","shape":[0],"data_offsets":[9007199254740992,'
+                       b'9007199254740992]}}', b""),
+    "exponent offset 1e0": raw(T.replace(b"[0,2]", b"[0,2e0]"), OK),
 }
 
 
@@ -195,6 +200,18 @@ ACCEPTED = {
                                              b'"f":{"dtype":"F64","shape":[3,0],"data_offsets":[2,2]},'
                                              + T[1:], OK),
     "every dtype": None,          # built below
+    "an empty name": raw(b'{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', b"\x01"),
+    "names ordered by UTF-8, not UTF-16": raw(
+        '{"\uffff":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
+        '"\U0001F600":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}'.encode(), OK),
+    "0 x (2^53 - 1) elements": raw(b'{"t":{"dtype":"U8","shape":[0,9007199254740991],'
+                                   b'"data_offsets":[0,0]}}', b""),
+    "escaped member names and dtype": raw(b'{"\\u005f_metadata__":{"a":"b"},"t":{"dtype":'
+                                          b'"\\u0055\\u0038","shape":[1],"data_offsets":[0,1]}}', b"\x01"),
+    "CR LF space padding": raw(T + b"\r\n ", OK),
+    "several empty tensors at one offset": raw(
+        b'{"a":{"dtype":"U8","shape":[0],"data_offsets":[2,2]},'
+        b'"b":{"dtype":"I64","shape":[0,4],"data_offsets":[2,2]},' + T[1:], OK),
 }
 
 
@@ -213,6 +230,15 @@ ACCEPTED["every dtype"] = _every_dtype()
 def test_well_formed_files_agree(tmp_path, name):
     ck, sp = both_digests(tmp_path, ACCEPTED[name])
     assert ck == sp is not None
+
+
+def test_the_digest_orders_names_by_utf8():
+    import hashlib
+    lp = lambda b: struct.pack(">Q", len(b)) + b                      # noqa: E731
+    want = hashlib.sha256(b"claimkit/weights/v1\n"
+                          + lp("\uffff".encode()) + lp(b"U8") + lp(b"[1]") + lp(b"\x01")
+                          + lp("\U0001F600".encode()) + lp(b"U8") + lp(b"[1]") + lp(b"\x02"))
+    assert spec.weights_digest(ACCEPTED["names ordered by UTF-8, not UTF-16"]) == want.hexdigest()
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -268,6 +294,8 @@ def test_the_worked_example():
     assert spec.endpoint_subject(url) == endpoint_digest(url).hex == \
         "52d0eae3980389882a944d022fcf219334ee01c7b3a83f44dec96ebfdb48184c"
     assert spec.onnx_subject(b"") == "0c49620a83ca13a1d5cf0fe55e54b92664485807275fca463f4a697ed8a6a02b"
+    from claimkit.ml.oracle import onnx_digest
+    assert spec.onnx_subject(b"\x08\x01claimkit") == onnx_digest(b"\x08\x01claimkit").hex
 
 
 @pytest.mark.parametrize("url", URLS)
@@ -579,6 +607,24 @@ BAD_DESCRIPTIONS = {
 @pytest.mark.parametrize("name", sorted(BAD_DESCRIPTIONS))
 def test_malformed_descriptions_are_refused_by_both(stub, name):
     Stub.describe = json.dumps(BAD_DESCRIPTIONS[name]).encode()
+    with pytest.raises((OracleError, MalformedInputError)):
+        HttpEndpoint.open(stub, timeout=5)
+    with pytest.raises(spec.OracleError):
+        spec.Client(stub, timeout=5).describe()
+
+
+RAW_DESCRIPTIONS = {
+    "duplicate member": json.dumps(DESCRIBE).encode()[:-1] + b', "max_batch": 4}',
+    "NaN": json.dumps(DESCRIBE).encode().replace(b"4}", b"NaN}"),
+    "not UTF-8": json.dumps(DESCRIBE).encode()[:-1] + b', "x": "\xff"}',
+    "not JSON": b"<html></html>",
+    "an array": b"[]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RAW_DESCRIPTIONS))
+def test_malformed_description_documents_are_refused_by_both(stub, name):
+    Stub.describe = RAW_DESCRIPTIONS[name]
     with pytest.raises((OracleError, MalformedInputError)):
         HttpEndpoint.open(stub, timeout=5)
     with pytest.raises(spec.OracleError):
