@@ -494,7 +494,7 @@ BAD = {
         {"type": "claimkit/error/v1", "error": "GPU on fire"}).encode()),
     "HTTP 500, an error of two lines": lambda n: (500, [], json.dumps(
         {"type": "claimkit/error/v1", "error": "GPU on fire\nreally"}).encode()),
-    "HTTP 502, an error document above 4 KiB": lambda n: (500, [], json.dumps(
+    "HTTP 502, an error document above 4 KiB": lambda n: (502, [], json.dumps(
         {"type": "claimkit/error/v1", "error": "x" * 5000}).encode()),
     "HTTP 503 with HTML": lambda n: (503, [("Content-Type", "text/html")], b"<html>busy</html>"),
     "HTTP 404": lambda n: (404, [], b""),
