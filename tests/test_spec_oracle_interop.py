@@ -712,6 +712,20 @@ def test_requests_are_split_alike(stub, classes, max_batch, per_request):
     assert ck == Stub.sizes == [per_request, per_request, 1]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "FINDING (the spec is incomplete): input_shape [1, 4096, 4096] and max_batch 3: claimkit's "
+    "client splits 3 images into requests of 2 and 1, keeping each body under 64 MiB; the "
+    "spec-only client, which splits as *Client limits* says ('min(256, max_batch), fewer when "
+    "rows x num_classes x 32 bytes would pass the answer size'), has a 3-image body of 67 MB, "
+    "above *Query*'s 'body at most 64 MiB', and fails. The batching rule omits the request bound; "
+    "claimkit's split is the sensible reading."))
+def test_requests_are_split_to_keep_the_body_under_64_mib(stub):
+    Stub.describe = json.dumps(dict(DESCRIBE, input_shape=[1, 4096, 4096], max_batch=3)).encode()
+    Stub.reply = lambda n: (200, [], answer([[0, 1, 0]] * n))
+    assert HttpEndpoint.open(stub, timeout=60).labels(np.zeros((3, 1, 4096, 4096), np.uint8)) == [1] * 3
+    assert spec.Client(stub, timeout=60).labels([bytes(2 ** 24)] * 3) == [1] * 3
+
+
 def test_a_slow_answer_is_a_failure_for_both(stub):
     Stub.sleep = 1.0
     with pytest.raises(OracleError):
@@ -848,13 +862,13 @@ def test_claimkit_server_refusals_are_the_spec_ones(claimkit_server):
             (_query([bytes(63)]), 400),                         # not C*H*W bytes
             (_query([ok]).replace(b'AA=="', b'AB=="'), 400),    # non-canonical base64
             (_query([ok]).replace(b'AA=="', b'AA"'), 400),      # unpadded base64
-            (_query([ok])[:-1] + b', "x": 1}', 400),            # unknown member
-            (b"\x00" * (10 ** 6), 413)]:
+            (_query([ok])[:-1] + b', "x": 1}', 400)]:           # unknown member
         got, data = _post(url, body)
         assert got == status, (got, data[:200])
         if status != 200:
             doc = spec.strict_json(data)
             assert set(doc) == {"type", "error"} and doc["type"] == "claimkit/error/v1"
+    assert _too_large(url) == 413
     got, data = _post(url, _query([ok]), path="/elsewhere")
     assert got == 404 and spec.strict_json(data)["type"] == "claimkit/error/v1"
     got, data = _post(url, None)                                # no Content-Length
@@ -872,6 +886,15 @@ def _raw(url, request: bytes) -> bytes:
         while chunk := s.recv(65536):
             out += chunk
     return out
+
+
+def _too_large(url) -> int:
+    """The status of a query announcing 10^6 bytes (sending 8: a server may refuse it unread)."""
+    reply = _raw(url, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 1000000\r\n\r\n{\"type\":")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert spec.strict_json(body)["type"] == "claimkit/error/v1"
+    return int(head.split()[1])
 
 
 def _bad_http_gets_error_documents(url):
@@ -966,6 +989,7 @@ def test_claimkit_client_against_the_spec_server(spec_server):
 def test_the_spec_server_refuses_bad_queries(spec_server):
     server, _, _ = spec_server
     for body, status in [(_query([bytes(64)] * 6), 400), (_query([bytes(63)]), 400),
-                         (b"x" * 10 ** 6, 413)]:
+                         ]:
         assert _post(server.url, body)[0] == status
+    assert _too_large(server.url) == 413
     assert _post(server.url, None)[0] == 411
