@@ -726,6 +726,16 @@ def test_requests_are_split_to_keep_the_body_under_64_mib(stub):
     assert spec.Client(stub, timeout=60).labels([bytes(2 ** 24)] * 3) == [1] * 3
 
 
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), 86_400.5])
+def test_a_timeout_must_be_finite_and_at_most_a_day_for_both(stub, timeout):
+    with pytest.raises((OracleError, MalformedInputError)):
+        HttpEndpoint.open(stub, timeout=timeout)
+    with pytest.raises(spec.OracleError):
+        spec.Client(stub, timeout=timeout)
+    spec.Client(stub, timeout=86_400).describe()
+    HttpEndpoint.open(stub, timeout=86_400)
+
+
 def test_a_slow_answer_is_a_failure_for_both(stub):
     Stub.sleep = 1.0
     with pytest.raises(OracleError):

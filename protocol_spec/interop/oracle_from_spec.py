@@ -213,6 +213,8 @@ def weights_digest(data: bytes) -> str:
 # -- oracle-http.md: subjects ---------------------------------------------------------
 _DEFAULT_PORT = {"http": 80, "https": 443}
 _IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+# GUESS: "a name" is dot-separated labels of letters, digits, '-' (not at a label's ends) and
+# '_', with an optional final dot; a dotted-decimal host must be an IPv4 address (no leading 0)
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)*\.?")
 
 
@@ -335,7 +337,7 @@ class Client:
             length = resp.getheader("Content-Length")
             cap = self.answer_limit if status == 200 else ERROR_READ
             if status == 200 and length is not None:
-                if not length.isdigit():
+                if not length.isdigit():    # GUESS: RFC 9112's 1*DIGIT, one value
                     self.fail(f"answer with an invalid Content-Length {length[:40]!r}")
                 if int(length) > cap:
                     self.fail(f"answer of Content-Length {length} is above {cap} bytes")
@@ -358,7 +360,7 @@ class Client:
                 why = f"HTTP {status}"
                 if 300 <= status < 400:
                     why += " (a redirect, not followed)"
-                try:
+                try:            # quoted only when the body is exactly that object
                     doc = strict_json(data[:ERROR_READ])
                     members(doc, "error", {"type", "error"})
                     if doc["type"] == "claimkit/error/v1" and isinstance(doc["error"], str):
@@ -368,6 +370,7 @@ class Client:
                 self.fail(why)
             if got > cap:
                 self.fail(f"answer above {cap} bytes")
+            # GUESS: the answer's Content-Type is not checked (the spec names none for answers)
             try:
                 return strict_json(data)
             except Malformed as e:
@@ -458,6 +461,7 @@ def serve(table: dict[bytes, Any], input_shape, num_classes: int, max_batch: int
     ``server.url`` is its URL; ``server.shutdown(); server.server_close()`` stops it.
     """
     size = math.prod(input_shape)
+    # GUESS: "base64, quoted, separated" is 2 quotes and 1 comma an image
     limit = max_batch * (4 * ((size + 2) // 3) + 3) + 4096
 
     def row(v):
