@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import math
+import re
 import socket
 import sys
 import threading
@@ -91,8 +92,12 @@ def normalise_url(url: str) -> str:
         port = parts.port
     except ValueError:
         raise MalformedInputError(f"endpoint URL {url}: bad port") from None
+    if port == 0 or parts.netloc.endswith(":"):
+        raise MalformedInputError(f"endpoint URL {url}: bad port (1-65535)")
     if not host:
         raise MalformedInputError(f"endpoint URL {url}: no host")
+    if ":" not in host and not _is_host(host):
+        raise MalformedInputError(f"endpoint URL {url}: the host is no name or IPv4 address")
     netloc = f"[{host}]" if ":" in host else host
     # urlsplit drops what follows "]" ("[::1]x") and unbrackets what is no IPv6 address
     # ("[v1.x]"): the URL queried would not be the one written, so refuse such hosts.
@@ -101,7 +106,23 @@ def normalise_url(url: str) -> str:
         raise MalformedInputError(f"endpoint URL {url}: malformed host")
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc += f":{port}"
-    return urllib.parse.urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    # urlunsplit drops an empty query's "?": kept, as the spec keeps the query byte for byte
+    query = "?" + parts.query if "?" in url.split("#", 1)[0] else ""
+    return f"{scheme}://{netloc}{parts.path or '/'}{query}"
+
+
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9_-]*[a-z0-9])?")
+_OCTET = re.compile(r"0|[1-9][0-9]{0,2}")
+
+
+def _is_host(host: str) -> bool:
+    """oracle-http.md §Subjects: a name (labels of letters and digits, "-" and "_" inside
+    them, an optional final dot), or, when every label is a number, an IPv4 address of
+    four octets written without leading zeros ("999.1.1.1" and "1.2.3" are neither)."""
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if all(label.isdigit() for label in labels):
+        return len(labels) == 4 and all(_OCTET.fullmatch(x) and int(x) < 256 for x in labels)
+    return all(_LABEL.fullmatch(label) for label in labels)
 
 
 def endpoint_digest(url: str) -> Digest:
@@ -333,7 +354,12 @@ def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -
     opener = urllib.request.build_opener(_NoRedirect, _TimedHTTP(deadline), _TimedHTTPS(deadline))
     try:
         with opener.open(request, timeout=timeout) as response:
-            length = _declared_length(response.headers.get("Content-Length"))
+            if response.status != 200:               # a 2xx that is not the protocol's
+                raise OracleError(f"{url}: HTTP {response.status} (the protocol answers 200)")
+            declared = response.headers.get_all("Content-Length") or []
+            length = _declared_length(declared[0]) if declared else None
+            if len(declared) > 1 or (declared and length is None):
+                raise OracleError(f"{url}: broken answer (Content-Length {', '.join(declared)!r})")
             if length is not None and length > max_bytes:
                 raise OracleError(f"{url}: answer larger than {max_bytes} bytes")
             data = bytearray()
@@ -370,7 +396,8 @@ def _server_error(e: urllib.error.HTTPError) -> str:
         obj = json.loads(e.read(4096))
     except (ValueError, RecursionError, OSError, http.client.HTTPException):
         return ""                      # an error page: the status line says enough
-    message = obj.get("error") if isinstance(obj, dict) and obj.get("type") == ERROR_TYPE else None
+    message = obj.get("error") if isinstance(obj, dict) and set(obj) == {"type", "error"} \
+        and obj["type"] == ERROR_TYPE else None
     return f": {_one_line(message)}" if isinstance(message, str) else ""
 
 
@@ -496,9 +523,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path != "/":
             return self._refuse(404, "this oracle answers at /")
-        length = _declared_length(self.headers.get("Content-Length"))
-        if length is None:
+        declared = self.headers.get_all("Content-Length") or []
+        if not declared:
             return self._refuse(411, "Content-Length required")
+        length = _declared_length(declared[0])
+        if len(declared) > 1 or length is None:
+            return self._refuse(400, "Content-Length must be one decimal number")
         limit = self.server.max_request_bytes
         if length > limit:
             return self._refuse(413, f"queries to this oracle are at most {limit} bytes "

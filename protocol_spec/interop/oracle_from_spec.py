@@ -77,6 +77,11 @@ def strict_json(data: bytes, limit: int = 64 * 2 ** 20) -> Any:
     def constant(name):
         raise Malformed(f"the constant {name} is not JSON")
 
+    def integer(digits: str) -> int:     # encoding.md: "-0" is no integer
+        if digits == "-0":
+            raise Malformed("-0 is no integer")
+        return int(digits)
+
     def utf8(s: str) -> str:
         try:
             s.encode("utf-8")
@@ -96,7 +101,8 @@ def strict_json(data: bytes, limit: int = 64 * 2 ** 20) -> Any:
                 check(v)
 
     try:
-        doc = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+        doc = json.loads(text, object_pairs_hook=pairs, parse_constant=constant,
+                         parse_int=integer)
     except Malformed:
         raise
     except (ValueError, RecursionError) as e:
@@ -157,7 +163,9 @@ def read_safetensors(data: bytes) -> dict[str, tuple[str, list[int], bytes]]:
     if 8 + n > len(data):
         raise Malformed("header runs past the end of the file")
     raw = data[8:8 + n]
-    # "trailing spaces allowed": GUESS other JSON whitespace (leading, inside) is JSON's own
+    if not raw.startswith(b"{"):          # "a UTF-8 JSON header ... that begins with {"
+        raise Malformed("header does not begin with {")
+    # "trailing spaces allowed": GUESS other JSON whitespace (inside, trailing) is JSON's own
     header = strict_json(raw.rstrip(b" "), limit=MAX_HEADER)
     if not isinstance(header, dict):
         raise Malformed("header is not a JSON object")
@@ -213,8 +221,8 @@ def weights_digest(data: bytes) -> str:
 # -- oracle-http.md: subjects ---------------------------------------------------------
 _DEFAULT_PORT = {"http": 80, "https": 443}
 _IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
-# GUESS: "a name" is dot-separated labels of letters, digits, '-' (not at a label's ends) and
-# '_', with an optional final dot; a dotted-decimal host must be an IPv4 address (no leading 0)
+# *Subjects* 1: a name is labels of letters and digits, '-' and '_' inside a label, an optional
+# final dot; a host of digit labels must be an IPv4 address (no leading 0)
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)*\.?")
 
 
@@ -256,7 +264,7 @@ def parse_url(url: str) -> tuple[str, str, int, str, str]:
         host = host.lower()
         connect_host = host
     if rest:
-        # GUESS: a port is 1 to 65535 in decimal; an empty port after ':' is refused
+        # *Subjects* 1: a port is 1 to 65535 in decimal; an empty port after ':' is refused
         if not re.fullmatch(r":\d{1,5}", rest) or not 1 <= int(rest[1:]) <= 65535:
             raise Malformed(f"bad port {rest!r}")
         port = int(rest[1:])
@@ -337,7 +345,7 @@ class Client:
             length = resp.getheader("Content-Length")
             cap = self.answer_limit if status == 200 else ERROR_READ
             if status == 200 and length is not None:
-                if not length.isdigit():    # GUESS: RFC 9112's 1*DIGIT, one value
+                if not length.isdigit():    # *Errors*: one decimal number (RFC 9112 §6.3)
                     self.fail(f"answer with an invalid Content-Length {length[:40]!r}")
                 if int(length) > cap:
                     self.fail(f"answer of Content-Length {length} is above {cap} bytes")
@@ -409,7 +417,8 @@ class Client:
     def batch_size(self) -> int:
         d = self.description or self.describe()
         rows = min(256, d["max_batch"])
-        return max(1, min(rows, self.answer_limit // (d["num_classes"] * 32)))
+        by_request = (QUERY_LIMIT - 1024) // (4 * ((math.prod(d["input_shape"]) + 2) // 3) + 4)
+        return max(1, min(rows, self.answer_limit // (d["num_classes"] * 32), by_request))
 
     def probabilities(self, images: list[bytes]) -> list[list[float]]:
         d = self.description or self.describe()
@@ -461,8 +470,8 @@ def serve(table: dict[bytes, Any], input_shape, num_classes: int, max_batch: int
     ``server.url`` is its URL; ``server.shutdown(); server.server_close()`` stops it.
     """
     size = math.prod(input_shape)
-    # GUESS: "base64, quoted, separated" is 2 quotes and 1 comma an image
-    limit = max_batch * (4 * ((size + 2) // 3) + 3) + 4096
+    # "each its base64 and 4 bytes more, for its quotes and a ', ' separator"
+    limit = max_batch * (4 * ((size + 2) // 3) + 4) + 4096
 
     def row(v):
         if is_int(v):
