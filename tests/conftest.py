@@ -122,3 +122,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+
+
+def imported_roots(path) -> set[str]:
+    """The top-level packages a Python file imports: the spec-only implementations in
+    protocol_spec/interop must never import claimkit."""
+    import ast
+    roots = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            roots.add((node.module or "").split(".")[0])
+    return roots

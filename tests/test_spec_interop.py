@@ -11,7 +11,6 @@ lands (*Findings* below holds those settled so far, each now a plain test).
 
 from __future__ import annotations
 
-import ast
 import base64
 import hashlib
 import importlib.util
@@ -35,7 +34,7 @@ from claimkit.protocol.keys import MarkingKey
 from claimkit.registry.entries import Registration, sign_request
 from claimkit.wire import Digest, b64encode, canonical_json
 
-from conftest import LookupModel, register_many
+from conftest import LookupModel, imported_roots, register_many
 
 SPEC_VERIFIER = Path(__file__).resolve().parents[1] / "protocol_spec" / "interop" / "verify_from_spec.py"
 
@@ -122,13 +121,7 @@ def claimkit_accepts(bundle: ClaimBundle, registry) -> bool:
 
 # -- The verifier stays independent -------------------------------------------------------
 def test_the_spec_verifier_imports_only_the_stdlib_rfc8785_and_pynacl():
-    tree = ast.parse(SPEC_VERIFIER.read_text())
-    roots = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            roots.add((node.module or "").split(".")[0])
+    roots = imported_roots(SPEC_VERIFIER)
     allowed = set(sys.stdlib_module_names) | {"__future__", "rfc8785", "nacl"}
     assert roots <= allowed, roots - allowed
     assert "claimkit" not in roots

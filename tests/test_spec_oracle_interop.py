@@ -9,7 +9,6 @@ from the spec which side is wrong before changing either. HTTP servers run in th
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import math
@@ -28,6 +27,8 @@ from claimkit.errors import MalformedInputError, OracleError
 from claimkit.ml.oracle import HttpEndpoint, OracleServer, endpoint_digest, normalise_url
 from claimkit.weights import weights_digest as ck_digest
 
+from conftest import imported_roots
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILE = ROOT / "protocol_spec" / "interop" / "oracle_from_spec.py"
 _spec = importlib.util.spec_from_file_location("oracle_from_spec", SPEC_FILE)
@@ -37,31 +38,30 @@ _spec.loader.exec_module(spec)
 
 
 def test_the_spec_oracle_imports_only_the_stdlib_and_rfc8785():
-    tree = ast.parse(SPEC_FILE.read_text())
-    roots = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            roots.add((node.module or "").split(".")[0])
+    roots = imported_roots(SPEC_FILE)
     allowed = set(sys.stdlib_module_names) | {"__future__", "rfc8785"}
     assert roots <= allowed, roots - allowed
     assert "claimkit" not in roots
 
 
 # -- weights.md ----------------------------------------------------------------------------
-def both_digests(tmp_path, data: bytes, name="m.safetensors"):
-    """-> (claimkit's hex or None if refused, the spec's hex or None if refused)."""
-    (tmp_path / name).write_bytes(data)
+def both(claimkit_side, spec_side) -> tuple:
+    """-> (claimkit's result or None if it refuses, the spec's result or None if it refuses)."""
     try:
-        ck = ck_digest(tmp_path / name).hex
+        ck = claimkit_side()
     except MalformedInputError:
         ck = None
     try:
-        sp = spec.weights_digest(data)
+        sp = spec_side()
     except spec.Malformed:
         sp = None
     return ck, sp
+
+
+def both_digests(tmp_path, data: bytes, name="m.safetensors"):
+    """-> (claimkit's hex or None if refused, the spec's hex or None if refused)."""
+    (tmp_path / name).write_bytes(data)
+    return both(lambda: ck_digest(tmp_path / name).hex, lambda: spec.weights_digest(data))
 
 
 def raw(header: bytes, data: bytes) -> bytes:
@@ -256,15 +256,7 @@ def test_negative_zero_offset(tmp_path):
 
 # -- oracle-http.md: subjects ------------------------------------------------------------------
 def both_normalised(url):
-    try:
-        ck = normalise_url(url)
-    except MalformedInputError:
-        ck = None
-    try:
-        sp = spec.normalise_url(url)
-    except spec.Malformed:
-        sp = None
-    return ck, sp
+    return both(lambda: normalise_url(url), lambda: spec.normalise_url(url))
 
 
 URLS = ["HTTP://Models.Example.COM:80/v1/classify?model=a#frag", "https://h:443", "http://h:8080",
