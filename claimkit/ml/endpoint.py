@@ -356,10 +356,10 @@ def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -
         with opener.open(request, timeout=timeout) as response:
             if response.status != 200:               # a 2xx that is not the protocol's
                 raise OracleError(f"{url}: HTTP {response.status} (the protocol answers 200)")
-            declared = response.headers.get_all("Content-Length") or []
-            length = _declared_length(declared[0]) if declared else None
-            if len(declared) > 1 or (declared and length is None):
-                raise OracleError(f"{url}: broken answer (Content-Length {', '.join(declared)!r})")
+            try:
+                length = _content_length(response.headers)
+            except ValueError as e:
+                raise OracleError(f"{url}: broken answer ({e})") from None
             if length is not None and length > max_bytes:
                 raise OracleError(f"{url}: answer larger than {max_bytes} bytes")
             data = bytearray()
@@ -381,11 +381,16 @@ def _exchange(url: str, body: bytes | None, *, timeout: float, max_bytes: int) -
         return load_json(bytes(data), what=f"{url}: answer", max_bytes=max_bytes)
 
 
-def _declared_length(value: str | None) -> int | None:
-    """A Content-Length header's number, None when it is no decimal number ("²" is a
-    digit to isdigit); one of more than 19 digits is 2^64 (int() stops at 4,300)."""
-    if value is None or not (value.isascii() and value.isdigit()):
+def _content_length(headers: Any) -> int | None:
+    """The length a message's headers declare, None when they declare none; a ValueError
+    when it is not one decimal number (RFC 9112 §6.3: "²" is a digit to isdigit, and two
+    headers are no length). One of more than 19 digits is 2^64 (int() stops at 4,300)."""
+    declared = headers.get_all("Content-Length") or []
+    if not declared:
         return None
+    value = declared[0]
+    if len(declared) > 1 or not (value.isascii() and value.isdigit()):
+        raise ValueError(f"Content-Length {', '.join(declared)!r}")
     return 1 << 64 if len(value) > 19 else int(value)
 
 
@@ -523,12 +528,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path != "/":
             return self._refuse(404, "this oracle answers at /")
-        declared = self.headers.get_all("Content-Length") or []
-        if not declared:
-            return self._refuse(411, "Content-Length required")
-        length = _declared_length(declared[0])
-        if len(declared) > 1 or length is None:
+        try:
+            length = _content_length(self.headers)
+        except ValueError:
             return self._refuse(400, "Content-Length must be one decimal number")
+        if length is None:
+            return self._refuse(411, "Content-Length required")
         limit = self.server.max_request_bytes
         if length > limit:
             return self._refuse(413, f"queries to this oracle are at most {limit} bytes "
